@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every check CI runs: setup, formatting, clippy, then every test of the workspace.
+#
+#   PROFILE=dev|release   cargo profile to build and test with (default dev)
+#   PROPTEST_CASES=N      property-test cases (default 1000 locally, 128 under CI)
+#   CARGO_TARGET_DIR      build cache, shared by every clone on this machine
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/drover/target}
+PROFILE=${PROFILE:-dev}
+if [ -n "${CI:-}" ]; then
+  export PROPTEST_CASES=${PROPTEST_CASES:-128}
+fi
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy (profile $PROFILE)"
+cargo clippy --profile "$PROFILE" --workspace --all-targets --locked -- -D warnings
+echo "== tests (profile $PROFILE, PROPTEST_CASES=${PROPTEST_CASES:-default})"
+cargo nextest run --cargo-profile "$PROFILE" --workspace --locked --no-fail-fast
