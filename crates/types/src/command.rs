@@ -1,0 +1,125 @@
+//! Commands: every mutation of the replicated state, as proposed to Raft.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::drain::PlannedMove;
+use crate::ids::{PartitionId, WorkerId};
+use crate::state::Settings;
+use crate::worker::WorkerState;
+
+/// What the leader proposes: a command and the proposer's wall-clock time, since `apply` never
+/// reads a clock.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    /// Milliseconds since the Unix epoch, stamped by the proposer.
+    pub at_ms: u64,
+    pub command: Command,
+}
+
+/// Who asks for a worker state change; SPEC §1's "who" column is enforced by `apply`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Actor {
+    Operator,
+    Agent,
+    Scheduler,
+}
+
+/// `PUT /v1/workers/{id}` (SPEC §1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    pub worker: WorkerId,
+    pub incarnation: u64,
+    pub address: String,
+    pub zone: Option<String>,
+    pub capacity: u32,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Command {
+    /// Register a new worker, a restart (new incarnation) or a recommission (after Disabled or
+    /// removal). Same incarnation and attributes: idempotent.
+    Register(Registration),
+    /// A §1 state change. Agents carry their generation; `force` allows Active/Draining →
+    /// Disabled, dropping the worker's replicas at once.
+    SetState {
+        worker: WorkerId,
+        to: WorkerState,
+        by: Actor,
+        generation: Option<u64>,
+        expected_version: Option<u64>,
+        force: bool,
+    },
+    /// Remove a Disabled worker, leaving a tombstone with its last generation.
+    Remove {
+        worker: WorkerId,
+        expected_version: Option<u64>,
+    },
+    /// Commit `dead at generation g`: its replicas are removed without acknowledgement.
+    MarkDead {
+        worker: WorkerId,
+        generation: u64,
+    },
+    /// Create the partition table, once.
+    CreateTable {
+        count: u32,
+        replication_factor: u8,
+    },
+    /// Make-before-break step 1: add `worker` as a joining replica.
+    AddReplica {
+        partition: PartitionId,
+        worker: WorkerId,
+        expected_epoch: u64,
+    },
+    /// Steps 2 and 4: the worker acknowledges catch-up (joining → serving) or release
+    /// (leaving → removed) of the replica that took its role at `epoch`.
+    Acknowledge {
+        partition: PartitionId,
+        worker: WorkerId,
+        generation: u64,
+        epoch: u64,
+    },
+    /// Step 3: mark a serving replica leaving; refused if the partition would drop below RF
+    /// healthy serving replicas.
+    MarkLeaving {
+        partition: PartitionId,
+        worker: WorkerId,
+        expected_epoch: u64,
+    },
+    /// Withdraw a joining replica (join timeout, cancelled drain, replanned move).
+    RemoveReplica {
+        partition: PartitionId,
+        worker: WorkerId,
+        expected_epoch: u64,
+    },
+    /// Pick the preferred leader among healthy serving replicas.
+    SetLeader {
+        partition: PartitionId,
+        leader: WorkerId,
+        expected_epoch: u64,
+    },
+    /// Drain a set of Active workers as one operation, committing the planner's moves.
+    StartDrain {
+        workers: Vec<WorkerId>,
+        moves: Vec<PlannedMove>,
+    },
+    /// Commit (or replace, per partition and source) planned moves of an existing drain.
+    PlanDrain {
+        drain: u64,
+        moves: Vec<PlannedMove>,
+    },
+    KvPut {
+        key: String,
+        value: String,
+        expected_version: Option<u64>,
+    },
+    KvDelete {
+        key: String,
+        expected_version: Option<u64>,
+    },
+    UpdateSettings(Settings),
+}

@@ -1,0 +1,117 @@
+//! The lifecycle events log: transitions, moves, acknowledgements and deaths, each with a
+//! sequence number, the state version that produced it and the proposer's time. Retention is
+//! bounded; a reader asking for events older than what is kept is told so (410 at the API).
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{PartitionId, WorkerId};
+use crate::partition::ReplicaRole;
+use crate::worker::WorkerState;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: u64,
+    pub version: u64,
+    pub at_ms: u64,
+    pub kind: EventKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Registered {
+        worker: WorkerId,
+        generation: u64,
+        state: WorkerState,
+    },
+    StateChanged {
+        worker: WorkerId,
+        from: WorkerState,
+        to: WorkerState,
+        forced: bool,
+    },
+    Dead {
+        worker: WorkerId,
+        generation: u64,
+        replicas_dropped: u32,
+    },
+    Removed {
+        worker: WorkerId,
+        generation: u64,
+    },
+    TableCreated {
+        count: u32,
+        replication_factor: u8,
+    },
+    ReplicaAdded {
+        partition: PartitionId,
+        worker: WorkerId,
+        epoch: u64,
+    },
+    ReplicaRole {
+        partition: PartitionId,
+        worker: WorkerId,
+        role: ReplicaRole,
+        epoch: u64,
+    },
+    ReplicaRemoved {
+        partition: PartitionId,
+        worker: WorkerId,
+        epoch: u64,
+        acknowledged: bool,
+    },
+    LeaderChanged {
+        partition: PartitionId,
+        leader: Option<WorkerId>,
+    },
+    DrainStarted {
+        drain: u64,
+        workers: Vec<WorkerId>,
+        moves: u32,
+    },
+    DrainPlanned {
+        drain: u64,
+        moves: u32,
+    },
+}
+
+/// The retained tail of the events log. `first_seq` is the oldest sequence number still held;
+/// everything before it has been compacted away.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventLog {
+    pub next_seq: u64,
+    pub events: VecDeque<Event>,
+}
+
+impl EventLog {
+    /// The oldest sequence number a reader can still get, or `next_seq` when none is held.
+    pub fn first_seq(&self) -> u64 {
+        self.events.front().map_or(self.next_seq, |e| e.seq)
+    }
+
+    pub(crate) fn push(&mut self, version: u64, at_ms: u64, kind: EventKind, retain: usize) {
+        let seq = self.next_seq.max(1);
+        self.next_seq = seq + 1;
+        self.events.push_back(Event {
+            seq,
+            version,
+            at_ms,
+            kind,
+        });
+        while self.events.len() > retain.max(1) {
+            self.events.pop_front();
+        }
+    }
+
+    /// Events with a sequence number above `after`, oldest first, or `Err(first_seq)` if some
+    /// of them were compacted.
+    pub fn after(&self, after: u64) -> Result<impl Iterator<Item = &Event>, u64> {
+        let first = self.first_seq();
+        if after.saturating_add(1) < first {
+            return Err(first);
+        }
+        Ok(self.events.iter().filter(move |e| e.seq > after))
+    }
+}

@@ -1,0 +1,199 @@
+//! The whole replicated state of a Drover cluster, and the SPEC §6 invariants over it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::drain::DrainIntent;
+use crate::events::EventLog;
+use crate::ids::{PartitionId, WorkerId};
+use crate::kv::KvEntry;
+use crate::partition::{Partition, ReplicaRole};
+use crate::worker::{Worker, WorkerState};
+
+/// Replicated settings: limits that `apply` enforces must be the same on every node, so they
+/// live in the state rather than in each node's configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Largest KV value, in bytes (SPEC §4 default 64 KiB).
+    pub kv_max_value_bytes: u32,
+    /// How many events the log retains before compacting the oldest.
+    pub events_retained: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            kv_max_value_bytes: 64 * 1024,
+            events_retained: 10_000,
+        }
+    }
+}
+
+/// The partition table's shape, created once (SPEC §2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Table {
+    pub count: u32,
+    pub replication_factor: u8,
+    pub version: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterState {
+    /// State version: log index of the last applied entry that changed the state (SPEC §0).
+    pub version: u64,
+    pub settings: Settings,
+    pub table: Option<Table>,
+    /// `partitions[i].id == i`.
+    pub partitions: Vec<Partition>,
+    pub workers: BTreeMap<WorkerId, Worker>,
+    /// Last generation of each removed worker, so a stale agent stays fenced.
+    pub tombstones: BTreeMap<WorkerId, u64>,
+    pub kv: BTreeMap<String, KvEntry>,
+    pub drains: BTreeMap<u64, DrainIntent>,
+    pub events: EventLog,
+}
+
+/// A broken SPEC §6 invariant, for tests and the fault-injection checker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvariantViolation(pub String);
+
+impl ClusterState {
+    pub fn partition(&self, id: PartitionId) -> Option<&Partition> {
+        self.partitions.get(usize::try_from(id).ok()?)
+    }
+
+    /// Whether the worker exists, is not dead — the replicated half of "healthy".
+    pub fn is_alive(&self, worker: &WorkerId) -> bool {
+        self.workers.get(worker).is_some_and(|w| !w.dead)
+    }
+
+    /// Serving replicas of `p` on workers that are not dead.
+    pub fn healthy_serving(&self, p: &Partition) -> usize {
+        p.replicas
+            .iter()
+            .filter(|r| r.role == ReplicaRole::Serving && self.is_alive(&r.worker))
+            .count()
+    }
+
+    /// Partitions holding a replica (any role) on `worker`.
+    pub fn replicas_on<'a>(&'a self, worker: &'a WorkerId) -> impl Iterator<Item = &'a Partition> {
+        self.partitions
+            .iter()
+            .filter(move |p| p.replicas.iter().any(|r| &r.worker == worker))
+    }
+
+    /// The drain intent a worker is draining under, if any.
+    pub fn drain_of(&self, worker: &WorkerId) -> Option<&DrainIntent> {
+        self.drains.values().find(|d| d.workers.contains(worker))
+    }
+
+    /// Every SPEC §6 invariant that can be read off one state: no replica on a Disabled or
+    /// Provisioning or dead worker, none on an unknown worker, no two replicas of a partition on
+    /// one worker, preferred leaders are serving replicas, record versions never exceed the
+    /// state version, and drain intents name only Draining workers.
+    pub fn check_invariants(&self) -> Vec<InvariantViolation> {
+        let mut out = Vec::new();
+        let mut bad = |s: String| out.push(InvariantViolation(s));
+        for (i, p) in self.partitions.iter().enumerate() {
+            if usize::try_from(p.id).ok() != Some(i) {
+                bad(format!("partition at index {i} has id {}", p.id));
+            }
+            if p.version > self.version {
+                bad(format!(
+                    "partition {} version {} > state version",
+                    p.id, p.version
+                ));
+            }
+            let mut seen = BTreeSet::new();
+            for r in &p.replicas {
+                if !seen.insert(&r.worker) {
+                    bad(format!(
+                        "partition {} has two replicas on {}",
+                        p.id, r.worker
+                    ));
+                }
+                if r.since > p.epoch {
+                    bad(format!(
+                        "partition {} replica {} since > epoch",
+                        p.id, r.worker
+                    ));
+                }
+                match self.workers.get(&r.worker) {
+                    None => bad(format!(
+                        "partition {} replica on unknown {}",
+                        p.id, r.worker
+                    )),
+                    Some(w) if w.state == WorkerState::Disabled => {
+                        bad(format!("disabled worker {} holds partition {}", w.id, p.id))
+                    }
+                    Some(w) if w.state == WorkerState::Provisioning => bad(format!(
+                        "provisioning worker {} holds partition {}",
+                        w.id, p.id
+                    )),
+                    Some(w) if w.dead => {
+                        bad(format!("dead worker {} holds partition {}", w.id, p.id))
+                    }
+                    Some(_) => {}
+                }
+            }
+            if let Some(l) = &p.leader {
+                let serving = p.replica(l).is_some_and(|r| r.role == ReplicaRole::Serving);
+                if !serving {
+                    bad(format!(
+                        "partition {} leader {l} is not a serving replica",
+                        p.id
+                    ));
+                }
+            }
+        }
+        for (id, w) in &self.workers {
+            if &w.id != id {
+                bad(format!("worker keyed {id} has id {}", w.id));
+            }
+            if w.version > self.version {
+                bad(format!("worker {id} version {} > state version", w.version));
+            }
+            if self.tombstones.contains_key(id) {
+                bad(format!("worker {id} is both present and tombstoned"));
+            }
+        }
+        for (k, e) in &self.kv {
+            if e.version > self.version || e.create_version > e.version {
+                bad(format!(
+                    "kv {k:?} versions {}/{} out of order",
+                    e.create_version, e.version
+                ));
+            }
+        }
+        for d in self.drains.values() {
+            if d.workers.is_empty() {
+                bad(format!("drain {} has no workers", d.id));
+            }
+            for w in &d.workers {
+                if self.workers.get(w).map(|w| w.state) != Some(WorkerState::Draining) {
+                    bad(format!("drain {} names {w}, which is not draining", d.id));
+                }
+            }
+        }
+        let draining = self
+            .workers
+            .values()
+            .filter(|w| w.state == WorkerState::Draining);
+        for w in draining {
+            if self
+                .drains
+                .values()
+                .filter(|d| d.workers.contains(&w.id))
+                .count()
+                != 1
+            {
+                bad(format!(
+                    "draining worker {} is not in exactly one drain",
+                    w.id
+                ));
+            }
+        }
+        out
+    }
+}

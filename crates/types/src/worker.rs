@@ -1,0 +1,70 @@
+//! The worker record and its lifecycle states (SPEC §1).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::WorkerId;
+
+/// Where a worker is in its lifecycle. Serialized in lower case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerState {
+    /// Registered, still initializing: the scheduler places nothing on it.
+    Provisioning,
+    /// Serving: the scheduler places replicas on it.
+    Active,
+    /// Leaving: nothing new is placed; its replicas move away make-before-break.
+    Draining,
+    /// Left: holds no replica; safe to stop or remove.
+    Disabled,
+}
+
+impl WorkerState {
+    pub const ALL: [WorkerState; 4] = [
+        WorkerState::Provisioning,
+        WorkerState::Active,
+        WorkerState::Draining,
+        WorkerState::Disabled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkerState::Provisioning => "provisioning",
+            WorkerState::Active => "active",
+            WorkerState::Draining => "draining",
+            WorkerState::Disabled => "disabled",
+        }
+    }
+}
+
+impl fmt::Display for WorkerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The replicated part of a worker record (SPEC §1). Soft fields (liveness, drain progress) are
+/// computed by the leader and are not stored here.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Worker {
+    pub id: WorkerId,
+    /// Bumped by every registration with a new incarnation, and by re-registration after death;
+    /// agent calls carrying an older one are fenced.
+    pub generation: u64,
+    /// The random number the registering agent process picked at start.
+    pub incarnation: u64,
+    pub address: String,
+    pub zone: Option<String>,
+    /// Placement weight, at least 1.
+    pub capacity: u32,
+    pub labels: BTreeMap<String, String>,
+    pub state: WorkerState,
+    /// Committed `dead at generation` verdict for the current generation.
+    pub dead: bool,
+    /// State version of the last change to this record.
+    pub version: u64,
+    /// Proposer time of the last change of `state`, in milliseconds since the Unix epoch.
+    pub state_since_ms: u64,
+}

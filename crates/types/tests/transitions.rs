@@ -1,0 +1,530 @@
+//! Table-driven tests of SPEC §1: every (from, to) pair of the four states for each actor, with
+//! and without force, and the registration, removal and death rules around them.
+
+mod common;
+
+use WorkerState::{Active as A, Disabled as D, Draining as Dr, Provisioning as P};
+use common::{Harness, register_cmd};
+use drover_types::{Actor, Command, RejectCode, Response, WorkerId, WorkerState};
+
+/// Expected answer: accepted with a change, accepted unchanged, or rejected with a code.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Want {
+    Changed,
+    Same,
+    No(RejectCode),
+}
+use Want::*;
+const ILLEGAL: Want = No(RejectCode::IllegalTransition);
+
+/// A worker named `w` in `state`, holding no replica.
+fn worker_in(state: WorkerState) -> Harness {
+    let mut h = Harness::new();
+    h.register("w", 1, "z1");
+    match state {
+        P => {}
+        A => {
+            h.set_state("w", A, Actor::Operator, false).unwrap();
+        }
+        Dr => {
+            h.set_state("w", A, Actor::Operator, false).unwrap();
+            h.set_state("w", Dr, Actor::Operator, false).unwrap();
+        }
+        D => {
+            h.set_state("w", D, Actor::Operator, false).unwrap();
+        }
+    }
+    assert_eq!(h.worker("w").state, state);
+    h
+}
+
+/// Proves the §1 transition table, including its "who" column: every pair of states, asked by
+/// the operator (with and without force), the agent and the scheduler.
+#[test]
+fn every_state_pair_for_every_actor() {
+    use Actor::{Agent as Ag, Operator as Op, Scheduler as Sc};
+    #[rustfmt::skip]
+    let table: &[(WorkerState, WorkerState, Actor, bool, Want)] = &[
+        // operator, no force
+        (P, P, Op, false, Same), (P, A, Op, false, Changed), (P, Dr, Op, false, ILLEGAL), (P, D, Op, false, Changed),
+        (A, P, Op, false, ILLEGAL), (A, A, Op, false, Same), (A, Dr, Op, false, Changed), (A, D, Op, false, ILLEGAL),
+        (Dr, P, Op, false, ILLEGAL), (Dr, A, Op, false, Changed), (Dr, Dr, Op, false, Same), (Dr, D, Op, false, ILLEGAL),
+        (D, P, Op, false, ILLEGAL), (D, A, Op, false, ILLEGAL), (D, Dr, Op, false, ILLEGAL), (D, D, Op, false, Same),
+        // operator, force
+        (P, P, Op, true, Same), (P, A, Op, true, Changed), (P, Dr, Op, true, ILLEGAL), (P, D, Op, true, Changed),
+        (A, P, Op, true, ILLEGAL), (A, A, Op, true, Same), (A, Dr, Op, true, Changed), (A, D, Op, true, Changed),
+        (Dr, P, Op, true, ILLEGAL), (Dr, A, Op, true, Changed), (Dr, Dr, Op, true, Same), (Dr, D, Op, true, Changed),
+        (D, P, Op, true, ILLEGAL), (D, A, Op, true, ILLEGAL), (D, Dr, Op, true, ILLEGAL), (D, D, Op, true, Same),
+        // agent (with its current generation)
+        (P, P, Ag, false, Same), (P, A, Ag, false, Changed), (P, Dr, Ag, false, ILLEGAL), (P, D, Ag, false, ILLEGAL),
+        (A, P, Ag, false, ILLEGAL), (A, A, Ag, false, Same), (A, Dr, Ag, false, Changed), (A, D, Ag, true, ILLEGAL),
+        (Dr, P, Ag, false, ILLEGAL), (Dr, A, Ag, false, ILLEGAL), (Dr, Dr, Ag, false, Same), (Dr, D, Ag, false, ILLEGAL),
+        (D, P, Ag, false, ILLEGAL), (D, A, Ag, false, ILLEGAL), (D, Dr, Ag, false, ILLEGAL), (D, D, Ag, false, Same),
+        // scheduler: only Draining → Disabled, once the worker holds nothing
+        (P, P, Sc, false, Same), (P, A, Sc, false, ILLEGAL), (P, Dr, Sc, false, ILLEGAL), (P, D, Sc, false, ILLEGAL),
+        (A, P, Sc, false, ILLEGAL), (A, A, Sc, false, Same), (A, Dr, Sc, false, ILLEGAL), (A, D, Sc, false, ILLEGAL),
+        (Dr, P, Sc, false, ILLEGAL), (Dr, A, Sc, false, ILLEGAL), (Dr, Dr, Sc, false, Same), (Dr, D, Sc, false, Changed),
+        (D, P, Sc, false, ILLEGAL), (D, A, Sc, false, ILLEGAL), (D, Dr, Sc, false, ILLEGAL), (D, D, Sc, false, Same),
+    ];
+    assert_eq!(table.len(), 64);
+    for &(from, to, by, force, want) in table {
+        let mut h = worker_in(from);
+        let before = h.state.clone();
+        let got = match h.set_state("w", to, by, force) {
+            Ok(o) if o.changed => Changed,
+            Ok(_) => Same,
+            Err(e) => No(e.code),
+        };
+        assert_eq!(got, want, "{from} → {to} by {by:?} force={force}");
+        match got {
+            Changed => assert_eq!(h.worker("w").state, to),
+            _ => assert_eq!(
+                h.state, before,
+                "{from} → {to}: refusal or repeat changed state"
+            ),
+        }
+    }
+}
+
+/// A same-state request succeeds whatever its expected_version; any other change with a stale
+/// expected_version is a version conflict carrying the current version.
+#[test]
+fn expected_version_is_compare_and_set() {
+    let mut h = worker_in(A);
+    let v = h.worker("w").version;
+    let cmd = |to, ev| Command::SetState {
+        worker: "w".into(),
+        to,
+        by: Actor::Operator,
+        generation: None,
+        expected_version: Some(ev),
+        force: false,
+    };
+    assert!(!h.run(cmd(A, v + 100)).unwrap().changed);
+    let e = h.run(cmd(Dr, v - 1)).unwrap_err();
+    assert_eq!(e.code, RejectCode::VersionConflict);
+    assert_eq!(e.current_version, Some(v));
+    assert!(h.run(cmd(Dr, v)).unwrap().changed);
+}
+
+/// Registration: same incarnation is idempotent; a new incarnation is a restart (generation + 1,
+/// state and replicas kept); the same incarnation with other attributes is refused.
+#[test]
+fn registration_and_restart() {
+    let mut h = Harness::new();
+    let first = h.register("w", 7, "z1");
+    assert!(first.changed);
+    assert_eq!(h.worker("w").generation, 1);
+    assert_eq!(h.worker("w").state, P);
+
+    let again = h.run(register_cmd("w", 7, "z1")).unwrap();
+    assert!(!again.changed);
+    assert_eq!(h.worker("w").generation, 1);
+
+    let moved = h.run(register_cmd("w", 7, "z2")).unwrap_err();
+    assert_eq!(moved.code, RejectCode::IncarnationConflict);
+
+    h.set_state("w", A, Actor::Agent, false).unwrap();
+    h.ok(Command::CreateTable {
+        count: 2,
+        replication_factor: 1,
+    });
+    h.ok(Command::AddReplica {
+        partition: 0,
+        worker: "w".into(),
+        expected_epoch: 0,
+    });
+    let restarted = h.register("w", 8, "z1");
+    assert!(restarted.changed);
+    assert_eq!(h.worker("w").generation, 2);
+    assert_eq!(h.worker("w").state, A, "a restart keeps the state");
+    assert!(
+        h.state.partitions[0].replica(&"w".into()).is_some(),
+        "and the replicas"
+    );
+
+    // The old process is fenced by generation.
+    let stale = h
+        .run(Command::SetState {
+            worker: "w".into(),
+            to: Dr,
+            by: Actor::Agent,
+            generation: Some(1),
+            expected_version: None,
+            force: false,
+        })
+        .unwrap_err();
+    assert_eq!(stale.code, RejectCode::StaleGeneration);
+}
+
+/// Disabled → Provisioning happens only by registering again, with generation + 1; removal
+/// leaves a tombstone so the id's next registration continues its generations.
+#[test]
+fn recommission_after_disabled_and_after_removal() {
+    let mut h = worker_in(D);
+    // Same incarnation on a Disabled worker: a retry, unchanged.
+    assert!(!h.run(register_cmd("w", 1, "z1")).unwrap().changed);
+    h.register("w", 2, "z1");
+    assert_eq!(h.worker("w").state, P);
+    assert_eq!(h.worker("w").generation, 2);
+
+    let e = h
+        .run(Command::Remove {
+            worker: "w".into(),
+            expected_version: None,
+        })
+        .unwrap_err();
+    assert_eq!(
+        e.code,
+        RejectCode::IllegalTransition,
+        "only a disabled worker is removed"
+    );
+
+    h.set_state("w", D, Actor::Operator, false).unwrap();
+    let removed = h.ok(Command::Remove {
+        worker: "w".into(),
+        expected_version: None,
+    });
+    assert_eq!(
+        removed.response,
+        Response::Removed {
+            worker: "w".into(),
+            generation: 2
+        }
+    );
+    assert!(!h.state.workers.contains_key(&WorkerId::from("w")));
+    assert_eq!(h.state.tombstones[&WorkerId::from("w")], 2);
+    let e = h
+        .run(Command::Remove {
+            worker: "w".into(),
+            expected_version: None,
+        })
+        .unwrap_err();
+    assert_eq!(e.code, RejectCode::NotFound);
+
+    h.register("w", 3, "z1");
+    assert_eq!(h.worker("w").generation, 3);
+    assert_eq!(h.worker("w").state, P);
+    assert!(h.state.tombstones.is_empty());
+    let stale = h
+        .run(Command::SetState {
+            worker: "w".into(),
+            to: A,
+            by: Actor::Agent,
+            generation: Some(2),
+            expected_version: None,
+            force: false,
+        })
+        .unwrap_err();
+    assert_eq!(
+        stale.code,
+        RejectCode::StaleGeneration,
+        "a stale agent stays fenced"
+    );
+}
+
+/// Three Active workers in three zones holding every partition of an RF 3 table.
+fn placed_cluster(partitions: u32) -> Harness {
+    let mut h = Harness::new();
+    for (i, w) in ["a", "b", "c"].iter().enumerate() {
+        h.register(w, 1, &format!("z{i}"));
+        h.set_state(w, A, Actor::Agent, false).unwrap();
+    }
+    h.ok(Command::CreateTable {
+        count: partitions,
+        replication_factor: 3,
+    });
+    for p in 0..partitions {
+        for w in ["a", "b", "c"] {
+            let epoch = h.state.partitions[p as usize].epoch;
+            h.ok(Command::AddReplica {
+                partition: p,
+                worker: w.into(),
+                expected_epoch: epoch,
+            });
+            let since = h.state.partitions[p as usize].epoch;
+            h.ok(Command::Acknowledge {
+                partition: p,
+                worker: w.into(),
+                generation: 1,
+                epoch: since,
+            });
+        }
+    }
+    h
+}
+
+/// Forced disable drops the worker's replicas at once and says how many partitions fell below
+/// RF; without force, Active → Disabled is illegal.
+#[test]
+fn forced_disable_reports_under_replication() {
+    let mut h = placed_cluster(4);
+    let e = h.set_state("a", D, Actor::Operator, false).unwrap_err();
+    assert_eq!(e.code, RejectCode::IllegalTransition);
+    let epochs: Vec<u64> = h.state.partitions.iter().map(|p| p.epoch).collect();
+    let out = h.set_state("a", D, Actor::Operator, true).unwrap();
+    match out.response {
+        Response::ForcedDisable {
+            worker,
+            under_replicated,
+        } => {
+            assert_eq!(worker.state, D);
+            assert_eq!(under_replicated, 4);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    for (p, before) in h.state.partitions.iter().zip(epochs) {
+        assert!(p.replica(&"a".into()).is_none());
+        assert_eq!(p.epoch, before + 1);
+    }
+    assert!(h.state.check_invariants().is_empty());
+}
+
+/// The scheduler's Draining → Disabled needs an empty worker; make-before-break refuses to take
+/// a partition below RF; death removes replicas without acknowledgement and fences the agent.
+#[test]
+fn drain_release_and_death() {
+    let mut h = placed_cluster(1);
+    h.register("d", 1, "z0");
+    h.set_state("d", A, Actor::Agent, false).unwrap();
+    h.set_state("a", Dr, Actor::Operator, false).unwrap();
+    assert_eq!(h.state.drains.len(), 1);
+    let e = h.set_state("a", D, Actor::Scheduler, false).unwrap_err();
+    assert_eq!(e.code, RejectCode::NotDrained);
+
+    let epoch = |h: &Harness| h.state.partitions[0].epoch;
+    let leave = |h: &mut Harness, w: &str| {
+        let e = epoch(h);
+        h.run(Command::MarkLeaving {
+            partition: 0,
+            worker: w.into(),
+            expected_epoch: e,
+        })
+    };
+    let ack = |h: &mut Harness, w: &str, generation: u64, epoch: u64| {
+        h.run(Command::Acknowledge {
+            partition: 0,
+            worker: w.into(),
+            generation,
+            epoch,
+        })
+    };
+
+    // Break before make is refused.
+    assert_eq!(
+        leave(&mut h, "a").unwrap_err().code,
+        RejectCode::UnderReplicated
+    );
+    let e = epoch(&h);
+    h.ok(Command::AddReplica {
+        partition: 0,
+        worker: "d".into(),
+        expected_epoch: e,
+    });
+    let joined_at = epoch(&h);
+    assert_eq!(
+        leave(&mut h, "a").unwrap_err().code,
+        RejectCode::UnderReplicated,
+        "d is only joining"
+    );
+    assert_eq!(
+        ack(&mut h, "d", 1, joined_at - 1).unwrap_err().code,
+        RejectCode::StaleEpoch
+    );
+    assert!(ack(&mut h, "d", 1, joined_at).unwrap().changed);
+    assert!(
+        !ack(&mut h, "d", 1, joined_at).unwrap().changed,
+        "a repeated ack succeeds unchanged"
+    );
+
+    // Now a can go: make, then break.
+    assert!(leave(&mut h, "a").unwrap().changed);
+    let leaving_at = epoch(&h);
+    assert!(ack(&mut h, "a", 1, leaving_at).unwrap().changed);
+    assert!(h.state.partitions[0].replica(&"a".into()).is_none());
+    assert!(
+        !ack(&mut h, "a", 1, leaving_at).unwrap().changed,
+        "a repeated release succeeds"
+    );
+    assert_eq!(
+        ack(&mut h, "a", 1, leaving_at - 1).unwrap_err().code,
+        RejectCode::StaleEpoch
+    );
+    assert!(
+        h.set_state("a", D, Actor::Scheduler, false)
+            .unwrap()
+            .changed
+    );
+    assert!(h.state.drains.is_empty(), "the finished drain is gone");
+
+    // Death: replicas dropped without acknowledgement, later calls fenced, re-register to return.
+    let died = h.ok(Command::MarkDead {
+        worker: "d".into(),
+        generation: 1,
+    });
+    assert!(matches!(
+        died.response,
+        Response::Dead {
+            replicas_dropped: 1,
+            ..
+        }
+    ));
+    assert!(h.state.partitions[0].replica(&"d".into()).is_none());
+    assert!(
+        !h.ok(Command::MarkDead {
+            worker: "d".into(),
+            generation: 1
+        })
+        .changed
+    );
+    let e = h.set_state("d", Dr, Actor::Agent, false).unwrap_err();
+    assert_eq!(e.code, RejectCode::Fenced);
+    let e = h.run(Command::AddReplica {
+        partition: 0,
+        worker: "d".into(),
+        expected_epoch: epoch(&h),
+    });
+    assert_eq!(e.unwrap_err().code, RejectCode::Unplaceable);
+    h.register("d", 1, "z0");
+    assert_eq!(h.worker("d").generation, 2);
+    assert!(!h.worker("d").dead);
+    assert_eq!(
+        h.worker("d").state,
+        A,
+        "death keeps the state; only replicas are gone"
+    );
+    let e = h.ok(Command::MarkDead {
+        worker: "d".into(),
+        generation: 2,
+    });
+    assert!(e.changed);
+    let stale = h
+        .run(Command::MarkDead {
+            worker: "d".into(),
+            generation: 1,
+        })
+        .unwrap_err();
+    assert_eq!(stale.code, RejectCode::StaleGeneration);
+    assert!(h.state.check_invariants().is_empty());
+}
+
+/// Cancelling a drain withdraws its pending moves (joining targets) and keeps completed ones.
+#[test]
+fn cancel_drain_withdraws_pending_moves() {
+    let mut h = placed_cluster(2);
+    h.register("d", 1, "z0");
+    h.set_state("d", A, Actor::Agent, false).unwrap();
+    let moves = (0..2)
+        .map(|p| drover_types::PlannedMove {
+            partition: p,
+            from: "a".into(),
+            to: Some("d".into()),
+            epoch: h.state.partitions[p as usize].epoch,
+        })
+        .collect();
+    let started = h.ok(Command::StartDrain {
+        workers: vec!["a".into()],
+        moves,
+    });
+    assert!(
+        matches!(started.response, Response::Drain(ref d) if d.replicas_total == 2 && d.planned)
+    );
+    // Partition 0's move completes its make step; partition 1's stays joining.
+    for p in 0..2 {
+        let e = h.state.partitions[p as usize].epoch;
+        h.ok(Command::AddReplica {
+            partition: p,
+            worker: "d".into(),
+            expected_epoch: e,
+        });
+    }
+    let since = h.state.partitions[0].epoch;
+    h.ok(Command::Acknowledge {
+        partition: 0,
+        worker: "d".into(),
+        generation: 1,
+        epoch: since,
+    });
+    h.set_state("a", A, Actor::Operator, false).unwrap();
+    assert!(h.state.drains.is_empty());
+    assert!(
+        h.state.partitions[0].replica(&"d".into()).is_some(),
+        "completed move stays"
+    );
+    assert!(
+        h.state.partitions[1].replica(&"d".into()).is_none(),
+        "pending move withdrawn"
+    );
+    assert!(h.state.check_invariants().is_empty());
+
+    // A plan that misses one of the drained worker's replicas is refused.
+    let e = h
+        .run(Command::StartDrain {
+            workers: vec!["b".into()],
+            moves: vec![],
+        })
+        .unwrap_err();
+    assert_eq!(e.code, RejectCode::Invalid);
+}
+
+/// Bad input is a typed rejection: malformed ids, addresses, limits, and the table's bounds.
+#[test]
+fn limits_are_enforced() {
+    let mut h = Harness::new();
+    let bad_id = h.run(register_cmd("Not Valid", 1, "z")).unwrap_err();
+    assert_eq!(bad_id.code, RejectCode::Invalid);
+    for (count, rf) in [(0, 1), (65_537, 1), (1, 0), (1, 8)] {
+        let e = h
+            .run(Command::CreateTable {
+                count,
+                replication_factor: rf,
+            })
+            .unwrap_err();
+        assert_eq!(e.code, RejectCode::Invalid, "count {count} rf {rf}");
+    }
+    h.ok(Command::CreateTable {
+        count: 65_536,
+        replication_factor: 7,
+    });
+    let e = h
+        .run(Command::CreateTable {
+            count: 1,
+            replication_factor: 1,
+        })
+        .unwrap_err();
+    assert_eq!(e.code, RejectCode::AlreadyExists);
+    let big = "x".repeat(64 * 1024 + 1);
+    let e = h.run(Command::KvPut {
+        key: "k".into(),
+        value: big,
+        expected_version: None,
+    });
+    assert_eq!(e.unwrap_err().code, RejectCode::TooLarge);
+    let e = h.run(Command::KvPut {
+        key: "k".into(),
+        value: "v".into(),
+        expected_version: Some(3),
+    });
+    assert_eq!(e.unwrap_err().code, RejectCode::VersionConflict);
+    let put = h.ok(Command::KvPut {
+        key: "k".into(),
+        value: "v".into(),
+        expected_version: Some(0),
+    });
+    assert!(put.changed);
+    let e = h.run(Command::KvPut {
+        key: "k".into(),
+        value: "v".into(),
+        expected_version: Some(0),
+    });
+    assert_eq!(
+        e.unwrap_err().code,
+        RejectCode::VersionConflict,
+        "0 means create-only"
+    );
+    let e = h.run(Command::KvDelete {
+        key: "nope".into(),
+        expected_version: None,
+    });
+    assert_eq!(e.unwrap_err().code, RejectCode::NotFound);
+}
