@@ -147,6 +147,18 @@ impl Changes {
     pub fn is_empty(&self) -> bool {
         *self == Changes::default()
     }
+
+    /// Adds what `other` touched, for persisting several applied entries in one batch.
+    pub fn merge(&mut self, other: Changes) {
+        self.workers.extend(other.workers);
+        self.tombstones.extend(other.tombstones);
+        self.partitions.extend(other.partitions);
+        self.kv.extend(other.kv);
+        self.drains.extend(other.drains);
+        self.table |= other.table;
+        self.settings |= other.settings;
+        self.events |= other.events;
+    }
 }
 
 /// What an accepted command answers.

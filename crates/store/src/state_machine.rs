@@ -1,0 +1,491 @@
+//! The applied Drover state machine (openraft's `RaftStateMachine`) and its snapshots.
+//!
+//! The state lives in memory behind a `std::sync::RwLock` (never held across an `.await`):
+//! apply takes the write lock for one batch of entries, readers (the API) take the read lock.
+//! Each batch is persisted as the records it touched plus a header with the applied log id and
+//! membership, in one RocksDB write batch, so the applied state and applied index never diverge
+//! on disk.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io::Cursor;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use drover_types::{
+    Changes, ClusterState, DrainIntent, Event, KvEntry, Partition, Settings, Table, Worker,
+    WorkerId, apply, codec,
+};
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    AnyError, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder,
+    StorageIOError,
+};
+use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::keys::{self, CF_SM, CF_SNAPSHOT, Kind, SM_END, SM_START, SNAPSHOT_CURRENT};
+use crate::log_store::{cf, encoded, get_decoded, synced};
+use crate::{Entry, LogId, Reply, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+
+/// The applied state with the Raft position it reflects.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub state: ClusterState,
+    pub last_applied: Option<LogId>,
+    pub membership: StoredMembership,
+}
+
+/// The singleton record of the state machine family.
+#[derive(Debug, Serialize, Deserialize)]
+struct Header {
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    version: u64,
+    settings: Settings,
+    table: Option<Table>,
+    events_next_seq: u64,
+}
+
+/// The current snapshot as stored: openraft's metadata and our encoded state.
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta,
+    data: Vec<u8>,
+}
+
+/// Shared read access to the applied state, for the API and the scheduler.
+#[derive(Clone, Debug)]
+pub struct StateHandle(Arc<RwLock<Applied>>);
+
+impl StateHandle {
+    /// Reads the applied state. Do not hold the guard across an `.await`: apply waits for it.
+    pub fn read(&self) -> RwLockReadGuard<'_, Applied> {
+        // A panic while holding the lock cannot leave the state half-applied in a way a reader
+        // could misuse more than a crash would: apply validates before it mutates.
+        self.0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Applied> {
+        self.0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The state machine half of the store.
+#[derive(Clone)]
+pub struct StateMachine {
+    db: Arc<DB>,
+    applied: StateHandle,
+    snapshots_built: Arc<AtomicU64>,
+}
+
+impl fmt::Debug for StateMachine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StateMachine")
+            .field("last_applied", &self.applied.read().last_applied)
+            .finish_non_exhaustive()
+    }
+}
+
+fn sm_err(verb: ErrorVerb, e: Error) -> StorageError {
+    StorageIOError::new(ErrorSubject::StateMachine, verb, AnyError::new(&e)).into()
+}
+
+fn snapshot_err(meta: Option<&SnapshotMeta>, verb: ErrorVerb, e: Error) -> StorageError {
+    let subject = ErrorSubject::Snapshot(meta.map(|m| m.signature()));
+    StorageIOError::new(subject, verb, AnyError::new(&e)).into()
+}
+
+fn put_or_delete<T: Serialize>(
+    batch: &mut WriteBatch,
+    family: &rocksdb::ColumnFamily,
+    key: Vec<u8>,
+    what: &'static str,
+    value: Option<&T>,
+) -> Result<()> {
+    match value {
+        Some(v) => batch.put_cf(family, key, encoded(what, v)?),
+        None => batch.delete_cf(family, key),
+    }
+    Ok(())
+}
+
+fn write_header(batch: &mut WriteBatch, family: &rocksdb::ColumnFamily, a: &Applied) -> Result<()> {
+    let header = Header {
+        last_applied: a.last_applied,
+        membership: a.membership.clone(),
+        version: a.state.version,
+        settings: a.state.settings.clone(),
+        table: a.state.table.clone(),
+        events_next_seq: a.state.events.next_seq,
+    };
+    batch.put_cf(
+        family,
+        keys::header_key(),
+        encoded("state header", &header)?,
+    );
+    Ok(())
+}
+
+/// Adds to `batch` the records named in `changes`, as they are in `a`, and the header.
+/// `events_before` is the (first, next) event sequence before the entries were applied.
+fn write_changes(
+    batch: &mut WriteBatch,
+    family: &rocksdb::ColumnFamily,
+    a: &Applied,
+    changes: &Changes,
+    events_before: (u64, u64),
+) -> Result<()> {
+    let s = &a.state;
+    for id in &changes.workers {
+        put_or_delete(
+            batch,
+            family,
+            keys::worker_key(id),
+            "worker",
+            s.workers.get(id),
+        )?;
+    }
+    for id in &changes.tombstones {
+        put_or_delete(
+            batch,
+            family,
+            keys::tombstone_key(id),
+            "tombstone",
+            s.tombstones.get(id),
+        )?;
+    }
+    for &p in &changes.partitions {
+        put_or_delete(
+            batch,
+            family,
+            keys::partition_key(p),
+            "partition",
+            s.partition(p),
+        )?;
+    }
+    for k in &changes.kv {
+        put_or_delete(batch, family, keys::kv_key(k), "kv entry", s.kv.get(k))?;
+    }
+    for d in &changes.drains {
+        put_or_delete(batch, family, keys::drain_key(*d), "drain", s.drains.get(d))?;
+    }
+    if changes.events {
+        let (first_before, next_before) = events_before;
+        let first_now = s.events.first_seq();
+        if first_now > first_before {
+            batch.delete_range_cf(
+                family,
+                keys::event_key(first_before),
+                keys::event_key(first_now),
+            );
+        }
+        for e in s.events.events.iter().filter(|e| e.seq >= next_before) {
+            batch.put_cf(family, keys::event_key(e.seq), encoded("event", e)?);
+        }
+    }
+    write_header(batch, family, a)
+}
+
+/// Adds every record of `a` to `batch`, after deleting whatever the family held.
+fn write_everything(
+    batch: &mut WriteBatch,
+    family: &rocksdb::ColumnFamily,
+    a: &Applied,
+) -> Result<()> {
+    batch.delete_range_cf(family, SM_START, SM_END);
+    let s = &a.state;
+    for (id, w) in &s.workers {
+        batch.put_cf(family, keys::worker_key(id), encoded("worker", w)?);
+    }
+    for (id, g) in &s.tombstones {
+        batch.put_cf(family, keys::tombstone_key(id), encoded("tombstone", g)?);
+    }
+    for p in &s.partitions {
+        batch.put_cf(family, keys::partition_key(p.id), encoded("partition", p)?);
+    }
+    for (k, e) in &s.kv {
+        batch.put_cf(family, keys::kv_key(k), encoded("kv entry", e)?);
+    }
+    for (id, d) in &s.drains {
+        batch.put_cf(family, keys::drain_key(*id), encoded("drain", d)?);
+    }
+    for e in &s.events.events {
+        batch.put_cf(family, keys::event_key(e.seq), encoded("event", e)?);
+    }
+    write_header(batch, family, a)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(what: &str, key: &[u8], value: &[u8]) -> Result<T> {
+    codec::decode(value).map_err(|e| Error::corrupt(format!("{what} record {key:?}"), e))
+}
+
+fn utf8(key: &[u8]) -> Result<String> {
+    String::from_utf8(key.to_vec())
+        .map_err(|_| Error::Inconsistent(format!("record key {key:?} is not UTF-8")))
+}
+
+/// Reads the applied state back from its records.
+fn load(db: &DB) -> Result<Applied> {
+    let family = cf(db, CF_SM)?;
+    let mut a = Applied::default();
+    let mut events = VecDeque::new();
+    let mut partitions: Vec<Partition> = Vec::new();
+    let mut header: Option<Header> = None;
+    for item in db.iterator_cf(family, IteratorMode::From(&SM_START, Direction::Forward)) {
+        let (key, value) = item?;
+        let (&kind, body) = key
+            .split_first()
+            .ok_or_else(|| Error::Inconsistent("empty record key".into()))?;
+        let s = &mut a.state;
+        match Kind::from_byte(kind) {
+            Some(Kind::Header) => header = Some(decode("header", &key, &value)?),
+            Some(Kind::Worker) => {
+                let w: Worker = decode("worker", &key, &value)?;
+                s.workers.insert(WorkerId(utf8(body)?), w);
+            }
+            Some(Kind::Tombstone) => {
+                let g: u64 = decode("tombstone", &key, &value)?;
+                s.tombstones.insert(WorkerId(utf8(body)?), g);
+            }
+            Some(Kind::Partition) => {
+                let p: Partition = decode("partition", &key, &value)?;
+                if usize::try_from(p.id).ok() != Some(partitions.len()) {
+                    return Err(Error::Inconsistent(format!(
+                        "partition {} stored where {} belongs",
+                        p.id,
+                        partitions.len()
+                    )));
+                }
+                partitions.push(p);
+            }
+            Some(Kind::Kv) => {
+                let e: KvEntry = decode("kv", &key, &value)?;
+                s.kv.insert(utf8(body)?, e);
+            }
+            Some(Kind::Drain) => {
+                let d: DrainIntent = decode("drain", &key, &value)?;
+                s.drains.insert(d.id, d);
+            }
+            Some(Kind::Event) => {
+                let e: Event = decode("event", &key, &value)?;
+                events.push_back(e);
+            }
+            None => {
+                return Err(Error::Inconsistent(format!(
+                    "unknown record kind {kind:#x}"
+                )));
+            }
+        }
+    }
+    if let Some(h) = header {
+        a.last_applied = h.last_applied;
+        a.membership = h.membership;
+        a.state.version = h.version;
+        a.state.settings = h.settings;
+        a.state.table = h.table;
+        a.state.events.next_seq = h.events_next_seq;
+    }
+    a.state.partitions = partitions;
+    a.state.events.events = events;
+    Ok(a)
+}
+
+impl StateMachine {
+    pub(crate) fn open(db: Arc<DB>) -> Result<StateMachine> {
+        let applied = load(&db)?;
+        Ok(StateMachine {
+            db,
+            applied: StateHandle(Arc::new(RwLock::new(applied))),
+            snapshots_built: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// Shared read access to the applied state.
+    pub fn handle(&self) -> StateHandle {
+        self.applied.clone()
+    }
+
+    /// Applies a batch of entries and persists what they changed, atomically with the applied
+    /// log id.
+    pub fn apply_entries(&self, entries: impl IntoIterator<Item = Entry>) -> Result<Vec<Reply>> {
+        let mut a = self.applied.write();
+        let events_before = (a.state.events.first_seq(), a.state.events.next_seq);
+        let mut changes = Changes::default();
+        let mut replies = Vec::new();
+        for entry in entries {
+            a.last_applied = Some(entry.log_id);
+            let reply = match entry.payload {
+                EntryPayload::Blank => Reply::Internal,
+                EntryPayload::Membership(m) => {
+                    a.membership = StoredMembership::new(Some(entry.log_id), m);
+                    Reply::Internal
+                }
+                EntryPayload::Normal(proposal) => {
+                    match apply(&mut a.state, entry.log_id.index, &proposal) {
+                        Ok(mut outcome) => {
+                            changes.merge(std::mem::take(&mut outcome.changes));
+                            Reply::Applied(Box::new(outcome))
+                        }
+                        Err(rejection) => Reply::Rejected(rejection),
+                    }
+                }
+            };
+            replies.push(reply);
+        }
+        let family = cf(&self.db, CF_SM)?;
+        let mut batch = WriteBatch::default();
+        write_changes(&mut batch, family, &a, &changes, events_before)?;
+        // Not synced: see the crate doc. The entries are durable in the log, which is purged
+        // only behind a snapshot, and WAL recovery keeps a prefix, so a lost write here is
+        // re-applied from the log on restart.
+        self.db.write(batch)?;
+        Ok(replies)
+    }
+
+    /// The current snapshot, if one was built or installed.
+    pub fn current_snapshot(&self) -> Result<Option<(SnapshotMeta, Vec<u8>)>> {
+        let stored: Option<StoredSnapshot> = get_decoded(&self.db, CF_SNAPSHOT, SNAPSHOT_CURRENT)?;
+        Ok(stored.map(|s| (s.meta, s.data)))
+    }
+
+    /// Replaces the applied state with a snapshot's and makes it the current snapshot.
+    pub fn install(&self, meta: &SnapshotMeta, data: Vec<u8>) -> Result<()> {
+        let state: ClusterState =
+            codec::decode(&data).map_err(|e| Error::corrupt("snapshot data", e))?;
+        let installed = Applied {
+            state,
+            last_applied: meta.last_log_id,
+            membership: meta.last_membership.clone(),
+        };
+        let mut batch = WriteBatch::default();
+        write_everything(&mut batch, cf(&self.db, CF_SM)?, &installed)?;
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        };
+        batch.put_cf(
+            cf(&self.db, CF_SNAPSHOT)?,
+            SNAPSHOT_CURRENT,
+            encoded("snapshot", &stored)?,
+        );
+        let mut a = self.applied.write();
+        // Synced: openraft purges the log behind an installed snapshot right after this, and
+        // tells the leader this node holds it.
+        self.db.write_opt(batch, &synced())?;
+        *a = installed;
+        Ok(())
+    }
+}
+
+/// Builds a snapshot from a copy of the state taken when openraft asked for a builder, so the
+/// state machine keeps applying while the copy is encoded and stored.
+pub struct SnapshotBuilder {
+    db: Arc<DB>,
+    applied: Applied,
+    id: u64,
+}
+
+impl fmt::Debug for SnapshotBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SnapshotBuilder")
+            .field("last_applied", &self.applied.last_applied)
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SnapshotBuilder {
+    /// Encodes the copied state and stores it as the current snapshot.
+    pub fn build(&self) -> Result<(SnapshotMeta, Vec<u8>)> {
+        let a = &self.applied;
+        let data = encoded("snapshot data", &a.state)?;
+        let snapshot_id = match a.last_applied {
+            Some(l) => format!("{}-{}-{}", l.leader_id, l.index, self.id),
+            None => format!("--{}", self.id),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: a.last_applied,
+            last_membership: a.membership.clone(),
+            snapshot_id,
+        };
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        };
+        // Not synced: the log still holds everything this snapshot covers until a purge, which
+        // is written after this in the same WAL and so cannot survive a crash without it.
+        self.db.put_cf(
+            cf(&self.db, CF_SNAPSHOT)?,
+            SNAPSHOT_CURRENT,
+            encoded("snapshot", &stored)?,
+        )?;
+        Ok((meta, stored.data))
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let (meta, data) = self
+            .build()
+            .map_err(|e| snapshot_err(None, ErrorVerb::Write, e))?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let a = self.applied.read();
+        Ok((a.last_applied, a.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Reply>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        self.apply_entries(entries)
+            .map_err(|e| sm_err(ErrorVerb::Write, e))
+    }
+
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        SnapshotBuilder {
+            db: self.db.clone(),
+            applied: self.applied.read().clone(),
+            id: self.snapshots_built.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        self.install(meta, snapshot.into_inner())
+            .map_err(|e| snapshot_err(Some(meta), ErrorVerb::Write, e))
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let current = self
+            .current_snapshot()
+            .map_err(|e| snapshot_err(None, ErrorVerb::Read, e))?;
+        Ok(current.map(|(meta, data)| Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        }))
+    }
+}
