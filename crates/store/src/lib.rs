@@ -93,7 +93,9 @@ impl SnapshotPolicy {
     pub fn apply_to(&self, config: &mut openraft::Config) {
         config.snapshot_policy = openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_every);
         config.max_in_snapshot_log_to_keep = self.logs_to_keep;
-        config.purge_batch_size = config.purge_batch_size.max(1);
+        // openraft purges only in batches of `purge_batch_size`; keep batches below the snapshot
+        // interval so a small interval still purges.
+        config.purge_batch_size = (self.snapshot_every / 2).clamp(1, 256);
     }
 }
 

@@ -59,13 +59,25 @@ fn io_err(subject: ErrorSubject<u64>, verb: ErrorVerb, e: Error) -> StorageError
 /// Every request it receives was written to RocksDB before it was sent, so a `flush_wal(true)`
 /// that starts after receiving it covers it; requests that queued up meanwhile share one sync.
 struct Syncer {
-    tx: mpsc::Sender<LogFlushed<TypeConfig>>,
+    tx: Option<mpsc::Sender<LogFlushed<TypeConfig>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Syncer {
+    /// Closes the channel and waits for the thread, so that when the last `LogStore` is gone
+    /// the thread's handle on the database is gone too and the store can be reopened at once.
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Syncer {
     fn start(db: Arc<DB>) -> io::Result<Syncer> {
         let (tx, rx) = mpsc::channel::<LogFlushed<TypeConfig>>();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("drover-wal-sync".into())
             .spawn(move || {
                 // Ends when every LogStore clone (and so every sender) is dropped.
@@ -85,7 +97,10 @@ impl Syncer {
                     }
                 }
             })?;
-        Ok(Syncer { tx })
+        Ok(Syncer {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
     }
 }
 
@@ -94,6 +109,8 @@ impl Syncer {
 pub struct LogStore {
     db: Arc<DB>,
     syncer: Arc<Syncer>,
+    /// The last committed index openraft told us, for status reporting (0 before any).
+    committed_index: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl fmt::Debug for LogStore {
@@ -106,10 +123,18 @@ impl LogStore {
     pub(crate) fn new(db: Arc<DB>) -> Result<LogStore> {
         let syncer = Syncer::start(db.clone())
             .map_err(|e| Error::Inconsistent(format!("cannot start the WAL sync thread: {e}")))?;
+        let committed: Option<LogId> = get_decoded(&db, CF_RAFT, RAFT_COMMITTED)?;
+        let committed_index = committed.map_or(0, |c| c.index);
         Ok(LogStore {
             db,
             syncer: Arc::new(syncer),
+            committed_index: Arc::new(std::sync::atomic::AtomicU64::new(committed_index)),
         })
+    }
+
+    /// A shared view of the last committed index openraft reported to this store.
+    pub fn committed_index(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.committed_index.clone()
     }
 
     fn decode_entry(key: &[u8], value: &[u8]) -> Result<Entry> {
@@ -236,6 +261,10 @@ impl LogStore {
 
     fn write_committed(&self, committed: Option<&LogId>) -> Result<()> {
         let family = cf(&self.db, CF_RAFT)?;
+        if let Some(c) = committed {
+            self.committed_index
+                .fetch_max(c.index, std::sync::atomic::Ordering::Relaxed);
+        }
         // Not synced: openraft treats the committed id as a hint for re-applying on restart.
         match committed {
             Some(c) => self
@@ -306,10 +335,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.write_entries(entries)
             .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
         // Acknowledged only by the sync thread, after the fsync.
-        self.syncer
-            .tx
-            .send(callback)
-            .map_err(|_| io_err(ErrorSubject::Logs, ErrorVerb::Write, Error::SyncerGone))
+        let sender = self.syncer.tx.as_ref().ok_or(Error::SyncerGone);
+        sender
+            .and_then(|tx| tx.send(callback).map_err(|_| Error::SyncerGone))
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {

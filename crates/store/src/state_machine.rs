@@ -82,6 +82,7 @@ pub struct StateMachine {
     db: Arc<DB>,
     applied: StateHandle,
     snapshots_built: Arc<AtomicU64>,
+    snapshots_installed: Arc<AtomicU64>,
 }
 
 impl fmt::Debug for StateMachine {
@@ -303,7 +304,13 @@ impl StateMachine {
             db,
             applied: StateHandle(Arc::new(RwLock::new(applied))),
             snapshots_built: Arc::new(AtomicU64::new(0)),
+            snapshots_installed: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// Snapshots received from a leader and installed since this process opened the store.
+    pub fn snapshots_installed(&self) -> u64 {
+        self.snapshots_installed.load(Ordering::Relaxed)
     }
 
     /// Shared read access to the applied state.
@@ -379,6 +386,7 @@ impl StateMachine {
         // tells the leader this node holds it.
         self.db.write_opt(batch, &synced())?;
         *a = installed;
+        self.snapshots_installed.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 }
