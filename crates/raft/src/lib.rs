@@ -1,0 +1,109 @@
+//! Drover's Raft plumbing: the openraft configuration, and the Raft RPC transport over HTTP —
+//! a pooled `reqwest` client on the sending side ([`Transport`]) and axum routes on the
+//! receiving side ([`routes`]). Bodies are the same codec as the log (format byte + bincode);
+//! every RPC carries the cluster id and the cluster secret, checked before anything is decoded.
+
+mod faults;
+mod routes;
+mod transport;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use drover_store::{Node, NodeId, SnapshotPolicy, TypeConfig};
+pub use faults::{Faults, PeerFault};
+pub use routes::routes;
+pub use transport::Transport;
+
+/// A running Raft node of Drover.
+pub type Raft = openraft::Raft<TypeConfig>;
+
+/// Header naming the cluster an RPC belongs to.
+pub const CLUSTER_ID_HEADER: &str = "x-drover-cluster-id";
+/// Header carrying the cluster secret.
+pub const CLUSTER_SECRET_HEADER: &str = "x-drover-cluster-secret";
+
+/// Who may talk Raft to this node: peers presenting the same cluster id and secret.
+#[derive(Clone, Debug)]
+pub struct Peering {
+    pub cluster_id: String,
+    /// No secret means open peering (a development cluster); the server logs it loudly.
+    pub secret: Option<String>,
+}
+
+impl Peering {
+    /// Whether the presented id and secret match ours. The secret is compared in time
+    /// independent of where it differs.
+    pub fn admits(
+        &self,
+        cluster_id: Option<&str>,
+        secret: Option<&str>,
+    ) -> Result<(), &'static str> {
+        if cluster_id != Some(self.cluster_id.as_str()) {
+            return Err("wrong or missing cluster id");
+        }
+        match &self.secret {
+            None => Ok(()),
+            Some(ours) => {
+                let theirs = secret.unwrap_or("").as_bytes();
+                let ours = ours.as_bytes();
+                let differ = ours.len() != theirs.len()
+                    || ours
+                        .iter()
+                        .zip(theirs)
+                        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                        != 0;
+                if differ {
+                    Err("wrong or missing cluster secret")
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+/// Raft timing and snapshot settings (SPEC §3 defaults: heartbeat 100 ms, election timeout
+/// randomized in 500–1000 ms).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RaftOptions {
+    pub heartbeat: Duration,
+    pub election_timeout_min: Duration,
+    pub election_timeout_max: Duration,
+    pub snapshot: SnapshotPolicy,
+    /// Largest Raft RPC body accepted, in bytes (a snapshot chunk or an append batch).
+    pub max_rpc_bytes: usize,
+}
+
+impl Default for RaftOptions {
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::from_millis(100),
+            election_timeout_min: Duration::from_millis(500),
+            election_timeout_max: Duration::from_millis(1000),
+            snapshot: SnapshotPolicy::default(),
+            max_rpc_bytes: 64 << 20,
+        }
+    }
+}
+
+impl RaftOptions {
+    /// The validated openraft configuration.
+    pub fn openraft_config(&self, cluster_name: &str) -> Result<Arc<openraft::Config>, String> {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let mut config = openraft::Config {
+            cluster_name: cluster_name.to_owned(),
+            heartbeat_interval: ms(self.heartbeat),
+            election_timeout_min: ms(self.election_timeout_min),
+            election_timeout_max: ms(self.election_timeout_max),
+            // Snapshot chunks must fit under the receiver's body limit with room for framing.
+            snapshot_max_chunk_size: u64::try_from(self.max_rpc_bytes / 2).unwrap_or(u64::MAX),
+            ..Default::default()
+        };
+        self.snapshot.apply_to(&mut config);
+        config
+            .validate()
+            .map(Arc::new)
+            .map_err(|e| format!("invalid raft settings: {e}"))
+    }
+}

@@ -1,0 +1,182 @@
+//! The sending side of Raft RPCs: openraft's `RaftNetworkFactory` over one pooled HTTP client.
+//!
+//! The client binds its outgoing connections to the node's own address, so a peer (and a test's
+//! firewall rules) sees traffic from the address the node is known by. Each RPC is bounded by
+//! openraft's per-RPC deadline and by the body limit.
+
+use std::fmt::Display;
+use std::io;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use drover_types::codec;
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::{CLUSTER_ID_HEADER, CLUSTER_SECRET_HEADER, Faults, Node, NodeId, Peering, TypeConfig};
+
+/// Creates connections to peers; cheap to clone (the HTTP pool is shared).
+#[derive(Clone, Debug)]
+pub struct Transport {
+    client: reqwest::Client,
+    peering: Peering,
+    faults: Faults,
+    max_rpc_bytes: usize,
+}
+
+fn network_err<E: std::error::Error>(e: impl Display) -> RPCError<NodeId, Node, E> {
+    RPCError::Network(NetworkError::new(&io::Error::other(e.to_string())))
+}
+
+impl Transport {
+    /// A transport whose connections originate from `source` (the node's own IP).
+    pub fn new(
+        source: IpAddr,
+        peering: Peering,
+        faults: Faults,
+        max_rpc_bytes: usize,
+    ) -> Result<Transport, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .local_address(source)
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(2))
+            .no_proxy()
+            .build()?;
+        Ok(Transport {
+            client,
+            peering,
+            faults,
+            max_rpc_bytes,
+        })
+    }
+
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    async fn call<Req, Resp, E>(
+        &self,
+        target: NodeId,
+        node: &Node,
+        path: &str,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, Node, E>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        if self.faults.before_send(target).await.is_err() {
+            let e = io::Error::other(format!(
+                "message to node {target} dropped by fault injection"
+            ));
+            return Err(RPCError::Unreachable(Unreachable::new(&e)));
+        }
+        let body = codec::encode(req).map_err(network_err)?;
+        let mut request = self
+            .client
+            .post(format!("http://{}/raft/{path}", node.addr))
+            .timeout(option.hard_ttl())
+            .header(CLUSTER_ID_HEADER, &self.peering.cluster_id)
+            .header(http::header::CONTENT_TYPE, "application/octet-stream")
+            .body(body);
+        if let Some(secret) = &self.peering.secret {
+            request = request.header(CLUSTER_SECRET_HEADER, secret);
+        }
+        let response = request.send().await.map_err(|e| {
+            if e.is_connect() {
+                // Unreachable makes openraft back off instead of retrying at once.
+                RPCError::Unreachable(Unreachable::new(&e))
+            } else {
+                RPCError::Network(NetworkError::new(&e))
+            }
+        })?;
+        let status = response.status();
+        if response
+            .content_length()
+            .is_some_and(|n| n > self.max_rpc_bytes as u64)
+        {
+            return Err(network_err(format!(
+                "response from node {target} is too large"
+            )));
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&bytes);
+            return Err(network_err(format!(
+                "node {target} answered {status}: {text}"
+            )));
+        }
+        let result: Result<Resp, E> = codec::decode(&bytes).map_err(network_err)?;
+        result
+            .map_err(|e| RPCError::RemoteError(RemoteError::new_with_node(target, node.clone(), e)))
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for Transport {
+    type Network = Connection;
+
+    async fn new_client(&mut self, target: NodeId, node: &Node) -> Connection {
+        Connection {
+            transport: self.clone(),
+            target,
+            node: node.clone(),
+        }
+    }
+}
+
+/// A connection to one peer (a name for it: requests go through the shared pool).
+#[derive(Debug)]
+pub struct Connection {
+    transport: Transport,
+    target: NodeId,
+    node: Node,
+}
+
+impl RaftNetwork<TypeConfig> for Connection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
+        self.transport
+            .call(self.target, &self.node, "append", &rpc, &option)
+            .await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, Node, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        self.transport
+            .call(self.target, &self.node, "snapshot", &rpc, &option)
+            .await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
+        self.transport
+            .call(self.target, &self.node, "vote", &rpc, &option)
+            .await
+    }
+}
