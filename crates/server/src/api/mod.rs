@@ -1,0 +1,234 @@
+//! The admin HTTP API (SPEC §4): routing, forwarding to the leader, request parsing, and the
+//! handlers, which live in one module per resource.
+//!
+//! Any node answers any request. Writes and linearizable reads that reach a follower are
+//! forwarded to the leader once (marked with `x-drover-forwarded`); a forwarded request that
+//! reaches a non-leader, or any request while no leader is known, gets 503 with the leader hint.
+
+mod cluster;
+pub mod error;
+mod kv;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use drover_store::Reply;
+use drover_types::{Command, Outcome, Proposal};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use serde::de::DeserializeOwned;
+
+pub(crate) use cluster::{CAUGHT_UP_LAG as CAUGHT_UP_LAG_PUB, is_leader};
+pub use error::{ApiError, ApiResult, LeaderHint};
+
+use crate::node::Node;
+
+/// Marks a request a node forwarded to the leader, so it is never forwarded twice.
+pub const FORWARDED_HEADER: &str = "x-drover-forwarded";
+
+pub fn router(node: Node) -> Router {
+    let max_body = node.config().max_body_bytes;
+    let mut api = Router::new()
+        .route("/healthz", get(cluster::healthz))
+        .route("/readyz", get(cluster::readyz))
+        .route("/v1/cluster", get(cluster::status))
+        .route("/v1/cluster/members", post(cluster::add_member))
+        .route("/v1/cluster/members/{id}", delete(cluster::remove_member))
+        .route("/v1/kv", get(kv::list))
+        .route(
+            "/v1/kv/{*key}",
+            get(kv::get).put(kv::put).delete(kv::delete),
+        );
+    if node.config().enable_fault_injection {
+        api = api.route(
+            "/debug/faults",
+            get(cluster::faults)
+                .post(cluster::set_fault)
+                .delete(cluster::clear_faults),
+        );
+    }
+    api.fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(node)
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {}", uri.path()))
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The request body, or 413 (over the limit) / 400 in the API's error shape.
+pub(crate) fn body(b: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
+    b.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "request body is over the limit",
+            )
+        } else {
+            ApiError::bad_request(r.body_text())
+        }
+    })
+}
+
+/// Parses a JSON body, naming the offending field on a type error or an unknown field.
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            ApiError::bad_request(format!("malformed JSON body: {inner}"))
+        } else {
+            ApiError::bad_request(format!("field {path}: {inner}"))
+        }
+    })
+}
+
+/// Parses the query string into `T`, or 400 naming the problem.
+pub(crate) fn parse_query<T: DeserializeOwned>(uri: &Uri) -> ApiResult<T> {
+    axum::extract::Query::<T>::try_from_uri(uri)
+        .map(|axum::extract::Query(t)| t)
+        .map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))
+}
+
+/// Where a request that must reach the leader goes.
+pub(crate) enum Route {
+    Local,
+    Forward(LeaderHint),
+}
+
+impl Node {
+    /// Decides whether this node serves a leader-only request or forwards it.
+    pub(crate) fn route(&self, headers: &HeaderMap) -> ApiResult<Route> {
+        match self.leader() {
+            Some(l) if l.id == self.id() => Ok(Route::Local),
+            Some(l) if headers.contains_key(FORWARDED_HEADER) => Err(ApiError::unavailable(
+                format!(
+                    "node {} is not the leader (forwarded here already)",
+                    self.id()
+                ),
+                Some(l),
+            )),
+            Some(l) => Ok(Route::Forward(l)),
+            None => Err(ApiError::unavailable(
+                "no leader is elected right now; retry shortly",
+                None,
+            )),
+        }
+    }
+
+    /// Sends the request on to the leader and relays its answer.
+    pub(crate) async fn forward(
+        &self,
+        leader: &LeaderHint,
+        method: Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Response {
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut req = self
+            .http()
+            .request(method, format!("http://{}{path}", leader.address))
+            .header(FORWARDED_HEADER, self.id().to_string())
+            .body(body);
+        for name in [http::header::CONTENT_TYPE, http::header::AUTHORIZATION] {
+            if let Some(v) = headers.get(&name) {
+                req = req.header(name, v);
+            }
+        }
+        match req.send().await {
+            Ok(resp) => {
+                let status = resp.status();
+                let content_type = resp.headers().get(http::header::CONTENT_TYPE).cloned();
+                match resp.bytes().await {
+                    Ok(bytes) => {
+                        let mut out = (status, bytes).into_response();
+                        if let Some(ct) = content_type {
+                            out.headers_mut().insert(http::header::CONTENT_TYPE, ct);
+                        }
+                        out
+                    }
+                    Err(e) => ApiError::unavailable(
+                        format!(
+                            "leader {} failed mid-answer ({e}); the outcome is unknown",
+                            leader.id
+                        ),
+                        Some(leader.clone()),
+                    )
+                    .into_response(),
+                }
+            }
+            Err(e) if e.is_connect() => ApiError::unavailable(
+                format!(
+                    "cannot reach leader {} at {}: {e}",
+                    leader.id, leader.address
+                ),
+                Some(leader.clone()),
+            )
+            .into_response(),
+            Err(e) => ApiError::unavailable(
+                format!(
+                    "forwarding to leader {} failed ({e}); the outcome is unknown",
+                    leader.id
+                ),
+                Some(leader.clone()),
+            )
+            .into_response(),
+        }
+    }
+
+    /// Proposes a command through Raft and returns `apply`'s answer.
+    pub(crate) async fn propose(&self, command: Command) -> ApiResult<Outcome> {
+        let proposal = Proposal {
+            at_ms: now_ms(),
+            command,
+        };
+        match self.raft().client_write(proposal).await {
+            Ok(resp) => match resp.data {
+                Reply::Applied(outcome) => Ok(*outcome),
+                Reply::Rejected(rejection) => Err(rejection.into()),
+                Reply::Internal => {
+                    Err(ApiError::internal("a command was answered as a raft entry"))
+                }
+            },
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(ApiError::unavailable(
+                    "this node stopped being the leader before the write was proposed; retry",
+                    self.hint(f.leader_id),
+                ))
+            }
+            Err(e) => Err(ApiError::unavailable(
+                format!("the write may or may not have been applied: {e}"),
+                self.leader(),
+            )),
+        }
+    }
+
+    /// Confirms leadership with a quorum and waits until the state machine has applied
+    /// everything committed before this call: reads after it are linearizable.
+    pub(crate) async fn linearizable(&self) -> ApiResult<()> {
+        match self.raft().ensure_linearizable().await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => Err(
+                ApiError::unavailable("this node is not the leader", self.hint(f.leader_id)),
+            ),
+            Err(e) => Err(ApiError::unavailable(
+                format!("cannot confirm leadership: {e}"),
+                self.leader(),
+            )),
+        }
+    }
+}

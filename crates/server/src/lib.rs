@@ -1,0 +1,8 @@
+//! The Drover server: configuration ([`config`]), the node that composes storage, Raft and the
+//! admin API ([`run`]), and the API itself.
+
+pub mod api;
+pub mod config;
+mod node;
+
+pub use node::{Error, Node, run};

@@ -1,0 +1,322 @@
+//! A Drover node: the store, the Raft instance, bootstrap or join, the background membership
+//! task, and the HTTP server — composed by [`run`], which the `drover` binary calls with a bound
+//! listener and a shutdown future.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use drover_raft::{Faults, Peering, Raft, Transport};
+use drover_store::{StateHandle, StateMachine};
+use openraft::metrics::RaftMetrics;
+use openraft::{BasicNode, ChangeMembers};
+use tokio::net::TcpListener;
+
+use crate::api::{self, LeaderHint};
+use crate::config::{Config, Membership};
+
+/// Why a node could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("storage: {0}")]
+    Store(#[from] drover_store::Error),
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("http client: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("serving: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+struct Inner {
+    config: Config,
+    raft: Raft,
+    state: StateHandle,
+    state_machine: StateMachine,
+    commit_index: Arc<AtomicU64>,
+    faults: Faults,
+    /// For forwarding to the leader and for joining.
+    http: reqwest::Client,
+}
+
+/// A handle on the running node, shared by the API handlers and background tasks.
+#[derive(Clone)]
+pub struct Node(Arc<Inner>);
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    pub fn id(&self) -> u64 {
+        self.0.config.id
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.0.raft
+    }
+
+    pub fn state(&self) -> &StateHandle {
+        &self.0.state
+    }
+
+    pub fn faults(&self) -> &Faults {
+        &self.0.faults
+    }
+
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.0.http
+    }
+
+    pub fn commit_index(&self) -> u64 {
+        self.0.commit_index.load(Ordering::Relaxed)
+    }
+
+    pub fn snapshots_installed(&self) -> u64 {
+        self.0.state_machine.snapshots_installed()
+    }
+
+    /// The id and address of `id` in the current membership.
+    pub(crate) fn hint(&self, id: Option<u64>) -> Option<LeaderHint> {
+        let id = id?;
+        let m = self.raft().metrics().borrow().clone();
+        let node = m.membership_config.membership().get_node(&id)?.clone();
+        Some(LeaderHint {
+            id,
+            address: node.addr,
+        })
+    }
+
+    /// The current leader as this node knows it.
+    pub(crate) fn leader(&self) -> Option<LeaderHint> {
+        let leader = self.raft().metrics().borrow().current_leader;
+        self.hint(leader)
+    }
+
+    /// How many of `among` answer a health probe within a second and are caught up with the
+    /// leader (the leader itself counts). Replication metrics alone cannot tell a node that died
+    /// a moment ago from a live one, so each is asked.
+    pub(crate) async fn reachable_voters(
+        &self,
+        m: &RaftMetrics<u64, BasicNode>,
+        among: &BTreeSet<u64>,
+    ) -> usize {
+        let membership = m.membership_config.membership();
+        let probes = among.iter().map(|id| {
+            let addr = membership.get_node(id).map(|n| n.addr.clone());
+            let caught_up = self.caught_up_voters(m, &BTreeSet::from([*id])) == 1;
+            let me = *id == self.id();
+            async move {
+                if me {
+                    return true;
+                }
+                let Some(addr) = addr else { return false };
+                let probe = self
+                    .http()
+                    .get(format!("http://{addr}/healthz"))
+                    .timeout(Duration::from_secs(1))
+                    .send()
+                    .await;
+                caught_up && probe.is_ok_and(|r| r.status().is_success())
+            }
+        });
+        futures::future::join_all(probes)
+            .await
+            .into_iter()
+            .filter(|ok| *ok)
+            .count()
+    }
+
+    /// Voters in `among` that are caught up with the leader (the leader itself counts).
+    pub(crate) fn caught_up_voters(
+        &self,
+        m: &RaftMetrics<u64, BasicNode>,
+        among: &BTreeSet<u64>,
+    ) -> usize {
+        let last = m.last_log_index.unwrap_or(0);
+        let replication = m.replication.clone().unwrap_or_default();
+        among
+            .iter()
+            .filter(|id| {
+                **id == self.id()
+                    || replication
+                        .get(id)
+                        .and_then(|matched| *matched)
+                        .is_some_and(|l| last.saturating_sub(l.index) <= api::CAUGHT_UP_LAG_PUB)
+            })
+            .count()
+    }
+}
+
+/// Runs a node until `shutdown` resolves: opens the store, starts Raft, bootstraps or joins (only
+/// when the data dir is new), serves the API and Raft RPCs on `listener`.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let store = drover_store::open(config.data_dir.join("store"))?;
+    let commit_index = store.log.committed_index();
+    let peering = Peering {
+        cluster_id: config.cluster_id.clone(),
+        secret: config.cluster_secret.clone(),
+    };
+    if peering.secret.is_none() {
+        tracing::warn!(
+            "NO CLUSTER SECRET: any process that knows the cluster id can send Raft messages to this node"
+        );
+    }
+    if config.admin_token.is_none() && config.worker_token.is_none() {
+        tracing::warn!("NO API TOKENS: this node serves every request without authentication");
+    }
+    let faults = Faults::default();
+    let transport = Transport::new(
+        config.listen.ip(),
+        peering.clone(),
+        faults.clone(),
+        config.raft.max_rpc_bytes,
+    )?;
+    let raft_config = config
+        .raft
+        .openraft_config(&config.cluster_id)
+        .map_err(Error::Raft)?;
+    let state = store.state_machine.handle();
+    let state_machine = store.state_machine.clone();
+    let raft = Raft::new(
+        config.id,
+        raft_config,
+        transport,
+        store.log,
+        store.state_machine,
+    )
+    .await
+    .map_err(|e| Error::Raft(e.to_string()))?;
+    let http = reqwest::Client::builder()
+        .local_address(config.listen.ip())
+        .timeout(Duration::from_secs(90))
+        .no_proxy()
+        .build()?;
+
+    let node = Node(Arc::new(Inner {
+        config: config.clone(),
+        raft: raft.clone(),
+        state,
+        state_machine,
+        commit_index,
+        faults,
+        http,
+    }));
+
+    let initialized = raft
+        .is_initialized()
+        .await
+        .map_err(|e| Error::Raft(e.to_string()))?;
+    match &config.membership {
+        _ if initialized => tracing::info!(
+            id = config.id,
+            "restarting with existing data; not bootstrapping"
+        ),
+        Membership::Initial(members) => {
+            let nodes: BTreeMap<u64, BasicNode> = members
+                .iter()
+                .map(|(id, addr)| (*id, BasicNode::new(addr.to_string())))
+                .collect();
+            // Every bootstrapping node proposes the same membership, so whichever initializes
+            // first, they agree; a node that finds itself already initialized skips this.
+            if let Err(e) = raft.initialize(nodes).await {
+                tracing::info!("bootstrap: {e}");
+            } else {
+                tracing::info!(id = config.id, "bootstrapped a new cluster");
+            }
+        }
+        Membership::Join(via) => {
+            tokio::spawn(join(node.clone(), via.clone()));
+        }
+    }
+    tokio::spawn(promote_learners(node.clone()));
+
+    let app = api::router(node.clone()).merge(drover_raft::routes(
+        raft.clone(),
+        peering,
+        config.raft.max_rpc_bytes,
+    ));
+    tracing::info!(id = config.id, listen = %config.listen, "serving");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    tracing::info!("shutting down raft");
+    raft.shutdown()
+        .await
+        .map_err(|e| Error::Raft(e.to_string()))?;
+    Ok(())
+}
+
+/// Asks the cluster, through `via`, to add this node; retries until it is a member.
+async fn join(node: Node, via: String) {
+    let body = serde_json::json!({"id": node.id(), "address": node.config().listen.to_string()});
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let result = node
+            .http()
+            .post(format!("http://{via}/v1/cluster/members"))
+            .json(&body)
+            .send()
+            .await;
+        match result {
+            Ok(r) if r.status().is_success() => {
+                tracing::info!(via, "joined the cluster as a learner");
+                return;
+            }
+            Ok(r) => {
+                let status = r.status();
+                let text = r.text().await.unwrap_or_default();
+                tracing::warn!(via, %status, text, "join refused; retrying");
+            }
+            Err(e) => tracing::warn!(via, error = %e, "cannot reach the cluster to join; retrying"),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// On the leader, promotes learners to voters once they have caught up.
+async fn promote_learners(node: Node) {
+    let mut metrics = node.raft().metrics();
+    loop {
+        tokio::select! {
+            changed = metrics.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+        if !api::is_leader(&node) {
+            continue;
+        }
+        let m = node.raft().metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let learners: BTreeSet<u64> = membership.learner_ids().collect();
+        let ready: BTreeSet<u64> = learners
+            .into_iter()
+            .filter(|id| node.caught_up_voters(&m, &BTreeSet::from([*id])) == 1)
+            .collect();
+        if ready.is_empty() {
+            continue;
+        }
+        match node
+            .raft()
+            .change_membership(ChangeMembers::AddVoterIds(ready.clone()), false)
+            .await
+        {
+            Ok(_) => tracing::info!(?ready, "promoted caught-up learners to voters"),
+            Err(e) => tracing::warn!(?ready, error = %e, "promotion failed; will retry"),
+        }
+    }
+}

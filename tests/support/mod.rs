@@ -1,0 +1,271 @@
+//! Fixtures for multi-process tests: a local cluster of real `drover` processes on a loopback
+//! address of its own, with SIGKILL, restart, and HTTP helpers. Waits are conditions with
+//! deadlines, never fixed sleeps. On drop every process is killed; a failing test prints the
+//! tail of each node's log.
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use serde_json::Value;
+
+pub const SECRET: &str = "test-cluster-secret";
+
+/// The `drover` binary cargo built for these tests.
+pub fn drover_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_drover"))
+}
+
+/// Polls `cond` until it returns `Some`, or panics naming `what` after `deadline`.
+pub async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, mut cond: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = cond().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+pub struct Node {
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+    pub args: Vec<String>,
+    pub child: Option<Child>,
+}
+
+pub struct Cluster {
+    pub ip: Ipv4Addr,
+    pub nodes: Vec<Node>,
+    pub root: tempfile::TempDir,
+    pub http: reqwest::Client,
+}
+
+/// A loopback address no other test is likely to use (127.x.y.z with random x, y, z).
+fn private_ip() -> Ipv4Addr {
+    let mut rng = rand::rng();
+    Ipv4Addr::new(
+        127,
+        rng.random_range(10..250),
+        rng.random_range(1..250),
+        rng.random_range(1..250),
+    )
+}
+
+impl Cluster {
+    /// Starts `n` nodes bootstrapping one cluster, with `extra` flags on each.
+    pub fn start(n: u64, extra: &[&str]) -> Cluster {
+        let ip = private_ip();
+        let root = tempfile::tempdir().unwrap();
+        let addr = |id: u64| SocketAddr::from((ip, 7000 + id as u16));
+        let initial = (1..=n)
+            .map(|id| format!("{id}={}", addr(id)))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut nodes = Vec::new();
+        for id in 1..=n {
+            let dir = root.path().join(format!("node{id}"));
+            let mut args = vec![
+                "--id".into(),
+                id.to_string(),
+                "--listen".into(),
+                addr(id).to_string(),
+                "--data-dir".into(),
+                dir.display().to_string(),
+                "--initial-cluster".into(),
+                initial.clone(),
+                "--cluster-secret".into(),
+                SECRET.into(),
+            ];
+            args.extend(extra.iter().map(|s| s.to_string()));
+            nodes.push(Node {
+                id,
+                addr: addr(id),
+                dir,
+                args,
+                child: None,
+            });
+        }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .no_proxy()
+            .build()
+            .unwrap();
+        let mut c = Cluster {
+            ip,
+            nodes,
+            root,
+            http,
+        };
+        for id in 1..=n {
+            c.spawn(id);
+        }
+        c
+    }
+
+    pub fn node(&self, id: u64) -> &Node {
+        &self.nodes[(id - 1) as usize]
+    }
+
+    fn log_path(&self, id: u64) -> PathBuf {
+        self.root.path().join(format!("node{id}.log"))
+    }
+
+    /// Starts (or restarts) node `id` with its data dir and arguments.
+    pub fn spawn(&mut self, id: u64) {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.log_path(id))
+            .unwrap();
+        let node = &mut self.nodes[(id - 1) as usize];
+        let child = Command::new(drover_bin())
+            .args(&node.args)
+            .env("DROVER_LOG", "info,openraft=info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        node.child = Some(child);
+    }
+
+    /// Adds a node that joins through node `via`.
+    pub fn add_joining(&mut self, id: u64, via: u64) {
+        let addr = SocketAddr::from((self.ip, 7000 + id as u16));
+        let dir = self.root.path().join(format!("node{id}"));
+        let args = vec![
+            "--id".into(),
+            id.to_string(),
+            "--listen".into(),
+            addr.to_string(),
+            "--data-dir".into(),
+            dir.display().to_string(),
+            "--join".into(),
+            self.node(via).addr.to_string(),
+            "--cluster-secret".into(),
+            SECRET.into(),
+        ];
+        self.nodes.push(Node {
+            id,
+            addr,
+            dir,
+            args,
+            child: None,
+        });
+        self.spawn(id);
+    }
+
+    /// SIGKILLs node `id`.
+    pub fn kill(&mut self, id: u64) {
+        if let Some(mut c) = self.nodes[(id - 1) as usize].child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    pub fn url(&self, id: u64, path: &str) -> String {
+        format!("http://{}{path}", self.node(id).addr)
+    }
+
+    pub async fn status(&self, id: u64) -> Option<Value> {
+        let r = self
+            .http
+            .get(self.url(id, "/v1/cluster"))
+            .send()
+            .await
+            .ok()?;
+        r.json().await.ok()
+    }
+
+    /// The leader every live node in `ids` agrees on, once they do.
+    pub async fn leader_among(&self, ids: &[u64]) -> u64 {
+        wait_for("an agreed leader", Duration::from_secs(30), || async {
+            let mut leader = None;
+            for &id in ids {
+                let s = self.status(id).await?;
+                let l = s["leader"].as_u64()?;
+                if leader.is_some_and(|x| x != l) {
+                    return None;
+                }
+                leader = Some(l);
+            }
+            leader.filter(|l| ids.contains(l))
+        })
+        .await
+    }
+
+    pub async fn put(&self, id: u64, key: &str, value: &str) -> reqwest::Result<reqwest::Response> {
+        self.http
+            .put(self.url(id, &format!("/v1/kv/{key}")))
+            .json(&serde_json::json!({ "value": value }))
+            .send()
+            .await
+    }
+
+    /// The value of `key` read through node `id` (linearizable unless `stale`).
+    pub async fn get(&self, id: u64, key: &str, stale: bool) -> Option<String> {
+        let q = if stale { "?stale=true" } else { "" };
+        let r = self
+            .http
+            .get(self.url(id, &format!("/v1/kv/{key}{q}")))
+            .send()
+            .await
+            .ok()?;
+        if !r.status().is_success() {
+            return None;
+        }
+        let v: Value = r.json().await.ok()?;
+        v["value"].as_str().map(str::to_owned)
+    }
+
+    fn dump_logs(&self) {
+        for n in &self.nodes {
+            let text = std::fs::read_to_string(self.log_path(n.id)).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            eprintln!("---- node {} log (last {} lines) ----", n.id, tail.len());
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dump_logs();
+        }
+        for n in &mut self.nodes {
+            if let Some(mut c) = n.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+/// Runs `drover` with `args` to completion and returns (exit code, stderr).
+pub fn run_drover(args: &[&str], cwd: &Path) -> (Option<i32>, String) {
+    let out = Command::new(drover_bin())
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
