@@ -44,10 +44,14 @@ start() {
 }
 
 wait_ready() {
+  # Ready when every node is ready (has a leader, has applied its log) and one of them leads.
   for _ in $(seq 1 150); do
+    local ready=0 leader=0
     for n in "${NODES[@]}"; do
-      if curl -fsS "http://$(addr "$n")/readyz" >/dev/null 2>&1; then return 0; fi
+      curl -fsS "http://$(addr "$n")/readyz" >/dev/null 2>&1 && ready=$((ready + 1))
+      curl -fsS "http://$(addr "$n")/v1/cluster" 2>/dev/null | grep -q '"state":"leader"' && leader=1
     done
+    if [ "$ready" -eq "${#NODES[@]}" ] && [ "$leader" -eq 1 ]; then return 0; fi
     sleep 0.2
   done
   echo "cluster did not become ready; see $DIR/node*.log" >&2

@@ -68,6 +68,15 @@ fn private_ip() -> Ipv4Addr {
 impl Cluster {
     /// Starts `n` nodes bootstrapping one cluster, with `extra` flags on each.
     pub fn start(n: u64, extra: &[&str]) -> Cluster {
+        let mut c = Cluster::new(n, extra);
+        for id in 1..=n {
+            c.spawn(id);
+        }
+        c
+    }
+
+    /// Prepares `n` nodes of one cluster without starting any (see [`Cluster::spawn`]).
+    pub fn new(n: u64, extra: &[&str]) -> Cluster {
         let ip = private_ip();
         let root = tempfile::tempdir().unwrap();
         let addr = |id: u64| SocketAddr::from((ip, 7000 + id as u16));
@@ -104,16 +113,12 @@ impl Cluster {
             .no_proxy()
             .build()
             .unwrap();
-        let mut c = Cluster {
+        Cluster {
             ip,
             nodes,
             root,
             http,
-        };
-        for id in 1..=n {
-            c.spawn(id);
         }
-        c
     }
 
     pub fn node(&self, id: u64) -> &Node {
@@ -132,6 +137,7 @@ impl Cluster {
             .open(self.log_path(id))
             .unwrap();
         let node = &mut self.nodes[(id - 1) as usize];
+        assert!(node.child.is_none(), "node {id} is already running");
         let child = Command::new(drover_bin())
             .args(&node.args)
             .env("DROVER_LOG", "info,openraft=info")

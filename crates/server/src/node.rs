@@ -127,7 +127,9 @@ impl Node {
                     .timeout(Duration::from_secs(1))
                     .send()
                     .await;
-                caught_up && probe.is_ok_and(|r| r.status().is_success())
+                let answered = probe.as_ref().is_ok_and(|r| r.status().is_success());
+                tracing::debug!(voter = id, caught_up, answered, "quorum probe");
+                caught_up && answered
             }
         });
         futures::future::join_all(probes)
@@ -227,17 +229,7 @@ pub async fn run(
             "restarting with existing data; not bootstrapping"
         ),
         Membership::Initial(members) => {
-            let nodes: BTreeMap<u64, BasicNode> = members
-                .iter()
-                .map(|(id, addr)| (*id, BasicNode::new(addr.to_string())))
-                .collect();
-            // Every bootstrapping node proposes the same membership, so whichever initializes
-            // first, they agree; a node that finds itself already initialized skips this.
-            if let Err(e) = raft.initialize(nodes).await {
-                tracing::info!("bootstrap: {e}");
-            } else {
-                tracing::info!(id = config.id, "bootstrapped a new cluster");
-            }
+            tokio::spawn(bootstrap(node.clone(), members.clone()));
         }
         Membership::Join(via) => {
             tokio::spawn(join(node.clone(), via.clone()));
@@ -259,6 +251,36 @@ pub async fn run(
         .await
         .map_err(|e| Error::Raft(e.to_string()))?;
     Ok(())
+}
+
+/// Initializes a new cluster with `members`, staggered by rank: the lowest id initializes at
+/// once, the next after a pause, and so on, each only if it has not meanwhile heard from a
+/// leader. An initializing openraft node campaigns at once, so all of them initializing together
+/// would split the first vote; staggering still forms the cluster when the first node is down.
+/// Every node proposes the same membership, so whichever initializes, they agree.
+async fn bootstrap(node: Node, members: BTreeMap<u64, std::net::SocketAddr>) {
+    let rank = members.keys().position(|id| *id == node.id()).unwrap_or(0);
+    let pause = node.config().raft.election_timeout_max * 2;
+    tokio::time::sleep(pause * u32::try_from(rank).unwrap_or(u32::MAX)).await;
+    match node.raft().is_initialized().await {
+        Ok(true) => {
+            tracing::info!("joined the bootstrapping cluster through its leader");
+            return;
+        }
+        Ok(false) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "cannot bootstrap: raft stopped");
+            return;
+        }
+    }
+    let nodes: BTreeMap<u64, BasicNode> = members
+        .iter()
+        .map(|(id, addr)| (*id, BasicNode::new(addr.to_string())))
+        .collect();
+    match node.raft().initialize(nodes).await {
+        Ok(()) => tracing::info!(id = node.id(), "bootstrapped a new cluster"),
+        Err(e) => tracing::info!("bootstrap: {e}"),
+    }
 }
 
 /// Asks the cluster, through `via`, to add this node; retries until it is a member.
