@@ -246,7 +246,8 @@ pub fn apply(
             partition,
             worker,
             expected_epoch,
-        } => cx.add_replica(*partition, worker, *expected_epoch),
+            replaces,
+        } => cx.add_replica(*partition, worker, *expected_epoch, replaces.as_ref()),
         Command::Acknowledge {
             partition,
             worker,
@@ -800,10 +801,26 @@ impl Cx<'_> {
         Ok(())
     }
 
-    fn add_replica(&mut self, pid: PartitionId, worker: &WorkerId, expected: u64) -> Applied {
+    fn add_replica(
+        &mut self,
+        pid: PartitionId,
+        worker: &WorkerId,
+        expected: u64,
+        replaces: Option<&WorkerId>,
+    ) -> Applied {
         let p = self.partition(pid)?;
         check_epoch(p, expected)?;
         self.check_placeable(p, worker)?;
+        if let Some(source) = replaces {
+            let serving = p
+                .replica(source)
+                .is_some_and(|r| r.role == ReplicaRole::Serving);
+            if !serving {
+                return invalid(format!(
+                    "partition {pid} has no serving replica on {source} to replace"
+                ));
+            }
+        }
         let limit = usize::from(p.replication_factor) * 2;
         if p.replicas.len() >= limit {
             return invalid(format!(
@@ -823,6 +840,7 @@ impl Cx<'_> {
             since: epoch,
             since_ms: at,
             acked_join: None,
+            replaces: replaces.cloned(),
         });
         let p = p.clone();
         self.event(EventKind::ReplicaAdded {
@@ -1025,6 +1043,7 @@ impl Cx<'_> {
         moves: &[PlannedMove],
     ) -> Result<BTreeMap<(PartitionId, WorkerId), PlannedMove>, Rejection> {
         let mut out = BTreeMap::new();
+        let mut targets = BTreeSet::new();
         for m in moves {
             let p = self.partition(m.partition)?;
             check_epoch(p, m.epoch)?;
@@ -1048,6 +1067,12 @@ impl Cx<'_> {
                     );
                 }
                 self.check_placeable(p, to)?;
+                if !targets.insert((m.partition, to.clone())) {
+                    return reject(
+                        RejectCode::Unplaceable,
+                        format!("two moves of partition {} target {to}", m.partition),
+                    );
+                }
             }
             if out
                 .insert((m.partition, m.from.clone()), m.clone())
@@ -1103,9 +1128,15 @@ impl Cx<'_> {
             );
         }
         let planned = self.check_moves(&set, moves)?;
+        // Leaving replicas are already on their way out: a plan need not move them.
         let held: BTreeSet<(PartitionId, WorkerId)> = set
             .iter()
-            .flat_map(|w| self.s.replicas_on(w).map(move |p| (p.id, w.clone())))
+            .flat_map(|w| {
+                self.s
+                    .replicas_on(w)
+                    .filter(move |p| p.replica(w).is_some_and(|r| r.role != ReplicaRole::Leaving))
+                    .map(move |p| (p.id, w.clone()))
+            })
             .collect();
         if let Some((p, w)) = held.iter().find(|k| !planned.contains_key(k)) {
             return invalid(format!(

@@ -69,11 +69,13 @@ pub enum Command {
         count: u32,
         replication_factor: u8,
     },
-    /// Make-before-break step 1: add `worker` as a joining replica.
+    /// Make-before-break step 1: add `worker` as a joining replica, replacing the serving
+    /// replica on `replaces` once it has caught up (none for a restore).
     AddReplica {
         partition: PartitionId,
         worker: WorkerId,
         expected_epoch: u64,
+        replaces: Option<WorkerId>,
     },
     /// Steps 2 and 4: the worker acknowledges catch-up (joining → serving) or release
     /// (leaving → removed) of the replica that took its role at `epoch`.

@@ -77,6 +77,9 @@ pub struct Replica {
     /// The epoch of the join acknowledgement that made it serving, so a repeated
     /// acknowledgement is recognized and succeeds unchanged.
     pub acked_join: Option<u64>,
+    /// The replica this one was added to replace (the move's source), so the break step
+    /// releases exactly that one.
+    pub replaces: Option<WorkerId>,
 }
 
 /// A release acknowledgement already applied, kept so that its retry succeeds unchanged.

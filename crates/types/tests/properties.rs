@@ -84,6 +84,7 @@ enum Op {
         p: u32,
         w: usize,
         epoch: Num,
+        rep: Option<usize>,
     },
     Ack {
         p: u32,
@@ -141,7 +142,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (w.clone(), prop::option::of(num())).prop_map(|(w, expected)| Op::Remove { w, expected }),
         1 => (w.clone(), num()).prop_map(|(w, generation)| Op::MarkDead { w, generation }),
         1 => (prop_oneof![Just(0u32), 1u32..6, Just(70_000)], 0u8..5).prop_map(|(count, rf)| Op::CreateTable { count, rf }),
-        8 => (p.clone(), w.clone(), num()).prop_map(|(p, w, epoch)| Op::AddReplica { p, w, epoch }),
+        8 => (p.clone(), w.clone(), num(), prop::option::weighted(0.3, 0..IDS.len()))
+            .prop_map(|(p, w, epoch, rep)| Op::AddReplica { p, w, epoch, rep }),
         8 => (p.clone(), w.clone(), num(), num()).prop_map(|(p, w, generation, epoch)| Op::Ack { p, w, generation, epoch }),
         4 => (p.clone(), w.clone(), num()).prop_map(|(p, w, epoch)| Op::MarkLeaving { p, w, epoch }),
         2 => (p.clone(), w.clone(), num()).prop_map(|(p, w, epoch)| Op::RemoveReplica { p, w, epoch }),
@@ -248,10 +250,16 @@ fn concretize(op: &Op, s: &ClusterState) -> Command {
             count,
             replication_factor: rf,
         },
-        Op::AddReplica { p, w, epoch: e } => Command::AddReplica {
+        Op::AddReplica {
+            p,
+            w,
+            epoch: e,
+            rep,
+        } => Command::AddReplica {
             partition: p,
             worker: wid(w),
             expected_epoch: e.resolve(epoch(p)),
+            replaces: rep.map(wid),
         },
         Op::Ack {
             p,
@@ -551,6 +559,7 @@ fn setup(workers: usize, count: u32, rf: u8, placed: usize) -> Vec<Op> {
                 p,
                 w,
                 epoch: Num::Current,
+                rep: None,
             });
             ops.push(Op::Ack {
                 p,
@@ -612,6 +621,7 @@ fn scripted_lifecycle_keeps_invariants() {
                 p,
                 w,
                 epoch: Num::Current,
+                rep: None,
             });
             ops.push(Op::Ack {
                 p,
@@ -636,6 +646,7 @@ fn scripted_lifecycle_keeps_invariants() {
             p,
             w: 3,
             epoch: Num::Current,
+            rep: Some(0),
         });
         ops.push(Op::Ack {
             p,

@@ -133,6 +133,7 @@ fn registration_and_restart() {
         partition: 0,
         worker: "w".into(),
         expected_epoch: 0,
+        replaces: None,
     });
     let restarted = h.register("w", 8, "z1");
     assert!(restarted.changed);
@@ -241,6 +242,7 @@ fn placed_cluster(partitions: u32) -> Harness {
                 partition: p,
                 worker: w.into(),
                 expected_epoch: epoch,
+                replaces: None,
             });
             let since = h.state.partitions[p as usize].epoch;
             h.ok(Command::Acknowledge {
@@ -320,6 +322,7 @@ fn drain_release_and_death() {
         partition: 0,
         worker: "d".into(),
         expected_epoch: e,
+        replaces: None,
     });
     let joined_at = epoch(&h);
     assert_eq!(
@@ -383,6 +386,7 @@ fn drain_release_and_death() {
         partition: 0,
         worker: "d".into(),
         expected_epoch: epoch(&h),
+        replaces: None,
     });
     assert_eq!(e.unwrap_err().code, RejectCode::Unplaceable);
     h.register("d", 1, "z0");
@@ -436,6 +440,7 @@ fn cancel_drain_withdraws_pending_moves() {
             partition: p,
             worker: "d".into(),
             expected_epoch: e,
+            replaces: None,
         });
     }
     let since = h.state.partitions[0].epoch;

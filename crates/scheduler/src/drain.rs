@@ -1,0 +1,98 @@
+//! Drain plans: where each replica of the drained workers goes. `StartDrain` commits exactly
+//! this, and a dry run shows it, so the preview is what happens.
+
+use std::collections::BTreeSet;
+
+use drover_types::{ClusterState, PlannedMove, ReplicaRole, WorkerId, WorkerState};
+use serde::{Deserialize, Serialize};
+
+use crate::topology::Topology;
+use crate::{BlockCode, Blocked, Liveness, PlannerConfig};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainPlan {
+    /// One move per replica the drained workers hold (leaving replicas excepted: they are
+    /// already going), sorted by partition.
+    pub moves: Vec<PlannedMove>,
+    /// Moves without a target, and why.
+    pub blocked: Vec<Blocked>,
+    /// Whether every replica has a target.
+    pub feasible: bool,
+}
+
+/// Plans the drain of `workers` (one, or a rack or zone as one operation). Targets spread as
+/// a restore would place them, treating the drained workers as gone; throttles do not apply
+/// here (they pace execution, not the plan).
+pub fn plan_drain(s: &ClusterState, live: &Liveness, workers: &BTreeSet<WorkerId>) -> DrainPlan {
+    let unthrottled = PlannerConfig {
+        max_moves_per_worker: u32::MAX,
+        max_moves_total: u32::MAX,
+        ..PlannerConfig::default()
+    };
+    let mut t = Topology::new(s, live, &unthrottled);
+    t.excluded = workers.clone();
+    // The drained workers' replicas leave their zones; count them out of the balance now.
+    for w in workers {
+        if s.workers
+            .get(w)
+            .is_some_and(|w| w.state == WorkerState::Active || w.state == WorkerState::Draining)
+        {
+            let n = t.load_of(w);
+            if let Some(z) = t.zone_of(w) {
+                *t.zone_load.entry(z).or_insert(0) -= n;
+            }
+        }
+    }
+    let mut moves = Vec::new();
+    let mut blocked = Vec::new();
+    for p in &s.partitions {
+        // A copy of the partition that also holds the targets chosen so far, so two drained
+        // replicas of one partition never get the same target.
+        let mut planned = p.clone();
+        for r in &p.replicas {
+            if !workers.contains(&r.worker) || r.role == ReplicaRole::Leaving {
+                continue;
+            }
+            let to = match t.choose_target(&planned, Some(&r.worker)) {
+                Ok(to) => {
+                    t.note_add(&to, None);
+                    planned.replicas.push(drover_types::Replica {
+                        worker: to.clone(),
+                        role: ReplicaRole::Joining,
+                        since: p.epoch,
+                        since_ms: 0,
+                        acked_join: None,
+                        replaces: Some(r.worker.clone()),
+                    });
+                    Some(to)
+                }
+                Err(code) => {
+                    blocked.push(Blocked {
+                        partition: p.id,
+                        worker: Some(r.worker.clone()),
+                        code,
+                        detail: format!(
+                            "no active worker outside the drain can take partition {} (RF {})",
+                            p.id, p.replication_factor
+                        ),
+                    });
+                    None
+                }
+            };
+            moves.push(PlannedMove {
+                partition: p.id,
+                from: r.worker.clone(),
+                to,
+                epoch: p.epoch,
+            });
+        }
+    }
+    let feasible = blocked
+        .iter()
+        .all(|b: &Blocked| b.code == BlockCode::Throttled);
+    DrainPlan {
+        moves,
+        blocked,
+        feasible,
+    }
+}

@@ -1,0 +1,234 @@
+//! Drover's placement planner (SPEC §3): a pure, deterministic function from the replicated
+//! state and the leader's soft liveness view to the next make-before-break steps.
+//!
+//! [`plan`] is one scheduling round: for every partition it decides at most one step that
+//! changes the partition's epoch (add a joining replica, mark a serving one leaving, withdraw a
+//! stale joiner), each carrying the epoch it read as its precondition, plus preferred-leader
+//! changes and Draining → Disabled for emptied workers. It keeps no memory between rounds: an
+//! in-flight move is recognized from the replica roles it left behind. Applying a round's steps
+//! and the agents' acknowledgements, then planning again, converges to a settled state whose
+//! plan is empty. [`plan_drain`] computes the moves a drain will make (what `StartDrain`
+//! commits, and what a dry run shows).
+//!
+//! Rules, in priority order: (1) replicas only on Active, live, unsuspected workers, one per
+//! worker; (2) distinct zones while at least RF zones have candidates, else as even as possible;
+//! (3) each worker within floor/ceil of its capacity share of its zone's replicas, zones as even
+//! as rule 2 allows, preferred leaders balanced too; (4) minimal movement; (5) restore > drain >
+//! rebalance; (6) throttles on moves in flight.
+
+mod drain;
+mod round;
+pub mod sim;
+mod topology;
+
+use std::collections::BTreeSet;
+
+use drover_types::{Command, PartitionId, WorkerId, WorkerState};
+use serde::{Deserialize, Serialize};
+
+pub use drain::{DrainPlan, plan_drain};
+pub use round::plan;
+pub use topology::{ZoneKey, zone_key};
+
+/// The leader's soft view of worker liveness, and its clock.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Liveness {
+    /// Workers that missed heartbeats for `suspect_after` (or that a new leader has not heard
+    /// from yet): they keep their replicas but get no new ones.
+    pub suspect: BTreeSet<WorkerId>,
+    /// The leader's wall clock, in milliseconds since the Unix epoch (for join timeouts).
+    pub now_ms: u64,
+}
+
+impl Liveness {
+    pub fn is_suspect(&self, w: &WorkerId) -> bool {
+        self.suspect.contains(w)
+    }
+}
+
+/// Scheduler knobs (SPEC §3 defaults).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannerConfig {
+    /// Most moves in flight touching one worker (as source or target).
+    pub max_moves_per_worker: u32,
+    /// Most moves in flight in the cluster.
+    pub max_moves_total: u32,
+    /// A joining replica not acknowledged for this long is withdrawn and its move replanned.
+    pub join_timeout_ms: u64,
+}
+
+impl Default for PlannerConfig {
+    fn default() -> Self {
+        Self {
+            max_moves_per_worker: 4,
+            max_moves_total: 64,
+            join_timeout_ms: 60_000,
+        }
+    }
+}
+
+/// Why a move exists (SPEC §3 rule 5, in priority order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The partition has fewer than RF healthy replicas.
+    Restore,
+    /// A replica sits on a draining worker.
+    Drain,
+    /// Zone spread or balance.
+    Rebalance,
+}
+
+/// One step to commit now. Each carries the partition epoch it was planned on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// Make: add `worker` as a joining replica, to replace the serving replica on `replaces`
+    /// (the move's source; none for a restore).
+    Add {
+        partition: PartitionId,
+        worker: WorkerId,
+        epoch: u64,
+        reason: Reason,
+        replaces: Option<WorkerId>,
+    },
+    /// Break: the partition has enough healthy serving replicas without this one.
+    Release {
+        partition: PartitionId,
+        worker: WorkerId,
+        epoch: u64,
+        reason: Reason,
+    },
+    /// A joining replica timed out or its worker became unusable.
+    Withdraw {
+        partition: PartitionId,
+        worker: WorkerId,
+        epoch: u64,
+    },
+    /// Pick a preferred leader (changes no epoch).
+    SetLeader {
+        partition: PartitionId,
+        worker: WorkerId,
+        epoch: u64,
+    },
+    /// A draining worker holds nothing any more.
+    Disable { worker: WorkerId },
+}
+
+impl Step {
+    /// The command that commits this step.
+    pub fn command(&self) -> Command {
+        match self.clone() {
+            Step::Add {
+                partition,
+                worker,
+                epoch,
+                replaces,
+                ..
+            } => Command::AddReplica {
+                partition,
+                worker,
+                expected_epoch: epoch,
+                replaces,
+            },
+            Step::Release {
+                partition,
+                worker,
+                epoch,
+                ..
+            } => Command::MarkLeaving {
+                partition,
+                worker,
+                expected_epoch: epoch,
+            },
+            Step::Withdraw {
+                partition,
+                worker,
+                epoch,
+            } => Command::RemoveReplica {
+                partition,
+                worker,
+                expected_epoch: epoch,
+            },
+            Step::SetLeader {
+                partition,
+                worker,
+                epoch,
+            } => Command::SetLeader {
+                partition,
+                leader: worker,
+                expected_epoch: epoch,
+            },
+            Step::Disable { worker } => Command::SetState {
+                worker,
+                to: WorkerState::Disabled,
+                by: drover_types::Actor::Scheduler,
+                generation: None,
+                expected_version: None,
+                force: false,
+            },
+        }
+    }
+
+    pub fn reason(&self) -> Option<Reason> {
+        match self {
+            Step::Add { reason, .. } | Step::Release { reason, .. } => Some(*reason),
+            _ => None,
+        }
+    }
+}
+
+/// Machine-readable reasons a partition or worker cannot progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockCode {
+    /// No Active, live worker that does not already hold the partition can take it.
+    NoCandidate,
+    /// Candidates exist, but only in zones the partition already uses while rule 2 asks for a
+    /// new one.
+    ZoneConstraint,
+    /// The move waits for a throttle slot.
+    Throttled,
+    /// A make or break step waits for the worker's acknowledgement.
+    AwaitingAck,
+    /// The replica cannot be released yet: the partition would fall below RF.
+    UnderReplicated,
+}
+
+impl BlockCode {
+    /// Whether waiting can resolve it (acks arrive, throttle slots free up).
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            BlockCode::Throttled | BlockCode::AwaitingAck | BlockCode::UnderReplicated
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blocked {
+    pub partition: PartitionId,
+    /// The worker whose replica is stuck, when there is one.
+    pub worker: Option<WorkerId>,
+    pub code: BlockCode,
+    pub detail: String,
+}
+
+/// One round's decisions.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+    pub blocked: Vec<Blocked>,
+    /// False when something cannot progress by waiting (no candidate for a replica).
+    pub feasible: bool,
+}
+
+impl Plan {
+    /// Steps that start a move, by reason.
+    pub fn adds(&self, reason: Reason) -> usize {
+        self.steps
+            .iter()
+            .filter(|s| matches!(s, Step::Add { reason: r, .. } if *r == reason))
+            .count()
+    }
+}

@@ -1,0 +1,636 @@
+//! One scheduling round: at most one epoch-changing step per partition, in priority order
+//! (withdraw stale joiners, restore, release excess, drain, zone spread, balance), then preferred
+//! leaders and emptied draining workers.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use drover_types::{ClusterState, Partition, PartitionId, ReplicaRole, WorkerId, WorkerState};
+
+use crate::topology::{Topology, ZoneKey};
+use crate::{BlockCode, Blocked, Liveness, Plan, PlannerConfig, Reason, Step};
+
+/// Plans one round. Pure and deterministic: the same inputs give the same plan.
+pub fn plan(s: &ClusterState, live: &Liveness, cfg: &PlannerConfig) -> Plan {
+    let mut r = Round {
+        t: Topology::new(s, live, cfg),
+        plan: Plan {
+            feasible: true,
+            ..Plan::default()
+        },
+        busy: BTreeSet::new(),
+        releasing: BTreeSet::new(),
+    };
+    r.in_flight();
+    r.restore();
+    r.release_excess();
+    r.drain();
+    r.zone_spread();
+    r.balance();
+    r.leaders();
+    r.disable_emptied();
+    r.plan.feasible = r.plan.blocked.iter().all(|b| b.code.is_transient());
+    r.plan
+}
+
+struct Round<'a> {
+    t: Topology<'a>,
+    plan: Plan,
+    /// Partitions that already have an epoch-changing step this round, or a move in flight.
+    busy: BTreeSet<PartitionId>,
+    /// Replicas this round releases or withdraws: not eligible as preferred leaders.
+    releasing: BTreeSet<(PartitionId, WorkerId)>,
+}
+
+impl Round<'_> {
+    fn block(
+        &mut self,
+        p: PartitionId,
+        worker: Option<&WorkerId>,
+        code: BlockCode,
+        detail: String,
+    ) {
+        self.plan.blocked.push(Blocked {
+            partition: p,
+            worker: worker.cloned(),
+            code,
+            detail,
+        });
+    }
+
+    fn healthy(&self, p: &Partition) -> usize {
+        self.t.s.healthy_serving(p)
+    }
+
+    fn is_draining(&self, w: &WorkerId) -> bool {
+        self.t
+            .worker(w)
+            .is_some_and(|w| w.state == WorkerState::Draining)
+    }
+
+    /// Plans an add for `p`, honouring the global throttle; returns whether it did.
+    fn add(
+        &mut self,
+        p: &Partition,
+        to: WorkerId,
+        from: Option<&WorkerId>,
+        reason: Reason,
+    ) -> bool {
+        if !self.t.has_total_slot() || from.is_some_and(|f| !self.t.has_slot(f)) {
+            self.block(
+                p.id,
+                from,
+                BlockCode::Throttled,
+                format!("{reason:?} move waits for a throttle slot"),
+            );
+            return false;
+        }
+        self.t.note_add(&to, from);
+        self.busy.insert(p.id);
+        self.plan.steps.push(Step::Add {
+            partition: p.id,
+            worker: to,
+            epoch: p.epoch,
+            reason,
+            replaces: from.cloned(),
+        });
+        true
+    }
+
+    /// Joining replicas: withdraw those whose worker became unusable or that timed out; the
+    /// others wait for their acknowledgement. Leaving replicas wait for theirs.
+    fn in_flight(&mut self) {
+        let s = self.t.s;
+        for p in &s.partitions {
+            let mut withdrawn = false;
+            for r in &p.replicas {
+                match r.role {
+                    ReplicaRole::Joining => {
+                        let usable = self
+                            .t
+                            .worker(&r.worker)
+                            .is_some_and(|w| w.state == WorkerState::Active && !w.dead);
+                        let expired = self.t.live.now_ms.saturating_sub(r.since_ms)
+                            > self.t.cfg.join_timeout_ms;
+                        if (!usable || expired) && !withdrawn {
+                            withdrawn = true;
+                            self.plan.steps.push(Step::Withdraw {
+                                partition: p.id,
+                                worker: r.worker.clone(),
+                                epoch: p.epoch,
+                            });
+                            self.t.note_release(&r.worker);
+                            self.releasing.insert((p.id, r.worker.clone()));
+                        } else {
+                            self.block(
+                                p.id,
+                                Some(&r.worker),
+                                BlockCode::AwaitingAck,
+                                "joining replica catching up".into(),
+                            );
+                        }
+                        self.busy.insert(p.id);
+                    }
+                    ReplicaRole::Leaving => {
+                        self.block(
+                            p.id,
+                            Some(&r.worker),
+                            BlockCode::AwaitingAck,
+                            "release not acknowledged yet".into(),
+                        );
+                    }
+                    ReplicaRole::Serving => {}
+                }
+            }
+        }
+    }
+
+    /// Rule 5's first priority: partitions with fewer than RF healthy serving replicas.
+    fn restore(&mut self) {
+        let s = self.t.s;
+        for p in &s.partitions {
+            if self.busy.contains(&p.id) || self.healthy(p) >= usize::from(p.replication_factor) {
+                continue;
+            }
+            match self.t.choose_target(p, None) {
+                Ok(to) => {
+                    self.add(p, to, None, Reason::Restore);
+                }
+                Err(code) => {
+                    let detail = format!(
+                        "partition has {} of {} healthy replicas and no worker can take another",
+                        self.healthy(p),
+                        p.replication_factor
+                    );
+                    self.block(p.id, None, code, detail);
+                }
+            }
+        }
+    }
+
+    /// Break step: a partition with more than RF healthy serving replicas releases the one whose
+    /// departure helps most (on a draining worker, then a duplicated zone, then the most loaded).
+    fn release_excess(&mut self) {
+        let s = self.t.s;
+        for p in &s.partitions {
+            let rf = usize::from(p.replication_factor);
+            if self.busy.contains(&p.id) || self.healthy(p) <= rf {
+                continue;
+            }
+            let Some(victim) = self.release_choice(p) else {
+                continue;
+            };
+            let reason = if self.is_draining(&victim) {
+                Reason::Drain
+            } else {
+                Reason::Rebalance
+            };
+            self.t.note_release(&victim);
+            self.busy.insert(p.id);
+            self.releasing.insert((p.id, victim.clone()));
+            self.plan.steps.push(Step::Release {
+                partition: p.id,
+                worker: victim,
+                epoch: p.epoch,
+                reason,
+            });
+        }
+    }
+
+    fn release_choice(&self, p: &Partition) -> Option<WorkerId> {
+        // A completed make step names its source: release exactly that one, so the move that
+        // was planned is the move that happens.
+        let serving = |w: &WorkerId| p.replica(w).filter(|r| r.role == ReplicaRole::Serving);
+        let pending = p
+            .replicas
+            .iter()
+            .filter(|r| r.role == ReplicaRole::Serving)
+            .find_map(|r| {
+                let source = r.replaces.as_ref()?;
+                serving(source)
+                    .filter(|s| s.since < r.since && self.t.s.is_alive(source))
+                    .map(|_| source.clone())
+            });
+        if pending.is_some() {
+            return pending;
+        }
+        let strict = self.t.candidate_zones().len() >= usize::from(p.replication_factor);
+        let used = self.t.zones_used(p, None);
+        let avg_zone = {
+            let zones = &self.t.zone_load;
+            let n = zones.len().max(1) as f64;
+            zones.values().sum::<i64>() as f64 / n
+        };
+        let score = |w: &WorkerId| -> f64 {
+            let mut score = 0.0;
+            if self.is_draining(w) {
+                score -= 1000.0;
+            }
+            if self.t.live.is_suspect(w) {
+                score += 500.0;
+            }
+            if let Some(z) = self.t.zone_of(w) {
+                if strict && used.get(&z).copied().unwrap_or(0) > 1 {
+                    score -= 100.0;
+                }
+                let zl = self.t.zone_load.get(&z).copied().unwrap_or(0) as f64;
+                score += (zl - 1.0 - avg_zone).abs() - (zl - avg_zone).abs();
+            }
+            score -= self.t.excess(w).clamp(-50.0, 50.0);
+            score
+        };
+        p.replicas
+            .iter()
+            .filter(|r| r.role == ReplicaRole::Serving && self.t.s.is_alive(&r.worker))
+            .map(|r| (score(&r.worker), &r.worker))
+            .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(b.1)))
+            .map(|(_, w)| w.clone())
+    }
+
+    /// Drain make steps: a replica on a draining worker gets its replacement, the committed
+    /// plan's target when it is still usable, otherwise a newly chosen one.
+    fn drain(&mut self) {
+        let s = self.t.s;
+        let committed: BTreeMap<(PartitionId, &WorkerId), &Option<WorkerId>> = s
+            .drains
+            .values()
+            .flat_map(|d| d.moves.iter().map(|m| ((m.partition, &m.from), &m.to)))
+            .collect();
+        for p in &s.partitions {
+            if self.busy.contains(&p.id) {
+                continue;
+            }
+            let Some(from) = p
+                .replicas
+                .iter()
+                .find(|r| r.role == ReplicaRole::Serving && self.is_draining(&r.worker))
+                .map(|r| r.worker.clone())
+            else {
+                continue;
+            };
+            let planned = committed.get(&(p.id, &from)).and_then(|t| t.as_ref());
+            let holders: BTreeSet<&WorkerId> = p.replicas.iter().map(|r| &r.worker).collect();
+            let target = match planned {
+                Some(t)
+                    if self.t.is_candidate(t)
+                        && !holders.contains(t)
+                        && self.t.has_slot(t)
+                        && self
+                            .t
+                            .zone_of(t)
+                            .is_some_and(|z| self.t.allowed_zones(p, Some(&from)).contains(&z)) =>
+                {
+                    Ok(t.clone())
+                }
+                _ => self.t.choose_target(p, Some(&from)),
+            };
+            match target {
+                Ok(to) => {
+                    self.add(p, to, Some(&from), Reason::Drain);
+                }
+                Err(code) => {
+                    let detail =
+                        format!("no worker can take partition {} from draining {from}", p.id);
+                    self.block(p.id, Some(&from), code, detail);
+                }
+            }
+        }
+    }
+
+    /// Rule 2: a partition whose replicas share a zone while enough zones have candidates gets
+    /// a replica in an unused zone; with fewer zones than RF, one whose zone counts differ by
+    /// two or more gets one in its emptiest zone. The surplus replica is released next round.
+    fn zone_spread(&mut self) {
+        let s = self.t.s;
+        let cand_zones = self.t.candidate_zones();
+        for p in &s.partitions {
+            if self.busy.contains(&p.id) || self.healthy(p) < usize::from(p.replication_factor) {
+                continue;
+            }
+            let used = self.t.zones_used(p, None);
+            let count = |z: &ZoneKey| used.get(z).copied().unwrap_or(0);
+            let crowded = if cand_zones.len() >= usize::from(p.replication_factor) {
+                used.iter().find(|(_, n)| **n > 1).map(|(z, _)| z.clone())
+            } else {
+                // Only zones that can still take a replica of p count as emptier.
+                let open = self.t.open_zones(p);
+                open.iter().map(count).min().and_then(|least| {
+                    cand_zones
+                        .iter()
+                        .filter(|z| count(z) >= least + 2)
+                        .max_by_key(|z| count(z))
+                        .cloned()
+                })
+            };
+            let Some(crowded) = crowded else { continue };
+            let from = p
+                .replicas
+                .iter()
+                .filter(|r| {
+                    r.role == ReplicaRole::Serving
+                        && self.t.zone_of(&r.worker).as_ref() == Some(&crowded)
+                })
+                .map(|r| &r.worker)
+                .max_by(|a, b| self.t.excess(a).total_cmp(&self.t.excess(b)).then(b.cmp(a)))
+                .cloned();
+            match self.t.choose_target(p, from.as_ref()) {
+                Ok(to) => {
+                    self.add(p, to, from.as_ref(), Reason::Rebalance);
+                }
+                Err(code) => {
+                    let detail =
+                        format!("replicas crowd zone {crowded:?} and no other zone can take one");
+                    let code = if code == BlockCode::Throttled {
+                        code
+                    } else {
+                        BlockCode::ZoneConstraint
+                    };
+                    self.block(p.id, from.as_ref(), code, detail);
+                }
+            }
+        }
+    }
+
+    /// Rule 3: within each zone, move replicas from workers above the ceiling of their share to
+    /// workers with room (or from above-floor workers to ones below their floor); then even out
+    /// zone totals. A replica moves only when a bound is broken (rule 4).
+    fn balance(&mut self) {
+        let zones: Vec<ZoneKey> = self.t.zone_cap.keys().cloned().collect();
+        for z in &zones {
+            self.balance_zone(z);
+        }
+        self.balance_zones();
+    }
+
+    /// Whether partition `pid` can move its serving replica from `from` to `to` this round.
+    fn can_move(&self, pid: PartitionId, from: &WorkerId, to: &WorkerId) -> bool {
+        let Some(p) = self.t.s.partition(pid) else {
+            return false;
+        };
+        !self.busy.contains(&pid)
+            && p.replica(from)
+                .is_some_and(|r| r.role == ReplicaRole::Serving)
+            && p.replica(to).is_none()
+            && self.healthy(p) >= usize::from(p.replication_factor)
+    }
+
+    /// A partition whose serving replica can move from `from` to `to`.
+    fn movable_partitions(&self, from: &WorkerId, to: &WorkerId) -> Option<PartitionId> {
+        let held = self.t.held.get(from)?;
+        held.iter()
+            .copied()
+            .find(|&pid| self.can_move(pid, from, to))
+    }
+
+    fn balance_zone(&mut self, z: &ZoneKey) {
+        let movable =
+            |r: &Round<'_>, w: &WorkerId| r.t.is_candidate(w) && r.t.zone_of(w).as_ref() == Some(z);
+        let members: Vec<WorkerId> = self
+            .t
+            .balance_set
+            .keys()
+            .filter(|w| movable(self, w))
+            .map(|w| (*w).clone())
+            .collect();
+        let mut stuck: BTreeSet<(WorkerId, WorkerId)> = BTreeSet::new();
+        loop {
+            if !self.t.has_total_slot() {
+                return;
+            }
+            let by_excess = |r: &Round<'_>| {
+                let mut v: Vec<WorkerId> = members.clone();
+                v.sort_by(|a, b| r.t.excess(b).total_cmp(&r.t.excess(a)).then(a.cmp(b)));
+                v
+            };
+            let order = by_excess(self);
+            let mut chosen = None;
+            'pairs: for a in &order {
+                let (a_floor, a_ceil) = self.t.share_bounds(a);
+                let a_load = self.t.load_of(a);
+                for b in order.iter().rev() {
+                    if a == b || stuck.contains(&(a.clone(), b.clone())) {
+                        continue;
+                    }
+                    let (b_floor, b_ceil) = self.t.share_bounds(b);
+                    let b_load = self.t.load_of(b);
+                    let needed = (a_load > a_ceil && b_load < b_ceil)
+                        || (b_load < b_floor && a_load > a_floor);
+                    if !needed {
+                        continue;
+                    }
+                    if !self.t.has_slot(a) || !self.t.has_slot(b) {
+                        stuck.insert((a.clone(), b.clone()));
+                        continue;
+                    }
+                    if let Some(pid) = self.movable_partitions(a, b) {
+                        chosen = Some(vec![(a.clone(), b.clone(), pid)]);
+                        break 'pairs;
+                    }
+                    // b may already hold everything a could give: pass one replica through an
+                    // intermediary c (a → c and c → b, two partitions), leaving c's load as is.
+                    for c in &order {
+                        if c == a || c == b || !self.t.has_slot(c) {
+                            continue;
+                        }
+                        let Some(q) = self.movable_partitions(a, c) else {
+                            continue;
+                        };
+                        let second = self.t.held.get(c).and_then(|held| {
+                            held.iter()
+                                .copied()
+                                .find(|&pid| pid != q && self.can_move(pid, c, b))
+                        });
+                        if let Some(r) = second {
+                            chosen =
+                                Some(vec![(a.clone(), c.clone(), q), (c.clone(), b.clone(), r)]);
+                            break 'pairs;
+                        }
+                    }
+                    stuck.insert((a.clone(), b.clone()));
+                }
+            }
+            let Some(moves) = chosen else { return };
+            for (from, to, pid) in moves {
+                let Some(p) = self.t.s.partition(pid) else {
+                    return;
+                };
+                // The release comes once `to` has joined; count it now so later choices see it.
+                if !self.add(p, to, Some(&from), Reason::Rebalance) {
+                    return;
+                }
+                if let Some(z) = self.t.zone_of(&from) {
+                    *self.t.zone_load.entry(z).or_insert(0) -= 1;
+                }
+                *self.t.load.entry(from).or_insert(0) -= 1;
+            }
+        }
+    }
+
+    /// Zones get replicas as evenly as rule 2 permits: while two zones' totals differ by two or
+    /// more, move a replica of a partition from the fuller zone to the emptier one, if the
+    /// partition's zone spread stays as good.
+    fn balance_zones(&mut self) {
+        let s = self.t.s;
+        let zones: Vec<ZoneKey> = self.t.candidate_zones().into_iter().collect();
+        if zones.len() < 2 {
+            return;
+        }
+        let mut tried: BTreeSet<(ZoneKey, ZoneKey)> = BTreeSet::new();
+        loop {
+            if !self.t.has_total_slot() {
+                return;
+            }
+            let total = |z: &ZoneKey| self.t.zone_load.get(z).copied().unwrap_or(0);
+            let mut sorted = zones.clone();
+            sorted.sort_by(|a, b| total(b).cmp(&total(a)).then(a.cmp(b)));
+            let pair = sorted
+                .iter()
+                .flat_map(|hi| sorted.iter().rev().map(move |lo| (hi, lo)))
+                .find(|(hi, lo)| {
+                    hi != lo
+                        && total(hi) - total(lo) >= 2
+                        && !tried.contains(&((*hi).clone(), (*lo).clone()))
+                });
+            let Some((hi, lo)) = pair.map(|(a, b)| (a.clone(), b.clone())) else {
+                return;
+            };
+            let mut planned = false;
+            for p in &s.partitions {
+                if self.busy.contains(&p.id) || self.healthy(p) < usize::from(p.replication_factor)
+                {
+                    continue;
+                }
+                let used = self.t.zones_used(p, None);
+                let n_hi = used.get(&hi).copied().unwrap_or(0);
+                let n_lo = used.get(&lo).copied().unwrap_or(0);
+                if n_hi == 0 || n_hi < n_lo + 1 {
+                    continue;
+                }
+                let from = p
+                    .replicas
+                    .iter()
+                    .filter(|r| {
+                        r.role == ReplicaRole::Serving
+                            && self.t.zone_of(&r.worker).as_ref() == Some(&hi)
+                    })
+                    .filter(|r| self.t.is_candidate(&r.worker) && self.t.has_slot(&r.worker))
+                    .max_by(|a, b| {
+                        self.t
+                            .excess(&a.worker)
+                            .total_cmp(&self.t.excess(&b.worker))
+                            .then(b.worker.cmp(&a.worker))
+                    })
+                    .map(|r| r.worker.clone());
+                let Some(from) = from else { continue };
+                let Ok(to) = self.t.choose_target(p, Some(&from)) else {
+                    continue;
+                };
+                if self.t.zone_of(&to).as_ref() != Some(&lo) {
+                    continue;
+                }
+                if self.add(p, to, Some(&from), Reason::Rebalance) {
+                    *self.t.zone_load.entry(hi.clone()).or_insert(0) -= 1;
+                    *self.t.load.entry(from).or_insert(0) -= 1;
+                    planned = true;
+                }
+                break;
+            }
+            if !planned {
+                tried.insert((hi, lo));
+            }
+        }
+    }
+
+    /// Preferred leaders: every partition with a healthy serving replica has one, on a worker
+    /// that is not draining or suspect when possible, spread so no worker leads much more than
+    /// its capacity share. Leader steps go first in the plan: they change no epoch, so the
+    /// partition's other step (planned on the same epoch) still applies after them.
+    fn leaders(&mut self) {
+        let mut steps = Vec::new();
+        let s = self.t.s;
+        let mut led: BTreeMap<WorkerId, i64> = BTreeMap::new();
+        for p in &s.partitions {
+            if let Some(l) = &p.leader {
+                *led.entry(l.clone()).or_insert(0) += 1;
+            }
+        }
+        let cap = |w: &WorkerId| i64::from(self.t.worker(w).map_or(1, |w| w.capacity.max(1)));
+        let total_cap: i64 = self
+            .t
+            .balance_set
+            .values()
+            .map(|w| i64::from(w.capacity.max(1)))
+            .sum::<i64>()
+            .max(1);
+        let total_led = i64::try_from(s.partitions.len()).unwrap_or(i64::MAX);
+        let ceil_share = |w: &WorkerId| (total_led * cap(w) + total_cap - 1) / total_cap;
+        for p in &s.partitions {
+            let good = |w: &WorkerId| {
+                !self.releasing.contains(&(p.id, w.clone()))
+                    && p.replica(w).is_some_and(|r| r.role == ReplicaRole::Serving)
+                    && s.is_alive(w)
+                    && !self.is_draining(w)
+                    && !self.t.live.is_suspect(w)
+            };
+            let eligible: Vec<&WorkerId> = p
+                .replicas
+                .iter()
+                .map(|r| &r.worker)
+                .filter(|w| good(w))
+                .collect();
+            let fallback: Vec<&WorkerId> = p
+                .replicas
+                .iter()
+                .filter(|r| r.role == ReplicaRole::Serving && s.is_alive(&r.worker))
+                .filter(|r| !self.releasing.contains(&(p.id, r.worker.clone())))
+                .map(|r| &r.worker)
+                .collect();
+            let pool = if eligible.is_empty() {
+                &fallback
+            } else {
+                &eligible
+            };
+            let best = pool
+                .iter()
+                .min_by(|a, b| {
+                    let la = (led.get(**a).copied().unwrap_or(0) + 1) * cap(b);
+                    let lb = (led.get(**b).copied().unwrap_or(0) + 1) * cap(a);
+                    la.cmp(&lb).then(a.cmp(b))
+                })
+                .map(|w| (*w).clone());
+            let Some(best) = best else { continue };
+            let current_ok = p.leader.as_ref().is_some_and(|l| pool.contains(&l));
+            let overloaded = p.leader.as_ref().is_some_and(|l| {
+                led.get(l).copied().unwrap_or(0) > ceil_share(l)
+                    && led.get(&best).copied().unwrap_or(0) + 1 < led.get(l).copied().unwrap_or(0)
+            });
+            if current_ok && !overloaded {
+                continue;
+            }
+            if p.leader.as_ref() == Some(&best) {
+                continue;
+            }
+            if let Some(old) = &p.leader {
+                *led.entry(old.clone()).or_insert(0) -= 1;
+            }
+            *led.entry(best.clone()).or_insert(0) += 1;
+            steps.push(Step::SetLeader {
+                partition: p.id,
+                worker: best,
+                epoch: p.epoch,
+            });
+        }
+        steps.append(&mut self.plan.steps);
+        self.plan.steps = steps;
+    }
+
+    /// Draining → Disabled once a draining worker holds nothing.
+    fn disable_emptied(&mut self) {
+        for w in self.t.s.workers.values() {
+            if w.state == WorkerState::Draining && !self.t.held.contains_key(&w.id) {
+                self.plan.steps.push(Step::Disable {
+                    worker: w.id.clone(),
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! Who can hold what: candidates (rule 1), zones (rule 2), loads and capacity shares (rule 3),
+//! moves in flight (rule 6), and the choice of a target for a new replica. Built once per round
+//! and updated as the round plans steps, so later choices see earlier ones.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use drover_types::{
+    ClusterState, Partition, PartitionId, ReplicaRole, Worker, WorkerId, WorkerState,
+};
+
+use crate::{BlockCode, Liveness, PlannerConfig};
+
+/// A failure domain. Workers without a zone share the unnamed one.
+pub type ZoneKey = String;
+
+pub fn zone_key(w: &Worker) -> ZoneKey {
+    w.zone.clone().unwrap_or_default()
+}
+
+#[derive(Debug)]
+pub(crate) struct Topology<'a> {
+    pub s: &'a ClusterState,
+    pub live: &'a Liveness,
+    pub cfg: &'a PlannerConfig,
+    /// Active, not dead: their replicas count toward balance.
+    pub balance_set: BTreeMap<&'a WorkerId, &'a Worker>,
+    /// Replicas (joining or serving) per worker, updated with planned steps.
+    pub load: BTreeMap<WorkerId, i64>,
+    /// Replicas per zone over the balance set, updated with planned steps.
+    pub zone_load: BTreeMap<ZoneKey, i64>,
+    /// Total capacity per zone over the balance set.
+    pub zone_cap: BTreeMap<ZoneKey, u64>,
+    /// Moves in flight touching each worker (joining or leaving replicas on it), plus planned.
+    pub inflight: BTreeMap<WorkerId, u32>,
+    pub inflight_total: u32,
+    /// Workers no new replica may go to this round, beyond rule 1 (the workers being drained).
+    pub excluded: BTreeSet<WorkerId>,
+    /// Partitions each worker holds a replica of (any role).
+    pub held: BTreeMap<WorkerId, Vec<PartitionId>>,
+}
+
+impl<'a> Topology<'a> {
+    pub fn new(s: &'a ClusterState, live: &'a Liveness, cfg: &'a PlannerConfig) -> Self {
+        let balance_set: BTreeMap<&WorkerId, &Worker> = s
+            .workers
+            .iter()
+            .filter(|(_, w)| w.state == WorkerState::Active && !w.dead)
+            .collect();
+        let mut load = BTreeMap::new();
+        let mut zone_load: BTreeMap<ZoneKey, i64> = BTreeMap::new();
+        let mut zone_cap: BTreeMap<ZoneKey, u64> = BTreeMap::new();
+        for w in balance_set.values() {
+            load.insert(w.id.clone(), 0);
+            zone_load.entry(zone_key(w)).or_insert(0);
+            *zone_cap.entry(zone_key(w)).or_insert(0) += u64::from(w.capacity.max(1));
+        }
+        let mut inflight: BTreeMap<WorkerId, u32> = BTreeMap::new();
+        let mut inflight_total = 0;
+        let mut held: BTreeMap<WorkerId, Vec<PartitionId>> = BTreeMap::new();
+        for p in &s.partitions {
+            for r in &p.replicas {
+                held.entry(r.worker.clone()).or_default().push(p.id);
+                if r.role != ReplicaRole::Leaving
+                    && let Some(w) = balance_set.get(&r.worker)
+                {
+                    *load.entry(r.worker.clone()).or_insert(0) += 1;
+                    *zone_load.entry(zone_key(w)).or_insert(0) += 1;
+                }
+                if r.role != ReplicaRole::Serving {
+                    *inflight.entry(r.worker.clone()).or_insert(0) += 1;
+                    if r.role == ReplicaRole::Joining {
+                        inflight_total += 1;
+                    }
+                }
+            }
+        }
+        Topology {
+            s,
+            live,
+            cfg,
+            balance_set,
+            load,
+            zone_load,
+            zone_cap,
+            inflight,
+            inflight_total,
+            excluded: BTreeSet::new(),
+            held,
+        }
+    }
+
+    pub fn worker(&self, id: &WorkerId) -> Option<&'a Worker> {
+        self.s.workers.get(id)
+    }
+
+    /// Rule 1: may receive a new replica.
+    pub fn is_candidate(&self, id: &WorkerId) -> bool {
+        self.balance_set.contains_key(id)
+            && !self.live.is_suspect(id)
+            && !self.excluded.contains(id)
+    }
+
+    pub fn zone_of(&self, id: &WorkerId) -> Option<ZoneKey> {
+        self.worker(id).map(zone_key)
+    }
+
+    /// Zones that have at least one candidate.
+    pub fn candidate_zones(&self) -> BTreeSet<ZoneKey> {
+        self.balance_set
+            .iter()
+            .filter(|(id, _)| self.is_candidate(id))
+            .map(|(_, w)| zone_key(w))
+            .collect()
+    }
+
+    /// Worker `id`'s share of its zone's replicas, as (numerator, denominator): share =
+    /// zone_load × capacity / zone_capacity.
+    pub fn share(&self, id: &WorkerId) -> (i64, i64) {
+        let Some(w) = self.balance_set.get(id) else {
+            return (0, 1);
+        };
+        let z = zone_key(w);
+        let total = self.zone_load.get(&z).copied().unwrap_or(0);
+        let cap =
+            i64::try_from(self.zone_cap.get(&z).copied().unwrap_or(1).max(1)).unwrap_or(i64::MAX);
+        (total * i64::from(w.capacity.max(1)), cap)
+    }
+
+    /// Floor and ceiling of the worker's share, capped at the number of partitions (a worker
+    /// holds at most one replica of each).
+    pub fn share_bounds(&self, id: &WorkerId) -> (i64, i64) {
+        let (num, den) = self.share(id);
+        let partitions = i64::try_from(self.s.partitions.len()).unwrap_or(i64::MAX);
+        let floor = num / den;
+        let ceil = (num + den - 1) / den;
+        (floor.min(partitions), ceil.min(partitions))
+    }
+
+    /// How far above its share a worker is, scaled by its zone's capacity (comparable within a
+    /// zone; across zones only roughly).
+    pub fn excess(&self, id: &WorkerId) -> f64 {
+        let (num, den) = self.share(id);
+        let load = self.load.get(id).copied().unwrap_or(0);
+        (load as f64) - (num as f64) / (den as f64)
+    }
+
+    pub fn load_of(&self, id: &WorkerId) -> i64 {
+        self.load.get(id).copied().unwrap_or(0)
+    }
+
+    /// Whether a new move may touch `id` (rule 6).
+    pub fn has_slot(&self, id: &WorkerId) -> bool {
+        self.inflight.get(id).copied().unwrap_or(0) < self.cfg.max_moves_per_worker
+    }
+
+    pub fn has_total_slot(&self) -> bool {
+        self.inflight_total < self.cfg.max_moves_total
+    }
+
+    /// Records a planned add of a replica on `to`, moving away from `from` (if any).
+    pub fn note_add(&mut self, to: &WorkerId, from: Option<&WorkerId>) {
+        if let Some(z) = self.zone_of(to) {
+            *self.zone_load.entry(z).or_insert(0) += 1;
+        }
+        *self.load.entry(to.clone()).or_insert(0) += 1;
+        *self.inflight.entry(to.clone()).or_insert(0) += 1;
+        self.inflight_total += 1;
+        if let Some(f) = from {
+            *self.inflight.entry(f.clone()).or_insert(0) += 1;
+        }
+    }
+
+    /// Records a planned release of `from`'s replica.
+    pub fn note_release(&mut self, from: &WorkerId) {
+        if self.balance_set.contains_key(from) {
+            if let Some(z) = self.zone_of(from) {
+                *self.zone_load.entry(z).or_insert(0) -= 1;
+            }
+            *self.load.entry(from.clone()).or_insert(0) -= 1;
+        }
+        *self.inflight.entry(from.clone()).or_insert(0) += 1;
+    }
+
+    /// Replicas of `p` that stay (joining or serving, not `leaving`), counted per zone.
+    pub fn zones_used(
+        &self,
+        p: &Partition,
+        leaving: Option<&WorkerId>,
+    ) -> BTreeMap<ZoneKey, usize> {
+        let mut used = BTreeMap::new();
+        for r in &p.replicas {
+            if r.role == ReplicaRole::Leaving || Some(&r.worker) == leaving {
+                continue;
+            }
+            if let Some(z) = self.zone_of(&r.worker) {
+                *used.entry(z).or_insert(0) += 1;
+            }
+        }
+        used
+    }
+
+    /// Zones with a candidate that does not hold `p` yet.
+    pub fn open_zones(&self, p: &Partition) -> BTreeSet<ZoneKey> {
+        self.balance_set
+            .iter()
+            .filter(|(id, _)| self.is_candidate(id) && p.replica(id).is_none())
+            .map(|(_, w)| zone_key(w))
+            .collect()
+    }
+
+    /// Zones a new replica of `p` may go to under rule 2 (replacing `leaving`, if any): with at
+    /// least RF candidate zones, one `p` does not use; otherwise, among zones that can still
+    /// take a replica of `p`, the ones it uses least.
+    pub fn allowed_zones(&self, p: &Partition, leaving: Option<&WorkerId>) -> BTreeSet<ZoneKey> {
+        let used = self.zones_used(p, leaving);
+        let count = |z: &ZoneKey| used.get(z).copied().unwrap_or(0);
+        let open = self.open_zones(p);
+        if self.candidate_zones().len() >= usize::from(p.replication_factor) {
+            open.into_iter().filter(|z| count(z) == 0).collect()
+        } else {
+            let least = open.iter().map(count).min().unwrap_or(0);
+            open.into_iter().filter(|z| count(z) == least).collect()
+        }
+    }
+
+    /// The best worker for a new replica of `p` (replacing `leaving`, if any): a candidate not
+    /// holding `p`, in a zone rule 2 allows, in the least loaded such zone, then the worker with
+    /// the lowest load per capacity, then by id. Workers without a free move slot are skipped.
+    pub fn choose_target(
+        &self,
+        p: &Partition,
+        leaving: Option<&WorkerId>,
+    ) -> Result<WorkerId, BlockCode> {
+        let holders: BTreeSet<&WorkerId> = p.replicas.iter().map(|r| &r.worker).collect();
+        let free: Vec<(&WorkerId, ZoneKey, u32)> = self
+            .balance_set
+            .iter()
+            .filter(|(id, _)| self.is_candidate(id) && !holders.contains(*id))
+            .map(|(id, w)| (*id, zone_key(w), w.capacity.max(1)))
+            .collect();
+        if free.is_empty() {
+            return Err(BlockCode::NoCandidate);
+        }
+        let allowed = self.allowed_zones(p, leaving);
+        let in_zone: Vec<&(&WorkerId, ZoneKey, u32)> = free
+            .iter()
+            .filter(|(_, z, _)| allowed.contains(z))
+            .collect();
+        if in_zone.is_empty() {
+            return Err(BlockCode::ZoneConstraint);
+        }
+        let open: Vec<&&(&WorkerId, ZoneKey, u32)> = in_zone
+            .iter()
+            .filter(|(id, _, _)| self.has_slot(id))
+            .collect();
+        let best = open.iter().min_by(|a, b| {
+            let za = self.zone_load.get(&a.1).copied().unwrap_or(0);
+            let zb = self.zone_load.get(&b.1).copied().unwrap_or(0);
+            // (load_a + 1) / cap_a  vs  (load_b + 1) / cap_b, without division.
+            let wa = (self.load_of(a.0) + 1) * i64::from(b.2);
+            let wb = (self.load_of(b.0) + 1) * i64::from(a.2);
+            za.cmp(&zb).then(wa.cmp(&wb)).then(a.0.cmp(b.0))
+        });
+        match best {
+            Some(b) => Ok(b.0.clone()),
+            None => Err(BlockCode::Throttled),
+        }
+    }
+}
