@@ -29,8 +29,7 @@ pub fn plan_drain(s: &ClusterState, live: &Liveness, workers: &BTreeSet<WorkerId
         max_moves_total: u32::MAX,
         ..PlannerConfig::default()
     };
-    let mut t = Topology::new(s, live, &unthrottled);
-    t.excluded = workers.clone();
+    let mut t = Topology::new(s, live, &unthrottled).exclude(workers);
     // The drained workers' replicas leave their zones; count them out of the balance now.
     for w in workers {
         if s.workers

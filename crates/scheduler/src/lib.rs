@@ -191,17 +191,12 @@ pub enum BlockCode {
     Throttled,
     /// A make or break step waits for the worker's acknowledgement.
     AwaitingAck,
-    /// The replica cannot be released yet: the partition would fall below RF.
-    UnderReplicated,
 }
 
 impl BlockCode {
     /// Whether waiting can resolve it (acks arrive, throttle slots free up).
     pub fn is_transient(self) -> bool {
-        matches!(
-            self,
-            BlockCode::Throttled | BlockCode::AwaitingAck | BlockCode::UnderReplicated
-        )
+        matches!(self, BlockCode::Throttled | BlockCode::AwaitingAck)
     }
 }
 

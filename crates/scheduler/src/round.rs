@@ -151,6 +151,11 @@ impl Round<'_> {
             if self.busy.contains(&p.id) || self.healthy(p) >= usize::from(p.replication_factor) {
                 continue;
             }
+            if !self.t.has_total_slot() {
+                let detail = "restore waits for a throttle slot".to_owned();
+                self.block(p.id, None, BlockCode::Throttled, detail);
+                continue;
+            }
             match self.t.choose_target(p, None) {
                 Ok(to) => {
                     self.add(p, to, None, Reason::Restore);
@@ -213,7 +218,7 @@ impl Round<'_> {
         if pending.is_some() {
             return pending;
         }
-        let strict = self.t.candidate_zones().len() >= usize::from(p.replication_factor);
+        let strict = self.t.candidate_zone_count() >= usize::from(p.replication_factor);
         let used = self.t.zones_used(p, None);
         let avg_zone = {
             let zones = &self.t.zone_load;

@@ -2,7 +2,7 @@
 //! moves in flight (rule 6), and the choice of a target for a new replica. Built once per round
 //! and updated as the round plans steps, so later choices see earlier ones.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use drover_types::{
     ClusterState, Partition, PartitionId, ReplicaRole, Worker, WorkerId, WorkerState,
@@ -24,19 +24,24 @@ pub(crate) struct Topology<'a> {
     pub cfg: &'a PlannerConfig,
     /// Active, not dead: their replicas count toward balance.
     pub balance_set: BTreeMap<&'a WorkerId, &'a Worker>,
-    /// Replicas (joining or serving) per worker, updated with planned steps.
-    pub load: BTreeMap<WorkerId, i64>,
+    /// Replicas (joining or serving) per worker, updated with planned steps. A `HashMap`
+    /// because it sits on the hot path of every placement and is only ever looked up, never
+    /// iterated, so its order cannot leak into a decision.
+    pub load: HashMap<WorkerId, i64>,
     /// Replicas per zone over the balance set, updated with planned steps.
     pub zone_load: BTreeMap<ZoneKey, i64>,
     /// Total capacity per zone over the balance set.
     pub zone_cap: BTreeMap<ZoneKey, u64>,
     /// Moves in flight touching each worker (joining or leaving replicas on it), plus planned.
-    pub inflight: BTreeMap<WorkerId, u32>,
+    pub inflight: HashMap<WorkerId, u32>,
     pub inflight_total: u32,
     /// Workers no new replica may go to this round, beyond rule 1 (the workers being drained).
     pub excluded: BTreeSet<WorkerId>,
     /// Partitions each worker holds a replica of (any role).
     pub held: BTreeMap<WorkerId, Vec<PartitionId>>,
+    /// Candidates by zone, with their capacities (rule 1), cached for the round: candidacy
+    /// does not change while a round is planned.
+    members: BTreeMap<ZoneKey, Vec<(WorkerId, u32)>>,
 }
 
 impl<'a> Topology<'a> {
@@ -46,7 +51,7 @@ impl<'a> Topology<'a> {
             .iter()
             .filter(|(_, w)| w.state == WorkerState::Active && !w.dead)
             .collect();
-        let mut load = BTreeMap::new();
+        let mut load = HashMap::new();
         let mut zone_load: BTreeMap<ZoneKey, i64> = BTreeMap::new();
         let mut zone_cap: BTreeMap<ZoneKey, u64> = BTreeMap::new();
         for w in balance_set.values() {
@@ -54,7 +59,7 @@ impl<'a> Topology<'a> {
             zone_load.entry(zone_key(w)).or_insert(0);
             *zone_cap.entry(zone_key(w)).or_insert(0) += u64::from(w.capacity.max(1));
         }
-        let mut inflight: BTreeMap<WorkerId, u32> = BTreeMap::new();
+        let mut inflight: HashMap<WorkerId, u32> = HashMap::new();
         let mut inflight_total = 0;
         let mut held: BTreeMap<WorkerId, Vec<PartitionId>> = BTreeMap::new();
         for p in &s.partitions {
@@ -86,7 +91,29 @@ impl<'a> Topology<'a> {
             inflight_total,
             excluded: BTreeSet::new(),
             held,
+            members: BTreeMap::new(),
         }
+        .with_members()
+    }
+
+    /// Excludes `workers` from receiving replicas (the workers being drained).
+    pub fn exclude(mut self, workers: &BTreeSet<WorkerId>) -> Self {
+        self.excluded = workers.clone();
+        self.with_members()
+    }
+
+    fn with_members(mut self) -> Self {
+        let mut members: BTreeMap<ZoneKey, Vec<(WorkerId, u32)>> = BTreeMap::new();
+        for (id, w) in &self.balance_set {
+            if !self.live.is_suspect(id) && !self.excluded.contains(*id) {
+                members
+                    .entry(zone_key(w))
+                    .or_default()
+                    .push(((*id).clone(), w.capacity.max(1)));
+            }
+        }
+        self.members = members;
+        self
     }
 
     pub fn worker(&self, id: &WorkerId) -> Option<&'a Worker> {
@@ -106,11 +133,12 @@ impl<'a> Topology<'a> {
 
     /// Zones that have at least one candidate.
     pub fn candidate_zones(&self) -> BTreeSet<ZoneKey> {
-        self.balance_set
-            .iter()
-            .filter(|(id, _)| self.is_candidate(id))
-            .map(|(_, w)| zone_key(w))
-            .collect()
+        self.members.keys().cloned().collect()
+    }
+
+    /// How many zones have a candidate.
+    pub fn candidate_zone_count(&self) -> usize {
+        self.members.len()
     }
 
     /// Worker `id`'s share of its zone's replicas, as (numerator, denominator): share =
@@ -201,10 +229,20 @@ impl<'a> Topology<'a> {
 
     /// Zones with a candidate that does not hold `p` yet.
     pub fn open_zones(&self, p: &Partition) -> BTreeSet<ZoneKey> {
-        self.balance_set
+        // A zone is open when it has more candidates than it has candidates holding `p`:
+        // counted from p's few replicas rather than by scanning every worker.
+        let mut holding: BTreeMap<ZoneKey, usize> = BTreeMap::new();
+        for r in &p.replicas {
+            if self.is_candidate(&r.worker)
+                && let Some(z) = self.zone_of(&r.worker)
+            {
+                *holding.entry(z).or_insert(0) += 1;
+            }
+        }
+        self.members
             .iter()
-            .filter(|(id, _)| self.is_candidate(id) && p.replica(id).is_none())
-            .map(|(_, w)| zone_key(w))
+            .filter(|(z, ws)| ws.len() > holding.get(*z).copied().unwrap_or(0))
+            .map(|(z, _)| z.clone())
             .collect()
     }
 
@@ -215,7 +253,7 @@ impl<'a> Topology<'a> {
         let used = self.zones_used(p, leaving);
         let count = |z: &ZoneKey| used.get(z).copied().unwrap_or(0);
         let open = self.open_zones(p);
-        if self.candidate_zones().len() >= usize::from(p.replication_factor) {
+        if self.candidate_zone_count() >= usize::from(p.replication_factor) {
             open.into_iter().filter(|z| count(z) == 0).collect()
         } else {
             let least = open.iter().map(count).min().unwrap_or(0);
@@ -231,39 +269,52 @@ impl<'a> Topology<'a> {
         p: &Partition,
         leaving: Option<&WorkerId>,
     ) -> Result<WorkerId, BlockCode> {
-        let holders: BTreeSet<&WorkerId> = p.replicas.iter().map(|r| &r.worker).collect();
-        let free: Vec<(&WorkerId, ZoneKey, u32)> = self
-            .balance_set
-            .iter()
-            .filter(|(id, _)| self.is_candidate(id) && !holders.contains(*id))
-            .map(|(id, w)| (*id, zone_key(w), w.capacity.max(1)))
-            .collect();
-        if free.is_empty() {
+        let free = |w: &WorkerId| p.replica(w).is_none();
+        if self.open_zones(p).is_empty() {
             return Err(BlockCode::NoCandidate);
         }
         let allowed = self.allowed_zones(p, leaving);
-        let in_zone: Vec<&(&WorkerId, ZoneKey, u32)> = free
-            .iter()
-            .filter(|(_, z, _)| allowed.contains(z))
-            .collect();
-        if in_zone.is_empty() {
+        if allowed.is_empty() {
             return Err(BlockCode::ZoneConstraint);
         }
-        let open: Vec<&&(&WorkerId, ZoneKey, u32)> = in_zone
-            .iter()
-            .filter(|(id, _, _)| self.has_slot(id))
-            .collect();
-        let best = open.iter().min_by(|a, b| {
-            let za = self.zone_load.get(&a.1).copied().unwrap_or(0);
-            let zb = self.zone_load.get(&b.1).copied().unwrap_or(0);
-            // (load_a + 1) / cap_a  vs  (load_b + 1) / cap_b, without division.
-            let wa = (self.load_of(a.0) + 1) * i64::from(b.2);
-            let wb = (self.load_of(b.0) + 1) * i64::from(a.2);
-            za.cmp(&zb).then(wa.cmp(&wb)).then(a.0.cmp(b.0))
-        });
-        match best {
-            Some(b) => Ok(b.0.clone()),
-            None => Err(BlockCode::Throttled),
+        // The least loaded allowed zone with a free worker that has a move slot, then the worker
+        // with the lowest (load + 1) / capacity there, then by id.
+        let mut zones: Vec<&ZoneKey> = allowed.iter().collect();
+        zones.sort_by_key(|z| (self.zone_load.get(*z).copied().unwrap_or(0), *z));
+        let mut throttled = false;
+        for z in zones {
+            let Some(ws) = self.members.get(z) else {
+                continue;
+            };
+            let mut best: Option<(&WorkerId, u32)> = None;
+            for (w, cap) in ws {
+                if !free(w) {
+                    continue;
+                }
+                if !self.has_slot(w) {
+                    throttled = true;
+                    continue;
+                }
+                let better = match best {
+                    None => true,
+                    Some((b, bcap)) => {
+                        let wa = (self.load_of(w) + 1) * i64::from(bcap);
+                        let wb = (self.load_of(b) + 1) * i64::from(*cap);
+                        wa < wb || (wa == wb && w < b)
+                    }
+                };
+                if better {
+                    best = Some((w, *cap));
+                }
+            }
+            if let Some((w, _)) = best {
+                return Ok(w.clone());
+            }
         }
+        Err(if throttled {
+            BlockCode::Throttled
+        } else {
+            BlockCode::ZoneConstraint
+        })
     }
 }
