@@ -48,6 +48,8 @@ pub struct Node {
 }
 
 pub struct Cluster {
+    /// Bearer token the helpers send, when the cluster was started with tokens.
+    pub token: Option<String>,
     pub ip: Ipv4Addr,
     pub nodes: Vec<Node>,
     pub root: tempfile::TempDir,
@@ -114,6 +116,7 @@ impl Cluster {
             .build()
             .unwrap();
         Cluster {
+            token: None,
             ip,
             nodes,
             root,
@@ -186,10 +189,18 @@ impl Cluster {
         format!("http://{}{path}", self.node(id).addr)
     }
 
+    /// A request to node `id` carrying the cluster's token, if any.
+    pub fn req(&self, method: reqwest::Method, id: u64, path: &str) -> reqwest::RequestBuilder {
+        let r = self.http.request(method, self.url(id, path));
+        match &self.token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+
     pub async fn status(&self, id: u64) -> Option<Value> {
         let r = self
-            .http
-            .get(self.url(id, "/v1/cluster"))
+            .req(reqwest::Method::GET, id, "/v1/cluster")
             .send()
             .await
             .ok()?;
@@ -214,8 +225,7 @@ impl Cluster {
     }
 
     pub async fn put(&self, id: u64, key: &str, value: &str) -> reqwest::Result<reqwest::Response> {
-        self.http
-            .put(self.url(id, &format!("/v1/kv/{key}")))
+        self.req(reqwest::Method::PUT, id, &format!("/v1/kv/{key}"))
             .json(&serde_json::json!({ "value": value }))
             .send()
             .await
@@ -225,8 +235,7 @@ impl Cluster {
     pub async fn get(&self, id: u64, key: &str, stale: bool) -> Option<String> {
         let q = if stale { "?stale=true" } else { "" };
         let r = self
-            .http
-            .get(self.url(id, &format!("/v1/kv/{key}{q}")))
+            .req(reqwest::Method::GET, id, &format!("/v1/kv/{key}{q}"))
             .send()
             .await
             .ok()?;

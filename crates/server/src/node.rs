@@ -288,12 +288,14 @@ async fn join(node: Node, via: String) {
     let body = serde_json::json!({"id": node.id(), "address": node.config().listen.to_string()});
     let mut delay = Duration::from_millis(200);
     loop {
-        let result = node
+        let mut request = node
             .http()
             .post(format!("http://{via}/v1/cluster/members"))
-            .json(&body)
-            .send()
-            .await;
+            .json(&body);
+        if let Some(token) = &node.config().admin_token {
+            request = request.bearer_auth(token);
+        }
+        let result = request.send().await;
         match result {
             Ok(r) if r.status().is_success() => {
                 tracing::info!(via, "joined the cluster as a learner");

@@ -622,12 +622,15 @@ impl Cx<'_> {
         }
         self.set_worker_state(id, to, force && to == WorkerState::Disabled);
         let worker = self.worker(id)?.clone();
-        Ok(match under_replicated {
-            Some(under_replicated) if force => Response::ForcedDisable {
+        // A forced disable always says how many partitions fell below RF, zero included.
+        let forced = force && to == WorkerState::Disabled && from != WorkerState::Provisioning;
+        Ok(if forced {
+            Response::ForcedDisable {
                 worker,
-                under_replicated,
-            },
-            _ => Response::Worker(worker),
+                under_replicated: under_replicated.unwrap_or(0),
+            }
+        } else {
+            Response::Worker(worker)
         })
     }
 

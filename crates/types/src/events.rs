@@ -115,3 +115,25 @@ impl EventLog {
         Ok(self.events.iter().filter(move |e| e.seq > after))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_compacts_and_reports_the_oldest_kept() {
+        let mut log = EventLog::default();
+        for i in 0..10 {
+            let kind = EventKind::TableCreated {
+                count: i,
+                replication_factor: 1,
+            };
+            log.push(i.into(), 0, kind, 4);
+        }
+        assert_eq!(log.events.len(), 4);
+        assert_eq!(log.first_seq(), 7);
+        assert_eq!(log.after(5).err(), Some(7), "events 6 was compacted");
+        assert_eq!(log.after(6).map(|e| e.count()).ok(), Some(4));
+        assert_eq!(log.after(10).map(|e| e.count()).ok(), Some(0));
+    }
+}

@@ -79,28 +79,6 @@ fn check_key(key: &str) -> ApiResult<()> {
     validate_kv_key(key).map_err(ApiError::bad_request)
 }
 
-/// Serves a read here if it is stale or this node leads, otherwise forwards it.
-async fn read_route(
-    node: &Node,
-    stale: bool,
-    uri: &Uri,
-    headers: &HeaderMap,
-) -> ApiResult<Option<Response>> {
-    if stale {
-        return Ok(None);
-    }
-    match node.route(headers)? {
-        Route::Forward(leader) => Ok(Some(
-            node.forward(&leader, Method::GET, uri, headers, Bytes::new())
-                .await,
-        )),
-        Route::Local => {
-            node.linearizable().await?;
-            Ok(None)
-        }
-    }
-}
-
 pub async fn get(
     State(node): State<Node>,
     Path(key): Path<String>,
@@ -109,7 +87,7 @@ pub async fn get(
 ) -> ApiResult<Response> {
     check_key(&key)?;
     let q: ReadQuery = parse_query(&uri)?;
-    if let Some(forwarded) = read_route(&node, q.stale, &uri, &headers).await? {
+    if let Some(forwarded) = node.read_route(q.stale, &uri, &headers).await? {
         return Ok(forwarded);
     }
     let state = node.state().read();
@@ -125,7 +103,7 @@ pub async fn list(State(node): State<Node>, uri: Uri, headers: HeaderMap) -> Api
     if !(1..=MAX_LIST).contains(&limit) {
         return Err(ApiError::bad_request(format!("limit must be 1-{MAX_LIST}")));
     }
-    if let Some(forwarded) = read_route(&node, q.stale, &uri, &headers).await? {
+    if let Some(forwarded) = node.read_route(q.stale, &uri, &headers).await? {
         return Ok(forwarded);
     }
     let state = node.state().read();

@@ -5,9 +5,13 @@
 //! forwarded to the leader once (marked with `x-drover-forwarded`); a forwarded request that
 //! reaches a non-leader, or any request while no leader is known, gets 503 with the leader hint.
 
+pub mod auth;
 mod cluster;
 pub mod error;
+mod events;
 mod kv;
+mod partitions;
+mod workers;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -34,8 +38,6 @@ pub const FORWARDED_HEADER: &str = "x-drover-forwarded";
 pub fn router(node: Node) -> Router {
     let max_body = node.config().max_body_bytes;
     let mut api = Router::new()
-        .route("/healthz", get(cluster::healthz))
-        .route("/readyz", get(cluster::readyz))
         .route("/v1/cluster", get(cluster::status))
         .route("/v1/cluster/members", post(cluster::add_member))
         .route("/v1/cluster/members/{id}", delete(cluster::remove_member))
@@ -43,7 +45,23 @@ pub fn router(node: Node) -> Router {
         .route(
             "/v1/kv/{*key}",
             get(kv::get).put(kv::put).delete(kv::delete),
-        );
+        )
+        .route("/v1/workers", get(workers::list))
+        .route(
+            "/v1/workers/{id}",
+            get(workers::show)
+                .put(workers::register)
+                .delete(workers::remove),
+        )
+        .route("/v1/workers/{id}/state", post(workers::set_state))
+        .route(
+            "/v1/partitions",
+            get(partitions::list).post(partitions::create),
+        )
+        .route("/v1/partitions/by-key/{key}", get(partitions::by_key))
+        .route("/v1/partitions/{p}", get(partitions::show))
+        .route("/v1/events", get(events::list))
+        .route("/v1/snapshot", get(events::snapshot));
     if node.config().enable_fault_injection {
         api = api.route(
             "/debug/faults",
@@ -52,7 +70,16 @@ pub fn router(node: Node) -> Router {
                 .delete(cluster::clear_faults),
         );
     }
-    api.fallback(not_found)
+    // Everything above needs a token (when tokens are configured); health checks never do.
+    let api = api.layer(axum::middleware::from_fn_with_state(
+        node.clone(),
+        auth::authorize,
+    ));
+    let open = Router::new()
+        .route("/healthz", get(cluster::healthz))
+        .route("/readyz", get(cluster::readyz));
+    api.merge(open)
+        .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(node)
 }
@@ -152,12 +179,20 @@ impl Node {
         match req.send().await {
             Ok(resp) => {
                 let status = resp.status();
-                let content_type = resp.headers().get(http::header::CONTENT_TYPE).cloned();
+                let headers = resp.headers().clone();
                 match resp.bytes().await {
                     Ok(bytes) => {
                         let mut out = (status, bytes).into_response();
-                        if let Some(ct) = content_type {
-                            out.headers_mut().insert(http::header::CONTENT_TYPE, ct);
+                        // Relay the leader's headers (content type, state version, leader hint),
+                        // but not the hop-by-hop ones of its connection to us.
+                        for (name, value) in &headers {
+                            let hop = name == http::header::CONNECTION
+                                || name == http::header::TRANSFER_ENCODING
+                                || name == http::header::CONTENT_LENGTH
+                                || name.as_str() == "keep-alive";
+                            if !hop {
+                                out.headers_mut().insert(name.clone(), value.clone());
+                            }
                         }
                         out
                     }
@@ -187,6 +222,45 @@ impl Node {
                 Some(leader.clone()),
             )
             .into_response(),
+        }
+    }
+
+    /// Serves a read here if it is stale or this node leads (after confirming leadership),
+    /// otherwise forwards it to the leader and returns the leader's answer.
+    pub(crate) async fn read_route(
+        &self,
+        stale: bool,
+        uri: &Uri,
+        headers: &HeaderMap,
+    ) -> ApiResult<Option<Response>> {
+        if stale {
+            return Ok(None);
+        }
+        match self.route(headers)? {
+            Route::Forward(leader) => Ok(Some(
+                self.forward(&leader, Method::GET, uri, headers, Bytes::new())
+                    .await,
+            )),
+            Route::Local => {
+                self.linearizable().await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// For a write: `Some(answer)` when it was forwarded to the leader, `None` to handle here.
+    pub(crate) async fn write_route(
+        &self,
+        method: Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> ApiResult<Option<Response>> {
+        match self.route(headers)? {
+            Route::Forward(leader) => Ok(Some(
+                self.forward(&leader, method, uri, headers, body).await,
+            )),
+            Route::Local => Ok(None),
         }
     }
 

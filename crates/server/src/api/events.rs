@@ -1,0 +1,100 @@
+//! `/v1/events` (lifecycle events, bounded retention, 410 when compacted) and `/v1/snapshot`
+//! (a consistent copy of the replicated state, for backup).
+
+use axum::Json;
+use axum::extract::{Extension, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use drover_types::{Event, codec};
+use serde::{Deserialize, Serialize};
+
+use super::auth::Role;
+use super::{ApiError, ApiResult, parse_query};
+use crate::node::Node;
+
+const MAX_LIST: usize = 1000;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    #[serde(default)]
+    after: u64,
+    limit: Option<usize>,
+    #[serde(default)]
+    stale: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct EventPage {
+    events: Vec<Event>,
+    more: bool,
+    /// Pass as `after` to continue.
+    next_after: u64,
+}
+
+pub async fn list(State(node): State<Node>, uri: Uri, headers: HeaderMap) -> ApiResult<Response> {
+    let q: EventsQuery = parse_query(&uri)?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=MAX_LIST).contains(&limit) {
+        return Err(ApiError::bad_request(format!("limit must be 1-{MAX_LIST}")));
+    }
+    if let Some(fwd) = node.read_route(q.stale, &uri, &headers).await? {
+        return Ok(fwd);
+    }
+    let state = node.state().read();
+    let log = &state.state.events;
+    let mut iter = log.after(q.after).map_err(|first| {
+        ApiError::new(
+            StatusCode::GONE,
+            "compacted",
+            format!(
+                "events after {} were compacted; the oldest kept is {first}",
+                q.after
+            ),
+        )
+    })?;
+    let events: Vec<Event> = iter.by_ref().take(limit).cloned().collect();
+    let more = iter.next().is_some();
+    let next_after = events.last().map_or(q.after, |e| e.seq);
+    Ok(Json(EventPage {
+        events,
+        more,
+        next_after,
+    })
+    .into_response())
+}
+
+/// The whole replicated state, codec-encoded (format byte + bincode), at a linearizable point.
+/// Admin only (or open mode).
+pub async fn snapshot(
+    State(node): State<Node>,
+    Extension(role): Extension<Role>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    if role == Role::Worker {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "snapshots need the admin token",
+        ));
+    }
+    if let Some(fwd) = node.read_route(false, &uri, &headers).await? {
+        return Ok(fwd);
+    }
+    let (bytes, version) = {
+        let guard = node.state().read();
+        let bytes = codec::encode(&guard.state).map_err(|e| ApiError::internal(e.to_string()))?;
+        (bytes, guard.state.version)
+    };
+    let mut response = (StatusCode::OK, bytes).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/octet-stream"),
+    );
+    if let Ok(v) = http::HeaderValue::from_str(&version.to_string()) {
+        h.insert("x-drover-state-version", v);
+    }
+    Ok(response)
+}

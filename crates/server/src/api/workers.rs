@@ -1,0 +1,245 @@
+//! `/v1/workers`: registration, records, lifecycle state changes and removal (SPEC §1, §4).
+//! Soft fields (liveness, drain progress) arrive with the scheduler.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Extension, Path, State};
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::{IntoResponse, Response};
+use drover_types::{
+    Actor, Command, Registration, Response as Applied, Worker, WorkerId, WorkerState,
+    validate_address, validate_labels, validate_worker_id, validate_zone,
+};
+use serde::{Deserialize, Serialize};
+
+use super::auth::Role;
+use super::{ApiError, ApiResult, body, parse_json, parse_query};
+use crate::node::Node;
+
+const MAX_LIST: usize = 1000;
+
+fn worker_id(id: &str) -> ApiResult<WorkerId> {
+    validate_worker_id(id).map_err(ApiError::bad_request)?;
+    Ok(WorkerId::from(id))
+}
+
+fn worker_response(outcome: Applied) -> ApiResult<Response> {
+    match outcome {
+        Applied::Worker(w) => Ok(Json(w).into_response()),
+        Applied::ForcedDisable {
+            worker,
+            under_replicated,
+        } => Ok(Json(serde_json::json!({
+            "worker": worker,
+            "partitions_below_rf": under_replicated,
+        }))
+        .into_response()),
+        Applied::Removed { worker, generation } => Ok(Json(
+            serde_json::json!({"id": worker, "removed": true, "generation": generation}),
+        )
+        .into_response()),
+        other => Err(ApiError::internal(format!("unexpected answer {other:?}"))),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterBody {
+    incarnation: u64,
+    address: String,
+    zone: Option<String>,
+    capacity: Option<u32>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+pub async fn register(
+    State(node): State<Node>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let raw = body(raw)?;
+    let worker = worker_id(&id)?;
+    let b: RegisterBody = parse_json(&raw)?;
+    validate_address(&b.address)
+        .map_err(|e| ApiError::bad_request(format!("field address: {e}")))?;
+    if let Some(z) = &b.zone {
+        validate_zone(z).map_err(|e| ApiError::bad_request(format!("field zone: {e}")))?;
+    }
+    if b.capacity == Some(0) {
+        return Err(ApiError::bad_request("field capacity: must be at least 1"));
+    }
+    validate_labels(&b.labels).map_err(|e| ApiError::bad_request(format!("field labels: {e}")))?;
+    if let Some(fwd) = node.write_route(Method::PUT, &uri, &headers, raw).await? {
+        return Ok(fwd);
+    }
+    let outcome = node
+        .propose(Command::Register(Registration {
+            worker,
+            incarnation: b.incarnation,
+            address: b.address,
+            zone: b.zone,
+            capacity: b.capacity.unwrap_or(1),
+            labels: b.labels,
+        }))
+        .await?;
+    worker_response(outcome.response)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    state: Option<WorkerState>,
+    zone: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+    #[serde(default)]
+    stale: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct WorkerPage {
+    items: Vec<Worker>,
+    more: bool,
+    next_cursor: Option<String>,
+}
+
+pub async fn list(State(node): State<Node>, uri: Uri, headers: HeaderMap) -> ApiResult<Response> {
+    let q: ListQuery = parse_query(&uri)?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=MAX_LIST).contains(&limit) {
+        return Err(ApiError::bad_request(format!("limit must be 1-{MAX_LIST}")));
+    }
+    if let Some(fwd) = node.read_route(q.stale, &uri, &headers).await? {
+        return Ok(fwd);
+    }
+    let state = node.state().read();
+    let after = q.cursor.clone().map(WorkerId);
+    let mut matching = state
+        .state
+        .workers
+        .values()
+        .filter(|w| after.as_ref().is_none_or(|a| &w.id > a))
+        .filter(|w| q.state.is_none_or(|s| w.state == s))
+        .filter(|w| q.zone.is_none() || w.zone == q.zone);
+    let items: Vec<Worker> = matching.by_ref().take(limit).cloned().collect();
+    let more = matching.next().is_some();
+    let next_cursor = if more {
+        items.last().map(|w| w.id.to_string())
+    } else {
+        None
+    };
+    Ok(Json(WorkerPage {
+        items,
+        more,
+        next_cursor,
+    })
+    .into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReadQuery {
+    #[serde(default)]
+    stale: bool,
+}
+
+pub async fn show(
+    State(node): State<Node>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let id = worker_id(&id)?;
+    let q: ReadQuery = parse_query(&uri)?;
+    if let Some(fwd) = node.read_route(q.stale, &uri, &headers).await? {
+        return Ok(fwd);
+    }
+    let state = node.state().read();
+    match state.state.workers.get(&id) {
+        Some(w) => Ok(Json(w).into_response()),
+        None => Err(ApiError::not_found(format!("no worker {id}"))),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateBody {
+    state: WorkerState,
+    expected_version: Option<u64>,
+    #[serde(default)]
+    force: bool,
+    /// Agents send their generation; it fences a stale process.
+    generation: Option<u64>,
+}
+
+pub async fn set_state(
+    State(node): State<Node>,
+    Extension(role): Extension<Role>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let raw = body(raw)?;
+    let worker = worker_id(&id)?;
+    let b: StateBody = parse_json(&raw)?;
+    let by = if role == Role::Worker || b.generation.is_some() {
+        Actor::Agent
+    } else {
+        Actor::Operator
+    };
+    if by == Actor::Agent && b.generation.is_none() {
+        return Err(ApiError::bad_request(
+            "field generation: required with the worker token",
+        ));
+    }
+    if let Some(fwd) = node.write_route(Method::POST, &uri, &headers, raw).await? {
+        return Ok(fwd);
+    }
+    let outcome = node
+        .propose(Command::SetState {
+            worker,
+            to: b.state,
+            by,
+            generation: b.generation,
+            expected_version: b.expected_version,
+            force: b.force,
+        })
+        .await?;
+    worker_response(outcome.response)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteQuery {
+    expected_version: Option<u64>,
+}
+
+pub async fn remove(
+    State(node): State<Node>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let worker = worker_id(&id)?;
+    let q: DeleteQuery = parse_query(&uri)?;
+    if let Some(fwd) = node
+        .write_route(Method::DELETE, &uri, &headers, Bytes::new())
+        .await?
+    {
+        return Ok(fwd);
+    }
+    let outcome = node
+        .propose(Command::Remove {
+            worker,
+            expected_version: q.expected_version,
+        })
+        .await?;
+    worker_response(outcome.response)
+}

@@ -1,0 +1,520 @@
+//! The admin API through a follower as well as the leader, with tokens: workers, partitions,
+//! events, snapshots, auth — and every refusal leaves the state version unchanged.
+
+mod support;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use support::Cluster;
+
+const ADMIN: &str = "admin-secret";
+const WORKER: &str = "worker-secret";
+
+struct Api<'a> {
+    c: &'a Cluster,
+}
+
+impl Api<'_> {
+    async fn call(
+        &self,
+        node: u64,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut r = self.c.http.request(method, self.c.url(node, path));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn admin(
+        &self,
+        node: u64,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        self.call(node, method, path, Some(ADMIN), body).await
+    }
+
+    async fn version(&self, node: u64) -> u64 {
+        self.admin(node, Method::GET, "/v1/cluster", None).await.1["state_version"]
+            .as_u64()
+            .unwrap()
+    }
+
+    /// Asserts the call is refused with `status` and `code`, and that it changed nothing.
+    // The call's parts plus what to expect read best as one flat list in the test table.
+    #[allow(clippy::too_many_arguments)]
+    async fn refused(
+        &self,
+        node: u64,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        status: u16,
+        code: &str,
+    ) {
+        let leader = self.c.leader_among(&[1, 2, 3]).await;
+        let before = self.version(leader).await;
+        let (s, b) = self.call(node, method.clone(), path, token, body).await;
+        assert_eq!(
+            (s, b["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{method} {path}: {b}"
+        );
+        assert!(
+            b["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{b}"
+        );
+        assert_eq!(
+            self.version(leader).await,
+            before,
+            "{method} {path} changed the state"
+        );
+    }
+}
+
+/// Every endpoint of this slice, through the leader and a follower, with the error codes of
+/// SPEC §1 and §4.
+#[tokio::test]
+async fn workers_partitions_events_and_snapshot() {
+    let mut c = Cluster::start(
+        3,
+        &[
+            "--admin-token",
+            ADMIN,
+            "--worker-token",
+            WORKER,
+            "--max-body-bytes",
+            "4096",
+        ],
+    );
+    c.token = Some(ADMIN.into());
+    let leader = c.leader_among(&[1, 2, 3]).await;
+    let f = (1..=3).find(|id| *id != leader).unwrap();
+    let api = Api { c: &c };
+
+    // Auth.
+    api.refused(
+        f,
+        Method::GET,
+        "/v1/workers",
+        None,
+        None,
+        401,
+        "unauthorized",
+    )
+    .await;
+    api.refused(
+        f,
+        Method::GET,
+        "/v1/workers",
+        Some("nope"),
+        None,
+        401,
+        "unauthorized",
+    )
+    .await;
+    api.refused(
+        f,
+        Method::GET,
+        "/v1/kv",
+        Some(WORKER),
+        None,
+        403,
+        "forbidden",
+    )
+    .await;
+    api.refused(
+        f,
+        Method::GET,
+        "/v1/snapshot",
+        Some(WORKER),
+        None,
+        403,
+        "forbidden",
+    )
+    .await;
+
+    // An agent registers and activates itself through a follower.
+    let reg = json!({"incarnation": 7, "address": "10.1.0.1:9000", "zone": "z1", "labels": {"rack": "r1"}});
+    let (s, w) = api
+        .call(
+            f,
+            Method::PUT,
+            "/v1/workers/w1",
+            Some(WORKER),
+            Some(reg.clone()),
+        )
+        .await;
+    assert_eq!(s, 200, "{w}");
+    assert_eq!(
+        (w["generation"].as_u64(), w["state"].as_str()),
+        (Some(1), Some("provisioning"))
+    );
+    let (s, again) = api
+        .call(
+            leader,
+            Method::PUT,
+            "/v1/workers/w1",
+            Some(WORKER),
+            Some(reg),
+        )
+        .await;
+    assert_eq!(
+        (s, again["generation"].as_u64()),
+        (200, Some(1)),
+        "same incarnation is idempotent"
+    );
+    let (s, w) = api
+        .call(
+            f,
+            Method::POST,
+            "/v1/workers/w1/state",
+            Some(WORKER),
+            Some(json!({"state": "active", "generation": 1})),
+        )
+        .await;
+    assert_eq!((s, w["state"].as_str()), (200, Some("active")), "{w}");
+    api.refused(
+        f,
+        Method::POST,
+        "/v1/workers/w1/state",
+        Some(WORKER),
+        Some(json!({"state": "active"})),
+        400,
+        "invalid",
+    )
+    .await;
+
+    // Reads, through either node, agree.
+    for node in [f, leader] {
+        let (s, w) = api.admin(node, Method::GET, "/v1/workers/w1", None).await;
+        assert_eq!(
+            (s, w["state"].as_str(), w["labels"]["rack"].as_str()),
+            (200, Some("active"), Some("r1"))
+        );
+    }
+    let (_, page) = api
+        .admin(f, Method::GET, "/v1/workers?state=active", None)
+        .await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    let (_, page) = api
+        .admin(f, Method::GET, "/v1/workers?state=draining", None)
+        .await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 0);
+
+    // Refusals, each leaving the state as it was.
+    let version = w["version"].as_u64().unwrap();
+    api.refused(
+        f,
+        Method::POST,
+        "/v1/workers/w1/state",
+        Some(ADMIN),
+        Some(json!({"state": "provisioning"})),
+        409,
+        "illegal_transition",
+    )
+    .await;
+    api.refused(
+        f,
+        Method::POST,
+        "/v1/workers/w1/state",
+        Some(ADMIN),
+        Some(json!({"state": "disabled"})),
+        409,
+        "illegal_transition",
+    )
+    .await;
+    api.refused(
+        f,
+        Method::POST,
+        "/v1/workers/w1/state",
+        Some(ADMIN),
+        Some(json!({"state": "draining", "expected_version": version - 1})),
+        409,
+        "version_conflict",
+    )
+    .await;
+    api.refused(
+        f,
+        Method::GET,
+        "/v1/workers/nobody",
+        Some(ADMIN),
+        None,
+        404,
+        "not_found",
+    )
+    .await;
+    api.refused(
+        f,
+        Method::POST,
+        "/v1/workers/nobody/state",
+        Some(ADMIN),
+        Some(json!({"state": "active"})),
+        404,
+        "not_found",
+    )
+    .await;
+    api.refused(
+        f,
+        Method::GET,
+        "/v1/workers/Bad%20Id",
+        Some(ADMIN),
+        None,
+        400,
+        "invalid",
+    )
+    .await;
+    api.refused(
+        f,
+        Method::PUT,
+        "/v1/workers/w2",
+        Some(WORKER),
+        Some(json!({"incarnation": 1, "address": "nohost"})),
+        400,
+        "invalid",
+    )
+    .await;
+    api.refused(
+        f,
+        Method::PUT,
+        "/v1/workers/w2",
+        Some(WORKER),
+        Some(json!({"incarnation": "one", "address": "h:1"})),
+        400,
+        "invalid",
+    )
+    .await;
+    api.refused(
+        f,
+        Method::PUT,
+        "/v1/workers/w2",
+        Some(WORKER),
+        Some(json!({"incarnation": 1, "address": "h:1", "colour": "red"})),
+        400,
+        "invalid",
+    )
+    .await;
+    let big = json!({"incarnation": 1, "address": "h:1", "zone": "x".repeat(5000)});
+    api.refused(
+        f,
+        Method::PUT,
+        "/v1/workers/w2",
+        Some(WORKER),
+        Some(big),
+        413,
+        "too_large",
+    )
+    .await;
+    let (_, unknown) = api
+        .call(
+            f,
+            Method::PUT,
+            "/v1/workers/w2",
+            Some(WORKER),
+            Some(json!({"incarnation": 1, "address": "h:1", "colour": "red"})),
+        )
+        .await;
+    assert!(
+        unknown["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("colour"),
+        "{unknown}"
+    );
+
+    // A restart (new incarnation) bumps the generation; the old process is fenced.
+    let (_, w) = api
+        .call(f, Method::PUT, "/v1/workers/w1", Some(WORKER), Some(json!({"incarnation": 8, "address": "10.1.0.1:9000", "zone": "z1", "labels": {"rack": "r1"}})))
+        .await;
+    assert_eq!(
+        (w["generation"].as_u64(), w["state"].as_str()),
+        (Some(2), Some("active"))
+    );
+    api.refused(
+        f,
+        Method::POST,
+        "/v1/workers/w1/state",
+        Some(WORKER),
+        Some(json!({"state": "draining", "generation": 1})),
+        409,
+        "stale_generation",
+    )
+    .await;
+
+    // Partitions.
+    let (s, t) = api
+        .admin(
+            f,
+            Method::POST,
+            "/v1/partitions",
+            Some(json!({"count": 8, "replication_factor": 2})),
+        )
+        .await;
+    assert_eq!((s, t["count"].as_u64()), (201, Some(8)), "{t}");
+    api.refused(
+        f,
+        Method::POST,
+        "/v1/partitions",
+        Some(ADMIN),
+        Some(json!({"count": 8, "replication_factor": 2})),
+        409,
+        "already_exists",
+    )
+    .await;
+    let (_, page) = api
+        .admin(f, Method::GET, "/v1/partitions?limit=3", None)
+        .await;
+    assert_eq!(
+        (
+            page["items"].as_array().unwrap().len(),
+            page["more"].as_bool(),
+            page["next_cursor"].as_u64()
+        ),
+        (3, Some(true), Some(2))
+    );
+    let (_, page) = api
+        .admin(
+            leader,
+            Method::GET,
+            "/v1/partitions?limit=10&cursor=5",
+            None,
+        )
+        .await;
+    assert_eq!(
+        (
+            page["items"].as_array().unwrap().len(),
+            page["more"].as_bool()
+        ),
+        (2, Some(false))
+    );
+    let (s, p) = api.admin(f, Method::GET, "/v1/partitions/3", None).await;
+    assert_eq!(
+        (s, p["id"].as_u64(), p["replication_factor"].as_u64()),
+        (200, Some(3), Some(2))
+    );
+    let (_, routed) = api
+        .admin(
+            f,
+            Method::GET,
+            &format!("/v1/partitions/by-key/{}", u64::MAX),
+            None,
+        )
+        .await;
+    assert_eq!(routed["partition"]["id"].as_u64(), Some(7));
+    api.refused(
+        f,
+        Method::GET,
+        "/v1/partitions/99",
+        Some(ADMIN),
+        None,
+        404,
+        "not_found",
+    )
+    .await;
+    api.refused(
+        f,
+        Method::GET,
+        "/v1/partitions/by-key/abc",
+        Some(ADMIN),
+        None,
+        400,
+        "invalid",
+    )
+    .await;
+
+    // Events: registrations and transitions, in order, with versions.
+    let (s, ev) = api
+        .admin(f, Method::GET, "/v1/events?after=0&limit=2", None)
+        .await;
+    assert_eq!(s, 200);
+    let first = ev["events"].as_array().unwrap();
+    assert_eq!(first.len(), 2);
+    assert!(first[0]["kind"]["registered"].is_object(), "{ev}");
+    let (_, rest) = api
+        .admin(
+            f,
+            Method::GET,
+            &format!("/v1/events?after={}", ev["next_after"]),
+            None,
+        )
+        .await;
+    assert!(
+        rest["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"]["table_created"].is_object())
+    );
+
+    // Removal: only a disabled worker; a forced disable first.
+    api.refused(
+        f,
+        Method::DELETE,
+        "/v1/workers/w1",
+        Some(ADMIN),
+        None,
+        409,
+        "illegal_transition",
+    )
+    .await;
+    let (s, d) = api
+        .admin(
+            f,
+            Method::POST,
+            "/v1/workers/w1/state",
+            Some(json!({"state": "disabled", "force": true})),
+        )
+        .await;
+    assert_eq!(
+        (s, d["partitions_below_rf"].as_u64()),
+        (200, Some(0)),
+        "{d}"
+    );
+    let (s, _) = api
+        .admin(leader, Method::DELETE, "/v1/workers/w1", None)
+        .await;
+    assert_eq!(s, 200);
+    api.refused(
+        f,
+        Method::GET,
+        "/v1/workers/w1",
+        Some(ADMIN),
+        None,
+        404,
+        "not_found",
+    )
+    .await;
+
+    // A snapshot decodes and matches the state at its version.
+    let resp = c.req(Method::GET, f, "/v1/snapshot").send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let version: u64 = resp.headers()["x-drover-state-version"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let state: drover_types::ClusterState =
+        drover_types::codec::decode(&resp.bytes().await.unwrap()).unwrap();
+    assert_eq!(state.version, version);
+    assert_eq!(state.partitions.len(), 8);
+    assert_eq!(state.tombstones.get(&"w1".into()), Some(&2));
+    assert_eq!(api.version(leader).await, version);
+}
