@@ -518,3 +518,149 @@ async fn workers_partitions_events_and_snapshot() {
     assert_eq!(state.tombstones.get(&"w1".into()), Some(&2));
     assert_eq!(api.version(leader).await, version);
 }
+
+/// A long poll on a worker's assignments (through a follower, answered from its applied state)
+/// is woken by the commit that changes the worker, not by its timeout; with no change it
+/// answers at the end of `wait` with the version unchanged. Prints the commit-to-wake latency.
+#[tokio::test]
+async fn long_poll_wakes_on_commit() {
+    let c = Cluster::start(3, &[]);
+    let leader = c.leader_among(&[1, 2, 3]).await;
+    let f = (1..=3).find(|id| *id != leader).unwrap();
+    let api = Api { c: &c };
+    let reg = json!({"incarnation": 1, "address": "10.1.0.1:9000", "zone": "z1"});
+    assert_eq!(
+        api.call(leader, Method::PUT, "/v1/workers/w1", None, Some(reg))
+            .await
+            .0,
+        200
+    );
+
+    support::wait_for(
+        "the follower to apply the registration",
+        std::time::Duration::from_secs(10),
+        || async {
+            let (s, _) = api
+                .call(f, Method::GET, "/v1/workers/w1/assignments", None, None)
+                .await;
+            (s == 200).then_some(())
+        },
+    )
+    .await;
+    let mut latencies = Vec::new();
+    for (i, state) in ["active", "draining", "active", "draining", "active"]
+        .iter()
+        .enumerate()
+    {
+        let (_, now) = api
+            .call(f, Method::GET, "/v1/workers/w1/assignments", None, None)
+            .await;
+        let v = now["version"].as_u64().unwrap();
+        let poll = {
+            let http = c.http.clone();
+            let url = c.url(f, &format!("/v1/workers/w1/assignments?after={v}&wait=60s"));
+            tokio::spawn(async move {
+                let r = http
+                    .get(url)
+                    .timeout(std::time::Duration::from_secs(90))
+                    .send()
+                    .await
+                    .unwrap();
+                let at = std::time::Instant::now();
+                (r.json::<Value>().await.unwrap(), at)
+            })
+        };
+        let started = std::time::Instant::now();
+        let (s, _) = api
+            .call(
+                leader,
+                Method::POST,
+                "/v1/workers/w1/state",
+                None,
+                Some(json!({"state": state})),
+            )
+            .await;
+        assert_eq!(s, 200, "change {i}");
+        let committed = std::time::Instant::now();
+        let (answer, woke) = poll.await.unwrap();
+        assert!(answer["version"].as_u64().unwrap() > v, "{answer}");
+        assert_eq!(answer["state"].as_str(), Some(*state));
+        assert!(
+            woke.duration_since(started) < std::time::Duration::from_secs(30),
+            "woken by the timeout"
+        );
+        latencies.push(woke.saturating_duration_since(committed));
+    }
+    latencies.sort();
+    println!("long poll: commit-to-wake latencies {latencies:?}");
+
+    // No change: answered at the end of `wait`, version unchanged.
+    let (_, now) = api
+        .call(f, Method::GET, "/v1/workers/w1/assignments", None, None)
+        .await;
+    let v = now["version"].as_u64().unwrap();
+    let (s, same) = api
+        .call(
+            f,
+            Method::GET,
+            &format!("/v1/workers/w1/assignments?after={v}&wait=200ms"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!((s, same["version"].as_u64()), (200, Some(v)));
+    api.refused(
+        f,
+        Method::GET,
+        "/v1/workers/w1/assignments?wait=2h",
+        None,
+        None,
+        400,
+        "invalid",
+    )
+    .await;
+    api.refused(
+        f,
+        Method::GET,
+        "/v1/workers/nobody/assignments",
+        None,
+        None,
+        404,
+        "not_found",
+    )
+    .await;
+
+    // Acknowledging a step that does not exist is a stale epoch: re-read assignments.
+    assert_eq!(
+        api.call(
+            leader,
+            Method::POST,
+            "/v1/partitions",
+            None,
+            Some(json!({"count": 2, "replication_factor": 1}))
+        )
+        .await
+        .0,
+        201
+    );
+    api.refused(
+        f,
+        Method::POST,
+        "/v1/partitions/0/replicas/w1/ack",
+        None,
+        Some(json!({"generation": 1, "epoch": 0})),
+        409,
+        "stale_epoch",
+    )
+    .await;
+    api.refused(
+        f,
+        Method::POST,
+        "/v1/partitions/0/replicas/w1/ack",
+        None,
+        Some(json!({"generation": 0, "epoch": 0})),
+        409,
+        "stale_generation",
+    )
+    .await;
+}

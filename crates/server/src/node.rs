@@ -86,6 +86,11 @@ impl Node {
         self.0.state_machine.snapshots_installed()
     }
 
+    /// Follows the applied state version (for long polls).
+    pub fn versions(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.state_machine.subscribe()
+    }
+
     /// The id and address of `id` in the current membership.
     pub(crate) fn hint(&self, id: Option<u64>) -> Option<LeaderHint> {
         let id = id?;

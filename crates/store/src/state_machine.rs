@@ -83,6 +83,8 @@ pub struct StateMachine {
     applied: StateHandle,
     snapshots_built: Arc<AtomicU64>,
     snapshots_installed: Arc<AtomicU64>,
+    /// The applied state version, published after every applied batch, for long polls.
+    versions: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl fmt::Debug for StateMachine {
@@ -300,7 +302,9 @@ fn load(db: &DB) -> Result<Applied> {
 impl StateMachine {
     pub(crate) fn open(db: Arc<DB>) -> Result<StateMachine> {
         let applied = load(&db)?;
+        let (versions, _) = tokio::sync::watch::channel(applied.state.version);
         Ok(StateMachine {
+            versions: Arc::new(versions),
             db,
             applied: StateHandle(Arc::new(RwLock::new(applied))),
             snapshots_built: Arc::new(AtomicU64::new(0)),
@@ -311,6 +315,11 @@ impl StateMachine {
     /// Snapshots received from a leader and installed since this process opened the store.
     pub fn snapshots_installed(&self) -> u64 {
         self.snapshots_installed.load(Ordering::Relaxed)
+    }
+
+    /// Follows the applied state version: changes after every applied batch that changed it.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.versions.subscribe()
     }
 
     /// Shared read access to the applied state.
@@ -352,6 +361,11 @@ impl StateMachine {
         // only behind a snapshot, and WAL recovery keeps a prefix, so a lost write here is
         // re-applied from the log on restart.
         self.db.write(batch)?;
+        let version = a.state.version;
+        drop(a);
+        // After the lock is released, so woken readers find the new state.
+        self.versions
+            .send_if_modified(|v| std::mem::replace(v, version) != version);
         Ok(replies)
     }
 
@@ -386,7 +400,11 @@ impl StateMachine {
         // tells the leader this node holds it.
         self.db.write_opt(batch, &synced())?;
         *a = installed;
+        let version = a.state.version;
+        drop(a);
         self.snapshots_installed.fetch_add(1, Ordering::Relaxed);
+        self.versions
+            .send_if_modified(|v| std::mem::replace(v, version) != version);
         Ok(())
     }
 }

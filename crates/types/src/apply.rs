@@ -409,6 +409,7 @@ impl Cx<'_> {
         let index = self.index;
         let w = self.s.workers.get_mut(id)?;
         w.version = index;
+        w.assignments_version = index;
         Some(w)
     }
 
@@ -419,6 +420,23 @@ impl Cx<'_> {
         let p = self.s.partitions.get_mut(usize::try_from(id).ok()?)?;
         p.version = index;
         Some(p)
+    }
+
+    /// Marks the assignments of every worker holding a replica of `partition` (and `also`) as
+    /// changed: their long polls must wake, since their replica or its peers changed.
+    fn touch_holders(&mut self, partition: PartitionId, also: Option<&WorkerId>) {
+        let mut holders: Vec<WorkerId> = self
+            .s
+            .partition(partition)
+            .map(|p| p.replicas.iter().map(|r| r.worker.clone()).collect())
+            .unwrap_or_default();
+        holders.extend(also.cloned());
+        for id in holders {
+            if let Some(w) = self.s.workers.get_mut(&id) {
+                w.assignments_version = self.index;
+                self.changes.workers.insert(id);
+            }
+        }
     }
 
     /// Removes `worker`'s replica from `partition` (epoch + 1), clearing the preferred leader
@@ -444,6 +462,7 @@ impl Cx<'_> {
             epoch,
             acknowledged,
         });
+        self.touch_holders(partition, Some(worker));
         if lost_leader {
             self.event(EventKind::LeaderChanged {
                 partition,
@@ -541,6 +560,7 @@ impl Cx<'_> {
             dead: false,
             version: self.index,
             state_since_ms,
+            assignments_version: self.index,
         };
         self.s.workers.insert(r.worker.clone(), worker.clone());
         self.changes.workers.insert(r.worker.clone());
@@ -851,6 +871,7 @@ impl Cx<'_> {
             worker: worker.clone(),
             epoch,
         });
+        self.touch_holders(pid, None);
         Ok(Response::Partition(p))
     }
 
@@ -909,6 +930,7 @@ impl Cx<'_> {
                     role: ReplicaRole::Serving,
                     epoch: new_epoch,
                 });
+                self.touch_holders(pid, None);
                 Ok(Response::Partition(p))
             }
             ReplicaRole::Leaving => {
@@ -979,6 +1001,7 @@ impl Cx<'_> {
             role: ReplicaRole::Leaving,
             epoch,
         });
+        self.touch_holders(pid, None);
         if lost_leader {
             self.event(EventKind::LeaderChanged {
                 partition: pid,

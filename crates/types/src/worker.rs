@@ -67,4 +67,7 @@ pub struct Worker {
     pub version: u64,
     /// Proposer time of the last change of `state`, in milliseconds since the Unix epoch.
     pub state_since_ms: u64,
+    /// State version of the last change to what this worker is assigned: its record, or any
+    /// replica of a partition it holds or held (roles, epochs, peers). Long polls wait on it.
+    pub assignments_version: u64,
 }

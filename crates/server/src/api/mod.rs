@@ -55,6 +55,14 @@ pub fn router(node: Node) -> Router {
         )
         .route("/v1/workers/{id}/state", post(workers::set_state))
         .route(
+            "/v1/workers/{id}/assignments",
+            get(workers::assignments_poll),
+        )
+        .route(
+            "/v1/partitions/{p}/replicas/{worker}/ack",
+            post(partitions::ack),
+        )
+        .route(
             "/v1/partitions",
             get(partitions::list).post(partitions::create),
         )

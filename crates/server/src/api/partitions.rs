@@ -159,3 +159,41 @@ pub async fn by_key(
         .collect();
     Ok(Json(serde_json::json!({"partition": p, "serving": serving})).into_response())
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckBody {
+    generation: u64,
+    epoch: u64,
+}
+
+/// A worker acknowledges a make or break step of its replica (SPEC §3).
+pub async fn ack(
+    State(node): State<Node>,
+    Path((p, worker)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let raw = body(raw)?;
+    let partition: u32 = p
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("partition id {p:?} is not a number")))?;
+    drover_types::validate_worker_id(&worker).map_err(ApiError::bad_request)?;
+    let b: AckBody = parse_json(&raw)?;
+    if let Some(fwd) = node.write_route(Method::POST, &uri, &headers, raw).await? {
+        return Ok(fwd);
+    }
+    let outcome = node
+        .propose(Command::Acknowledge {
+            partition,
+            worker: worker.as_str().into(),
+            generation: b.generation,
+            epoch: b.epoch,
+        })
+        .await?;
+    match outcome.response {
+        Applied::Partition(p) => Ok(Json(p).into_response()),
+        other => Err(ApiError::internal(format!("unexpected answer {other:?}"))),
+    }
+}

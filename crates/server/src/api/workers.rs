@@ -243,3 +243,139 @@ pub async fn remove(
         .await?;
     worker_response(outcome.response)
 }
+
+/// Parses `30s`, `500ms`, `1m` or a plain number of seconds.
+fn parse_wait(s: &str) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    let (n, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = n.parse().ok()?;
+    match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "m" => Some(Duration::from_secs(n.checked_mul(60)?)),
+        _ => None,
+    }
+}
+
+/// The longest a long poll may wait (SPEC §4).
+const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AssignmentsQuery {
+    #[serde(default)]
+    after: u64,
+    wait: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Peer {
+    worker: String,
+    address: Option<String>,
+    role: drover_types::ReplicaRole,
+}
+
+#[derive(Debug, Serialize)]
+struct Assignment {
+    partition: u32,
+    key_range: drover_types::KeyRange,
+    role: drover_types::ReplicaRole,
+    since: u64,
+    epoch: u64,
+    leader: bool,
+    peers: Vec<Peer>,
+}
+
+#[derive(Debug, Serialize)]
+struct Assignments {
+    worker: String,
+    state: WorkerState,
+    generation: u64,
+    dead: bool,
+    /// Pass as `after` to wait for the next change.
+    version: u64,
+    replicas: Vec<Assignment>,
+}
+
+fn assignments(s: &drover_types::ClusterState, w: &Worker) -> Assignments {
+    let replicas = s
+        .replicas_on(&w.id)
+        .filter_map(|p| {
+            let mine = p.replica(&w.id)?;
+            Some(Assignment {
+                partition: p.id,
+                key_range: p.key_range,
+                role: mine.role,
+                since: mine.since,
+                epoch: p.epoch,
+                leader: p.leader.as_ref() == Some(&w.id),
+                peers: p
+                    .replicas
+                    .iter()
+                    .filter(|r| r.worker != w.id)
+                    .map(|r| Peer {
+                        worker: r.worker.to_string(),
+                        address: s.workers.get(&r.worker).map(|x| x.address.clone()),
+                        role: r.role,
+                    })
+                    .collect(),
+            })
+        })
+        .collect();
+    Assignments {
+        worker: w.id.to_string(),
+        state: w.state,
+        generation: w.generation,
+        dead: w.dead,
+        version: w.assignments_version,
+        replicas,
+    }
+}
+
+/// Long poll, answered by this node from its applied state: returns as soon as the worker's
+/// assignments version exceeds `after`, or after `wait` (at most 60 s) with it unchanged.
+pub async fn assignments_poll(
+    State(node): State<Node>,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> ApiResult<Response> {
+    let id = worker_id(&id)?;
+    let q: AssignmentsQuery = parse_query(&uri)?;
+    let wait = match q.wait.as_deref() {
+        None => std::time::Duration::ZERO,
+        Some(w) => parse_wait(w).filter(|d| *d <= MAX_WAIT).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "wait {w:?} is not a duration of at most 60s (e.g. 30s, 500ms)"
+            ))
+        })?,
+    };
+    // Subscribe before the first look, so a change between the look and the wait is seen.
+    let mut versions = node.versions();
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let answer = {
+            let guard = node.state().read();
+            let Some(w) = guard.state.workers.get(&id) else {
+                return Err(ApiError::not_found(format!("no worker {id}")));
+            };
+            (w.assignments_version > q.after).then(|| assignments(&guard.state, w))
+        };
+        if let Some(a) = answer {
+            return Ok(Json(a).into_response());
+        }
+        match tokio::time::timeout_at(deadline, versions.changed()).await {
+            Ok(Ok(())) => continue,
+            // Timed out, or the node is shutting down: answer with what there is.
+            _ => {
+                let guard = node.state().read();
+                let Some(w) = guard.state.workers.get(&id) else {
+                    return Err(ApiError::not_found(format!("no worker {id}")));
+                };
+                return Ok(Json(assignments(&guard.state, w)).into_response());
+            }
+        }
+    }
+}
