@@ -517,6 +517,23 @@ async fn workers_partitions_events_and_snapshot() {
     assert_eq!(state.partitions.len(), 8);
     assert_eq!(state.tombstones.get(&"w1".into()), Some(&2));
     assert_eq!(api.version(leader).await, version);
+
+    // Metrics are open, in Prometheus text, with Raft, workers, partitions and HTTP series.
+    let (s, text) = api.call(f, Method::GET, "/metrics", None, None).await;
+    let text = text.as_str().unwrap().to_owned();
+    assert_eq!(s, 200);
+    for series in [
+        "drover_raft_term ",
+        "drover_raft_commit_index ",
+        "drover_raft_applied_index ",
+        &format!("drover_raft_leader {leader}"),
+        "drover_workers{state=\"disabled\"} 0",
+        "drover_partitions{healthy_serving=\"0\"} 8",
+        "drover_http_requests_total{route=\"/v1/workers/{id}\",method=\"PUT\",status=\"200\"}",
+        "drover_http_request_duration_seconds_bucket{",
+    ] {
+        assert!(text.contains(series), "no {series:?} in\n{text}");
+    }
 }
 
 /// A long poll on a worker's assignments (through a follower, answered from its applied state)

@@ -39,6 +39,7 @@ struct Inner {
     faults: Faults,
     /// For forwarding to the leader and for joining.
     http: reqwest::Client,
+    http_metrics: crate::api::metrics::HttpMetrics,
 }
 
 /// A handle on the running node, shared by the API handlers and background tasks.
@@ -84,6 +85,10 @@ impl Node {
 
     pub fn snapshots_installed(&self) -> u64 {
         self.0.state_machine.snapshots_installed()
+    }
+
+    pub(crate) fn http_metrics(&self) -> &crate::api::metrics::HttpMetrics {
+        &self.0.http_metrics
     }
 
     /// Follows the applied state version (for long polls).
@@ -222,6 +227,7 @@ pub async fn run(
         commit_index,
         faults,
         http,
+        http_metrics: Default::default(),
     }));
 
     let initialized = raft

@@ -10,6 +10,7 @@ mod cluster;
 pub mod error;
 mod events;
 mod kv;
+pub mod metrics;
 mod partitions;
 mod workers;
 
@@ -85,10 +86,15 @@ pub fn router(node: Node) -> Router {
     ));
     let open = Router::new()
         .route("/healthz", get(cluster::healthz))
-        .route("/readyz", get(cluster::readyz));
+        .route("/readyz", get(cluster::readyz))
+        .route("/metrics", get(metrics::render));
     api.merge(open)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
+        .route_layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            metrics::track,
+        ))
         .with_state(node)
 }
 

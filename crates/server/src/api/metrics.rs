@@ -1,0 +1,206 @@
+//! `/metrics` in Prometheus text: Raft position, workers by state and liveness, partitions by
+//! healthy serving replicas, and HTTP requests by route and status with latency histograms.
+//!
+//! HTTP metrics are counted by a middleware into prometheus-client families; everything derived
+//! from the state is computed at scrape time from the applied state and Raft metrics, so it can
+//! never drift from what the node reports elsewhere.
+
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::node::Node;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    route: String,
+    method: String,
+    status: u16,
+}
+
+/// The node's HTTP metrics and their registry.
+pub struct HttpMetrics {
+    registry: Mutex<Registry>,
+    requests: Family<HttpLabels, Counter>,
+    latency: Family<HttpLabels, Histogram>,
+}
+
+impl std::fmt::Debug for HttpMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpMetrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for HttpMetrics {
+    fn default() -> Self {
+        let requests = Family::<HttpLabels, Counter>::default();
+        let latency = Family::<HttpLabels, Histogram>::new_with_constructor(|| {
+            // 100 µs to ~6.5 s.
+            Histogram::new(exponential_buckets(0.0001, 2.0, 17))
+        });
+        let mut registry = Registry::default();
+        registry.register(
+            "drover_http_requests",
+            "HTTP requests by route, method and status",
+            requests.clone(),
+        );
+        registry.register(
+            "drover_http_request_duration_seconds",
+            "HTTP request latency by route, method and status",
+            latency.clone(),
+        );
+        Self {
+            registry: Mutex::new(registry),
+            requests,
+            latency,
+        }
+    }
+}
+
+/// Middleware counting every request under its route pattern (not its raw path, so label
+/// values stay bounded).
+pub async fn track(State(node): State<Node>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = req.method().to_string();
+    let start = Instant::now();
+    let response = next.run(req).await;
+    let labels = HttpLabels {
+        route,
+        method,
+        status: response.status().as_u16(),
+    };
+    let m = node.http_metrics();
+    m.requests.get_or_create(&labels).inc();
+    m.latency
+        .get_or_create(&labels)
+        .observe(start.elapsed().as_secs_f64());
+    response
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, samples: &[(String, f64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    for (labels, v) in samples {
+        let _ = writeln!(out, "{name}{labels} {v}");
+    }
+}
+
+pub async fn render(State(node): State<Node>) -> Response {
+    let mut out = String::new();
+    let m = node.raft().metrics().borrow().clone();
+    let one = |v: f64| vec![(String::new(), v)];
+    gauge(
+        &mut out,
+        "drover_raft_term",
+        "Current Raft term",
+        &one(m.current_term as f64),
+    );
+    gauge(
+        &mut out,
+        "drover_raft_leader",
+        "Id of the leader this node knows (0: none)",
+        &one(m.current_leader.unwrap_or(0) as f64),
+    );
+    gauge(
+        &mut out,
+        "drover_raft_is_leader",
+        "1 if this node leads",
+        &one(f64::from(u8::from(m.current_leader == Some(node.id())))),
+    );
+    gauge(
+        &mut out,
+        "drover_raft_commit_index",
+        "Last committed log index",
+        &one(node.commit_index() as f64),
+    );
+    gauge(
+        &mut out,
+        "drover_raft_applied_index",
+        "Last applied log index",
+        &one(m.last_applied.map_or(0, |l| l.index) as f64),
+    );
+    gauge(
+        &mut out,
+        "drover_raft_last_log_index",
+        "Last log index",
+        &one(m.last_log_index.unwrap_or(0) as f64),
+    );
+    {
+        let guard = node.state().read();
+        let s = &guard.state;
+        gauge(
+            &mut out,
+            "drover_state_version",
+            "Replicated state version",
+            &one(s.version as f64),
+        );
+        let mut by_state = std::collections::BTreeMap::new();
+        let mut dead = 0u64;
+        for w in s.workers.values() {
+            *by_state.entry(w.state.as_str()).or_insert(0u64) += 1;
+            dead += u64::from(w.dead);
+        }
+        let states: Vec<(String, f64)> = drover_types::WorkerState::ALL
+            .iter()
+            .map(|st| {
+                (
+                    format!("{{state=\"{st}\"}}"),
+                    *by_state.get(st.as_str()).unwrap_or(&0) as f64,
+                )
+            })
+            .collect();
+        gauge(
+            &mut out,
+            "drover_workers",
+            "Workers by lifecycle state",
+            &states,
+        );
+        let total = s.workers.len() as u64;
+        gauge(
+            &mut out,
+            "drover_workers_by_liveness",
+            "Workers by committed liveness (suspicion is the scheduler's soft state)",
+            &[
+                ("{liveness=\"alive\"}".into(), (total - dead) as f64),
+                ("{liveness=\"dead\"}".into(), dead as f64),
+            ],
+        );
+        let mut healthy = std::collections::BTreeMap::new();
+        for p in &s.partitions {
+            *healthy.entry(s.healthy_serving(p)).or_insert(0u64) += 1;
+        }
+        let samples: Vec<(String, f64)> = healthy
+            .iter()
+            .map(|(h, n)| (format!("{{healthy_serving=\"{h}\"}}"), *n as f64))
+            .collect();
+        gauge(
+            &mut out,
+            "drover_partitions",
+            "Partitions by number of healthy serving replicas",
+            &samples,
+        );
+    }
+    if let Ok(registry) = node.http_metrics().registry.lock() {
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+    }
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response()
+}
