@@ -1,7 +1,8 @@
 //! `/metrics` in Prometheus text: Raft position, workers by state and liveness, partitions by
 //! healthy serving replicas, and HTTP requests by route and status with latency histograms.
 //!
-//! HTTP metrics are counted by a middleware into prometheus-client families; everything derived
+//! HTTP metrics are counted (and each request logged, under the `drover::http` target) by a
+//! middleware into prometheus-client families; everything derived
 //! from the state is computed at scrape time from the applied state and Raft metrics, so it can
 //! never drift from what the node reports elsewhere.
 
@@ -81,11 +82,21 @@ pub async fn track(State(node): State<Node>, req: Request, next: Next) -> Respon
         method,
         status: response.status().as_u16(),
     };
+    let elapsed = start.elapsed();
+    // The structured request log (human or JSON, by --log-format).
+    tracing::info!(
+        target: "drover::http",
+        route = %labels.route,
+        method = %labels.method,
+        status = labels.status,
+        micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        "request"
+    );
     let m = node.http_metrics();
     m.requests.get_or_create(&labels).inc();
     m.latency
         .get_or_create(&labels)
-        .observe(start.elapsed().as_secs_f64());
+        .observe(elapsed.as_secs_f64());
     response
 }
 
