@@ -9,10 +9,8 @@ use drover_types::{Event, codec};
 use serde::{Deserialize, Serialize};
 
 use super::auth::Role;
-use super::{ApiError, ApiResult, parse_query};
+use super::{ApiError, ApiResult, page_limit, parse_query};
 use crate::node::Node;
-
-const MAX_LIST: usize = 1000;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,10 +32,7 @@ struct EventPage {
 
 pub async fn list(State(node): State<Node>, uri: Uri, headers: HeaderMap) -> ApiResult<Response> {
     let q: EventsQuery = parse_query(&uri)?;
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=MAX_LIST).contains(&limit) {
-        return Err(ApiError::bad_request(format!("limit must be 1-{MAX_LIST}")));
-    }
+    let limit = page_limit(q.limit)?;
     if let Some(fwd) = node.read_route(q.stale, &uri, &headers).await? {
         return Ok(fwd);
     }

@@ -10,11 +10,8 @@ use axum::response::{IntoResponse, Response};
 use drover_types::{Command, KvEntry, Response as Applied, validate_kv_key};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, ApiResult, Route, body, parse_json, parse_query};
+use super::{ApiError, ApiResult, ReadQuery, Route, body, page_limit, parse_json, parse_query};
 use crate::node::Node;
-
-/// Most keys one list call returns.
-const MAX_LIST: usize = 1000;
 
 #[derive(Debug, Serialize)]
 pub struct KvItem {
@@ -33,13 +30,6 @@ impl KvItem {
             create_version: e.create_version,
         }
     }
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ReadQuery {
-    #[serde(default)]
-    stale: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -99,10 +89,7 @@ pub async fn get(
 
 pub async fn list(State(node): State<Node>, uri: Uri, headers: HeaderMap) -> ApiResult<Response> {
     let q: ListQuery = parse_query(&uri)?;
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=MAX_LIST).contains(&limit) {
-        return Err(ApiError::bad_request(format!("limit must be 1-{MAX_LIST}")));
-    }
+    let limit = page_limit(q.limit)?;
     if let Some(forwarded) = node.read_route(q.stale, &uri, &headers).await? {
         return Ok(forwarded);
     }

@@ -137,6 +137,26 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     })
 }
 
+/// Most items one list call returns; lists default to 100.
+pub(crate) const MAX_PAGE: usize = 1000;
+
+/// The page size a list request asked for, or 400.
+pub(crate) fn page_limit(limit: Option<usize>) -> ApiResult<usize> {
+    let limit = limit.unwrap_or(100);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!("limit must be 1-{MAX_PAGE}")));
+    }
+    Ok(limit)
+}
+
+/// The query of a single-record read: linearizable unless `stale=true`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReadQuery {
+    #[serde(default)]
+    pub stale: bool,
+}
+
 /// Parses the query string into `T`, or 400 naming the problem.
 pub(crate) fn parse_query<T: DeserializeOwned>(uri: &Uri) -> ApiResult<T> {
     axum::extract::Query::<T>::try_from_uri(uri)

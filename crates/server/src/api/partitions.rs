@@ -9,10 +9,8 @@ use axum::response::{IntoResponse, Response};
 use drover_types::{Command, Partition, ReplicaRole, Response as Applied, partition_for_key};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, ApiResult, body, parse_json, parse_query};
+use super::{ApiError, ApiResult, ReadQuery, body, page_limit, parse_json, parse_query};
 use crate::node::Node;
-
-const MAX_LIST: usize = 1000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -62,10 +60,7 @@ struct PartitionPage<'a> {
 
 pub async fn list(State(node): State<Node>, uri: Uri, headers: HeaderMap) -> ApiResult<Response> {
     let q: ListQuery = parse_query(&uri)?;
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=MAX_LIST).contains(&limit) {
-        return Err(ApiError::bad_request(format!("limit must be 1-{MAX_LIST}")));
-    }
+    let limit = page_limit(q.limit)?;
     if let Some(fwd) = node.read_route(q.stale, &uri, &headers).await? {
         return Ok(fwd);
     }
@@ -85,13 +80,6 @@ pub async fn list(State(node): State<Node>, uri: Uri, headers: HeaderMap) -> Api
         next_cursor,
     })
     .into_response())
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ReadQuery {
-    #[serde(default)]
-    stale: bool,
 }
 
 pub async fn show(

@@ -16,10 +16,8 @@ use drover_types::{
 use serde::{Deserialize, Serialize};
 
 use super::auth::Role;
-use super::{ApiError, ApiResult, body, parse_json, parse_query};
+use super::{ApiError, ApiResult, ReadQuery, body, page_limit, parse_json, parse_query};
 use crate::node::Node;
-
-const MAX_LIST: usize = 1000;
 
 fn worker_id(id: &str) -> ApiResult<WorkerId> {
     validate_worker_id(id).map_err(ApiError::bad_request)?;
@@ -111,10 +109,7 @@ struct WorkerPage {
 
 pub async fn list(State(node): State<Node>, uri: Uri, headers: HeaderMap) -> ApiResult<Response> {
     let q: ListQuery = parse_query(&uri)?;
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=MAX_LIST).contains(&limit) {
-        return Err(ApiError::bad_request(format!("limit must be 1-{MAX_LIST}")));
-    }
+    let limit = page_limit(q.limit)?;
     if let Some(fwd) = node.read_route(q.stale, &uri, &headers).await? {
         return Ok(fwd);
     }
@@ -140,13 +135,6 @@ pub async fn list(State(node): State<Node>, uri: Uri, headers: HeaderMap) -> Api
         next_cursor,
     })
     .into_response())
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ReadQuery {
-    #[serde(default)]
-    stale: bool,
 }
 
 pub async fn show(
