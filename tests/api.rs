@@ -681,3 +681,132 @@ async fn long_poll_wakes_on_commit() {
     )
     .await;
 }
+
+/// Heartbeats are leader soft state, fenced by generation; liveness is answered by the leader:
+/// suspect until heard, alive while heartbeats are fresh, suspect again once they stop.
+#[tokio::test]
+async fn heartbeats_and_liveness() {
+    let c = Cluster::start(
+        3,
+        &[
+            "--heartbeat-interval-ms",
+            "100",
+            "--suspect-after-ms",
+            "1500",
+            "--dead-after-ms",
+            "5000",
+        ],
+    );
+    let leader = c.leader_among(&[1, 2, 3]).await;
+    let f = (1..=3).find(|id| *id != leader).unwrap();
+    let api = Api { c: &c };
+    for w in ["w1", "w2"] {
+        let reg = json!({"incarnation": 1, "address": "10.1.0.1:9000"});
+        assert_eq!(
+            api.call(
+                leader,
+                Method::PUT,
+                &format!("/v1/workers/{w}"),
+                None,
+                Some(reg)
+            )
+            .await
+            .0,
+            200
+        );
+    }
+    let liveness = |w: &'static str| {
+        let api = &api;
+        async move {
+            api.call(f, Method::GET, &format!("/v1/workers/{w}"), None, None)
+                .await
+                .1["liveness"]
+                .clone()
+        }
+    };
+    assert_eq!(liveness("w1").await, "suspect", "not heard from yet");
+
+    let (s, hb) = api
+        .call(
+            f,
+            Method::POST,
+            "/v1/workers/w1/heartbeat",
+            None,
+            Some(json!({"generation": 1})),
+        )
+        .await;
+    assert_eq!(
+        (s, hb["suspect_after_ms"].as_u64()),
+        (200, Some(1500)),
+        "{hb}"
+    );
+    assert_eq!(liveness("w1").await, "alive");
+    assert_eq!(liveness("w2").await, "suspect");
+    let (_, stale) = api
+        .call(f, Method::GET, "/v1/workers/w1?stale=true", None, None)
+        .await;
+    assert!(
+        stale.get("liveness").is_none(),
+        "a follower has no soft state: {stale}"
+    );
+
+    // Fencing by generation.
+    let reg = json!({"incarnation": 2, "address": "10.1.0.1:9000"});
+    assert_eq!(
+        api.call(leader, Method::PUT, "/v1/workers/w1", None, Some(reg))
+            .await
+            .1["generation"],
+        2
+    );
+    api.refused(
+        f,
+        Method::POST,
+        "/v1/workers/w1/heartbeat",
+        None,
+        Some(json!({"generation": 1})),
+        409,
+        "stale_generation",
+    )
+    .await;
+    api.refused(
+        f,
+        Method::POST,
+        "/v1/workers/w1/heartbeat",
+        None,
+        Some(json!({"generation": 9})),
+        400,
+        "invalid",
+    )
+    .await;
+    api.refused(
+        f,
+        Method::POST,
+        "/v1/workers/nobody/heartbeat",
+        None,
+        Some(json!({"generation": 1})),
+        404,
+        "not_found",
+    )
+    .await;
+    assert_eq!(
+        api.call(
+            f,
+            Method::POST,
+            "/v1/workers/w1/heartbeat",
+            None,
+            Some(json!({"generation": 2}))
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(liveness("w1").await, "alive");
+
+    // Without heartbeats, the worker turns suspect again.
+    support::wait_for(
+        "w1 to turn suspect",
+        std::time::Duration::from_secs(20),
+        || async { (liveness("w1").await == "suspect").then_some(()) },
+    )
+    .await;
+}

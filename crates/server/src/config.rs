@@ -79,6 +79,15 @@ pub struct Cli {
     /// Serve `/debug/faults`, which drops or delays this node's outgoing Raft messages. Tests only.
     #[arg(long, env = "DROVER_ENABLE_FAULT_INJECTION")]
     pub enable_fault_injection: Option<bool>,
+    /// How often agents should heartbeat, in milliseconds (default 1000).
+    #[arg(long, env = "DROVER_HEARTBEAT_INTERVAL_MS")]
+    pub heartbeat_interval_ms: Option<u64>,
+    /// A worker unheard for this long is suspect, in milliseconds (default 5000).
+    #[arg(long, env = "DROVER_SUSPECT_AFTER_MS")]
+    pub suspect_after_ms: Option<u64>,
+    /// A worker unheard for this long may be declared dead, in milliseconds (default 30000).
+    #[arg(long, env = "DROVER_DEAD_AFTER_MS")]
+    pub dead_after_ms: Option<u64>,
 }
 
 /// The same settings as they may appear in the TOML file (snake_case keys).
@@ -105,6 +114,9 @@ struct FileConfig {
     max_body_bytes: Option<usize>,
     log_format: Option<String>,
     enable_fault_injection: Option<bool>,
+    heartbeat_interval_ms: Option<u64>,
+    suspect_after_ms: Option<u64>,
+    dead_after_ms: Option<u64>,
 }
 
 /// How this node enters its cluster.
@@ -137,6 +149,15 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub log_format: LogFormat,
     pub enable_fault_injection: bool,
+    pub liveness: LivenessConfig,
+}
+
+/// Worker liveness timing (SPEC §1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LivenessConfig {
+    pub heartbeat_interval: Duration,
+    pub suspect_after: Duration,
+    pub dead_after: Duration,
 }
 
 /// A one-line configuration error.
@@ -351,6 +372,26 @@ impl Cli {
             self.cluster_secret.or(file.cluster_secret),
             self.cluster_secret_file.or(file.cluster_secret_file),
         )?;
+        let ms = |flag: Option<u64>, file: Option<u64>, default: u64| {
+            Duration::from_millis(flag.or(file).unwrap_or(default))
+        };
+        let liveness = LivenessConfig {
+            heartbeat_interval: ms(
+                self.heartbeat_interval_ms,
+                file.heartbeat_interval_ms,
+                1_000,
+            ),
+            suspect_after: ms(self.suspect_after_ms, file.suspect_after_ms, 5_000),
+            dead_after: ms(self.dead_after_ms, file.dead_after_ms, 30_000),
+        };
+        if liveness.heartbeat_interval.is_zero()
+            || liveness.suspect_after <= liveness.heartbeat_interval
+            || liveness.dead_after <= liveness.suspect_after
+        {
+            return err(
+                "liveness: need 0 < --heartbeat-interval-ms < --suspect-after-ms < --dead-after-ms",
+            );
+        }
         check_data_dir(&data_dir)?;
         Ok(Config {
             id,
@@ -364,6 +405,7 @@ impl Cli {
             raft,
             max_body_bytes,
             log_format,
+            liveness,
             enable_fault_injection: self
                 .enable_fault_injection
                 .or(file.enable_fault_injection)

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod config;
+pub mod liveness;
 mod node;
 
 pub use node::{Error, Node, run};

@@ -40,6 +40,7 @@ struct Inner {
     /// For forwarding to the leader and for joining.
     http: reqwest::Client,
     http_metrics: crate::api::metrics::HttpMetrics,
+    heartbeats: crate::liveness::Heartbeats,
 }
 
 /// A handle on the running node, shared by the API handlers and background tasks.
@@ -85,6 +86,11 @@ impl Node {
 
     pub fn snapshots_installed(&self) -> u64 {
         self.0.state_machine.snapshots_installed()
+    }
+
+    /// The leader's soft liveness state.
+    pub fn heartbeats(&self) -> &crate::liveness::Heartbeats {
+        &self.0.heartbeats
     }
 
     pub(crate) fn http_metrics(&self) -> &crate::api::metrics::HttpMetrics {
@@ -228,6 +234,7 @@ pub async fn run(
         faults,
         http,
         http_metrics: Default::default(),
+        heartbeats: Default::default(),
     }));
 
     let initialized = raft
@@ -247,6 +254,7 @@ pub async fn run(
         }
     }
     tokio::spawn(promote_learners(node.clone()));
+    tokio::spawn(track_leadership(node.clone()));
 
     let app = api::router(node.clone()).merge(drover_raft::routes(
         raft.clone(),
@@ -321,6 +329,29 @@ async fn join(node: Node, via: String) {
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Rebuilds the leader's soft state on every change of leadership.
+async fn track_leadership(node: Node) {
+    let mut metrics = node.raft().metrics();
+    let mut leading = false;
+    loop {
+        let now_leading = metrics.borrow().state == openraft::ServerState::Leader;
+        if now_leading != leading {
+            leading = now_leading;
+            if leading {
+                node.heartbeats().became_leader(std::time::Instant::now());
+                tracing::info!(
+                    "became leader: liveness starts afresh, every worker suspect until heard"
+                );
+            } else {
+                node.heartbeats().lost_leadership();
+            }
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
     }
 }
 

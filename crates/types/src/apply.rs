@@ -340,8 +340,9 @@ fn check_transition(
     )
 }
 
-/// Generation fencing for agent calls (SPEC §1).
-fn check_generation(w: &Worker, generation: u64) -> Result<(), Rejection> {
+/// Generation fencing for agent calls (SPEC §1): an older generation is `stale_generation`,
+/// the current one after a death verdict is `fenced`, a newer one was never issued.
+pub fn check_generation(w: &Worker, generation: u64) -> Result<(), Rejection> {
     if generation < w.generation {
         return reject(
             RejectCode::StaleGeneration,

@@ -33,7 +33,7 @@ mod partition;
 mod state;
 mod worker;
 
-pub use apply::{Changes, Outcome, RejectCode, Rejection, Response, apply};
+pub use apply::{Changes, Outcome, RejectCode, Rejection, Response, apply, check_generation};
 pub use command::{Actor, Command, Proposal, Registration};
 pub use drain::{DrainIntent, PlannedMove};
 pub use events::{Event, EventKind, EventLog};

@@ -59,6 +59,7 @@ pub fn router(node: Node) -> Router {
             "/v1/workers/{id}/assignments",
             get(workers::assignments_poll),
         )
+        .route("/v1/workers/{id}/heartbeat", post(workers::heartbeat))
         .route(
             "/v1/partitions/{p}/replicas/{worker}/ack",
             post(partitions::ack),

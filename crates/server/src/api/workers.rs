@@ -24,6 +24,27 @@ fn worker_id(id: &str) -> ApiResult<WorkerId> {
     Ok(WorkerId::from(id))
 }
 
+/// A worker record with what is not in it: the replicas it holds (replicated) and, when this
+/// node leads, its liveness (leader soft state).
+fn worker_view(node: &Node, s: &drover_types::ClusterState, w: &Worker) -> serde_json::Value {
+    let mut v = serde_json::to_value(w).unwrap_or_default();
+    let replicas: Vec<serde_json::Value> = s
+        .replicas_on(&w.id)
+        .filter_map(|p| {
+            p.replica(&w.id)
+                .map(|r| serde_json::json!({"partition": p.id, "role": r.role, "since": r.since}))
+        })
+        .collect();
+    v["replicas"] = serde_json::Value::from(replicas);
+    if node.heartbeats().leader_since().is_some() {
+        let liveness =
+            node.heartbeats()
+                .liveness(w, std::time::Instant::now(), &node.config().liveness);
+        v["liveness"] = serde_json::to_value(liveness).unwrap_or_default();
+    }
+    v
+}
+
 fn worker_response(outcome: Applied) -> ApiResult<Response> {
     match outcome {
         Applied::Worker(w) => Ok(Json(w).into_response()),
@@ -102,7 +123,7 @@ struct ListQuery {
 
 #[derive(Debug, Serialize)]
 struct WorkerPage {
-    items: Vec<Worker>,
+    items: Vec<serde_json::Value>,
     more: bool,
     next_cursor: Option<String>,
 }
@@ -122,13 +143,17 @@ pub async fn list(State(node): State<Node>, uri: Uri, headers: HeaderMap) -> Api
         .filter(|w| after.as_ref().is_none_or(|a| &w.id > a))
         .filter(|w| q.state.is_none_or(|s| w.state == s))
         .filter(|w| q.zone.is_none() || w.zone == q.zone);
-    let items: Vec<Worker> = matching.by_ref().take(limit).cloned().collect();
+    let page: Vec<&Worker> = matching.by_ref().take(limit).collect();
     let more = matching.next().is_some();
     let next_cursor = if more {
-        items.last().map(|w| w.id.to_string())
+        page.last().map(|w| w.id.to_string())
     } else {
         None
     };
+    let items = page
+        .iter()
+        .map(|w| worker_view(&node, &state.state, w))
+        .collect();
     Ok(Json(WorkerPage {
         items,
         more,
@@ -150,7 +175,7 @@ pub async fn show(
     }
     let state = node.state().read();
     match state.state.workers.get(&id) {
-        Some(w) => Ok(Json(w).into_response()),
+        Some(w) => Ok(Json(worker_view(&node, &state.state, w)).into_response()),
         None => Err(ApiError::not_found(format!("no worker {id}"))),
     }
 }
@@ -366,4 +391,46 @@ pub async fn assignments_poll(
             }
         }
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeartbeatBody {
+    generation: u64,
+}
+
+/// An agent's heartbeat: leader soft state, never a Raft write. Fenced by generation against
+/// the applied state (stale → 409 `stale_generation`, declared dead → 409 `fenced`).
+pub async fn heartbeat(
+    State(node): State<Node>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let raw = body(raw)?;
+    let worker = worker_id(&id)?;
+    let b: HeartbeatBody = parse_json(&raw)?;
+    if let Some(fwd) = node.write_route(Method::POST, &uri, &headers, raw).await? {
+        return Ok(fwd);
+    }
+    {
+        let guard = node.state().read();
+        let Some(w) = guard.state.workers.get(&worker) else {
+            return Err(ApiError::not_found(format!("no worker {worker}")));
+        };
+        drover_types::check_generation(w, b.generation)?;
+    }
+    node.heartbeats()
+        .record(&worker, b.generation, std::time::Instant::now());
+    let l = node.config().liveness;
+    let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    Ok(Json(serde_json::json!({
+        "worker": worker,
+        "generation": b.generation,
+        "heartbeat_interval_ms": ms(l.heartbeat_interval),
+        "suspect_after_ms": ms(l.suspect_after),
+        "dead_after_ms": ms(l.dead_after),
+    }))
+    .into_response())
 }
