@@ -5,5 +5,6 @@ pub mod api;
 pub mod config;
 pub mod liveness;
 mod node;
+mod schedule;
 
 pub use node::{Error, Node, run};

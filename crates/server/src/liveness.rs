@@ -58,6 +58,20 @@ impl Heartbeats {
         self.lock().leader_since
     }
 
+    /// How long the worker has been silent at its current `generation`, or `None` if it has
+    /// not been heard at that generation since this node became leader.
+    pub fn silent_for(
+        &self,
+        worker: &WorkerId,
+        generation: u64,
+        now: Instant,
+    ) -> Option<std::time::Duration> {
+        match self.lock().last.get(worker) {
+            Some((g, at)) if *g == generation => Some(now.saturating_duration_since(*at)),
+            _ => None,
+        }
+    }
+
     pub fn record(&self, worker: &WorkerId, generation: u64, now: Instant) {
         self.lock().last.insert(worker.clone(), (generation, now));
     }

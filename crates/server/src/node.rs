@@ -255,6 +255,7 @@ pub async fn run(
     }
     tokio::spawn(promote_learners(node.clone()));
     tokio::spawn(track_leadership(node.clone()));
+    tokio::spawn(crate::schedule::run(node.clone()));
 
     let app = api::router(node.clone()).merge(drover_raft::routes(
         raft.clone(),

@@ -1,0 +1,239 @@
+//! The leader-only scheduler end to end: real `drover` nodes, and test workers that heartbeat,
+//! long-poll their assignments and acknowledge over HTTP as the agent will.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::{Cluster, wait_for};
+
+/// A test worker: registers, activates, heartbeats, and acknowledges every joining and leaving
+/// replica it is assigned, until `stop` is set.
+fn spawn_worker(
+    base: Vec<String>,
+    id: String,
+    zone: String,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .no_proxy()
+            .build()
+            .unwrap();
+        let mut n = 0usize;
+        let mut url = |path: &str| {
+            n += 1;
+            format!("{}{path}", base[n % base.len()])
+        };
+        let reg = json!({"incarnation": 1, "address": format!("10.9.0.1:{}", 9000 + id.len()), "zone": zone});
+        let generation = loop {
+            if let Ok(r) = http
+                .put(url(&format!("/v1/workers/{id}")))
+                .json(&reg)
+                .send()
+                .await
+                && r.status() == 200
+            {
+                break r.json::<Value>().await.unwrap()["generation"]
+                    .as_u64()
+                    .unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let _ = http
+            .post(url(&format!("/v1/workers/{id}/state")))
+            .json(&json!({"state": "active", "generation": generation}))
+            .send()
+            .await;
+        let mut after = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let _ = http
+                .post(url(&format!("/v1/workers/{id}/heartbeat")))
+                .json(&json!({"generation": generation}))
+                .send()
+                .await;
+            let poll = http
+                .get(url(&format!(
+                    "/v1/workers/{id}/assignments?after={after}&wait=100ms"
+                )))
+                .send()
+                .await;
+            let Ok(poll) = poll else { continue };
+            let Ok(a) = poll.json::<Value>().await else {
+                continue;
+            };
+            after = a["version"].as_u64().unwrap_or(after);
+            for r in a["replicas"].as_array().cloned().unwrap_or_default() {
+                if r["role"] != "serving" {
+                    let p = r["partition"].as_u64().unwrap();
+                    let body = json!({"generation": generation, "epoch": r["since"]});
+                    let _ = http
+                        .post(url(&format!("/v1/partitions/{p}/replicas/{id}/ack")))
+                        .json(&body)
+                        .send()
+                        .await;
+                    after = 0; // look again at once
+                }
+            }
+        }
+    })
+}
+
+async fn partitions(c: &Cluster, node: u64) -> Option<Vec<Value>> {
+    let r = c
+        .http
+        .get(c.url(node, "/v1/partitions?limit=1000"))
+        .send()
+        .await
+        .ok()?;
+    Some(r.json::<Value>().await.ok()?["items"].as_array()?.clone())
+}
+
+async fn worker(c: &Cluster, node: u64, id: &str) -> Option<Value> {
+    c.http
+        .get(c.url(node, &format!("/v1/workers/{id}")))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()
+}
+
+/// Every partition has `rf` serving replicas in distinct zones, none on `excluded`.
+fn healthy(
+    parts: &[Value],
+    zones: &BTreeMap<String, String>,
+    rf: usize,
+    excluded: &BTreeSet<String>,
+) -> bool {
+    parts.iter().all(|p| {
+        let reps = p["replicas"].as_array().unwrap();
+        let serving: Vec<&str> = reps
+            .iter()
+            .filter(|r| r["role"] == "serving")
+            .map(|r| r["worker"].as_str().unwrap())
+            .collect();
+        let zs: BTreeSet<&String> = serving.iter().filter_map(|w| zones.get(*w)).collect();
+        reps.len() == rf
+            && serving.len() == rf
+            && zs.len() == rf
+            && serving.iter().all(|w| !excluded.contains(*w))
+    })
+}
+
+/// Six workers in three zones and 16 partitions at RF 3: placement fills every partition in
+/// three zones with balanced counts; draining a worker moves its replicas away make-before-break
+/// and disables it; a worker that stops heartbeating is declared dead and its replicas are
+/// re-created elsewhere.
+#[tokio::test]
+async fn place_drain_and_recover() {
+    let c = Cluster::start(
+        3,
+        &[
+            "--heartbeat-interval-ms",
+            "100",
+            "--suspect-after-ms",
+            "1000",
+            "--dead-after-ms",
+            "3000",
+        ],
+    );
+    let leader = c.leader_among(&[1, 2, 3]).await;
+    let base: Vec<String> = (1..=3).map(|id| c.url(id, "")).collect();
+    let mut zones = BTreeMap::new();
+    let mut stops = BTreeMap::new();
+    for i in 0..6 {
+        let (id, zone) = (format!("w{i}"), format!("z{}", i % 3));
+        let stop = Arc::new(AtomicBool::new(false));
+        spawn_worker(base.clone(), id.clone(), zone.clone(), stop.clone());
+        zones.insert(id.clone(), zone);
+        stops.insert(id, stop);
+    }
+    wait_for("six active workers", Duration::from_secs(30), || async {
+        let r = c
+            .http
+            .get(c.url(leader, "/v1/workers?state=active"))
+            .send()
+            .await
+            .ok()?;
+        (r.json::<Value>().await.ok()?["items"].as_array()?.len() == 6).then_some(())
+    })
+    .await;
+    let r = c
+        .http
+        .post(c.url(leader, "/v1/partitions"))
+        .json(&json!({"count": 16, "replication_factor": 3}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    let none = BTreeSet::new();
+    wait_for(
+        "every partition placed in three zones",
+        Duration::from_secs(60),
+        || async {
+            let parts = partitions(&c, leader).await?;
+            healthy(&parts, &zones, 3, &none).then_some(())
+        },
+    )
+    .await;
+    let parts = partitions(&c, leader).await.unwrap();
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for p in &parts {
+        for r in p["replicas"].as_array().unwrap() {
+            *counts.entry(r["worker"].as_str().unwrap()).or_insert(0) += 1;
+        }
+    }
+    let (lo, hi) = (
+        counts.values().min().unwrap(),
+        counts.values().max().unwrap(),
+    );
+    assert!(hi - lo <= 1, "replica counts {counts:?}");
+
+    // Drain w0: it ends Disabled, holding nothing; every partition stays at RF in three zones.
+    let r = c
+        .http
+        .post(c.url(leader, "/v1/workers/w0/state"))
+        .json(&json!({"state": "draining"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let drained = BTreeSet::from(["w0".to_owned()]);
+    wait_for(
+        "w0 drained and disabled",
+        Duration::from_secs(60),
+        || async {
+            let w = worker(&c, leader, "w0").await?;
+            let parts = partitions(&c, leader).await?;
+            (w["state"] == "disabled" && healthy(&parts, &zones, 3, &drained)).then_some(())
+        },
+    )
+    .await;
+
+    // w2 stops heartbeating: suspect, then declared dead; its replicas are re-created.
+    stops["w2"].store(true, Ordering::Relaxed);
+    let gone = BTreeSet::from(["w0".to_owned(), "w2".to_owned()]);
+    wait_for(
+        "w2 declared dead and its replicas re-created",
+        Duration::from_secs(60),
+        || async {
+            let leader = c.leader_among(&[1, 2, 3]).await;
+            let w = worker(&c, leader, "w2").await?;
+            let parts = partitions(&c, leader).await?;
+            (w["dead"] == true && w["liveness"] == "dead" && healthy(&parts, &zones, 3, &gone))
+                .then_some(())
+        },
+    )
+    .await;
+    for s in stops.values() {
+        s.store(true, Ordering::Relaxed);
+    }
+}
