@@ -197,15 +197,66 @@ async fn place_drain_and_recover() {
     );
     assert!(hi - lo <= 1, "replica counts {counts:?}");
 
-    // Drain w0: it ends Disabled, holding nothing; every partition stays at RF in three zones.
+    // Dry runs commit nothing: w0 alone can go; four of six cannot (two left, RF 3).
+    let held = counts["w0"];
+    let before = c.status(leader).await.unwrap()["state_version"].clone();
     let r = c
         .http
-        .post(c.url(leader, "/v1/workers/w0/state"))
-        .json(&json!({"state": "draining"}))
+        .post(c.url(leader, "/v1/workers/w0/drain"))
+        .json(&json!({"dry_run": true}))
+        .send()
+        .await
+        .unwrap();
+    let dry: Value = r.json().await.unwrap();
+    assert_eq!(
+        (
+            dry["feasible"].as_bool(),
+            dry["moves"].as_array().map(Vec::len)
+        ),
+        (Some(true), Some(held)),
+        "{dry}"
+    );
+    let set = json!({"workers": ["w0", "w1", "w2", "w3"], "dry_run": true});
+    let r = c
+        .http
+        .post(c.url(leader, "/v1/drain"))
+        .json(&set)
+        .send()
+        .await
+        .unwrap();
+    let dry: Value = r.json().await.unwrap();
+    assert_eq!(dry["feasible"], false, "{dry}");
+    assert!(
+        dry["blocked"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|b| b["code"] == "no_candidate"),
+        "{dry}"
+    );
+    assert_eq!(
+        c.status(leader).await.unwrap()["state_version"],
+        before,
+        "a dry run committed something"
+    );
+
+    // Drain w0 (through a follower): the committed plan moves exactly its replicas; it ends
+    // Disabled, holding nothing; every partition stays at RF in three zones.
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    let r = c
+        .http
+        .post(c.url(follower, "/v1/drain"))
+        .json(&json!({"workers": ["w0"]}))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    let started: Value = r.json().await.unwrap();
+    assert_eq!(
+        started["drain"]["moves"].as_array().map(Vec::len),
+        Some(held),
+        "{started}"
+    );
     let drained = BTreeSet::from(["w0".to_owned()]);
     wait_for(
         "w0 drained and disabled",

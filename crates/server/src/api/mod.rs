@@ -7,6 +7,7 @@
 
 pub mod auth;
 mod cluster;
+mod drains;
 pub mod error;
 mod events;
 mod kv;
@@ -60,6 +61,8 @@ pub fn router(node: Node) -> Router {
             get(workers::assignments_poll),
         )
         .route("/v1/workers/{id}/heartbeat", post(workers::heartbeat))
+        .route("/v1/workers/{id}/drain", post(drains::drain_one))
+        .route("/v1/drain", post(drains::drain_set))
         .route(
             "/v1/partitions/{p}/replicas/{worker}/ack",
             post(partitions::ack),
