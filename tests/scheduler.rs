@@ -284,6 +284,37 @@ async fn place_drain_and_recover() {
         },
     )
     .await;
+
+    // A drain that cannot finish (one worker would be left for RF 3) still starts, and the
+    // drained workers stay Draining, their records saying what holds them up.
+    let leader = c.leader_among(&[1, 2, 3]).await;
+    let set = json!({"workers": ["w1", "w3", "w4"]});
+    let r = c
+        .http
+        .post(c.url(leader, "/v1/drain"))
+        .json(&set)
+        .send()
+        .await
+        .unwrap();
+    let started: Value = r.json().await.unwrap();
+    assert_eq!(started["feasible"], false, "{started}");
+    let w1 = wait_for(
+        "w1's record to show a blocked drain",
+        Duration::from_secs(30),
+        || async {
+            let leader = c.leader_among(&[1, 2, 3]).await;
+            let w = worker(&c, leader, "w1").await?;
+            let blocked = w["drain"]["blocked"].as_array()?;
+            (w["state"] == "draining" && blocked.iter().any(|b| b["code"] == "no_candidate"))
+                .then_some(w)
+        },
+    )
+    .await;
+    assert!(
+        w1["drain"]["replicas_remaining"].as_u64().unwrap() > 0,
+        "{w1}"
+    );
+    assert!(w1["drain"]["replicas_total"].as_u64().is_some(), "{w1}");
     for s in stops.values() {
         s.store(true, Ordering::Relaxed);
     }

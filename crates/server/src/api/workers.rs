@@ -1,7 +1,7 @@
 //! `/v1/workers`: registration, records, lifecycle state changes and removal (SPEC §1, §4).
 //! Soft fields (liveness, drain progress) arrive with the scheduler.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use axum::Json;
 use axum::body::Bytes;
@@ -41,8 +41,59 @@ fn worker_view(node: &Node, s: &drover_types::ClusterState, w: &Worker) -> serde
             node.heartbeats()
                 .liveness(w, std::time::Instant::now(), &node.config().liveness);
         v["liveness"] = serde_json::to_value(liveness).unwrap_or_default();
+        if w.state == WorkerState::Draining {
+            v["drain"] = drain_progress(node, s, w);
+        }
     }
     v
+}
+
+/// Drain progress (SPEC §3) as the leader sees it: what the drain started with, what is left,
+/// moves in flight, and why anything is stuck (from a fresh planning round, which depends on
+/// liveness — hence leader only).
+fn drain_progress(node: &Node, s: &drover_types::ClusterState, w: &Worker) -> serde_json::Value {
+    use drover_types::ReplicaRole;
+    let intent = s.drain_of(&w.id);
+    let held: Vec<&drover_types::Partition> = s.replicas_on(&w.id).collect();
+    let in_flight = held
+        .iter()
+        .filter(|p| {
+            p.replica(&w.id)
+                .is_some_and(|r| r.role == ReplicaRole::Leaving)
+                || p.replicas
+                    .iter()
+                    .any(|r| r.role == ReplicaRole::Joining && r.replaces.as_ref() == Some(&w.id))
+        })
+        .count();
+    let now = std::time::Instant::now();
+    let suspect = s
+        .workers
+        .values()
+        .filter(|x| {
+            node.heartbeats().liveness(x, now, &node.config().liveness)
+                == crate::liveness::Liveness::Suspect
+        })
+        .map(|x| x.id.clone())
+        .collect();
+    let view = drover_scheduler::Liveness {
+        suspect,
+        now_ms: super::now_ms(),
+    };
+    let plan = drover_scheduler::plan(s, &view, &drover_scheduler::PlannerConfig::default());
+    let mine: BTreeSet<u32> = held.iter().map(|p| p.id).collect();
+    let blocked: Vec<&drover_scheduler::Blocked> = plan
+        .blocked
+        .iter()
+        .filter(|b| b.worker.as_ref() == Some(&w.id) || mine.contains(&b.partition))
+        .collect();
+    serde_json::json!({
+        "drain": intent.map(|d| d.id),
+        "requested_ms": intent.map(|d| d.requested_ms),
+        "replicas_total": intent.map(|d| d.replicas_total),
+        "replicas_remaining": held.len(),
+        "moves_in_flight": in_flight,
+        "blocked": blocked,
+    })
 }
 
 fn worker_response(outcome: Applied) -> ApiResult<Response> {
