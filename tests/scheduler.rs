@@ -269,6 +269,25 @@ async fn place_drain_and_recover() {
     )
     .await;
 
+    // The leader counted the drain's moves and its duration.
+    let text = c
+        .http
+        .get(c.url(leader, "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        "drover_moves_started_total{reason=\"drain\"}",
+        "drover_moves_completed_total{reason=\"drain\"}",
+        "drover_drain_to_disabled_seconds_count 1",
+        "drover_moves_in_flight ",
+    ] {
+        assert!(text.contains(series), "no {series:?} in\n{text}");
+    }
+
     // w2 stops heartbeating: suspect, then declared dead; its replicas are re-created.
     stops["w2"].store(true, Ordering::Relaxed);
     let gone = BTreeSet::from(["w0".to_owned(), "w2".to_owned()]);

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use drover_scheduler::{Liveness as PlannerLiveness, PlannerConfig, plan};
+use drover_scheduler::{Liveness as PlannerLiveness, PlannerConfig, Reason, Step, plan};
 use drover_types::{Command, WorkerId, WorkerState};
 
 use crate::api::now_ms;
@@ -88,9 +88,54 @@ async fn round(node: &Node, leader_since: Instant, cfg: &PlannerConfig) {
         if node.heartbeats().leader_since() != Some(leader_since) {
             return; // leadership changed mid-round: stop at once
         }
-        if let Err(e) = node.propose(step.command()).await {
+        // For the drain-duration metric: when was this worker's drain requested?
+        let drain_requested = match &step {
+            Step::Disable { worker } => node
+                .state()
+                .read()
+                .state
+                .drain_of(worker)
+                .map(|d| d.requested_ms),
+            _ => None,
+        };
+        match node.propose(step.command()).await {
+            Ok(_) => record(node, &step, drain_requested),
             // Another step moved the state on (stale epoch) or leadership moved: replan.
-            tracing::debug!(?step, error = %e.message, "step not applied; replanning");
+            Err(e) => tracing::debug!(?step, error = %e.message, "step not applied; replanning"),
         }
+    }
+}
+
+fn reason_label(reason: Reason) -> crate::api::metrics::ReasonLabels {
+    let reason = match reason {
+        Reason::Restore => "restore",
+        Reason::Drain => "drain",
+        Reason::Rebalance => "rebalance",
+    };
+    crate::api::metrics::ReasonLabels {
+        reason: reason.to_owned(),
+    }
+}
+
+/// Counts a committed step in the scheduler metrics.
+fn record(node: &Node, step: &Step, drain_requested: Option<u64>) {
+    let m = node.http_metrics();
+    match step {
+        Step::Add { reason, .. } => {
+            m.moves_started.get_or_create(&reason_label(*reason)).inc();
+        }
+        Step::Release { reason, .. } => {
+            m.moves_completed
+                .get_or_create(&reason_label(*reason))
+                .inc();
+        }
+        Step::Disable { worker } => {
+            if let Some(at) = drain_requested {
+                let secs = now_ms().saturating_sub(at) as f64 / 1000.0;
+                m.drain_seconds.observe(secs);
+                tracing::info!(%worker, secs, "drained worker disabled");
+            }
+        }
+        Step::Withdraw { .. } | Step::SetLeader { .. } => {}
     }
 }

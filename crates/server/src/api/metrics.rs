@@ -28,11 +28,23 @@ struct HttpLabels {
     status: u16,
 }
 
-/// The node's HTTP metrics and their registry.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ReasonLabels {
+    pub reason: String,
+}
+
+/// The node's HTTP and scheduler metrics and their registry.
 pub struct HttpMetrics {
     registry: Mutex<Registry>,
     requests: Family<HttpLabels, Counter>,
     latency: Family<HttpLabels, Histogram>,
+    /// Make steps this node committed as leader, by reason.
+    pub(crate) moves_started: Family<ReasonLabels, Counter>,
+    /// Break steps this node committed as leader, by reason (the move's source released).
+    pub(crate) moves_completed: Family<ReasonLabels, Counter>,
+    /// Seconds from a drain request to its worker's Disabled, observed by the leader that
+    /// committed the Disabled.
+    pub(crate) drain_seconds: Histogram,
 }
 
 impl std::fmt::Debug for HttpMetrics {
@@ -48,7 +60,26 @@ impl Default for HttpMetrics {
             // 100 µs to ~6.5 s.
             Histogram::new(exponential_buckets(0.0001, 2.0, 17))
         });
+        let moves_started = Family::<ReasonLabels, Counter>::default();
+        let moves_completed = Family::<ReasonLabels, Counter>::default();
+        // 1 s to ~9 h.
+        let drain_seconds = Histogram::new(exponential_buckets(1.0, 2.0, 15));
         let mut registry = Registry::default();
+        registry.register(
+            "drover_moves_started",
+            "Make steps committed by this node as leader, by reason",
+            moves_started.clone(),
+        );
+        registry.register(
+            "drover_moves_completed",
+            "Break steps (source released) committed by this node as leader, by reason",
+            moves_completed.clone(),
+        );
+        registry.register(
+            "drover_drain_to_disabled_seconds",
+            "Time from a drain request to the worker's Disabled",
+            drain_seconds.clone(),
+        );
         registry.register(
             "drover_http_requests",
             "HTTP requests by route, method and status",
@@ -63,6 +94,9 @@ impl Default for HttpMetrics {
             registry: Mutex::new(registry),
             requests,
             latency,
+            moves_started,
+            moves_completed,
+            drain_seconds,
         }
     }
 }
@@ -201,6 +235,35 @@ pub async fn render(State(node): State<Node>) -> Response {
             "drover_partitions",
             "Partitions by number of healthy serving replicas",
             &samples,
+        );
+        let in_flight = s
+            .partitions
+            .iter()
+            .flat_map(|p| p.replicas.iter())
+            .filter(|r| r.role != drover_types::ReplicaRole::Serving)
+            .count();
+        gauge(
+            &mut out,
+            "drover_moves_in_flight",
+            "Joining or leaving replicas",
+            &one(in_flight as f64),
+        );
+        let draining: Vec<(String, f64)> = s
+            .workers
+            .values()
+            .filter(|w| w.state == drover_types::WorkerState::Draining)
+            .map(|w| {
+                (
+                    format!("{{worker=\"{}\"}}", w.id),
+                    s.replicas_on(&w.id).count() as f64,
+                )
+            })
+            .collect();
+        gauge(
+            &mut out,
+            "drover_drain_replicas_remaining",
+            "Replicas a draining worker still holds",
+            &draining,
         );
     }
     if let Ok(registry) = node.http_metrics().registry.lock() {
