@@ -17,6 +17,7 @@ fn spawn_worker(
     base: Vec<String>,
     id: String,
     zone: String,
+    incarnation: u64,
     stop: Arc<AtomicBool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -30,7 +31,7 @@ fn spawn_worker(
             n += 1;
             format!("{}{path}", base[n % base.len()])
         };
-        let reg = json!({"incarnation": 1, "address": format!("10.9.0.1:{}", 9000 + id.len()), "zone": zone});
+        let reg = json!({"incarnation": incarnation, "address": format!("10.9.0.1:{}", 9000 + id.len()), "zone": zone});
         let generation = loop {
             if let Ok(r) = http
                 .put(url(&format!("/v1/workers/{id}")))
@@ -151,7 +152,7 @@ async fn place_drain_and_recover() {
     for i in 0..6 {
         let (id, zone) = (format!("w{i}"), format!("z{}", i % 3));
         let stop = Arc::new(AtomicBool::new(false));
-        spawn_worker(base.clone(), id.clone(), zone.clone(), stop.clone());
+        spawn_worker(base.clone(), id.clone(), zone.clone(), 1, stop.clone());
         zones.insert(id.clone(), zone);
         stops.insert(id, stop);
     }
@@ -334,6 +335,53 @@ async fn place_drain_and_recover() {
         "{w1}"
     );
     assert!(w1["drain"]["replicas_total"].as_u64().is_some(), "{w1}");
+
+    // Cancelling returns them to Active with their replicas intact.
+    for w in ["w1", "w3", "w4"] {
+        let r = c
+            .http
+            .post(c.url(leader, &format!("/v1/workers/{w}/state")))
+            .json(&json!({"state": "active"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{w}");
+    }
+    wait_for(
+        "the cancelled workers to keep serving",
+        Duration::from_secs(30),
+        || async {
+            let leader = c.leader_among(&[1, 2, 3]).await;
+            let mut all = true;
+            for w in ["w1", "w3", "w4"] {
+                let rec = worker(&c, leader, w).await?;
+                all &= rec["state"] == "active" && !rec["replicas"].as_array()?.is_empty();
+            }
+            all.then_some(())
+        },
+    )
+    .await;
+
+    // The dead worker's old process is fenced; restarted (new incarnation), it serves again.
+    let r = c
+        .http
+        .post(c.url(leader, "/v1/workers/w2/heartbeat"))
+        .json(&json!({"generation": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "fenced");
+    let stop = Arc::new(AtomicBool::new(false));
+    spawn_worker(base.clone(), "w2".into(), "z2".into(), 2, stop.clone());
+    wait_for("w2 back with replicas", Duration::from_secs(60), || async {
+        let leader = c.leader_among(&[1, 2, 3]).await;
+        let w = worker(&c, leader, "w2").await?;
+        (w["generation"] == 2 && w["dead"] == false && !w["replicas"].as_array()?.is_empty())
+            .then_some(())
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
     for s in stops.values() {
         s.store(true, Ordering::Relaxed);
     }

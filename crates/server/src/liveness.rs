@@ -30,6 +30,9 @@ struct Inner {
     /// Worker → (generation, time of its last heartbeat). Looked up, never iterated for
     /// decisions, so a `HashMap` is fine.
     last: HashMap<WorkerId, (u64, Instant)>,
+    /// Worker → (generation, when this leader first saw it at that generation): the death
+    /// clock of a worker never heard at its generation starts here, not at some earlier time.
+    first_seen: HashMap<WorkerId, (u64, Instant)>,
 }
 
 #[derive(Debug, Default)]
@@ -45,12 +48,14 @@ impl Heartbeats {
         let mut i = self.lock();
         i.leader_since = Some(now);
         i.last.clear();
+        i.first_seen.clear();
     }
 
     pub fn lost_leadership(&self) {
         let mut i = self.lock();
         i.leader_since = None;
         i.last.clear();
+        i.first_seen.clear();
     }
 
     /// When this node became leader, if it leads.
@@ -58,18 +63,29 @@ impl Heartbeats {
         self.lock().leader_since
     }
 
-    /// How long the worker has been silent at its current `generation`, or `None` if it has
-    /// not been heard at that generation since this node became leader.
+    /// How long the worker has been silent at `generation`: since its last heartbeat at that
+    /// generation, or, if never heard at it, since this leader first asked (a freshly
+    /// registered or restarted worker gets a full `dead_after` to be heard).
     pub fn silent_for(
         &self,
         worker: &WorkerId,
         generation: u64,
         now: Instant,
-    ) -> Option<std::time::Duration> {
-        match self.lock().last.get(worker) {
-            Some((g, at)) if *g == generation => Some(now.saturating_duration_since(*at)),
-            _ => None,
+    ) -> std::time::Duration {
+        let mut i = self.lock();
+        if let Some((g, at)) = i.last.get(worker)
+            && *g == generation
+        {
+            return now.saturating_duration_since(*at);
         }
+        let seen = i
+            .first_seen
+            .entry(worker.clone())
+            .or_insert((generation, now));
+        if seen.0 != generation {
+            *seen = (generation, now);
+        }
+        now.saturating_duration_since(seen.1)
     }
 
     pub fn record(&self, worker: &WorkerId, generation: u64, now: Instant) {
@@ -144,6 +160,17 @@ mod tests {
             "an older generation's beat"
         );
         assert_eq!(h.liveness(&worker(2, true), t0, &cfg), Liveness::Dead);
+        // The death clock of a worker never heard at its generation starts when first asked.
+        let later = t0 + Duration::from_secs(100);
+        assert_eq!(h.silent_for(&"w".into(), 3, later), Duration::ZERO);
+        assert_eq!(
+            h.silent_for(&"w".into(), 3, later + Duration::from_secs(7)),
+            Duration::from_secs(7)
+        );
+        assert_eq!(
+            h.silent_for(&"w".into(), 2, t0 + Duration::from_secs(4)),
+            Duration::from_secs(4)
+        );
         h.lost_leadership();
         assert_eq!(h.leader_since(), None);
     }

@@ -57,10 +57,7 @@ async fn round(node: &Node, leader_since: Instant, cfg: &PlannerConfig) {
                 .filter(|w| {
                     !w.dead && matches!(w.state, WorkerState::Active | WorkerState::Draining)
                 })
-                .filter(|w| {
-                    hb.silent_for(&w.id, w.generation, now)
-                        .is_none_or(|d| d >= live.dead_after)
-                })
+                .filter(|w| hb.silent_for(&w.id, w.generation, now) >= live.dead_after)
                 .map(|w| (w.id.clone(), w.generation))
                 .collect()
         } else {
