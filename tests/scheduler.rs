@@ -53,11 +53,16 @@ fn spawn_worker(
             .await;
         let mut after = 0;
         while !stop.load(Ordering::Relaxed) {
-            let _ = http
-                .post(url(&format!("/v1/workers/{id}/heartbeat")))
-                .json(&json!({"generation": generation}))
-                .send()
-                .await;
+            for _ in 0..3 {
+                let sent = http
+                    .post(url(&format!("/v1/workers/{id}/heartbeat")))
+                    .json(&json!({"generation": generation}))
+                    .send()
+                    .await;
+                if sent.is_ok_and(|r| !r.status().is_server_error()) {
+                    break;
+                }
+            }
             let poll = http
                 .get(url(&format!(
                     "/v1/workers/{id}/assignments?after={after}&wait=100ms"
@@ -73,11 +78,17 @@ fn spawn_worker(
                 if r["role"] != "serving" {
                     let p = r["partition"].as_u64().unwrap();
                     let body = json!({"generation": generation, "epoch": r["since"]});
-                    let _ = http
-                        .post(url(&format!("/v1/partitions/{p}/replicas/{id}/ack")))
-                        .json(&body)
-                        .send()
-                        .await;
+                    // Fail over across nodes, as the agent will: a node may be down.
+                    for _ in 0..3 {
+                        let sent = http
+                            .post(url(&format!("/v1/partitions/{p}/replicas/{id}/ack")))
+                            .json(&body)
+                            .send()
+                            .await;
+                        if sent.is_ok_and(|r| !r.status().is_server_error()) {
+                            break;
+                        }
+                    }
                     after = 0; // look again at once
                 }
             }
@@ -385,4 +396,147 @@ async fn place_drain_and_recover() {
     for s in stops.values() {
         s.store(true, Ordering::Relaxed);
     }
+}
+
+/// Every lifecycle event, oldest first, read through node `node`.
+async fn all_events(c: &Cluster, node: u64) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let url = c.url(node, &format!("/v1/events?after={after}&limit=1000"));
+        let page: Value = c.http.get(url).send().await.unwrap().json().await.unwrap();
+        out.extend(page["events"].as_array().unwrap().iter().cloned());
+        after = page["next_after"].as_u64().unwrap();
+        if page["more"] != true {
+            return out;
+        }
+    }
+}
+
+/// Killing the leader right after a drain starts: the new leader finishes the committed drain;
+/// replayed version by version from the events log, no partition ever had fewer than 3 serving
+/// replicas during the drain, and no move was made twice (exactly one new replica per replica
+/// the drained worker held).
+#[tokio::test]
+async fn drain_finishes_under_a_new_leader() {
+    let mut c = Cluster::start(
+        3,
+        &[
+            "--heartbeat-interval-ms",
+            "100",
+            "--suspect-after-ms",
+            "2000",
+            "--dead-after-ms",
+            "20000",
+        ],
+    );
+    let leader = c.leader_among(&[1, 2, 3]).await;
+    let base: Vec<String> = (1..=3).map(|id| c.url(id, "")).collect();
+    let mut zones = BTreeMap::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    for i in 0..6 {
+        let (id, zone) = (format!("w{i}"), format!("z{}", i % 3));
+        spawn_worker(base.clone(), id.clone(), zone.clone(), 1, stop.clone());
+        zones.insert(id, zone);
+    }
+    wait_for("six active workers", Duration::from_secs(30), || async {
+        let r = c
+            .http
+            .get(c.url(leader, "/v1/workers?state=active"))
+            .send()
+            .await
+            .ok()?;
+        (r.json::<Value>().await.ok()?["items"].as_array()?.len() == 6).then_some(())
+    })
+    .await;
+    let r = c
+        .http
+        .post(c.url(leader, "/v1/partitions"))
+        .json(&json!({"count": 16, "replication_factor": 3}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    wait_for("placement", Duration::from_secs(60), || async {
+        healthy(&partitions(&c, leader).await?, &zones, 3, &BTreeSet::new()).then_some(())
+    })
+    .await;
+
+    let r = c
+        .http
+        .post(c.url(leader, "/v1/drain"))
+        .json(&json!({"workers": ["w0"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let started: Value = r.json().await.unwrap();
+    let drain_version = started["drain"]["id"].as_u64().unwrap();
+    let held = started["drain"]["moves"].as_array().unwrap().len();
+    c.kill(leader);
+
+    let others: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    let drained = BTreeSet::from(["w0".to_owned()]);
+    let new_leader = wait_for(
+        "the drain to finish under a new leader",
+        Duration::from_secs(60),
+        || async {
+            let l = c.leader_among(&others).await;
+            let w = worker(&c, l, "w0").await?;
+            let parts = partitions(&c, l).await?;
+            (w["state"] == "disabled" && healthy(&parts, &zones, 3, &drained)).then_some(l)
+        },
+    )
+    .await;
+    assert_ne!(new_leader, leader);
+
+    // Replay the replica events version by version.
+    let mut replicas: BTreeMap<u64, BTreeMap<String, String>> = BTreeMap::new();
+    let mut added_during_drain = 0;
+    let events = all_events(&c, new_leader).await;
+    let mut i = 0;
+    while i < events.len() {
+        let version = events[i]["version"].as_u64().unwrap();
+        while i < events.len() && events[i]["version"].as_u64() == Some(version) {
+            let kind = &events[i]["kind"];
+            let (name, body) = kind.as_object().unwrap().iter().next().unwrap();
+            let p = body["partition"].as_u64();
+            let w = body["worker"].as_str().map(str::to_owned);
+            match (name.as_str(), p, w) {
+                ("replica_added", Some(p), Some(w)) => {
+                    replicas.entry(p).or_default().insert(w, "joining".into());
+                    if version > drain_version {
+                        added_during_drain += 1;
+                    }
+                }
+                ("replica_role", Some(p), Some(w)) => {
+                    replicas
+                        .entry(p)
+                        .or_default()
+                        .insert(w, body["role"].as_str().unwrap().into());
+                }
+                ("replica_removed", Some(p), Some(w)) => {
+                    replicas.entry(p).or_default().remove(&w);
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        if version >= drain_version {
+            for (p, reps) in &replicas {
+                let serving = reps.values().filter(|r| *r == "serving").count();
+                assert!(
+                    serving >= 3,
+                    "partition {p} had {serving} serving replicas at version {version}"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        added_during_drain, held,
+        "a move was made twice, or one was missed"
+    );
+
+    c.spawn(leader);
+    stop.store(true, Ordering::Relaxed);
 }

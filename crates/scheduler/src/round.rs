@@ -274,18 +274,30 @@ impl Round<'_> {
             };
             let planned = committed.get(&(p.id, &from)).and_then(|t| t.as_ref());
             let holders: BTreeSet<&WorkerId> = p.replicas.iter().map(|r| &r.worker).collect();
+            // The committed target is kept while it is usable; a suspect or busy target is
+            // waited for, not replaced (SPEC §3: replan only moves whose target became
+            // unusable — Disabled, dead, no longer Active, or now holding the partition).
+            let usable = |t: &WorkerId| {
+                self.t.balance_set.contains_key(t)
+                    && !self.t.excluded.contains(t)
+                    && !holders.contains(t)
+                    && self
+                        .t
+                        .zone_of(t)
+                        .is_some_and(|z| self.t.allowed_zones(p, Some(&from)).contains(&z))
+            };
             let target = match planned {
-                Some(t)
-                    if self.t.is_candidate(t)
-                        && !holders.contains(t)
-                        && self.t.has_slot(t)
-                        && self
-                            .t
-                            .zone_of(t)
-                            .is_some_and(|z| self.t.allowed_zones(p, Some(&from)).contains(&z)) =>
-                {
-                    Ok(t.clone())
+                Some(t) if usable(t) && (self.t.live.is_suspect(t) || !self.t.has_slot(t)) => {
+                    let code = if self.t.live.is_suspect(t) {
+                        BlockCode::AwaitingAck
+                    } else {
+                        BlockCode::Throttled
+                    };
+                    let detail = format!("planned target {t} is suspect or busy; waiting for it");
+                    self.block(p.id, Some(&from), code, detail);
+                    continue;
                 }
+                Some(t) if usable(t) => Ok(t.clone()),
                 _ => self.t.choose_target(p, Some(&from)),
             };
             match target {

@@ -67,7 +67,14 @@ async fn round(node: &Node, leader_since: Instant, cfg: &PlannerConfig) {
             suspect,
             now_ms: now_ms(),
         };
-        (deaths, plan(s, &view, cfg).steps)
+        let mut steps = plan(s, &view, cfg).steps;
+        // A new leader starts no move until it has had `suspect_after` to hear every worker:
+        // placing on whoever happened to heartbeat first would need undoing once the rest are
+        // heard. Steps that finish moves already under way go ahead.
+        if now.saturating_duration_since(leader_since) < live.suspect_after {
+            steps.retain(|step| !matches!(step, Step::Add { .. }));
+        }
+        (deaths, steps)
     };
     for (worker, generation) in deaths {
         match node
