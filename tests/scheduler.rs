@@ -139,7 +139,7 @@ fn healthy(
     })
 }
 
-/// Six workers in three zones and 16 partitions at RF 3: placement fills every partition in
+/// Six workers in three zones and 64 partitions at RF 3: placement fills every partition in
 /// three zones with balanced counts; draining a worker moves its replicas away make-before-break
 /// and disables it; a worker that stops heartbeating is declared dead and its replicas are
 /// re-created elsewhere.
@@ -180,7 +180,7 @@ async fn place_drain_and_recover() {
     let r = c
         .http
         .post(c.url(leader, "/v1/partitions"))
-        .json(&json!({"count": 16, "replication_factor": 3}))
+        .json(&json!({"count": 64, "replication_factor": 3}))
         .send()
         .await
         .unwrap();
