@@ -139,24 +139,16 @@ fn healthy(
     })
 }
 
-/// Six workers in three zones and 64 partitions at RF 3: placement fills every partition in
-/// three zones with balanced counts; draining a worker moves its replicas away make-before-break
-/// and disables it; a worker that stops heartbeating is declared dead and its replicas are
-/// re-created elsewhere.
-#[tokio::test]
-async fn place_drain_and_recover() {
-    let c = Cluster::start(
-        3,
-        &[
-            "--heartbeat-interval-ms",
-            "100",
-            "--suspect-after-ms",
-            "1000",
-            "--dead-after-ms",
-            "3000",
-        ],
-    );
-    let leader = c.leader_among(&[1, 2, 3]).await;
+/// Six test workers (w0..w5 in zones z0..z2) on a fresh cluster, then a table of `count`
+/// partitions at RF 3, waiting until all six are Active and every partition has 3 serving
+/// replicas in 3 zones. Returns the node base URLs, each worker's zone and its stop flag.
+struct Fleet {
+    base: Vec<String>,
+    zones: BTreeMap<String, String>,
+    stops: BTreeMap<String, Arc<AtomicBool>>,
+}
+
+async fn fleet(c: &Cluster, leader: u64, count: u32) -> Fleet {
     let base: Vec<String> = (1..=3).map(|id| c.url(id, "")).collect();
     let mut zones = BTreeMap::new();
     let mut stops = BTreeMap::new();
@@ -177,25 +169,45 @@ async fn place_drain_and_recover() {
         (r.json::<Value>().await.ok()?["items"].as_array()?.len() == 6).then_some(())
     })
     .await;
+    let table = json!({"count": count, "replication_factor": 3});
     let r = c
         .http
         .post(c.url(leader, "/v1/partitions"))
-        .json(&json!({"count": 64, "replication_factor": 3}))
+        .json(&table)
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-
-    let none = BTreeSet::new();
     wait_for(
         "every partition placed in three zones",
         Duration::from_secs(60),
         || async {
-            let parts = partitions(&c, leader).await?;
-            healthy(&parts, &zones, 3, &none).then_some(())
+            healthy(&partitions(c, leader).await?, &zones, 3, &BTreeSet::new()).then_some(())
         },
     )
     .await;
+    Fleet { base, zones, stops }
+}
+
+/// Six workers in three zones and 64 partitions at RF 3: placement fills every partition in
+/// three zones with balanced counts; draining a worker moves its replicas away make-before-break
+/// and disables it; a worker that stops heartbeating is declared dead and its replicas are
+/// re-created elsewhere.
+#[tokio::test]
+async fn place_drain_and_recover() {
+    let c = Cluster::start(
+        3,
+        &[
+            "--heartbeat-interval-ms",
+            "100",
+            "--suspect-after-ms",
+            "1000",
+            "--dead-after-ms",
+            "3000",
+        ],
+    );
+    let leader = c.leader_among(&[1, 2, 3]).await;
+    let Fleet { base, zones, stops } = fleet(&c, leader, 64).await;
     let parts = partitions(&c, leader).await.unwrap();
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for p in &parts {
@@ -431,36 +443,7 @@ async fn drain_finishes_under_a_new_leader() {
         ],
     );
     let leader = c.leader_among(&[1, 2, 3]).await;
-    let base: Vec<String> = (1..=3).map(|id| c.url(id, "")).collect();
-    let mut zones = BTreeMap::new();
-    let stop = Arc::new(AtomicBool::new(false));
-    for i in 0..6 {
-        let (id, zone) = (format!("w{i}"), format!("z{}", i % 3));
-        spawn_worker(base.clone(), id.clone(), zone.clone(), 1, stop.clone());
-        zones.insert(id, zone);
-    }
-    wait_for("six active workers", Duration::from_secs(30), || async {
-        let r = c
-            .http
-            .get(c.url(leader, "/v1/workers?state=active"))
-            .send()
-            .await
-            .ok()?;
-        (r.json::<Value>().await.ok()?["items"].as_array()?.len() == 6).then_some(())
-    })
-    .await;
-    let r = c
-        .http
-        .post(c.url(leader, "/v1/partitions"))
-        .json(&json!({"count": 16, "replication_factor": 3}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    wait_for("placement", Duration::from_secs(60), || async {
-        healthy(&partitions(&c, leader).await?, &zones, 3, &BTreeSet::new()).then_some(())
-    })
-    .await;
+    let Fleet { zones, stops, .. } = fleet(&c, leader, 16).await;
 
     let r = c
         .http
@@ -538,5 +521,7 @@ async fn drain_finishes_under_a_new_leader() {
     );
 
     c.spawn(leader);
-    stop.store(true, Ordering::Relaxed);
+    for s in stops.values() {
+        s.store(true, Ordering::Relaxed);
+    }
 }

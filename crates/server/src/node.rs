@@ -97,6 +97,29 @@ impl Node {
         &self.0.http_metrics
     }
 
+    /// The planner's view of liveness at `now`: the workers this leader counts as suspect
+    /// (not heard at their generation, or silent past `suspect_after`), and its clock. Used by
+    /// the scheduling loop, drain plans and drain progress alike, so they all agree.
+    pub(crate) fn planner_view(
+        &self,
+        s: &drover_types::ClusterState,
+        now: std::time::Instant,
+    ) -> drover_scheduler::Liveness {
+        let cfg = &self.config().liveness;
+        let suspect = s
+            .workers
+            .values()
+            .filter(|w| {
+                self.heartbeats().liveness(w, now, cfg) == crate::liveness::Liveness::Suspect
+            })
+            .map(|w| w.id.clone())
+            .collect();
+        drover_scheduler::Liveness {
+            suspect,
+            now_ms: crate::api::now_ms(),
+        }
+    }
+
     /// Follows the applied state version (for long polls).
     pub fn versions(&self) -> tokio::sync::watch::Receiver<u64> {
         self.0.state_machine.subscribe()

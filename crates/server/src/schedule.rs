@@ -4,14 +4,12 @@
 //! it read as precondition. It stops acting the moment leadership is lost: every round starts
 //! by checking, and a stale step is rejected by `apply`, never applied.
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use drover_scheduler::{Liveness as PlannerLiveness, PlannerConfig, Reason, Step, plan};
+use drover_scheduler::{PlannerConfig, Reason, Step, plan};
 use drover_types::{Command, WorkerId, WorkerState};
 
 use crate::api::now_ms;
-use crate::liveness::Liveness;
 use crate::node::Node;
 
 /// How often the loop plans even when nothing was applied (timeouts, liveness changes).
@@ -42,12 +40,6 @@ async fn round(node: &Node, leader_since: Instant, cfg: &PlannerConfig) {
         let guard = node.state().read();
         let s = &guard.state;
         let hb = node.heartbeats();
-        let suspect: BTreeSet<WorkerId> = s
-            .workers
-            .values()
-            .filter(|w| hb.liveness(w, now, &live) == Liveness::Suspect)
-            .map(|w| w.id.clone())
-            .collect();
         // A new leader declares no one dead before `dead_after` has passed since it became
         // leader: it may simply not have heard from everyone yet.
         let may_kill = now.saturating_duration_since(leader_since) >= live.dead_after;
@@ -63,11 +55,7 @@ async fn round(node: &Node, leader_since: Instant, cfg: &PlannerConfig) {
         } else {
             Vec::new()
         };
-        let view = PlannerLiveness {
-            suspect,
-            now_ms: now_ms(),
-        };
-        let mut steps = plan(s, &view, cfg).steps;
+        let mut steps = plan(s, &node.planner_view(s, now), cfg).steps;
         // A new leader starts no move until it has had `suspect_after` to hear every worker:
         // placing on whoever happened to heartbeat first would need undoing once the rest are
         // heard. Steps that finish moves already under way go ahead.

@@ -11,12 +11,11 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
-use drover_scheduler::{Liveness as PlannerLiveness, plan_drain};
+use drover_scheduler::plan_drain;
 use drover_types::{Command, RejectCode, Response as Applied, WorkerId, validate_worker_id};
 use serde::Deserialize;
 
-use super::{ApiError, ApiResult, body, now_ms, parse_json};
-use crate::liveness::Liveness;
+use super::{ApiError, ApiResult, body, parse_json};
 use crate::node::Node;
 
 #[derive(Debug, Default, Deserialize)]
@@ -91,23 +90,8 @@ async fn drain(
             if let Some(missing) = workers.iter().find(|w| !s.workers.contains_key(*w)) {
                 return Err(ApiError::not_found(format!("no worker {missing}")));
             }
-            let now = std::time::Instant::now();
-            let suspect = s
-                .workers
-                .values()
-                .filter(|w| {
-                    node.heartbeats().liveness(w, now, &node.config().liveness) == Liveness::Suspect
-                })
-                .map(|w| w.id.clone())
-                .collect();
-            plan_drain(
-                s,
-                &PlannerLiveness {
-                    suspect,
-                    now_ms: now_ms(),
-                },
-                &workers,
-            )
+            let view = node.planner_view(s, std::time::Instant::now());
+            plan_drain(s, &view, &workers)
         };
         if dry_run {
             return Ok(Json(serde_json::json!({

@@ -65,20 +65,7 @@ fn drain_progress(node: &Node, s: &drover_types::ClusterState, w: &Worker) -> se
                     .any(|r| r.role == ReplicaRole::Joining && r.replaces.as_ref() == Some(&w.id))
         })
         .count();
-    let now = std::time::Instant::now();
-    let suspect = s
-        .workers
-        .values()
-        .filter(|x| {
-            node.heartbeats().liveness(x, now, &node.config().liveness)
-                == crate::liveness::Liveness::Suspect
-        })
-        .map(|x| x.id.clone())
-        .collect();
-    let view = drover_scheduler::Liveness {
-        suspect,
-        now_ms: super::now_ms(),
-    };
+    let view = node.planner_view(s, std::time::Instant::now());
     let plan = drover_scheduler::plan(s, &view, &drover_scheduler::PlannerConfig::default());
     let mine: BTreeSet<u32> = held.iter().map(|p| p.id).collect();
     let blocked: Vec<&drover_scheduler::Blocked> = plan
