@@ -139,36 +139,41 @@ fn healthy(
     })
 }
 
-/// Six test workers (w0..w5 in zones z0..z2) on a fresh cluster, then a table of `count`
-/// partitions at RF 3, waiting until all six are Active and every partition has 3 serving
-/// replicas in 3 zones. Returns the node base URLs, each worker's zone and its stop flag.
+/// Test workers w0.. in zones z0..z2 (round robin), each with its stop flag.
 struct Fleet {
     base: Vec<String>,
     zones: BTreeMap<String, String>,
     stops: BTreeMap<String, Arc<AtomicBool>>,
 }
 
-async fn fleet(c: &Cluster, leader: u64, count: u32) -> Fleet {
+/// Starts `n` test workers on a fresh cluster and waits until all are Active.
+async fn start_workers(c: &Cluster, leader: u64, n: usize) -> Fleet {
     let base: Vec<String> = (1..=3).map(|id| c.url(id, "")).collect();
     let mut zones = BTreeMap::new();
     let mut stops = BTreeMap::new();
-    for i in 0..6 {
+    for i in 0..n {
         let (id, zone) = (format!("w{i}"), format!("z{}", i % 3));
         let stop = Arc::new(AtomicBool::new(false));
         spawn_worker(base.clone(), id.clone(), zone.clone(), 1, stop.clone());
         zones.insert(id.clone(), zone);
         stops.insert(id, stop);
     }
-    wait_for("six active workers", Duration::from_secs(30), || async {
+    wait_for("every worker active", Duration::from_secs(30), || async {
         let r = c
             .http
             .get(c.url(leader, "/v1/workers?state=active"))
             .send()
             .await
             .ok()?;
-        (r.json::<Value>().await.ok()?["items"].as_array()?.len() == 6).then_some(())
+        (r.json::<Value>().await.ok()?["items"].as_array()?.len() == n).then_some(())
     })
     .await;
+    Fleet { base, zones, stops }
+}
+
+/// Creates a table of `count` partitions at RF 3 and waits until every partition has 3
+/// serving replicas in 3 zones.
+async fn place(c: &Cluster, leader: u64, fleet: &Fleet, count: u32) {
     let table = json!({"count": count, "replication_factor": 3});
     let r = c
         .http
@@ -182,11 +187,18 @@ async fn fleet(c: &Cluster, leader: u64, count: u32) -> Fleet {
         "every partition placed in three zones",
         Duration::from_secs(60),
         || async {
-            healthy(&partitions(c, leader).await?, &zones, 3, &BTreeSet::new()).then_some(())
+            let parts = partitions(c, leader).await?;
+            healthy(&parts, &fleet.zones, 3, &BTreeSet::new()).then_some(())
         },
     )
     .await;
-    Fleet { base, zones, stops }
+}
+
+/// Six workers in three zones, all Active, holding a placed table of `count` partitions.
+async fn fleet(c: &Cluster, leader: u64, count: u32) -> Fleet {
+    let fleet = start_workers(c, leader, 6).await;
+    place(c, leader, &fleet, count).await;
+    fleet
 }
 
 /// Six workers in three zones and 64 partitions at RF 3: placement fills every partition in
@@ -240,6 +252,18 @@ async fn place_drain_and_recover() {
         (Some(true), Some(held)),
         "{dry}"
     );
+    let previewed: BTreeSet<(u64, String)> = dry["moves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["partition"].as_u64().unwrap(),
+                m["to"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let dry_moves = dry["moves"].clone();
     let set = json!({"workers": ["w0", "w1", "w2", "w3"], "dry_run": true});
     let r = c
         .http
@@ -277,10 +301,10 @@ async fn place_drain_and_recover() {
     assert_eq!(r.status(), 200);
     let started: Value = r.json().await.unwrap();
     assert_eq!(
-        started["drain"]["moves"].as_array().map(Vec::len),
-        Some(held),
-        "{started}"
+        started["drain"]["moves"], dry_moves,
+        "the committed plan is not the dry run's"
     );
+    let drain_version = started["drain"]["id"].as_u64().unwrap();
     let drained = BTreeSet::from(["w0".to_owned()]);
     wait_for(
         "w0 drained and disabled",
@@ -292,6 +316,30 @@ async fn place_drain_and_recover() {
         },
     )
     .await;
+
+    // The dry run was the drain: exactly its moves completed, each once.
+    let events = all_events(&c, leader).await;
+    let completed: Vec<(u64, String)> = events
+        .iter()
+        .filter(|e| e["version"].as_u64() > Some(drain_version))
+        .filter_map(|e| {
+            let added = e["kind"].get("replica_added")?;
+            (added["replaces"] == "w0").then(|| {
+                let p = added["partition"].as_u64().unwrap();
+                (p, added["worker"].as_str().unwrap().to_owned())
+            })
+        })
+        .collect();
+    assert_eq!(
+        completed.len(),
+        held,
+        "a move was made twice: {completed:?}"
+    );
+    assert_eq!(
+        completed.into_iter().collect::<BTreeSet<_>>(),
+        previewed,
+        "the drain completed other moves than its dry run showed"
+    );
 
     // The leader counted the drain's moves and its duration.
     let text = c
@@ -313,6 +361,9 @@ async fn place_drain_and_recover() {
     }
 
     // w2 stops heartbeating: suspect, then declared dead; its replicas are re-created.
+    let silent_from = c.status(leader).await.unwrap()["state_version"]
+        .as_u64()
+        .unwrap();
     stops["w2"].store(true, Ordering::Relaxed);
     let gone = BTreeSet::from(["w0".to_owned(), "w2".to_owned()]);
     wait_for(
@@ -408,6 +459,31 @@ async fn place_drain_and_recover() {
     for s in stops.values() {
         s.store(true, Ordering::Relaxed);
     }
+
+    // From the moment w2 went silent until it registered again, it got no new replica: not
+    // while suspect, not once dead.
+    let leader = c.leader_among(&[1, 2, 3]).await;
+    let events = all_events(&c, leader).await;
+    let back = events
+        .iter()
+        .find(|e| {
+            e["version"].as_u64() > Some(silent_from)
+                && e["kind"]
+                    .get("registered")
+                    .is_some_and(|r| r["worker"] == "w2")
+        })
+        .and_then(|e| e["version"].as_u64())
+        .expect("w2's re-registration in the events log");
+    let given: Vec<&Value> = events
+        .iter()
+        .filter(|e| (silent_from + 1..back).contains(&e["version"].as_u64().unwrap()))
+        .filter(|e| {
+            e["kind"]
+                .get("replica_added")
+                .is_some_and(|a| a["worker"] == "w2")
+        })
+        .collect();
+    assert!(given.is_empty(), "silent w2 was given replicas: {given:?}");
 }
 
 /// Every lifecycle event, oldest first, read through node `node`.
@@ -522,6 +598,130 @@ async fn drain_finishes_under_a_new_leader() {
 
     c.spawn(leader);
     for s in stops.values() {
+        s.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Exactly three workers and RF 3: a long poll on w0's assignments is woken by the commit that
+/// gives it its first replicas; draining w0 is infeasible in the dry run, started anyway it
+/// stays Draining blocked on `no_candidate`, and cancelling returns it to Active holding the
+/// same replicas.
+#[tokio::test]
+async fn three_workers_cannot_drain_one() {
+    let c = Cluster::start(
+        3,
+        &[
+            "--heartbeat-interval-ms",
+            "100",
+            "--suspect-after-ms",
+            "2000",
+            "--dead-after-ms",
+            "20000",
+        ],
+    );
+    let leader = c.leader_among(&[1, 2, 3]).await;
+    let fleet = start_workers(&c, leader, 3).await;
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+
+    // Park a long poll (through a follower) at w0's current assignments version.
+    let now: Value = c
+        .http
+        .get(c.url(follower, "/v1/workers/w0/assignments"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(now["replicas"], json!([]), "{now}");
+    let version = now["version"].as_u64().unwrap();
+    let poll = c
+        .http
+        .get(c.url(
+            follower,
+            &format!("/v1/workers/w0/assignments?after={version}&wait=30s"),
+        ))
+        .timeout(Duration::from_secs(40))
+        .send();
+    let poll = tokio::spawn(async move { poll.await.unwrap().json::<Value>().await.unwrap() });
+    place(&c, leader, &fleet, 8).await;
+    let woke = poll.await.unwrap();
+    // A timeout answers the same version with no replicas; the commit answers with them.
+    assert!(woke["version"].as_u64().unwrap() > version, "{woke}");
+    assert!(!woke["replicas"].as_array().unwrap().is_empty(), "{woke}");
+
+    let held = |parts: &[Value]| -> BTreeSet<u64> {
+        parts
+            .iter()
+            .filter(|p| {
+                p["replicas"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r["worker"] == "w0" && r["role"] == "serving")
+            })
+            .map(|p| p["id"].as_u64().unwrap())
+            .collect()
+    };
+    let before = held(&partitions(&c, leader).await.unwrap());
+    assert_eq!(before.len(), 8);
+
+    let dry: Value = c
+        .http
+        .post(c.url(leader, "/v1/workers/w0/drain"))
+        .json(&json!({"dry_run": true}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(dry["feasible"], false, "{dry}");
+    let blocked = dry["blocked"].as_array().unwrap();
+    assert_eq!(blocked.len(), 8, "{dry}");
+    assert!(blocked.iter().all(|b| b["code"] == "no_candidate"), "{dry}");
+
+    let r = c
+        .http
+        .post(c.url(follower, "/v1/workers/w0/drain"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["feasible"], false);
+    wait_for(
+        "w0 draining and blocked on no_candidate",
+        Duration::from_secs(30),
+        || async {
+            let w = worker(&c, leader, "w0").await?;
+            let blocked = w["drain"]["blocked"].as_array()?;
+            (w["state"] == "draining"
+                && !blocked.is_empty()
+                && blocked.iter().all(|b| b["code"] == "no_candidate"))
+            .then_some(())
+        },
+    )
+    .await;
+    // Blocked, it keeps everything: no partition lost a replica.
+    let parts = partitions(&c, leader).await.unwrap();
+    assert_eq!(held(&parts), before);
+    assert!(healthy(&parts, &fleet.zones, 3, &BTreeSet::new()));
+
+    let r = c
+        .http
+        .post(c.url(follower, "/v1/workers/w0/state"))
+        .json(&json!({"state": "active"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let w = worker(&c, leader, "w0").await.unwrap();
+    assert_eq!(w["state"], "active", "{w}");
+    assert!(w.get("drain").is_none_or(Value::is_null), "{w}");
+    let parts = partitions(&c, leader).await.unwrap();
+    assert_eq!(held(&parts), before, "cancelling changed w0's replicas");
+    assert!(healthy(&parts, &fleet.zones, 3, &BTreeSet::new()));
+    for s in fleet.stops.values() {
         s.store(true, Ordering::Relaxed);
     }
 }

@@ -113,6 +113,13 @@ pub enum Step {
     },
     /// A draining worker holds nothing any more.
     Disable { worker: WorkerId },
+    /// Commit drain targets: the whole plan of a drain begun by a bare state change, or the
+    /// moves replanned because their committed target became unusable. Comes before the round's
+    /// adds, which change the epochs these moves were planned at.
+    Plan {
+        drain: u64,
+        moves: Vec<drover_types::PlannedMove>,
+    },
 }
 
 impl Step {
@@ -167,6 +174,7 @@ impl Step {
                 expected_version: None,
                 force: false,
             },
+            Step::Plan { drain, moves } => Command::PlanDrain { drain, moves },
         }
     }
 

@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use drover_types::{ClusterState, Partition, PartitionId, ReplicaRole, WorkerId, WorkerState};
+use drover_types::{
+    ClusterState, Partition, PartitionId, PlannedMove, ReplicaRole, WorkerId, WorkerState,
+};
 
 use crate::topology::{Topology, ZoneKey};
 use crate::{BlockCode, Blocked, Liveness, Plan, PlannerConfig, Reason, Step};
@@ -23,11 +25,16 @@ pub fn plan(s: &ClusterState, live: &Liveness, cfg: &PlannerConfig) -> Plan {
     r.in_flight();
     r.restore();
     r.release_excess();
-    r.drain();
+    let unplanned = r.plan_new_drains();
+    r.drain(&unplanned);
     r.zone_spread();
     r.balance();
     r.leaders();
     r.disable_emptied();
+    // Drain plans first: they were made at the epochs the round's other steps change.
+    r.plan
+        .steps
+        .sort_by_key(|step| !matches!(step, Step::Plan { .. }));
     r.plan.feasible = r.plan.blocked.iter().all(|b| b.code.is_transient());
     r.plan
 }
@@ -253,8 +260,27 @@ impl Round<'_> {
 
     /// Drain make steps: a replica on a draining worker gets its replacement, the committed
     /// plan's target when it is still usable, otherwise a newly chosen one.
-    fn drain(&mut self) {
+    /// Drains begun by a bare state change have no committed plan: commit the one a dry run
+    /// would show before any of their moves starts. Returns the workers those drains cover;
+    /// their moves wait for the next round, which follows the committed plan.
+    fn plan_new_drains(&mut self) -> BTreeSet<WorkerId> {
         let s = self.t.s;
+        let mut waiting = BTreeSet::new();
+        for d in s.drains.values().filter(|d| !d.planned) {
+            let plan = crate::plan_drain(s, self.t.live, &d.workers);
+            self.plan.steps.push(Step::Plan {
+                drain: d.id,
+                moves: plan.moves,
+            });
+            waiting.extend(d.workers.iter().cloned());
+        }
+        waiting
+    }
+
+    fn drain(&mut self, unplanned: &BTreeSet<WorkerId>) {
+        let s = self.t.s;
+        // Replanned moves, by drain.
+        let mut replans: BTreeMap<u64, Vec<PlannedMove>> = BTreeMap::new();
         let committed: BTreeMap<(PartitionId, &WorkerId), &Option<WorkerId>> = s
             .drains
             .values()
@@ -272,6 +298,11 @@ impl Round<'_> {
             else {
                 continue;
             };
+            if unplanned.contains(&from) {
+                // Its move waits for the plan; no other pass may move the partition meanwhile.
+                self.busy.insert(p.id);
+                continue;
+            }
             let planned = committed.get(&(p.id, &from)).and_then(|t| t.as_ref());
             let holders: BTreeSet<&WorkerId> = p.replicas.iter().map(|r| &r.worker).collect();
             // The committed target is kept while it is usable; a suspect or busy target is
@@ -300,17 +331,36 @@ impl Round<'_> {
                 Some(t) if usable(t) => Ok(t.clone()),
                 _ => self.t.choose_target(p, Some(&from)),
             };
-            match target {
+            let to = match target {
                 Ok(to) => {
-                    self.add(p, to, Some(&from), Reason::Drain);
+                    if !self.add(p, to.clone(), Some(&from), Reason::Drain) {
+                        continue; // throttled: the target is chosen again when a slot frees
+                    }
+                    Some(to)
                 }
                 Err(code) => {
                     let detail =
                         format!("no worker can take partition {} from draining {from}", p.id);
                     self.block(p.id, Some(&from), code, detail);
+                    None
                 }
+            };
+            if planned != to.as_ref()
+                && let Some(d) = s.drain_of(&from)
+            {
+                replans.entry(d.id).or_default().push(PlannedMove {
+                    partition: p.id,
+                    from,
+                    to,
+                    epoch: p.epoch,
+                });
             }
         }
+        self.plan.steps.extend(
+            replans
+                .into_iter()
+                .map(|(drain, moves)| Step::Plan { drain, moves }),
+        );
     }
 
     /// Rule 2: a partition whose replicas share a zone while enough zones have candidates gets

@@ -128,6 +128,6 @@ fn record(node: &Node, step: &Step, drain_requested: Option<u64>) {
                 tracing::info!(%worker, secs, "drained worker disabled");
             }
         }
-        Step::Withdraw { .. } | Step::SetLeader { .. } => {}
+        Step::Withdraw { .. } | Step::SetLeader { .. } | Step::Plan { .. } => {}
     }
 }

@@ -871,6 +871,7 @@ impl Cx<'_> {
             partition: pid,
             worker: worker.clone(),
             epoch,
+            replaces: replaces.cloned(),
         });
         self.touch_holders(pid, None);
         Ok(Response::Partition(p))

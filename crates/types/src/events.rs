@@ -49,6 +49,8 @@ pub enum EventKind {
         partition: PartitionId,
         worker: WorkerId,
         epoch: u64,
+        /// The serving replica this one is to replace (a move's source); none for a restore.
+        replaces: Option<WorkerId>,
     },
     ReplicaRole {
         partition: PartitionId,
