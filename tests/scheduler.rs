@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Cluster, wait_for};
+use support::{Cluster, all_events, check_serving_floor, wait_for};
 
 /// A test worker: registers, activates, heartbeats, and acknowledges every joining and leaving
 /// replica it is assigned, until `stop` is set.
@@ -486,21 +486,6 @@ async fn place_drain_and_recover() {
     assert!(given.is_empty(), "silent w2 was given replicas: {given:?}");
 }
 
-/// Every lifecycle event, oldest first, read through node `node`.
-async fn all_events(c: &Cluster, node: u64) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut after = 0;
-    loop {
-        let url = c.url(node, &format!("/v1/events?after={after}&limit=1000"));
-        let page: Value = c.http.get(url).send().await.unwrap().json().await.unwrap();
-        out.extend(page["events"].as_array().unwrap().iter().cloned());
-        after = page["next_after"].as_u64().unwrap();
-        if page["more"] != true {
-            return out;
-        }
-    }
-}
-
 /// Killing the leader right after a drain starts: the new leader finishes the committed drain;
 /// replayed version by version from the events log, no partition ever had fewer than 3 serving
 /// replicas during the drain, and no move was made twice (exactly one new replica per replica
@@ -550,47 +535,8 @@ async fn drain_finishes_under_a_new_leader() {
     assert_ne!(new_leader, leader);
 
     // Replay the replica events version by version.
-    let mut replicas: BTreeMap<u64, BTreeMap<String, String>> = BTreeMap::new();
-    let mut added_during_drain = 0;
     let events = all_events(&c, new_leader).await;
-    let mut i = 0;
-    while i < events.len() {
-        let version = events[i]["version"].as_u64().unwrap();
-        while i < events.len() && events[i]["version"].as_u64() == Some(version) {
-            let kind = &events[i]["kind"];
-            let (name, body) = kind.as_object().unwrap().iter().next().unwrap();
-            let p = body["partition"].as_u64();
-            let w = body["worker"].as_str().map(str::to_owned);
-            match (name.as_str(), p, w) {
-                ("replica_added", Some(p), Some(w)) => {
-                    replicas.entry(p).or_default().insert(w, "joining".into());
-                    if version > drain_version {
-                        added_during_drain += 1;
-                    }
-                }
-                ("replica_role", Some(p), Some(w)) => {
-                    replicas
-                        .entry(p)
-                        .or_default()
-                        .insert(w, body["role"].as_str().unwrap().into());
-                }
-                ("replica_removed", Some(p), Some(w)) => {
-                    replicas.entry(p).or_default().remove(&w);
-                }
-                _ => {}
-            }
-            i += 1;
-        }
-        if version >= drain_version {
-            for (p, reps) in &replicas {
-                let serving = reps.values().filter(|r| *r == "serving").count();
-                assert!(
-                    serving >= 3,
-                    "partition {p} had {serving} serving replicas at version {version}"
-                );
-            }
-        }
-    }
+    let added_during_drain = check_serving_floor(&events, drain_version, 3);
     assert_eq!(
         added_during_drain, held,
         "a move was made twice, or one was missed"

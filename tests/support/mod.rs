@@ -284,3 +284,118 @@ pub fn run_drover(args: &[&str], cwd: &Path) -> (Option<i32>, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Every lifecycle event, oldest first, read through node `node`.
+pub async fn all_events(c: &Cluster, node: u64) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let url = c.url(node, &format!("/v1/events?after={after}&limit=1000"));
+        let page: Value = c.http.get(url).send().await.unwrap().json().await.unwrap();
+        out.extend(page["events"].as_array().unwrap().iter().cloned());
+        after = page["next_after"].as_u64().unwrap();
+        if page["more"] != true {
+            return out;
+        }
+    }
+}
+
+/// Replays the replica events version by version and checks that, at every state version from
+/// `from_version` on, every partition had at least `min` serving replicas. Returns the number
+/// of replicas added after `from_version` (each move adds exactly one).
+pub fn check_serving_floor(events: &[Value], from_version: u64, min: usize) -> usize {
+    use std::collections::BTreeMap;
+    let mut replicas: BTreeMap<u64, BTreeMap<String, String>> = BTreeMap::new();
+    let mut added = 0;
+    let mut i = 0;
+    while i < events.len() {
+        let version = events[i]["version"].as_u64().unwrap();
+        while i < events.len() && events[i]["version"].as_u64() == Some(version) {
+            let kind = events[i]["kind"].as_object().unwrap();
+            let (name, body) = kind.iter().next().unwrap();
+            let p = body["partition"].as_u64();
+            let w = body["worker"].as_str().map(str::to_owned);
+            match (name.as_str(), p, w) {
+                ("replica_added", Some(p), Some(w)) => {
+                    replicas.entry(p).or_default().insert(w, "joining".into());
+                    if version > from_version {
+                        added += 1;
+                    }
+                }
+                ("replica_role", Some(p), Some(w)) => {
+                    let role = body["role"].as_str().unwrap().to_owned();
+                    replicas.entry(p).or_default().insert(w, role);
+                }
+                ("replica_removed", Some(p), Some(w)) => {
+                    replicas.entry(p).or_default().remove(&w);
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        if version >= from_version {
+            for (p, reps) in &replicas {
+                let serving = reps.values().filter(|r| *r == "serving").count();
+                assert!(
+                    serving >= min,
+                    "partition {p} had {serving} serving replicas at version {version}"
+                );
+            }
+        }
+    }
+    added
+}
+
+/// A TCP proxy in front of one node, that a test can cut: every connection through it is
+/// closed and new ones are refused, as if the network between a client and the node failed.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    pub async fn start(ip: Ipv4Addr, upstream: SocketAddr) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (c2, conns2) = (cut.clone(), conns.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut down, _)) = listener.accept().await {
+                if c2.load(Ordering::SeqCst) {
+                    continue; // dropped: the client sees the connection reset
+                }
+                let t = tokio::spawn(async move {
+                    if let Ok(mut up) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                    }
+                });
+                conns2.lock().unwrap().push(t);
+            }
+        });
+        Proxy {
+            addr,
+            cut,
+            conns,
+            accept,
+        }
+    }
+
+    /// Cuts the link: open connections close, new ones are dropped.
+    pub fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for t in self.conns.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}

@@ -1,0 +1,101 @@
+//! An example worker: copy this to embed Drover in a service.
+//!
+//! It registers, becomes Active, "catches up" joining replicas and "hands off" leaving ones
+//! (here: a short sleep) before acknowledging, prints its assignments as they change, and on
+//! SIGTERM or Ctrl-C drains itself and exits once the cluster has disabled it.
+//!
+//!     cargo run -p drover-agent --example worker -- --endpoints 127.0.0.1:7001 --id w1 --zone a
+
+use std::time::Duration;
+
+use clap::Parser;
+use drover_agent::{Agent, AgentConfig};
+use drover_types::ReplicaRole;
+use tokio::signal::unix::{SignalKind, signal};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Drover nodes, comma separated.
+    #[arg(long, env = "DROVER_ENDPOINTS", value_delimiter = ',', default_value = "127.0.0.1:7001")]
+    endpoints: Vec<String>,
+    #[arg(long, env = "DROVER_TOKEN")]
+    token: Option<String>,
+    /// This worker's id.
+    #[arg(long)]
+    id: String,
+    #[arg(long)]
+    zone: Option<String>,
+    /// Where this worker serves (announced to peers).
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    address: String,
+    /// Simulated catch-up time per joining replica.
+    #[arg(long, default_value = "200ms", value_parser = parse_ms)]
+    catch_up: Duration,
+}
+
+fn parse_ms(s: &str) -> Result<Duration, String> {
+    let ms = s.strip_suffix("ms").ok_or("use milliseconds, e.g. 200ms")?;
+    ms.parse().map(Duration::from_millis).map_err(|e| e.to_string())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let mut cfg = AgentConfig::new(args.endpoints, &args.id, args.address);
+    cfg.zone = args.zone;
+    cfg.token = args.token;
+
+    let mut agent = Agent::start(cfg).await?;
+    let mut tasks = agent.take_tasks().expect("tasks are taken once");
+    let handle = agent.handle();
+    let catch_up = args.catch_up;
+    tokio::spawn(async move {
+        while let Some(task) = tasks.recv().await {
+            // Real work goes here: copy the partition's data from a peer
+            // (task.assignment.peers), or stop serving it and flush.
+            if task.role == ReplicaRole::Joining {
+                tokio::time::sleep(catch_up).await;
+            }
+            for attempt in 0..10 {
+                match handle.ack(&task).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::warn!(partition = task.partition, attempt, error = %e, "ack failed");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        }
+    });
+    agent.ready().await?;
+
+    let mut assignments = agent.assignments();
+    let mut lease = agent.lease();
+    let mut term = signal(SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            _ = assignments.changed() => {
+                if let Some(a) = assignments.borrow_and_update().as_ref() {
+                    let serving = a.replicas.iter().filter(|r| r.role == ReplicaRole::Serving).count();
+                    tracing::info!(state = ?a.state, serving, total = a.replicas.len(), version = a.version, "assignments");
+                }
+            }
+            _ = lease.changed() => {
+                let held = *lease.borrow_and_update();
+                tracing::info!(held, "lease {}", if held { "held: serving" } else { "lost: stopped serving" });
+            }
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    tracing::info!("draining before exit");
+    agent.drain_and_wait().await?;
+    tracing::info!("disabled; exiting");
+    Ok(())
+}

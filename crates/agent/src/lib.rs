@@ -1,0 +1,407 @@
+//! The library a worker embeds (SPEC §1, §5).
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), drover_agent::Error> {
+//! use drover_agent::{Agent, AgentConfig};
+//! let mut agent = Agent::start(AgentConfig::new(["127.0.0.1:7001"], "w1", "10.0.0.1:9000")).await?;
+//! let mut tasks = agent.take_tasks().expect("first call");
+//! agent.ready().await?;                        // Provisioning -> Active
+//! let handle = agent.handle();
+//! tokio::spawn(async move {
+//!     while let Some(task) = tasks.recv().await {
+//!         // catch up a joining replica, or hand off a leaving one, then:
+//!         let _ = handle.ack(&task).await;
+//!     }
+//! });
+//! // ... serve agent.assignments() while *agent.lease().borrow() is true ...
+//! agent.drain_and_wait().await?;               // graceful shutdown: returns once Disabled
+//! # Ok(()) }
+//! ```
+//!
+//! Three background tasks run for the agent's life: heartbeats (which hold the lease), the
+//! assignments long poll (which feeds a `watch` channel and the task stream), and nothing else —
+//! every call goes through a [`drover_client::Client`] that fails over between nodes.
+//!
+//! The lease: a heartbeat acknowledged by the cluster proves it was alive when it was *sent*;
+//! the cluster cannot declare the worker dead before `dead_after` has passed since then. So the
+//! agent holds the lease until `sent + dead_after − margin` and tells the application to stop
+//! serving the moment that passes without a newer acknowledged heartbeat.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use drover_client::{Assignments, Client, ClientOptions, Registration, StateRequest};
+use drover_types::{ReplicaRole, WorkerState};
+use rand::Rng;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+pub use drover_client::{Assignment, Error as ClientError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Client(#[from] drover_client::Error),
+    #[error("the agent has shut down")]
+    Stopped,
+}
+
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    pub endpoints: Vec<String>,
+    pub token: Option<String>,
+    pub worker_id: String,
+    /// Where peers and clients reach this worker.
+    pub address: String,
+    pub zone: Option<String>,
+    pub capacity: Option<u32>,
+    pub labels: BTreeMap<String, String>,
+    /// Until the first heartbeat answer brings the cluster's own settings.
+    pub heartbeat_interval: Duration,
+    pub dead_after: Duration,
+    /// How long before the cluster could declare it dead the agent gives up its lease.
+    pub lease_margin: Duration,
+}
+
+impl AgentConfig {
+    pub fn new(
+        endpoints: impl IntoIterator<Item = impl Into<String>>,
+        worker_id: impl Into<String>,
+        address: impl Into<String>,
+    ) -> Self {
+        AgentConfig {
+            endpoints: endpoints.into_iter().map(Into::into).collect(),
+            token: None,
+            worker_id: worker_id.into(),
+            address: address.into(),
+            zone: None,
+            capacity: None,
+            labels: BTreeMap::new(),
+            heartbeat_interval: Duration::from_secs(1),
+            dead_after: Duration::from_secs(30),
+            lease_margin: Duration::from_secs(3),
+        }
+    }
+}
+
+/// Work the application does before acknowledging: catch a joining replica up, or hand a
+/// leaving one off. Acknowledge with [`AgentHandle::ack`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Task {
+    pub partition: u32,
+    /// `Joining` (catch up, then ack) or `Leaving` (stop serving it, then ack).
+    pub role: ReplicaRole,
+    /// The epoch to acknowledge.
+    pub epoch: u64,
+    pub assignment: Assignment,
+}
+
+/// The running agent. Dropping it stops its background tasks.
+#[derive(Debug)]
+pub struct Agent {
+    handle: AgentHandle,
+    tasks_rx: Option<mpsc::UnboundedReceiver<Task>>,
+    background: Vec<JoinHandle<()>>,
+}
+
+/// A cheap clone of the agent's calls, for the application's tasks.
+#[derive(Clone, Debug)]
+pub struct AgentHandle {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    cfg: AgentConfig,
+    client: Client,
+    /// Heartbeats get their own client: short timeouts, retried within one interval.
+    beats: Client,
+    generation: watch::Sender<u64>,
+    assignments: watch::Sender<Option<Assignments>>,
+    lease: watch::Sender<bool>,
+    /// The application asked to be Active (re-asked after re-registering).
+    wants_active: AtomicBool,
+    /// Set once draining was asked for: re-registration must not undo it.
+    draining: AtomicBool,
+    /// Tasks already handed out, so a task is handed out once per epoch.
+    handed: Mutex<BTreeSet<(u32, u64)>>,
+    tasks: mpsc::UnboundedSender<Task>,
+}
+
+impl Agent {
+    /// Registers with a fresh incarnation and starts heartbeating and watching assignments.
+    pub async fn start(cfg: AgentConfig) -> Result<Agent, Error> {
+        let client = Client::new(&cfg.endpoints, cfg.token.clone())?;
+        let interval = cfg.heartbeat_interval;
+        let beats = Client::with_options(
+            &cfg.endpoints,
+            cfg.token.clone(),
+            ClientOptions {
+                timeout: interval.max(Duration::from_millis(300)),
+                retry_for: interval,
+            },
+        )?;
+        let (tasks, tasks_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            client,
+            beats,
+            generation: watch::Sender::new(0),
+            assignments: watch::Sender::new(None),
+            lease: watch::Sender::new(false),
+            wants_active: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            handed: Mutex::new(BTreeSet::new()),
+            tasks,
+            cfg,
+        });
+        shared.register().await?;
+        let background = vec![
+            tokio::spawn(heartbeats(shared.clone())),
+            tokio::spawn(watch_assignments(shared.clone())),
+        ];
+        Ok(Agent {
+            handle: AgentHandle { shared },
+            tasks_rx: Some(tasks_rx),
+            background,
+        })
+    }
+
+    pub fn handle(&self) -> AgentHandle {
+        self.handle.clone()
+    }
+
+    /// The stream of catch-up and release work (once; later calls get `None`).
+    pub fn take_tasks(&mut self) -> Option<mpsc::UnboundedReceiver<Task>> {
+        self.tasks_rx.take()
+    }
+
+    /// Provisioning → Active: the worker is ready for replicas.
+    pub async fn ready(&self) -> Result<(), Error> {
+        self.handle.ready().await
+    }
+
+    /// The worker's assignments, updated by the long poll (`None` until the first answer).
+    pub fn assignments(&self) -> watch::Receiver<Option<Assignments>> {
+        self.handle.shared.assignments.subscribe()
+    }
+
+    /// Whether the application may serve: false before the first acknowledged heartbeat and
+    /// once the lease runs out (the cluster may be about to declare this worker dead).
+    pub fn lease(&self) -> watch::Receiver<bool> {
+        self.handle.shared.lease.subscribe()
+    }
+
+    pub fn generation(&self) -> u64 {
+        *self.handle.shared.generation.borrow()
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.handle.shared.client
+    }
+
+    /// Graceful shutdown: Active → Draining, then wait until the scheduler has moved every
+    /// replica away and disabled the worker. Keep acknowledging tasks meanwhile.
+    pub async fn drain_and_wait(&self) -> Result<(), Error> {
+        self.handle.drain_and_wait().await
+    }
+
+    /// Stops the background tasks (heartbeats stop: a worker not yet Disabled will turn
+    /// suspect, then dead).
+    pub fn stop(&mut self) {
+        for t in self.background.drain(..) {
+            t.abort();
+        }
+        set_lease(&self.handle.shared.lease, false);
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl AgentHandle {
+    pub async fn ready(&self) -> Result<(), Error> {
+        self.shared.wants_active.store(true, Ordering::SeqCst);
+        self.shared.set_state(WorkerState::Active).await
+    }
+
+    /// Acknowledges a task's work done. Retried across nodes while they are unreachable (an
+    /// acknowledgement is idempotent); a task of an older generation or epoch is refused by the
+    /// cluster (409) and that is returned. If this fails otherwise, call it again.
+    pub async fn ack(&self, task: &Task) -> Result<(), Error> {
+        let s = &self.shared;
+        let generation = *s.generation.borrow();
+        s.client
+            .ack(task.partition, &s.cfg.worker_id, generation, task.epoch)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn drain_and_wait(&self) -> Result<(), Error> {
+        let s = &self.shared;
+        s.draining.store(true, Ordering::SeqCst);
+        s.wants_active.store(false, Ordering::SeqCst);
+        s.set_state(WorkerState::Draining).await?;
+        let mut rx = s.assignments.subscribe();
+        loop {
+            if rx
+                .borrow_and_update()
+                .as_ref()
+                .is_some_and(|a| a.state == WorkerState::Disabled)
+            {
+                return Ok(());
+            }
+            rx.changed().await.map_err(|_| Error::Stopped)?;
+        }
+    }
+}
+
+impl Shared {
+    /// Registers with a new random incarnation: a new generation, fencing any older process.
+    async fn register(&self) -> Result<(), Error> {
+        let reg = Registration {
+            incarnation: rand::rng().random_range(1..u64::MAX),
+            address: self.cfg.address.clone(),
+            zone: self.cfg.zone.clone(),
+            capacity: self.cfg.capacity,
+            labels: self.cfg.labels.clone(),
+        };
+        let w = self.client.register(&self.cfg.worker_id, &reg).await?;
+        tracing::info!(worker = %self.cfg.worker_id, generation = w.generation, state = ?w.state, "registered");
+        self.lock_handed().clear();
+        self.generation.send_replace(w.generation);
+        Ok(())
+    }
+
+    async fn set_state(&self, to: WorkerState) -> Result<(), Error> {
+        let mut req = StateRequest::to(to);
+        req.generation = Some(*self.generation.borrow());
+        self.client.set_state(&self.cfg.worker_id, &req).await?;
+        Ok(())
+    }
+
+    fn lock_handed(&self) -> std::sync::MutexGuard<'_, BTreeSet<(u32, u64)>> {
+        self.handed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Fenced (declared dead, or a newer registration): register again and ask for the state
+    /// the application wanted — Active, or Draining if a graceful shutdown was under way.
+    async fn recover_from_fence(&self) {
+        set_lease(&self.lease, false);
+        if let Err(e) = self.register().await {
+            tracing::warn!(error = %e, "re-registration failed; will retry");
+            return;
+        }
+        let want = if self.draining.load(Ordering::SeqCst) {
+            WorkerState::Draining
+        } else if self.wants_active.load(Ordering::SeqCst) {
+            WorkerState::Active
+        } else {
+            return;
+        };
+        if let Err(e) = self.set_state(want).await {
+            tracing::warn!(error = %e, ?want, "could not restore the state after re-registering");
+        }
+    }
+}
+
+/// Sets the lease, waking watchers only on a change; returns whether it changed.
+fn set_lease(lease: &watch::Sender<bool>, held: bool) -> bool {
+    lease.send_if_modified(|v| std::mem::replace(v, held) != held)
+}
+
+/// Heartbeats every interval and keeps the lease: valid until `sent + dead_after − margin` of
+/// the last acknowledged heartbeat.
+async fn heartbeats(s: Arc<Shared>) {
+    let mut interval = s.cfg.heartbeat_interval;
+    let mut lease_until: Option<Instant> = None;
+    let mut next = Instant::now();
+    loop {
+        // Wait for the next beat, dropping the lease if it runs out first.
+        loop {
+            let wake = match lease_until {
+                Some(until) if until < next => until,
+                _ => next,
+            };
+            tokio::time::sleep_until(wake).await;
+            if lease_until.is_some_and(|u| Instant::now() >= u) {
+                lease_until = None;
+                if set_lease(&s.lease, false) {
+                    tracing::warn!(worker = %s.cfg.worker_id, "lease lost: no heartbeat acknowledged in time; stop serving");
+                }
+            }
+            if Instant::now() >= next {
+                break;
+            }
+        }
+        next = Instant::now() + interval;
+        let sent = Instant::now();
+        let generation = *s.generation.borrow();
+        match s.beats.heartbeat(&s.cfg.worker_id, generation).await {
+            Ok(reply) => {
+                interval = Duration::from_millis(reply.heartbeat_interval_ms.max(10));
+                let dead_after = Duration::from_millis(reply.dead_after_ms);
+                let margin = s.cfg.lease_margin.min(dead_after / 2);
+                lease_until = Some(sent + dead_after - margin);
+                if set_lease(&s.lease, true) {
+                    tracing::info!(worker = %s.cfg.worker_id, generation, "lease held");
+                }
+            }
+            Err(e) if e.is_fenced() => {
+                tracing::warn!(worker = %s.cfg.worker_id, error = %e, "fenced; registering again");
+                lease_until = None;
+                s.recover_from_fence().await;
+                next = Instant::now();
+            }
+            Err(e) => tracing::debug!(error = %e, "heartbeat not acknowledged"),
+        }
+    }
+}
+
+/// Long-polls the assignments, publishes each new version, and hands out the joining and
+/// leaving replicas as tasks (once per partition and epoch).
+async fn watch_assignments(s: Arc<Shared>) {
+    let mut after = 0;
+    loop {
+        match s
+            .client
+            .assignments(&s.cfg.worker_id, after, Duration::from_secs(30))
+            .await
+        {
+            Ok(a) => {
+                let generation = *s.generation.borrow();
+                if a.generation != generation {
+                    // A newer registration (ours, about to be published) or an older view
+                    // from a lagging node: look again without publishing.
+                    after = 0;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                after = a.version;
+                {
+                    let mut handed = s.lock_handed();
+                    for r in a.replicas.iter().filter(|r| r.role != ReplicaRole::Serving) {
+                        if handed.insert((r.partition, r.since)) {
+                            let _ = s.tasks.send(Task {
+                                partition: r.partition,
+                                role: r.role,
+                                epoch: r.since,
+                                assignment: r.clone(),
+                            });
+                        }
+                    }
+                }
+                s.assignments.send_replace(Some(a));
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "assignments poll failed");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
