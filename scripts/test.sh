@@ -22,3 +22,15 @@ echo "== cargo clippy (profile $PROFILE)"
 cargo clippy --profile "$PROFILE" --workspace --all-targets --locked -- -D warnings
 echo "== tests (profile $PROFILE, PROPTEST_CASES=${PROPTEST_CASES:-default})"
 cargo nextest run --cargo-profile "$PROFILE" --workspace --locked --no-fail-fast
+echo "== the demo (scripts/demo.sh, then scripts/demo.sh down)"
+# Its own directories, so a developer's running demo or cluster is not touched... except the
+# ports 7001-7003, which the demo needs: skip it if something already listens there.
+if curl -fsS -m 1 http://127.0.0.1:7001/healthz >/dev/null 2>&1; then
+  echo "cannot run the demo: something already serves 127.0.0.1:7001 (try scripts/demo.sh down)" >&2
+  exit 1
+fi
+demo_dir=$(mktemp -d)
+export DROVER_DEMO_DIR=$demo_dir/demo DROVER_CLUSTER_DIR=$demo_dir/cluster
+trap 'bash scripts/demo.sh down >/dev/null 2>&1 || true; rm -rf "$demo_dir"' EXIT
+timeout 600 bash scripts/demo.sh
+bash scripts/demo.sh down

@@ -73,11 +73,15 @@ async fn four_agents(endpoints: &[String], admin: &Client) -> Vec<TestAgent> {
     for (id, zone) in [("w0", "z0"), ("w1", "z1"), ("w2", "z2"), ("w3", "z0")] {
         agents.push(start_agent(endpoints.to_vec(), id, zone).await);
     }
-    wait_for("four active agents holding leases", Duration::from_secs(30), || async {
-        let active = admin.all_workers(Some(WorkerState::Active)).await.ok()?;
-        let held = agents.iter().all(|a| *a.agent.lease().borrow());
-        (active.len() == 4 && held).then_some(())
-    })
+    wait_for(
+        "four active agents holding leases",
+        Duration::from_secs(30),
+        || async {
+            let active = admin.all_workers(Some(WorkerState::Active)).await.ok()?;
+            let held = agents.iter().all(|a| *a.agent.lease().borrow());
+            (active.len() == 4 && held).then_some(())
+        },
+    )
     .await;
     agents
 }
@@ -85,16 +89,20 @@ async fn four_agents(endpoints: &[String], admin: &Client) -> Vec<TestAgent> {
 /// Creates 8 partitions at RF 3 and waits until each has 3 serving replicas.
 async fn place(admin: &Client) {
     admin.create_table(8, 3).await.unwrap();
-    wait_for("every partition at RF 3", Duration::from_secs(60), || async {
-        let parts = admin.all_partitions().await.ok()?;
-        parts
-            .iter()
-            .all(|p| {
-                p.replicas.len() == 3
-                    && p.replicas.iter().all(|r| r.role == ReplicaRole::Serving)
-            })
-            .then_some(())
-    })
+    wait_for(
+        "every partition at RF 3",
+        Duration::from_secs(60),
+        || async {
+            let parts = admin.all_partitions().await.ok()?;
+            parts
+                .iter()
+                .all(|p| {
+                    p.replicas.len() == 3
+                        && p.replicas.iter().all(|r| r.role == ReplicaRole::Serving)
+                })
+                .then_some(())
+        },
+    )
     .await;
 }
 
@@ -157,8 +165,16 @@ async fn agents_ride_out_a_leader_failover() {
     .await;
 
     for (a, generation) in agents.iter().zip(generations) {
-        assert_eq!(a.lost_at.load(Ordering::SeqCst), 0, "an agent lost its lease");
-        assert_eq!(a.agent.generation(), generation, "an agent had to re-register");
+        assert_eq!(
+            a.lost_at.load(Ordering::SeqCst),
+            0,
+            "an agent lost its lease"
+        );
+        assert_eq!(
+            a.agent.generation(),
+            generation,
+            "an agent had to re-register"
+        );
         assert!(*a.agent.lease().borrow());
     }
     let events = all_events(&c, new_leader).await;
@@ -192,10 +208,14 @@ async fn the_lease_runs_out_before_death() {
     let through: Vec<String> = proxies.iter().map(|p| p.addr.to_string()).collect();
     let admin = Client::new(&endpoints(&c), None).unwrap();
     let a = start_agent(through, "w0", "z0").await;
-    wait_for("w0 active with its lease", Duration::from_secs(30), || async {
-        let w = admin.worker("w0").await.ok()?;
-        (w.record.state == WorkerState::Active && *a.agent.lease().borrow()).then_some(())
-    })
+    wait_for(
+        "w0 active with its lease",
+        Duration::from_secs(30),
+        || async {
+            let w = admin.worker("w0").await.ok()?;
+            (w.record.state == WorkerState::Active && *a.agent.lease().borrow()).then_some(())
+        },
+    )
     .await;
 
     for p in &proxies {

@@ -15,9 +15,21 @@ use serde_json::Value;
 
 pub const SECRET: &str = "test-cluster-secret";
 
-/// The `drover` binary cargo built for these tests.
+/// The `drover` binary cargo built for these tests: cargo names it for the server's own tests;
+/// other packages' tests find it beside their target directory (a workspace test run builds it).
 pub fn drover_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_drover"))
+    if let Some(p) = option_env!("CARGO_BIN_EXE_drover") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+    let p = profile_dir.join("drover");
+    assert!(
+        p.exists(),
+        "{} is not built: run `cargo build --bin drover` first",
+        p.display()
+    );
+    p
 }
 
 /// Polls `cond` until it returns `Some`, or panics naming `what` after `deadline`.

@@ -16,7 +16,12 @@ use tokio::signal::unix::{SignalKind, signal};
 #[derive(Debug, Parser)]
 struct Args {
     /// Drover nodes, comma separated.
-    #[arg(long, env = "DROVER_ENDPOINTS", value_delimiter = ',', default_value = "127.0.0.1:7001")]
+    #[arg(
+        long,
+        env = "DROVER_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:7001"
+    )]
     endpoints: Vec<String>,
     #[arg(long, env = "DROVER_TOKEN")]
     token: Option<String>,
@@ -35,15 +40,16 @@ struct Args {
 
 fn parse_ms(s: &str) -> Result<Duration, String> {
     let ms = s.strip_suffix("ms").ok_or("use milliseconds, e.g. 200ms")?;
-    ms.parse().map(Duration::from_millis).map_err(|e| e.to_string())
+    ms.parse()
+        .map(Duration::from_millis)
+        .map_err(|e| e.to_string())
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let args = Args::parse();

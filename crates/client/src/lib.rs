@@ -46,7 +46,9 @@ pub enum Error {
     Unreachable { tried: Vec<String>, last: String },
     /// A write that is not safe to repeat was sent, and no answer came back: it may or may not
     /// have been applied. Read the state to find out.
-    #[error("outcome unknown: {endpoint} did not answer a {what} ({message}); read the state before retrying")]
+    #[error(
+        "outcome unknown: {endpoint} did not answer a {what} ({message}); read the state before retrying"
+    )]
     Unknown {
         endpoint: String,
         what: String,
@@ -238,7 +240,7 @@ impl Client {
                 return Err(Error::Unreachable { tried, last });
             }
             // Back off once every endpoint has been tried this round.
-            if attempt % n == 0 {
+            if attempt.is_multiple_of(n) {
                 let jitter = rand::rng().random_range(0..=backoff.as_millis() as u64);
                 tokio::time::sleep(Duration::from_millis(jitter)).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
@@ -346,8 +348,13 @@ impl Client {
     /// Adds a node (as a learner; the leader promotes it once caught up).
     pub async fn add_member(&self, id: u64, address: &str) -> Result<Value> {
         let body = json!({"id": id, "address": address});
-        self.json(Method::POST, "/v1/cluster/members", Some(&body), Repeat::Once)
-            .await
+        self.json(
+            Method::POST,
+            "/v1/cluster/members",
+            Some(&body),
+            Repeat::Once,
+        )
+        .await
     }
 
     pub async fn remove_member(&self, id: u64) -> Result<Value> {
@@ -586,7 +593,13 @@ impl Client {
     /// A consistent snapshot of the replicated state, for backup (admin token).
     pub async fn snapshot(&self) -> Result<Snapshot> {
         let resp = self
-            .call(Method::GET, "/v1/snapshot", None, Repeat::Safe, Duration::ZERO)
+            .call(
+                Method::GET,
+                "/v1/snapshot",
+                None,
+                Repeat::Safe,
+                Duration::ZERO,
+            )
             .await?;
         let endpoint = resp.url().origin().ascii_serialization();
         let version = resp
@@ -702,7 +715,10 @@ mod tests {
 
     #[test]
     fn endpoints_normalize() {
-        assert_eq!(normalize("127.0.0.1:7001/").unwrap(), "http://127.0.0.1:7001");
+        assert_eq!(
+            normalize("127.0.0.1:7001/").unwrap(),
+            "http://127.0.0.1:7001"
+        );
         assert_eq!(normalize("https://a:1").unwrap(), "https://a:1");
         assert!(normalize(" ").is_err());
     }

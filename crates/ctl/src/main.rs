@@ -28,7 +28,13 @@ const EXIT_CODES: &str = "EXIT CODES:
 #[command(name = "droverctl", version, about = "Operate a Drover cluster", after_help = EXIT_CODES)]
 struct Cli {
     /// Drover nodes to talk to, comma separated (any node serves any request).
-    #[arg(long, global = true, env = "DROVER_ENDPOINTS", value_delimiter = ',', default_value = "127.0.0.1:7001")]
+    #[arg(
+        long,
+        global = true,
+        env = "DROVER_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:7001"
+    )]
     endpoints: Vec<String>,
     /// Bearer token (admin or worker).
     #[arg(long, global = true, env = "DROVER_TOKEN", hide_env_values = true)]
@@ -96,9 +102,14 @@ enum Command {
 enum MembersCmd {
     List,
     /// Add a node as a learner (promoted once caught up).
-    Add { id: u64, address: String },
+    Add {
+        id: u64,
+        address: String,
+    },
     /// Remove a node (refused if it would break quorum).
-    Remove { id: u64 },
+    Remove {
+        id: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -109,9 +120,13 @@ enum WorkersCmd {
         #[arg(long)]
         zone: Option<String>,
     },
-    Show { id: String },
+    Show {
+        id: String,
+    },
     /// Provisioning → Active.
-    Activate { id: String },
+    Activate {
+        id: String,
+    },
     /// Active → Draining, with its move plan (`--dry-run`: only show the plan).
     Drain {
         id: String,
@@ -119,7 +134,9 @@ enum WorkersCmd {
         dry_run: bool,
     },
     /// Draining → Active: completed moves stay, pending ones are withdrawn.
-    CancelDrain { id: String },
+    CancelDrain {
+        id: String,
+    },
     /// Provisioning → Disabled; `--force` also from Active/Draining, dropping its replicas.
     Disable {
         id: String,
@@ -127,13 +144,17 @@ enum WorkersCmd {
         force: bool,
     },
     /// Remove a Disabled worker (a tombstone keeps it fenced).
-    Remove { id: String },
+    Remove {
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 enum PartitionsCmd {
     List,
-    Show { id: u32 },
+    Show {
+        id: u32,
+    },
     /// Create the table.
     Create {
         #[arg(long)]
@@ -142,7 +163,9 @@ enum PartitionsCmd {
         replication_factor: u8,
     },
     /// Which partition owns a key, and where its serving replicas are.
-    Locate { key: u64 },
+    Locate {
+        key: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -209,14 +232,19 @@ impl From<Error> for Failure {
             Error::Api { status, .. } => match status {
                 404 => (3, None),
                 409 => (4, None),
-                503 => (5, Some("the cluster has no leader right now; retry shortly")),
+                503 => (
+                    5,
+                    Some("the cluster has no leader right now; retry shortly"),
+                ),
                 401 | 403 => (6, Some("pass an admin token with --token or DROVER_TOKEN")),
                 400 | 410 | 413 => (6, None),
                 _ => (1, None),
             },
             Error::Unreachable { .. } => (
                 5,
-                Some("check that the nodes run and that --endpoints (or DROVER_ENDPOINTS) names them"),
+                Some(
+                    "check that the nodes run and that --endpoints (or DROVER_ENDPOINTS) names them",
+                ),
             ),
             Error::Unknown { .. } => (7, None),
             Error::Decode { .. } | Error::Config(_) => (1, None),
@@ -257,7 +285,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             out.emit(&s, || {
                 let mut t = table(&["FIELD", "VALUE"]);
                 t.add_row(vec!["cluster".into(), s.cluster_id.clone()]);
-                t.add_row(vec!["answered by".into(), format!("node {} ({})", s.node, s.state)]);
+                t.add_row(vec![
+                    "answered by".into(),
+                    format!("node {} ({})", s.node, s.state),
+                ]);
                 t.add_row(vec!["leader".into(), opt(s.leader)]);
                 t.add_row(vec!["term".into(), s.term.to_string()]);
                 t.add_row(vec!["commit index".into(), s.commit_index.to_string()]);
@@ -369,7 +400,10 @@ async fn workers(c: &Client, out: Printer, cmd: WorkersCmd) -> Result<(), Failur
                 let r = &w.record;
                 t.add_row(vec!["id".into(), r.id.to_string()]);
                 t.add_row(vec!["state".to_owned(), state_name(r.state).to_owned()]);
-                t.add_row(vec!["liveness".into(), w.liveness.clone().unwrap_or("-".into())]);
+                t.add_row(vec![
+                    "liveness".into(),
+                    w.liveness.clone().unwrap_or("-".into()),
+                ]);
                 t.add_row(vec!["dead".into(), r.dead.to_string()]);
                 t.add_row(vec!["generation".into(), r.generation.to_string()]);
                 t.add_row(vec!["address".into(), r.address.clone()]);
@@ -384,10 +418,7 @@ async fn workers(c: &Client, out: Printer, cmd: WorkersCmd) -> Result<(), Failur
                         role => format!("{}({})", h.partition, role_name(role)),
                     })
                     .collect();
-                t.add_row(vec![
-                    format!("replicas ({})", reps.len()),
-                    reps.join(" "),
-                ]);
+                t.add_row(vec![format!("replicas ({})", reps.len()), reps.join(" ")]);
                 if let Some(d) = &w.drain {
                     t.add_row(vec![
                         "drain".into(),
@@ -608,7 +639,8 @@ impl Printer {
         match self.0 {
             Output::Json => println!(
                 "{}",
-                serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+                serde_json::to_string_pretty(v)
+                    .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
             ),
             Output::Table => println!("{}", render()),
         }

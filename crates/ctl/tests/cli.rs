@@ -1,0 +1,130 @@
+//! `droverctl` against a real three-node cluster: output and exit codes for success, 404, 409
+//! and unreachable endpoints.
+
+#[path = "../../../tests/support/mod.rs"]
+mod support;
+
+use std::process::Command;
+
+use serde_json::{Value, json};
+use support::Cluster;
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn ctl(endpoints: &str, args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_droverctl"))
+        .arg("--endpoints")
+        .arg(endpoints)
+        .args(args)
+        .env_remove("DROVER_TOKEN")
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[track_caller]
+fn ok(r: &Run) -> &str {
+    assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    &r.stdout
+}
+
+#[tokio::test]
+async fn commands_print_and_exit_as_documented() {
+    let c = Cluster::start(3, &[]);
+    let leader = c.leader_among(&[1, 2, 3]).await;
+    let eps: Vec<String> = (1..=3).map(|id| c.node(id).addr.to_string()).collect();
+    let eps = eps.join(",");
+
+    // status: a table, and JSON that names the leader.
+    let out = ctl(&eps, &["status"]);
+    assert!(ok(&out).contains("leader"), "{}", out.stdout);
+    let out = ctl(&eps, &["-o", "json", "status"]);
+    let status: Value = serde_json::from_str(ok(&out)).unwrap();
+    assert_eq!(status["leader"], leader);
+    let out = ctl(&eps, &["members", "list"]);
+    assert_eq!(ok(&out).lines().count(), 4, "{}", out.stdout);
+
+    // KV: put, get, a create-only put on an existing key is a 409 (exit 4), delete, 404 (exit 3).
+    ok(&ctl(&eps, &["kv", "put", "app/color", "blue"]));
+    let out = ctl(&eps, &["-o", "json", "kv", "get", "app/color"]);
+    let item: Value = serde_json::from_str(ok(&out)).unwrap();
+    assert_eq!(item["value"], "blue");
+    let out = ctl(
+        &eps,
+        &["kv", "put", "app/color", "red", "--expected-version", "0"],
+    );
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert!(out.stderr.contains("version_conflict"), "{}", out.stderr);
+    let out = ctl(&eps, &["kv", "list", "--prefix", "app/"]);
+    assert!(ok(&out).contains("app/color"), "{}", out.stdout);
+    ok(&ctl(&eps, &["kv", "delete", "app/color"]));
+    let out = ctl(&eps, &["kv", "get", "app/color"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.stderr.starts_with("error: "), "{}", out.stderr);
+
+    // Workers: an unknown one is 404; a registered one activates, drains (dry run shows the
+    // verdict), and an illegal transition is 409.
+    let out = ctl(&eps, &["workers", "show", "nobody"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.stderr.contains("no worker nobody"), "{}", out.stderr);
+    let r = c
+        .http
+        .put(c.url(leader, "/v1/workers/w1"))
+        .json(&json!({"incarnation": 1, "address": "10.0.0.1:9000", "zone": "a"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    ok(&ctl(&eps, &["workers", "activate", "w1"]));
+    let out = ctl(&eps, &["workers", "list"]);
+    let row = ok(&out)
+        .lines()
+        .find(|l| l.contains("w1"))
+        .unwrap()
+        .to_owned();
+    assert!(row.contains("active"), "{}", out.stdout);
+    ok(&ctl(
+        &eps,
+        &["partitions", "create", "--count", "4", "--rf", "1"],
+    ));
+    let out = ctl(&eps, &["-o", "json", "partitions", "list"]);
+    let parts: Value = serde_json::from_str(ok(&out)).unwrap();
+    assert_eq!(parts.as_array().unwrap().len(), 4);
+    let out = ctl(&eps, &["partitions", "locate", "42"]);
+    ok(&out);
+    let out = ctl(&eps, &["drain", "w1", "--dry-run"]);
+    assert!(ok(&out).contains("dry run"), "{}", out.stdout);
+    let out = ctl(&eps, &["workers", "remove", "w1"]);
+    assert_eq!(out.code, 4, "removing an active worker: {}", out.stderr);
+
+    // Events, backups, completions.
+    let out = ctl(&eps, &["-o", "json", "events", "--limit", "1000"]);
+    let page: Value = serde_json::from_str(ok(&out)).unwrap();
+    assert!(!page["events"].as_array().unwrap().is_empty());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("backup.bin");
+    ok(&ctl(&eps, &["snapshot", "save", file.to_str().unwrap()]));
+    assert!(std::fs::metadata(&file).unwrap().len() > 0);
+    let out = ctl(&eps, &["completions", "bash"]);
+    assert!(ok(&out).contains("droverctl"));
+
+    // Nothing reachable: exit 5, naming what was tried and what to do.
+    let dead = format!("{}:1", c.ip);
+    let out = ctl(&dead, &["--timeout", "1", "status"]);
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("no endpoint reachable: tried") && out.stderr.contains("hint:"),
+        "{}",
+        out.stderr
+    );
+    // A usage error is clap's 2.
+    assert_eq!(ctl(&eps, &["workers", "frobnicate"]).code, 2);
+}
