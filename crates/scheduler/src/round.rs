@@ -326,6 +326,9 @@ impl Round<'_> {
                     };
                     let detail = format!("planned target {t} is suspect or busy; waiting for it");
                     self.block(p.id, Some(&from), code, detail);
+                    // Nothing else moves the partition meanwhile: a rebalance onto the planned
+                    // target would make the drain pick another one.
+                    self.busy.insert(p.id);
                     continue;
                 }
                 Some(t) if usable(t) => Ok(t.clone()),
@@ -334,7 +337,9 @@ impl Round<'_> {
             let to = match target {
                 Ok(to) => {
                     if !self.add(p, to.clone(), Some(&from), Reason::Drain) {
-                        continue; // throttled: the target is chosen again when a slot frees
+                        // Throttled: it waits for a slot, and nothing else moves the partition.
+                        self.busy.insert(p.id);
+                        continue;
                     }
                     Some(to)
                 }
