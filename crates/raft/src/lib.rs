@@ -89,13 +89,26 @@ impl Default for RaftOptions {
 
 impl RaftOptions {
     /// The validated openraft configuration.
+    ///
+    /// Our election timeout is the SPEC's: how long a follower hears no leader before it
+    /// campaigns. openraft 0.9 waits longer than its own `election_timeout`: a follower first
+    /// lets the leader's lease run out (the lease is openraft's `election_timeout_max`), then its
+    /// randomized timeout — `lease + [min, max)`, and it refuses votes during the lease. Passing
+    /// the SPEC's 500–1000 ms through unchanged made followers campaign after 1.5–2 s. So we
+    /// solve for openraft's values: `max = ours_max / 2` (the lease) and `min = ours_min − max`
+    /// (at least just over a heartbeat), which makes the effective timeout fall in
+    /// `[max(ours_min, lease + heartbeat), ours_max]` — 601–1000 ms by default.
     pub fn openraft_config(&self, cluster_name: &str) -> Result<Arc<openraft::Config>, String> {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let (min, max) = (ms(self.election_timeout_min), ms(self.election_timeout_max));
+        let heartbeat = ms(self.heartbeat);
+        let lease = max / 2;
+        let first = min.saturating_sub(lease).max(heartbeat + 1);
         let mut config = openraft::Config {
             cluster_name: cluster_name.to_owned(),
-            heartbeat_interval: ms(self.heartbeat),
-            election_timeout_min: ms(self.election_timeout_min),
-            election_timeout_max: ms(self.election_timeout_max),
+            heartbeat_interval: heartbeat,
+            election_timeout_min: first,
+            election_timeout_max: lease,
             // Snapshot chunks must fit under the receiver's body limit with room for framing.
             snapshot_max_chunk_size: u64::try_from(self.max_rpc_bytes / 2).unwrap_or(u64::MAX),
             ..Default::default()
@@ -105,5 +118,32 @@ impl RaftOptions {
             .validate()
             .map(Arc::new)
             .map_err(|e| format!("invalid raft settings: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// openraft campaigns after `lease + random[min, max)` with `lease = max`: the mapping keeps
+    /// that inside the SPEC's election timeout range.
+    #[test]
+    fn effective_election_timeout_stays_in_the_spec_range() {
+        let opts = RaftOptions::default();
+        let c = opts.openraft_config("t").unwrap();
+        let lease = c.election_timeout_max;
+        let (earliest, latest) = (
+            lease + c.election_timeout_min,
+            lease + c.election_timeout_max,
+        );
+        assert!(earliest >= 500 && latest <= 1000, "{earliest}..{latest}");
+        assert!(c.election_timeout_min > c.heartbeat_interval);
+        // Settings that leave no room are refused with a clear error, not silently changed.
+        let tight = RaftOptions {
+            election_timeout_min: Duration::from_millis(150),
+            election_timeout_max: Duration::from_millis(200),
+            ..RaftOptions::default()
+        };
+        assert!(tight.openraft_config("t").is_err());
     }
 }
