@@ -5,6 +5,7 @@ pub mod api;
 pub mod config;
 pub mod liveness;
 mod node;
+mod read_index;
 mod schedule;
 
 pub use node::{Error, Node, run};

@@ -41,6 +41,8 @@ struct Inner {
     http: reqwest::Client,
     http_metrics: crate::api::metrics::HttpMetrics,
     heartbeats: crate::liveness::Heartbeats,
+    /// Coalesces concurrent linearizable reads onto shared leadership confirmations.
+    reads: Arc<crate::read_index::ReadIndex>,
 }
 
 /// A handle on the running node, shared by the API handlers and background tasks.
@@ -66,6 +68,10 @@ impl Node {
 
     pub fn raft(&self) -> &Raft {
         &self.0.raft
+    }
+
+    pub(crate) fn read_index(&self) -> &crate::read_index::ReadIndex {
+        &self.0.reads
     }
 
     pub fn state(&self) -> &StateHandle {
@@ -258,6 +264,12 @@ pub async fn run(
         http,
         http_metrics: Default::default(),
         heartbeats: Default::default(),
+        reads: crate::read_index::ReadIndex::new(),
+    }));
+    let confirming = node.clone();
+    tokio::spawn(node.0.reads.clone().run(move || {
+        let node = confirming.clone();
+        async move { node.confirm_leadership().await }
     }));
 
     let initialized = raft

@@ -331,7 +331,15 @@ impl Node {
 
     /// Confirms leadership with a quorum and waits until the state machine has applied
     /// everything committed before this call: reads after it are linearizable.
+    /// Waits until a read here is linearizable: a leadership confirmation that started after
+    /// this call has finished and its read index is applied (shared with concurrent readers).
     pub(crate) async fn linearizable(&self) -> ApiResult<()> {
+        self.read_index().wait().await
+    }
+
+    /// One leadership confirmation: a heartbeat round to a quorum, then wait until the commit
+    /// index it read is applied.
+    pub(crate) async fn confirm_leadership(&self) -> ApiResult<()> {
         match self.raft().ensure_linearizable().await {
             Ok(_) => Ok(()),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => Err(
