@@ -518,10 +518,21 @@ async fn workers_partitions_events_and_snapshot() {
     assert_eq!(state.tombstones.get(&"w1".into()), Some(&2));
     assert_eq!(api.version(leader).await, version);
 
-    // Metrics are open, in Prometheus text, with Raft, workers, partitions and HTTP series.
-    let (s, text) = api.call(f, Method::GET, "/metrics", None, None).await;
-    let text = text.as_str().unwrap().to_owned();
-    assert_eq!(s, 200);
+    // Metrics are open, in Prometheus text, with Raft, workers, partitions and HTTP series. The
+    // follower computes them from its own applied state, which may trail the leader's: wait
+    // until it has applied the removal.
+    let text = support::wait_for(
+        "the follower's metrics to show the removal",
+        std::time::Duration::from_secs(10),
+        || async {
+            let (s, text) = api.call(f, Method::GET, "/metrics", None, None).await;
+            assert_eq!(s, 200);
+            let text = text.as_str().unwrap().to_owned();
+            text.contains("drover_workers{state=\"disabled\"} 0")
+                .then_some(text)
+        },
+    )
+    .await;
     for series in [
         "drover_raft_term ",
         "drover_raft_commit_index ",
