@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Runs every check CI runs: setup, formatting, clippy, then every test of the workspace.
+# Runs every check CI runs: setup, formatting, clippy, every test of the workspace, then
+# schemathesis against the admin API (scripts/fuzz-api.sh).
 #
 #   PROFILE=dev|release   cargo profile to build and test with (default dev)
 #   PROPTEST_CASES=N      property-test cases (default 1000 locally, 128 under CI)
+#   FUZZ_EXAMPLES=N       schemathesis cases per API operation and phase (default 20)
 #   CARGO_TARGET_DIR      build cache, shared by every clone on this machine
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,3 +24,6 @@ echo "== cargo clippy (profile $PROFILE)"
 cargo clippy --profile "$PROFILE" --workspace --all-targets --locked -- -D warnings
 echo "== tests (profile $PROFILE, PROPTEST_CASES=${PROPTEST_CASES:-default})"
 cargo nextest run --cargo-profile "$PROFILE" --workspace --locked --no-fail-fast
+# The API against its own OpenAPI document, on a fresh cluster: about half a minute at 20.
+echo "== API fuzzing (schemathesis, FUZZ_EXAMPLES=${FUZZ_EXAMPLES:-20})"
+FUZZ_EXAMPLES=${FUZZ_EXAMPLES:-20} PROFILE=$PROFILE bash scripts/fuzz-api.sh
