@@ -15,7 +15,8 @@ use super::error::{
     BadRequest, Conflict, Forbidden, NotFound, TooLarge, Unauthorized, Unavailable,
 };
 use super::{
-    ApiError, ApiPath, ApiResult, ReadQuery, Route, body, page_limit, parse_json, parse_query,
+    ApiError, ApiPath, ApiResult, ReadQuery, Route, body, no_dot_segments, page_limit, parse_json,
+    parse_query,
 };
 use crate::node::Node;
 
@@ -77,7 +78,7 @@ struct ListQuery {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub(crate) struct KeyPath {
-    /// 1-512 bytes of `[A-Za-z0-9/_.:-]`; it may contain `/`.
+    /// 1-512 bytes of `[A-Za-z0-9/_.:-]`; it may contain `/`, but no `.` or `..` segment.
     #[param(pattern = "^[A-Za-z0-9/_.:-]{1,512}$")]
     key: String,
 }
@@ -92,7 +93,8 @@ pub struct KvPage {
 }
 
 fn check_key(key: &str) -> ApiResult<()> {
-    validate_kv_key(key).map_err(ApiError::bad_request)
+    validate_kv_key(key).map_err(ApiError::bad_request)?;
+    no_dot_segments("key", key)
 }
 
 /// One key's value and versions.

@@ -223,6 +223,21 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     })
 }
 
+/// Refuses a worker id or KV key with a `.` or `..` path segment. URL parsers remove or resolve
+/// such segments (RFC 3986 §5.2.4), so through an ordinary client a worker `..` could never be
+/// addressed and a write to key `a/../b` would silently land on `b`. The rule is the API's, not
+/// `apply`'s: it is about URLs, and a log written before it replays the same.
+pub(crate) fn no_dot_segments(what: &str, s: &str) -> ApiResult<()> {
+    if s.split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        return Err(ApiError::bad_request(format!(
+            "{what} {s:?} has a `.` or `..` path segment, which URLs cannot carry"
+        )));
+    }
+    Ok(())
+}
+
 /// Most items one list call returns; lists default to 100.
 pub(crate) const MAX_PAGE: usize = 1000;
 
@@ -250,7 +265,7 @@ pub(crate) struct ReadQuery {
 #[derive(Debug, serde::Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub(crate) struct WorkerPath {
-    /// The worker's id: 1-64 of `[a-z0-9._-]`.
+    /// The worker's id: 1-64 of `[a-z0-9._-]`, but not `.` or `..`.
     #[param(pattern = "^[a-z0-9._-]{1,64}$")]
     pub id: String,
 }
@@ -455,6 +470,21 @@ impl Node {
                 format!("cannot confirm leadership: {e}"),
                 self.leader(),
             )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_segments_are_refused() {
+        for bad in [".", "..", "a/../b", "./a", "a/.", "a/./b"] {
+            assert!(no_dot_segments("key", bad).is_err(), "{bad}");
+        }
+        for good in ["a", ".a", "a.", "...", "a..b", "a/.b/c", "w-1.z"] {
+            assert!(no_dot_segments("key", good).is_ok(), "{good}");
         }
     }
 }

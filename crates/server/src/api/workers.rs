@@ -22,13 +22,15 @@ use super::error::{
     BadRequest, Conflict, Forbidden, NotFound, TooLarge, Unauthorized, Unavailable,
 };
 use super::{
-    ApiError, ApiPath, ApiResult, ReadQuery, WorkerPath, body, page_limit, parse_json, parse_query,
+    ApiError, ApiPath, ApiResult, ReadQuery, WorkerPath, body, no_dot_segments, page_limit,
+    parse_json, parse_query,
 };
 use crate::liveness::Liveness;
 use crate::node::Node;
 
 fn worker_id(id: &str) -> ApiResult<WorkerId> {
     validate_worker_id(id).map_err(ApiError::bad_request)?;
+    no_dot_segments("worker id", id)?;
     Ok(WorkerId::from(id))
 }
 
