@@ -821,7 +821,7 @@ async fn heartbeats_and_liveness() {
 /// built from): a route added without its `#[utoipa::path]` fails here, and so does a documented
 /// route that nothing serves. Every route behind a token documents 401 and the bearer scheme,
 /// every open one says it needs none, operation ids are unique, and every `$ref` and link
-/// resolves.
+/// resolves. A method a path does not serve is a 405 in the API's error shape.
 #[tokio::test]
 async fn openapi_documents_every_route() {
     use std::collections::BTreeSet;
@@ -926,4 +926,11 @@ async fn openapi_documents_every_route() {
         }
     }
     walk(&doc, &doc, &operation_ids);
+
+    // A method a documented path does not serve is a 405 in the error shape, with `Allow`.
+    let resp = c.http.patch(c.url(1, "/healthz")).send().await.unwrap();
+    assert_eq!(resp.status(), 405);
+    assert_eq!(resp.headers()["allow"], "GET,HEAD");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
 }

@@ -175,6 +175,7 @@ pub fn router(node: Node) -> Router {
         auth::authorize,
     ));
     api.merge(open)
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -186,6 +187,16 @@ pub fn router(node: Node) -> Router {
 
 async fn not_found(uri: Uri) -> ApiError {
     ApiError::not_found(format!("no route for {}", uri.path()))
+}
+
+/// A known path with a method it does not serve: 405 in the API's error shape (axum still adds
+/// the `Allow` header).
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} does not serve {method}", uri.path()),
+    )
 }
 
 pub(crate) fn now_ms() -> u64 {
