@@ -74,7 +74,17 @@ pub struct WorkerView {
     drain: Option<DrainProgress>,
 }
 
-fn worker_view(node: &Node, s: &drover_types::ClusterState, w: &Worker) -> WorkerView {
+/// The planning round drain progress reads its `blocked` reasons from, made at most once per
+/// request: a list of draining workers would otherwise plan the whole table once per worker,
+/// all under the state's read lock, which holds off apply.
+type RoundOnce = std::cell::OnceCell<drover_scheduler::Plan>;
+
+fn worker_view(
+    node: &Node,
+    s: &drover_types::ClusterState,
+    w: &Worker,
+    round: &RoundOnce,
+) -> WorkerView {
     let replicas = s
         .replicas_on(&w.id)
         .filter_map(|p| {
@@ -93,7 +103,7 @@ fn worker_view(node: &Node, s: &drover_types::ClusterState, w: &Worker) -> Worke
             &node.config().liveness,
         ));
         if w.state == WorkerState::Draining {
-            drain = Some(drain_progress(node, s, w));
+            drain = Some(drain_progress(node, s, w, round));
         }
     }
     WorkerView {
@@ -107,7 +117,12 @@ fn worker_view(node: &Node, s: &drover_types::ClusterState, w: &Worker) -> Worke
 /// Drain progress (SPEC §3) as the leader sees it: what the drain started with, what is left,
 /// moves in flight, and why anything is stuck (from a fresh planning round, which depends on
 /// liveness — hence leader only).
-fn drain_progress(node: &Node, s: &drover_types::ClusterState, w: &Worker) -> DrainProgress {
+fn drain_progress(
+    node: &Node,
+    s: &drover_types::ClusterState,
+    w: &Worker,
+    round: &RoundOnce,
+) -> DrainProgress {
     let intent = s.drain_of(&w.id);
     let held: Vec<&drover_types::Partition> = s.replicas_on(&w.id).collect();
     let in_flight = held
@@ -120,13 +135,16 @@ fn drain_progress(node: &Node, s: &drover_types::ClusterState, w: &Worker) -> Dr
                     .any(|r| r.role == ReplicaRole::Joining && r.replaces.as_ref() == Some(&w.id))
         })
         .count();
-    let view = node.planner_view(s, std::time::Instant::now());
-    let plan = drover_scheduler::plan(s, &view, &drover_scheduler::PlannerConfig::default());
+    let plan = round.get_or_init(|| {
+        let view = node.planner_view(s, std::time::Instant::now());
+        drover_scheduler::plan(s, &view, &drover_scheduler::PlannerConfig::default())
+    });
     let mine: BTreeSet<u32> = held.iter().map(|p| p.id).collect();
     let blocked = plan
         .blocked
-        .into_iter()
+        .iter()
         .filter(|b| b.worker.as_ref() == Some(&w.id) || mine.contains(&b.partition))
+        .cloned()
         .collect();
     DrainProgress {
         drain: intent.map(|d| d.id),
@@ -319,9 +337,10 @@ pub async fn list(State(node): State<Node>, uri: Uri, headers: HeaderMap) -> Api
     } else {
         None
     };
+    let round = RoundOnce::new();
     let items = page
         .iter()
-        .map(|w| worker_view(&node, &state.state, w))
+        .map(|w| worker_view(&node, &state.state, w, &round))
         .collect();
     Ok(Json(WorkerPage {
         items,
@@ -361,7 +380,7 @@ pub async fn show(
     }
     let state = node.state().read();
     match state.state.workers.get(&id) {
-        Some(w) => Ok(Json(worker_view(&node, &state.state, w)).into_response()),
+        Some(w) => Ok(Json(worker_view(&node, &state.state, w, &RoundOnce::new())).into_response()),
         None => Err(ApiError::not_found(format!("no worker {id}"))),
     }
 }
