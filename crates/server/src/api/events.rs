@@ -10,8 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Role;
-use super::error::BadRequest;
-use super::error::{Forbidden, Gone, Unauthorized, Unavailable};
+use super::error::{BadRequest, Forbidden, Gone, Unauthorized, Unavailable};
 use super::{ApiError, ApiResult, page_limit, parse_query};
 use crate::node::Node;
 
