@@ -76,6 +76,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# Run a copy: another checkout building into the same shared target dir would otherwise swap
+# the binary under the run.
+cp "$BIN" "$WORK/drover"
+BIN=$WORK/drover
+
 for n in 1 2 3; do
   DROVER_ADMIN_TOKEN=$ADMIN DROVER_WORKER_TOKEN="worker-$ADMIN" DROVER_CLUSTER_SECRET="secret-$ADMIN" \
     DROVER_LOG=${DROVER_LOG:-info} \
