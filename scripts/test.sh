@@ -24,6 +24,6 @@ echo "== cargo clippy (profile $PROFILE)"
 cargo clippy --profile "$PROFILE" --workspace --all-targets --locked -- -D warnings
 echo "== tests (profile $PROFILE, PROPTEST_CASES=${PROPTEST_CASES:-default})"
 cargo nextest run --cargo-profile "$PROFILE" --workspace --locked --no-fail-fast
-# The API against its own OpenAPI document, on a fresh cluster: about half a minute at 20.
+# The API against its own OpenAPI document, on a fresh cluster: about 15 s at 20 examples.
 echo "== API fuzzing (schemathesis, FUZZ_EXAMPLES=${FUZZ_EXAMPLES:-20})"
 FUZZ_EXAMPLES=${FUZZ_EXAMPLES:-20} PROFILE=$PROFILE bash scripts/fuzz-api.sh
