@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Runs every check CI runs: setup, formatting, clippy, then every test of the workspace.
+# Runs every check CI runs: setup, formatting, clippy, every test of the workspace, then
+# schemathesis against the admin API (scripts/fuzz-api.sh).
 #
 #   PROFILE=dev|release   cargo profile to build and test with (default dev)
 #   PROPTEST_CASES=N      property-test cases (default 1000 locally, 128 under CI)
+#   FUZZ_EXAMPLES=N       schemathesis cases per API operation and phase (default 20)
 #   CARGO_TARGET_DIR      build cache, shared by every clone on this machine
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,9 +24,12 @@ echo "== cargo clippy (profile $PROFILE)"
 cargo clippy --profile "$PROFILE" --workspace --all-targets --locked -- -D warnings
 echo "== tests (profile $PROFILE, PROPTEST_CASES=${PROPTEST_CASES:-default})"
 cargo nextest run --cargo-profile "$PROFILE" --workspace --locked --no-fail-fast
+# The API against its own OpenAPI document, on a fresh cluster: about 15 s at 20 examples.
+echo "== API fuzzing (schemathesis, FUZZ_EXAMPLES=${FUZZ_EXAMPLES:-20})"
+FUZZ_EXAMPLES=${FUZZ_EXAMPLES:-20} PROFILE=$PROFILE bash scripts/fuzz-api.sh
 echo "== the demo (scripts/demo.sh, then scripts/demo.sh down)"
-# Its own directories, so a developer's running demo or cluster is not touched... except the
-# ports 7001-7003, which the demo needs: skip it if something already listens there.
+# Its own directories, so a developer's running demo or cluster is not touched; but the demo
+# needs ports 7001-7003, so it refuses to run (and fails the run) if something listens there.
 if curl -fsS -m 1 http://127.0.0.1:7001/healthz >/dev/null 2>&1; then
   echo "cannot run the demo: something already serves 127.0.0.1:7001 (try scripts/demo.sh down)" >&2
   exit 1

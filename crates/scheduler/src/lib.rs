@@ -189,6 +189,7 @@ impl Step {
 /// Machine-readable reasons a partition or worker cannot progress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum BlockCode {
     /// No Active, live worker that does not already hold the partition can take it.
     NoCandidate,
@@ -209,7 +210,9 @@ impl BlockCode {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Blocked {
+    #[cfg_attr(feature = "openapi", schema(value_type = u32))]
     pub partition: PartitionId,
     /// The worker whose replica is stuck, when there is one.
     pub worker: Option<WorkerId>,

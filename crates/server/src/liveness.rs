@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::config::LivenessConfig;
 
 /// A worker's liveness as the leader sees it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Liveness {
     Alive,

@@ -11,7 +11,9 @@ use crate::ids::{PartitionId, WorkerId};
 
 /// One planned move of a drained worker's replica.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PlannedMove {
+    #[cfg_attr(feature = "openapi", schema(value_type = u32))]
     pub partition: PartitionId,
     pub from: WorkerId,
     /// Target, or none while the planner has no candidate (the drain is blocked on it).
@@ -21,6 +23,7 @@ pub struct PlannedMove {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DrainIntent {
     /// The state version that started the drain.
     pub id: u64,

@@ -11,6 +11,7 @@ use crate::partition::ReplicaRole;
 use crate::worker::WorkerState;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
     pub seq: u64,
     pub version: u64,
@@ -20,6 +21,7 @@ pub struct Event {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum EventKind {
     Registered {
         worker: WorkerId,
@@ -46,6 +48,7 @@ pub enum EventKind {
         replication_factor: u8,
     },
     ReplicaAdded {
+        #[cfg_attr(feature = "openapi", schema(value_type = u32))]
         partition: PartitionId,
         worker: WorkerId,
         epoch: u64,
@@ -53,18 +56,21 @@ pub enum EventKind {
         replaces: Option<WorkerId>,
     },
     ReplicaRole {
+        #[cfg_attr(feature = "openapi", schema(value_type = u32))]
         partition: PartitionId,
         worker: WorkerId,
         role: ReplicaRole,
         epoch: u64,
     },
     ReplicaRemoved {
+        #[cfg_attr(feature = "openapi", schema(value_type = u32))]
         partition: PartitionId,
         worker: WorkerId,
         epoch: u64,
         acknowledged: bool,
     },
     LeaderChanged {
+        #[cfg_attr(feature = "openapi", schema(value_type = u32))]
         partition: PartitionId,
         leader: Option<WorkerId>,
     },

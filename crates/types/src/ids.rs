@@ -51,6 +51,23 @@ impl fmt::Display for WorkerId {
     }
 }
 
+/// Written by hand rather than derived, to carry the id's pattern: an API client sees the same
+/// rule `validate_worker_id` enforces.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for WorkerId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^[a-z0-9._-]{1,64}$"))
+            .description(Some("A worker's id: 1-64 of `[a-z0-9._-]`."))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for WorkerId {}
+
 impl From<&str> for WorkerId {
     fn from(s: &str) -> Self {
         Self(s.to_owned())

@@ -6,6 +6,7 @@ use crate::ids::{PartitionId, WorkerId};
 
 /// An inclusive range of the u64 key space.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KeyRange {
     pub start: u64,
     pub end: u64,
@@ -57,6 +58,7 @@ pub fn partition_for_key(key: u64, count: u32) -> PartitionId {
 /// A replica's role in make-before-break (SPEC §3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ReplicaRole {
     /// Added; catching up until its worker acknowledges.
     Joining,
@@ -67,6 +69,7 @@ pub enum ReplicaRole {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Replica {
     pub worker: WorkerId,
     pub role: ReplicaRole,
@@ -84,6 +87,7 @@ pub struct Replica {
 
 /// A release acknowledgement already applied, kept so that its retry succeeds unchanged.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Release {
     pub worker: WorkerId,
     pub since: u64,
@@ -93,7 +97,9 @@ pub struct Release {
 pub const RECENT_RELEASES: usize = 8;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Partition {
+    #[cfg_attr(feature = "openapi", schema(value_type = u32))]
     pub id: PartitionId,
     pub key_range: KeyRange,
     pub replication_factor: u8,

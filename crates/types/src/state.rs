@@ -32,6 +32,7 @@ impl Default for Settings {
 
 /// The partition table's shape, created once (SPEC §2).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Table {
     pub count: u32,
     pub replication_factor: u8,

@@ -10,6 +10,7 @@ use crate::ids::WorkerId;
 /// Where a worker is in its lifecycle. Serialized in lower case.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum WorkerState {
     /// Registered, still initializing: the scheduler places nothing on it.
     Provisioning,
@@ -48,6 +49,7 @@ impl fmt::Display for WorkerState {
 /// The replicated part of a worker record (SPEC §1). Soft fields (liveness, drain progress) are
 /// computed by the leader and are not stored here.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Worker {
     pub id: WorkerId,
     /// Bumped by every registration with a new incarnation, and by re-registration after death;

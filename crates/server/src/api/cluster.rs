@@ -4,15 +4,19 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use drover_raft::PeerFault;
 use openraft::{BasicNode, ChangeMembers, ServerState};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiError, ApiResult, Route, body, parse_json};
+use super::error::{
+    BadRequest, Conflict, Forbidden, NotFound, TooLarge, Unauthorized, Unavailable,
+};
+use super::{ApiError, ApiPath, ApiResult, Route, body, parse_json};
 use crate::node::Node;
 
 /// How far (in log entries) a follower may trail the leader and still count as caught up.
@@ -21,23 +25,58 @@ pub(crate) const CAUGHT_UP_LAG: u64 = 64;
 /// How long a membership change may take to commit before the API gives up waiting.
 const MEMBERSHIP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-pub async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"status": "ok"}))
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    #[schema(example = "ok")]
+    status: &'static str,
+}
+
+/// Liveness: the process serves HTTP.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "cluster",
+    security(()),
+    responses((status = 200, description = "The process is up", body = Health))
+)]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    ready: bool,
+    /// The leader this node knows, if any.
+    leader: Option<u64>,
+    applied_index: u64,
+    last_log_index: u64,
 }
 
 /// Ready: a leader is known and this node has applied what it has in its log (within a small
 /// window, since a follower's last entries may not be committed yet).
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = "cluster",
+    security(()),
+    responses(
+        (status = 200, description = "Ready: a leader is known and this node has caught up", body = Readiness),
+        (status = 503, description = "Not ready (same body, `ready: false`)", body = Readiness),
+    )
+)]
 pub async fn readyz(State(node): State<Node>) -> Response {
     let m = node.raft().metrics().borrow().clone();
     let applied = m.last_applied.map_or(0, |l| l.index);
     let last = m.last_log_index.unwrap_or(0);
     let ready = m.current_leader.is_some() && last.saturating_sub(applied) <= CAUGHT_UP_LAG;
-    let body = serde_json::json!({
-        "ready": ready,
-        "leader": m.current_leader,
-        "applied_index": applied,
-        "last_log_index": last,
-    });
+    let body = Readiness {
+        ready,
+        leader: m.current_leader,
+        applied_index: applied,
+        last_log_index: last,
+    };
     let status = if ready {
         StatusCode::OK
     } else {
@@ -46,19 +85,51 @@ pub async fn readyz(State(node): State<Node>) -> Response {
     (status, Json(body)).into_response()
 }
 
-#[derive(Debug, Serialize)]
-struct Member {
-    id: u64,
-    address: String,
-    role: &'static str,
+/// A voter counts towards quorums; a learner only receives the log.
+#[derive(Clone, Copy, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberRole {
+    Voter,
+    Learner,
 }
 
-#[derive(Debug, Serialize)]
-struct ClusterStatus {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Member {
+    id: u64,
+    /// `IP:PORT`, for the API and Raft traffic alike.
+    address: String,
+    role: MemberRole,
+}
+
+/// The answering node's Raft role.
+#[derive(Clone, Copy, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    Leader,
+    Follower,
+    Candidate,
+    Learner,
+    Shutdown,
+}
+
+impl From<ServerState> for NodeState {
+    fn from(s: ServerState) -> Self {
+        match s {
+            ServerState::Leader => NodeState::Leader,
+            ServerState::Follower => NodeState::Follower,
+            ServerState::Candidate => NodeState::Candidate,
+            ServerState::Learner => NodeState::Learner,
+            ServerState::Shutdown => NodeState::Shutdown,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClusterStatus {
     cluster_id: String,
     /// The node answering.
     node: u64,
-    state: String,
+    state: NodeState,
     leader: Option<u64>,
     term: u64,
     members: Vec<Member>,
@@ -72,7 +143,19 @@ struct ClusterStatus {
     snapshots_installed: u64,
 }
 
-pub async fn status(State(node): State<Node>) -> Json<impl Serialize> {
+/// The cluster as the answering node sees it: leader, term, members, indexes, state version.
+#[utoipa::path(
+    get,
+    path = "/v1/cluster",
+    operation_id = "cluster_status",
+    tag = "cluster",
+    responses(
+        (status = 200, description = "This node's view of the cluster", body = ClusterStatus),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    )
+)]
+pub async fn status(State(node): State<Node>) -> Json<ClusterStatus> {
     let m = node.raft().metrics().borrow().clone();
     let membership = m.membership_config.membership();
     let voters: BTreeSet<u64> = membership.voter_ids().collect();
@@ -82,9 +165,9 @@ pub async fn status(State(node): State<Node>) -> Json<impl Serialize> {
             id: *id,
             address: n.addr.clone(),
             role: if voters.contains(id) {
-                "voter"
+                MemberRole::Voter
             } else {
-                "learner"
+                MemberRole::Learner
             },
         })
         .collect();
@@ -92,7 +175,7 @@ pub async fn status(State(node): State<Node>) -> Json<impl Serialize> {
     Json(ClusterStatus {
         cluster_id: node.config().cluster_id.clone(),
         node: node.id(),
-        state: format!("{:?}", m.state).to_lowercase(),
+        state: m.state.into(),
         leader: m.current_leader,
         term: m.current_term,
         members,
@@ -106,14 +189,34 @@ pub async fn status(State(node): State<Node>) -> Json<impl Serialize> {
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AddMember {
+pub struct AddMember {
+    /// The new node's id, at least 1.
+    #[schema(minimum = 1)]
     id: u64,
+    /// Its `IP:PORT`.
     address: String,
 }
 
 /// Adds a node as a learner; the leader promotes it to voter once it has caught up.
+#[utoipa::path(
+    post,
+    path = "/v1/cluster/members",
+    operation_id = "add_member",
+    tag = "cluster",
+    request_body = AddMember,
+    responses(
+        (status = 200, description = "Already a member at that address; nothing changed", body = Member),
+        (status = 202, description = "Added as a learner; it becomes a voter once caught up", body = Member),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 413, response = TooLarge),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn add_member(
     State(node): State<Node>,
     uri: Uri,
@@ -152,14 +255,16 @@ pub async fn add_member(
             ));
         }
         let role = if membership.voter_ids().any(|v| v == req.id) {
-            "voter"
+            MemberRole::Voter
         } else {
-            "learner"
+            MemberRole::Learner
         };
-        return Ok(
-            Json(serde_json::json!({"id": req.id, "address": req.address, "role": role}))
-                .into_response(),
-        );
+        let member = Member {
+            id: req.id,
+            address: req.address,
+            role,
+        };
+        return Ok(Json(member).into_response());
     }
     node.raft()
         .add_learner(req.id, BasicNode::new(&req.address), false)
@@ -168,18 +273,49 @@ pub async fn add_member(
             ApiError::unavailable(format!("cannot add node {}: {e}", req.id), node.leader())
         })?;
     tracing::info!(id = req.id, address = %req.address, "added learner; it becomes a voter once caught up");
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(serde_json::json!({"id": req.id, "address": req.address, "role": "learner"})),
-    )
-        .into_response())
+    let member = Member {
+        id: req.id,
+        address: req.address,
+        role: MemberRole::Learner,
+    };
+    Ok((StatusCode::ACCEPTED, Json(member)).into_response())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct MemberPath {
+    /// The node's id.
+    #[param(value_type = u64)]
+    id: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberRemoved {
+    id: u64,
+    removed: bool,
 }
 
 /// Removes a node, refusing a change that would leave the cluster without a quorum of
 /// reachable voters.
+#[utoipa::path(
+    delete,
+    path = "/v1/cluster/members/{id}",
+    operation_id = "remove_member",
+    tag = "cluster",
+    params(MemberPath),
+    responses(
+        (status = 200, description = "Removed", body = MemberRemoved),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn remove_member(
     State(node): State<Node>,
-    Path(id): Path<String>,
+    ApiPath(MemberPath { id }): ApiPath<MemberPath>,
     uri: Uri,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
@@ -243,16 +379,57 @@ pub async fn remove_member(
         }
     }
     tracing::info!(id, "removed member");
-    Ok(Json(serde_json::json!({"id": id, "removed": true})).into_response())
+    Ok(Json(MemberRemoved { id, removed: true }).into_response())
 }
 
-pub async fn faults(State(node): State<Node>) -> Json<BTreeMap<u64, PeerFault>> {
-    Json(node.faults().all())
+/// What happens to this node's Raft messages to one peer (drover-raft's `PeerFault`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Fault {
+    /// Every message fails as if the peer were unreachable.
+    drop: bool,
+    /// Every message is held this long first.
+    delay_ms: u64,
 }
 
-#[derive(Debug, Deserialize)]
+/// The faults in force, by peer id (JSON object keys are strings).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(transparent)]
+pub struct Faults(BTreeMap<String, Fault>);
+
+impl Faults {
+    fn of(node: &Node) -> Json<Self> {
+        let all = node.faults().all().into_iter();
+        // Destructured field by field, so a new field of `PeerFault` fails to compile here
+        // rather than go missing from the answer and its schema.
+        Json(Faults(
+            all.map(|(peer, PeerFault { drop, delay_ms })| {
+                (peer.to_string(), Fault { drop, delay_ms })
+            })
+            .collect(),
+        ))
+    }
+}
+
+/// The fault-injection settings of this node (test clusters only).
+#[utoipa::path(
+    get,
+    path = "/debug/faults",
+    operation_id = "list_faults",
+    tag = "debug",
+    responses(
+        (status = 200, description = "Faults in force, by peer", body = Faults),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    )
+)]
+pub async fn faults(State(node): State<Node>) -> Json<Faults> {
+    Faults::of(&node)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SetFault {
+pub struct SetFault {
+    /// The peer whose messages are affected.
     peer: u64,
     #[serde(default)]
     drop: bool,
@@ -260,6 +437,21 @@ struct SetFault {
     delay_ms: u64,
 }
 
+/// Drops or delays this node's Raft messages to one peer (test clusters only).
+#[utoipa::path(
+    post,
+    path = "/debug/faults",
+    operation_id = "set_fault",
+    tag = "debug",
+    request_body = SetFault,
+    responses(
+        (status = 200, description = "Faults now in force, by peer", body = Faults),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 413, response = TooLarge),
+    )
+)]
 pub async fn set_fault(
     State(node): State<Node>,
     raw: Result<Bytes, BytesRejection>,
@@ -278,12 +470,24 @@ pub async fn set_fault(
         delay_ms = f.delay_ms,
         "fault injection changed"
     );
-    Ok(Json(node.faults().all()).into_response())
+    Ok(Faults::of(&node).into_response())
 }
 
-pub async fn clear_faults(State(node): State<Node>) -> Json<BTreeMap<u64, PeerFault>> {
+/// Clears every injected fault of this node (test clusters only).
+#[utoipa::path(
+    delete,
+    path = "/debug/faults",
+    operation_id = "clear_faults",
+    tag = "debug",
+    responses(
+        (status = 200, description = "No faults remain", body = Faults),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    )
+)]
+pub async fn clear_faults(State(node): State<Node>) -> Json<Faults> {
     node.faults().clear();
-    Json(node.faults().all())
+    Faults::of(&node)
 }
 
 /// Whether this node is leader right now (for background tasks).

@@ -7,48 +7,127 @@ use std::collections::BTreeSet;
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
-use drover_scheduler::plan_drain;
-use drover_types::{Command, RejectCode, Response as Applied, WorkerId, validate_worker_id};
-use serde::Deserialize;
+use drover_scheduler::{Blocked, plan_drain};
+use drover_types::{
+    Command, DrainIntent, PlannedMove, RejectCode, Response as Applied, WorkerId,
+    validate_worker_id,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use super::{ApiError, ApiResult, body, parse_json};
+use super::error::{
+    BadRequest, Conflict, Forbidden, NotFound, TooLarge, Unauthorized, Unavailable,
+};
+use super::{ApiError, ApiPath, ApiResult, WorkerPath, body, parse_json};
 use crate::node::Node;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct OneBody {
+pub struct DrainOneRequest {
+    /// Plan and answer the verdict, committing nothing.
     #[serde(default)]
     dry_run: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SetBody {
+pub struct DrainSetRequest {
+    /// The workers to drain as one operation (a rack, a zone), each named once.
+    #[schema(value_type = Vec<WorkerId>, min_items = 1)]
     workers: Vec<String>,
+    /// Plan and answer the verdict, committing nothing.
     #[serde(default)]
     dry_run: bool,
 }
 
+/// A dry run's answer: the moves a drain started from this state would make, and whether it
+/// can finish.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DrainPreview {
+    /// Always true here.
+    dry_run: bool,
+    /// Whether every replica has a target.
+    feasible: bool,
+    moves: Vec<PlannedMove>,
+    blocked: Vec<Blocked>,
+}
+
+/// A started drain: the committed intent with its move plan. An infeasible drain starts too;
+/// its workers stay Draining with `blocked` reasons.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DrainStarted {
+    /// Always false here.
+    dry_run: bool,
+    feasible: bool,
+    drain: DrainIntent,
+    blocked: Vec<Blocked>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum DrainAnswer {
+    Preview(DrainPreview),
+    Started(DrainStarted),
+}
+
+/// Drains one worker: Active → Draining with a committed move plan, or a dry run of it.
+#[utoipa::path(
+    post,
+    path = "/v1/workers/{id}/drain",
+    operation_id = "drain_worker",
+    tag = "drains",
+    params(WorkerPath),
+    request_body(content = Option<DrainOneRequest>, description = "Optional; an empty body starts the drain"),
+    responses(
+        (status = 200, description = "The plan (dry run) or the started drain", body = DrainAnswer),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = TooLarge),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn drain_one(
     State(node): State<Node>,
-    Path(id): Path<String>,
+    ApiPath(WorkerPath { id }): ApiPath<WorkerPath>,
     uri: Uri,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let raw = body(raw)?;
-    let b: OneBody = if raw.is_empty() {
-        OneBody::default()
+    // The body is optional: none, or JSON `null`, starts the drain.
+    let b: DrainOneRequest = if raw.is_empty() {
+        DrainOneRequest::default()
     } else {
-        parse_json(&raw)?
+        parse_json::<Option<DrainOneRequest>>(&raw)?.unwrap_or_default()
     };
     drain(node, vec![id], b.dry_run, uri, headers, raw).await
 }
 
+/// Drains a set of workers as one operation, or a dry run of it.
+#[utoipa::path(
+    post,
+    path = "/v1/drain",
+    operation_id = "drain_workers",
+    tag = "drains",
+    request_body = DrainSetRequest,
+    responses(
+        (status = 200, description = "The plan (dry run) or the started drain", body = DrainAnswer),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = TooLarge),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn drain_set(
     State(node): State<Node>,
     uri: Uri,
@@ -56,7 +135,7 @@ pub async fn drain_set(
     raw: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let raw = body(raw)?;
-    let b: SetBody = parse_json(&raw)?;
+    let b: DrainSetRequest = parse_json(&raw)?;
     drain(node, b.workers, b.dry_run, uri, headers, raw).await
 }
 
@@ -94,11 +173,11 @@ async fn drain(
             plan_drain(s, &view, &workers)
         };
         if dry_run {
-            return Ok(Json(serde_json::json!({
-                "dry_run": true,
-                "feasible": plan.feasible,
-                "moves": plan.moves,
-                "blocked": plan.blocked,
+            return Ok(Json(DrainAnswer::Preview(DrainPreview {
+                dry_run: true,
+                feasible: plan.feasible,
+                moves: plan.moves,
+                blocked: plan.blocked,
             }))
             .into_response());
         }
@@ -113,11 +192,11 @@ async fn drain(
                         "a drain was answered with something else",
                     ));
                 };
-                return Ok(Json(serde_json::json!({
-                    "dry_run": false,
-                    "feasible": plan.feasible,
-                    "drain": intent,
-                    "blocked": plan.blocked,
+                return Ok(Json(DrainAnswer::Started(DrainStarted {
+                    dry_run: false,
+                    feasible: plan.feasible,
+                    drain: intent,
+                    blocked: plan.blocked,
                 }))
                 .into_response());
             }

@@ -6,11 +6,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use drover_types::Rejection;
 use serde::Serialize;
+use utoipa::{ToResponse, ToSchema};
 
 /// Where the leader is, as far as this node knows.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, ToSchema)]
 pub struct LeaderHint {
     pub id: u64,
+    /// The leader's `HOST:PORT`; also sent as the `x-drover-leader` header.
     pub address: String,
 }
 
@@ -23,19 +25,28 @@ pub struct ApiError {
     pub current_version: Option<u64>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Inner<'a>,
+/// Every error answer of the API: `{"error": {"code", "message", ...}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
 }
 
-#[derive(Serialize)]
-struct Inner<'a> {
-    code: &'a str,
-    message: &'a str,
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable and machine-readable: `invalid`, `unauthorized`, `forbidden`, `not_found`,
+    /// `too_large`, `compacted`, `unavailable`, or for 409 `illegal_transition`,
+    /// `version_conflict`, `stale_generation`, `stale_epoch`, `fenced`, `already_exists`,
+    /// `incarnation_conflict`, `unplaceable`, `under_replicated`, `not_drained`, `quorum_loss`.
+    #[schema(example = "not_found")]
+    pub code: &'static str,
+    /// For people; may change between releases.
+    pub message: String,
+    /// Where to retry, when this node knows the leader (503 only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    leader: Option<&'a LeaderHint>,
+    pub leader: Option<LeaderHint>,
+    /// The record's current version, with `version_conflict`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    current_version: Option<u64>,
+    pub current_version: Option<u64>,
 }
 
 impl ApiError {
@@ -79,18 +90,20 @@ impl From<Rejection> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body {
-            error: Inner {
+        let leader_header = self
+            .leader
+            .as_ref()
+            .and_then(|l| http::HeaderValue::from_str(&l.address).ok());
+        let body = ErrorBody {
+            error: ErrorDetail {
                 code: self.code,
-                message: &self.message,
-                leader: self.leader.as_ref(),
+                message: self.message,
+                leader: self.leader,
                 current_version: self.current_version,
             },
         };
         let mut response = (self.status, Json(body)).into_response();
-        if let Some(l) = &self.leader
-            && let Ok(v) = http::HeaderValue::from_str(&l.address)
-        {
+        if let Some(v) = leader_header {
             response.headers_mut().insert("x-drover-leader", v);
         }
         response
@@ -98,3 +111,43 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+// The error answers as reusable OpenAPI responses, so each operation lists the statuses it can
+// return without repeating their descriptions.
+
+/// Malformed request: bad JSON, an unknown field or a wrong type (the field is named), a value
+/// out of its limits, or a bad path or query parameter (`invalid`).
+#[derive(Debug, ToResponse)]
+pub struct BadRequest(pub ErrorBody);
+
+/// No token, or an unknown one (`unauthorized`).
+#[derive(Debug, ToResponse)]
+pub struct Unauthorized(pub ErrorBody);
+
+/// The worker token may not do this; it needs the admin token (`forbidden`).
+#[derive(Debug, ToResponse)]
+pub struct Forbidden(pub ErrorBody);
+
+/// No such record (`not_found`).
+#[derive(Debug, ToResponse)]
+pub struct NotFound(pub ErrorBody);
+
+/// Refused by the state machine (SPEC §1-§3): `illegal_transition`, `version_conflict` (with
+/// `current_version`), `stale_generation`, `fenced`, `stale_epoch`, `already_exists`, ...
+/// Nothing was changed.
+#[derive(Debug, ToResponse)]
+pub struct Conflict(pub ErrorBody);
+
+/// The events asked for were compacted away (`compacted`); start again from the oldest kept.
+#[derive(Debug, ToResponse)]
+pub struct Gone(pub ErrorBody);
+
+/// The body, or a value in it, is over its size limit (`too_large`).
+#[derive(Debug, ToResponse)]
+pub struct TooLarge(pub ErrorBody);
+
+/// No leader right now, or it could not be reached (`unavailable`); `leader` and the
+/// `x-drover-leader` header say where to retry when known. A write's outcome may be unknown.
+#[derive(Debug, ToResponse)]
+#[response(headers(("x-drover-leader" = String, description = "The leader's HOST:PORT, when known")))]
+pub struct Unavailable(pub ErrorBody);

@@ -7,29 +7,53 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use drover_types::{Event, codec};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Role;
+use super::error::{BadRequest, Forbidden, Gone, Unauthorized, Unavailable};
 use super::{ApiError, ApiResult, page_limit, parse_query};
 use crate::node::Node;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct EventsQuery {
+    /// Events with a sequence number above this (default 0: from the oldest kept).
     #[serde(default)]
     after: u64,
+    /// Page size, 1-1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    /// Answer from this node's applied state instead of through the leader.
     #[serde(default)]
     stale: bool,
 }
 
-#[derive(Debug, Serialize)]
-struct EventPage {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventPage {
     events: Vec<Event>,
+    /// Whether more events follow this page.
     more: bool,
     /// Pass as `after` to continue.
     next_after: u64,
 }
 
+/// Lifecycle events after a sequence number, oldest first; 410 once they are compacted.
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    operation_id = "list_events",
+    tag = "events",
+    params(EventsQuery),
+    responses(
+        (status = 200, description = "A page of events", body = EventPage),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 410, response = Gone),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn list(State(node): State<Node>, uri: Uri, headers: HeaderMap) -> ApiResult<Response> {
     let q: EventsQuery = parse_query(&uri)?;
     let limit = page_limit(q.limit)?;
@@ -61,6 +85,19 @@ pub async fn list(State(node): State<Node>, uri: Uri, headers: HeaderMap) -> Api
 
 /// The whole replicated state, codec-encoded (format byte + bincode), at a linearizable point.
 /// Admin only (or open mode).
+#[utoipa::path(
+    get,
+    path = "/v1/snapshot",
+    operation_id = "snapshot",
+    tag = "events",
+    responses(
+        (status = 200, description = "The replicated state: a format byte, then bincode", body = [u8], content_type = "application/octet-stream",
+            headers(("x-drover-state-version" = u64, description = "The state version of the snapshot"))),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn snapshot(
     State(node): State<Node>,
     Extension(role): Extension<Role>,

@@ -3,21 +3,30 @@
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use drover_types::{Command, KvEntry, Response as Applied, validate_kv_key};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiError, ApiResult, ReadQuery, Route, body, page_limit, parse_json, parse_query};
+use super::error::{
+    BadRequest, Conflict, Forbidden, NotFound, TooLarge, Unauthorized, Unavailable,
+};
+use super::{
+    ApiError, ApiPath, ApiResult, ReadQuery, Route, body, no_dot_segments, page_limit, parse_json,
+    parse_query,
+};
 use crate::node::Node;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct KvItem {
     pub key: String,
     pub value: String,
+    /// State version of the last write.
     pub version: u64,
+    /// State version of the write that created the key.
     pub create_version: u64,
 }
 
@@ -32,32 +41,50 @@ impl KvItem {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PutBody {
+pub struct KvPut {
+    /// UTF-8, at most 64 KiB (the cluster's setting).
     value: String,
+    /// Compare-and-set: the key's current version, or 0 to create only.
     expected_version: Option<u64>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct DeleteQuery {
+    /// Compare-and-set: delete only at this version.
     expected_version: Option<u64>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
+    /// Only keys starting with this.
     #[serde(default)]
     prefix: String,
+    /// Page size, 1-1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Answer from this node's applied state instead of through the leader.
     #[serde(default)]
     stale: bool,
 }
 
-#[derive(Debug, Serialize)]
-struct ListPage {
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct KeyPath {
+    /// 1-512 bytes of `[A-Za-z0-9/_.:-]`; it may contain `/`, but no `.` or `..` segment.
+    #[param(pattern = "^[A-Za-z0-9/_.:-]{1,512}$")]
+    key: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KvPage {
     items: Vec<KvItem>,
     /// Whether more keys match after this page.
     more: bool,
@@ -66,12 +93,29 @@ struct ListPage {
 }
 
 fn check_key(key: &str) -> ApiResult<()> {
-    validate_kv_key(key).map_err(ApiError::bad_request)
+    validate_kv_key(key).map_err(ApiError::bad_request)?;
+    no_dot_segments("key", key)
 }
 
+/// One key's value and versions.
+#[utoipa::path(
+    get,
+    path = "/v1/kv/{key}",
+    operation_id = "get_kv",
+    tag = "kv",
+    params(KeyPath, ReadQuery),
+    responses(
+        (status = 200, description = "The key", body = KvItem),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn get(
     State(node): State<Node>,
-    Path(key): Path<String>,
+    ApiPath(KeyPath { key }): ApiPath<KeyPath>,
     uri: Uri,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
@@ -87,6 +131,21 @@ pub async fn get(
     }
 }
 
+/// Keys by prefix, in key order, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/v1/kv",
+    operation_id = "list_kv",
+    tag = "kv",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of keys", body = KvPage),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn list(State(node): State<Node>, uri: Uri, headers: HeaderMap) -> ApiResult<Response> {
     let q: ListQuery = parse_query(&uri)?;
     let limit = page_limit(q.limit)?;
@@ -115,7 +174,7 @@ pub async fn list(State(node): State<Node>, uri: Uri, headers: HeaderMap) -> Api
     } else {
         None
     };
-    Ok(Json(ListPage {
+    Ok(Json(KvPage {
         items,
         more,
         next_cursor,
@@ -123,16 +182,39 @@ pub async fn list(State(node): State<Node>, uri: Uri, headers: HeaderMap) -> Api
     .into_response())
 }
 
+/// Writes a value, optionally compare-and-set on `expected_version`.
+#[utoipa::path(
+    put,
+    path = "/v1/kv/{key}",
+    operation_id = "put_kv",
+    tag = "kv",
+    params(KeyPath),
+    request_body = KvPut,
+    responses(
+        (status = 200, description = "Written", body = KvItem,
+            links(
+                ("get" = (operation_id = "get_kv", parameters(("key" = "$request.path.key")))),
+                ("delete" = (operation_id = "delete_kv", parameters(("key" = "$request.path.key"),
+                    ("expected_version" = "$response.body#/version")))),
+            )),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 413, response = TooLarge),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn put(
     State(node): State<Node>,
-    Path(key): Path<String>,
+    ApiPath(KeyPath { key }): ApiPath<KeyPath>,
     uri: Uri,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let raw = body(raw)?;
     check_key(&key)?;
-    let b: PutBody = parse_json(&raw)?;
+    let b: KvPut = parse_json(&raw)?;
     if let Route::Forward(leader) = node.route(&headers)? {
         return Ok(node
             .forward(&leader, Method::PUT, &uri, &headers, raw)
@@ -151,16 +233,33 @@ pub async fn put(
     }
 }
 
-#[derive(Debug, Serialize)]
-struct Deleted {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KvDeleted {
     key: String,
     deleted: bool,
     version: u64,
 }
 
+/// Deletes a key, optionally compare-and-set on `expected_version`.
+#[utoipa::path(
+    delete,
+    path = "/v1/kv/{key}",
+    operation_id = "delete_kv",
+    tag = "kv",
+    params(KeyPath, DeleteQuery),
+    responses(
+        (status = 200, description = "Deleted", body = KvDeleted),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn delete(
     State(node): State<Node>,
-    Path(key): Path<String>,
+    ApiPath(KeyPath { key }): ApiPath<KeyPath>,
     uri: Uri,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
@@ -178,7 +277,7 @@ pub async fn delete(
         })
         .await?;
     match outcome.response {
-        Applied::KvDeleted { key, version } => Ok(Json(Deleted {
+        Applied::KvDeleted { key, version } => Ok(Json(KvDeleted {
             key,
             deleted: true,
             version,

@@ -142,6 +142,16 @@ fn gauge(out: &mut String, name: &str, help: &str, samples: &[(String, f64)]) {
     }
 }
 
+/// Prometheus text: Raft position, workers by state and liveness, partitions by healthy serving
+/// replicas, HTTP requests by route and status.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "cluster",
+    security(()),
+    responses((status = 200, description = "Prometheus text exposition format 0.0.4", body = String, content_type = "text/plain"))
+)]
 pub async fn render(State(node): State<Node>) -> Response {
     let mut out = String::new();
     let m = node.raft().metrics().borrow().clone();

@@ -12,6 +12,7 @@ pub mod error;
 mod events;
 mod kv;
 pub mod metrics;
+pub mod openapi;
 mod partitions;
 mod workers;
 
@@ -19,15 +20,18 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path};
+use axum::handler::Handler;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{MethodFilter, MethodRouter, on};
 use drover_store::Reply;
 use drover_types::{Command, Outcome, Proposal};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use serde::de::DeserializeOwned;
+use utoipa::IntoParams;
 
 pub(crate) use cluster::{CAUGHT_UP_LAG as CAUGHT_UP_LAG_PUB, is_leader};
 pub use error::{ApiError, ApiResult, LeaderHint};
@@ -37,62 +41,141 @@ use crate::node::Node;
 /// Marks a request a node forwarded to the leader, so it is never forwarded twice.
 pub const FORWARDED_HEADER: &str = "x-drover-forwarded";
 
+/// Who may call a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Needs a token when tokens are configured (SPEC §4).
+    Token,
+    /// Health, readiness, metrics and this API's OpenAPI document: never a token.
+    Open,
+    /// Test-only fault injection: served only with `enable_fault_injection`, with a token.
+    Debug,
+}
+
+/// One route of the API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteInfo {
+    pub method: Method,
+    /// As axum spells it (`{*key}` for a rest-of-path parameter).
+    pub path: &'static str,
+    pub access: Access,
+}
+
+impl RouteInfo {
+    /// The path as the OpenAPI document spells it (`{key}`).
+    pub fn openapi_path(&self) -> String {
+        self.path.replace("{*", "{")
+    }
+}
+
+fn route<H, T>(
+    method: Method,
+    path: &'static str,
+    access: Access,
+    handler: H,
+) -> (RouteInfo, MethodRouter<Node>)
+where
+    H: Handler<T, Node>,
+    T: 'static,
+{
+    let filter = MethodFilter::try_from(method.clone()).expect("a method axum routes");
+    let info = RouteInfo {
+        method,
+        path,
+        access,
+    };
+    (info, on(filter, handler))
+}
+
+/// Every route the API serves. The router is built from this one table, and `tests/api.rs`
+/// checks it against `/openapi.json`, so a route cannot be added without its documentation.
+fn table() -> Vec<(RouteInfo, MethodRouter<Node>)> {
+    use Access::{Debug, Open, Token};
+    use Method as M;
+    vec![
+        route(M::GET, "/v1/cluster", Token, cluster::status),
+        route(M::POST, "/v1/cluster/members", Token, cluster::add_member),
+        route(
+            M::DELETE,
+            "/v1/cluster/members/{id}",
+            Token,
+            cluster::remove_member,
+        ),
+        route(M::GET, "/v1/kv", Token, kv::list),
+        route(M::GET, "/v1/kv/{*key}", Token, kv::get),
+        route(M::PUT, "/v1/kv/{*key}", Token, kv::put),
+        route(M::DELETE, "/v1/kv/{*key}", Token, kv::delete),
+        route(M::GET, "/v1/workers", Token, workers::list),
+        route(M::GET, "/v1/workers/{id}", Token, workers::show),
+        route(M::PUT, "/v1/workers/{id}", Token, workers::register),
+        route(M::DELETE, "/v1/workers/{id}", Token, workers::remove),
+        route(M::POST, "/v1/workers/{id}/state", Token, workers::set_state),
+        route(
+            M::GET,
+            "/v1/workers/{id}/assignments",
+            Token,
+            workers::assignments_poll,
+        ),
+        route(
+            M::POST,
+            "/v1/workers/{id}/heartbeat",
+            Token,
+            workers::heartbeat,
+        ),
+        route(M::POST, "/v1/workers/{id}/drain", Token, drains::drain_one),
+        route(M::POST, "/v1/drain", Token, drains::drain_set),
+        route(
+            M::POST,
+            "/v1/partitions/{p}/replicas/{worker}/ack",
+            Token,
+            partitions::ack,
+        ),
+        route(M::GET, "/v1/partitions", Token, partitions::list),
+        route(M::POST, "/v1/partitions", Token, partitions::create),
+        route(
+            M::GET,
+            "/v1/partitions/by-key/{key}",
+            Token,
+            partitions::by_key,
+        ),
+        route(M::GET, "/v1/partitions/{p}", Token, partitions::show),
+        route(M::GET, "/v1/events", Token, events::list),
+        route(M::GET, "/v1/snapshot", Token, events::snapshot),
+        route(M::GET, "/debug/faults", Debug, cluster::faults),
+        route(M::POST, "/debug/faults", Debug, cluster::set_fault),
+        route(M::DELETE, "/debug/faults", Debug, cluster::clear_faults),
+        route(M::GET, "/healthz", Open, cluster::healthz),
+        route(M::GET, "/readyz", Open, cluster::readyz),
+        route(M::GET, "/metrics", Open, metrics::render),
+        route(M::GET, "/openapi.json", Open, openapi::document),
+    ]
+}
+
+/// Every route of the API, whether or not this node enables the debug ones.
+pub fn routes() -> Vec<RouteInfo> {
+    table().into_iter().map(|(info, _)| info).collect()
+}
+
 pub fn router(node: Node) -> Router {
     let max_body = node.config().max_body_bytes;
-    let mut api = Router::new()
-        .route("/v1/cluster", get(cluster::status))
-        .route("/v1/cluster/members", post(cluster::add_member))
-        .route("/v1/cluster/members/{id}", delete(cluster::remove_member))
-        .route("/v1/kv", get(kv::list))
-        .route(
-            "/v1/kv/{*key}",
-            get(kv::get).put(kv::put).delete(kv::delete),
-        )
-        .route("/v1/workers", get(workers::list))
-        .route(
-            "/v1/workers/{id}",
-            get(workers::show)
-                .put(workers::register)
-                .delete(workers::remove),
-        )
-        .route("/v1/workers/{id}/state", post(workers::set_state))
-        .route(
-            "/v1/workers/{id}/assignments",
-            get(workers::assignments_poll),
-        )
-        .route("/v1/workers/{id}/heartbeat", post(workers::heartbeat))
-        .route("/v1/workers/{id}/drain", post(drains::drain_one))
-        .route("/v1/drain", post(drains::drain_set))
-        .route(
-            "/v1/partitions/{p}/replicas/{worker}/ack",
-            post(partitions::ack),
-        )
-        .route(
-            "/v1/partitions",
-            get(partitions::list).post(partitions::create),
-        )
-        .route("/v1/partitions/by-key/{key}", get(partitions::by_key))
-        .route("/v1/partitions/{p}", get(partitions::show))
-        .route("/v1/events", get(events::list))
-        .route("/v1/snapshot", get(events::snapshot));
-    if node.config().enable_fault_injection {
-        api = api.route(
-            "/debug/faults",
-            get(cluster::faults)
-                .post(cluster::set_fault)
-                .delete(cluster::clear_faults),
-        );
+    let debug = node.config().enable_fault_injection;
+    let (mut api, mut open) = (Router::new(), Router::new());
+    for (info, handler) in table() {
+        // Routes on one path with different methods merge into one method router.
+        match info.access {
+            Access::Token => api = api.route(info.path, handler),
+            Access::Debug if debug => api = api.route(info.path, handler),
+            Access::Debug => {}
+            Access::Open => open = open.route(info.path, handler),
+        }
     }
-    // Everything above needs a token (when tokens are configured); health checks never do.
+    // Everything in `api` needs a token (when tokens are configured); `open` never does.
     let api = api.layer(axum::middleware::from_fn_with_state(
         node.clone(),
         auth::authorize,
     ));
-    let open = Router::new()
-        .route("/healthz", get(cluster::healthz))
-        .route("/readyz", get(cluster::readyz))
-        .route("/metrics", get(metrics::render));
     api.merge(open)
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -104,6 +187,16 @@ pub fn router(node: Node) -> Router {
 
 async fn not_found(uri: Uri) -> ApiError {
     ApiError::not_found(format!("no route for {}", uri.path()))
+}
+
+/// A known path with a method it does not serve: 405 in the API's error shape (axum still adds
+/// the `Allow` header).
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} does not serve {method}", uri.path()),
+    )
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -141,6 +234,21 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     })
 }
 
+/// Refuses a worker id or KV key with a `.` or `..` path segment. URL parsers remove or resolve
+/// such segments (RFC 3986 §5.2.4), so through an ordinary client a worker `..` could never be
+/// addressed and a write to key `a/../b` would silently land on `b`. The rule is the API's, not
+/// `apply`'s: it is about URLs, and a log written before it replays the same.
+pub(crate) fn no_dot_segments(what: &str, s: &str) -> ApiResult<()> {
+    if s.split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        return Err(ApiError::bad_request(format!(
+            "{what} {s:?} has a `.` or `..` path segment, which URLs cannot carry"
+        )));
+    }
+    Ok(())
+}
+
 /// Most items one list call returns; lists default to 100.
 pub(crate) const MAX_PAGE: usize = 1000;
 
@@ -154,11 +262,43 @@ pub(crate) fn page_limit(limit: Option<usize>) -> ApiResult<usize> {
 }
 
 /// The query of a single-record read: linearizable unless `stale=true`.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReadQuery {
+    /// Answer from this node's applied state instead of a linearizable read through the
+    /// leader.
     #[serde(default)]
     pub stale: bool,
+}
+
+/// `{id}` in a worker's routes.
+#[derive(Debug, serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct WorkerPath {
+    /// The worker's id: 1-64 of `[a-z0-9._-]`, but not `.` or `..`.
+    #[param(pattern = "^[a-z0-9._-]{1,64}$")]
+    pub id: String,
+}
+
+/// A path extractor whose rejections (say, a parameter that is not UTF-8 once decoded) are
+/// answered in the API's error shape rather than axum's plain text.
+#[derive(Debug)]
+pub(crate) struct ApiPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(t)) => Ok(ApiPath(t)),
+            Err(e) => Err(ApiError::bad_request(format!("path: {}", e.body_text()))),
+        }
+    }
 }
 
 /// Parses the query string into `T`, or 400 naming the problem.
@@ -349,6 +489,21 @@ impl Node {
                 format!("cannot confirm leadership: {e}"),
                 self.leader(),
             )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_segments_are_refused() {
+        for bad in [".", "..", "a/../b", "./a", "a/.", "a/./b"] {
+            assert!(no_dot_segments("key", bad).is_err(), "{bad}");
+        }
+        for good in ["a", ".a", "a.", "...", "a..b", "a/.b/c", "w-1.z"] {
+            assert!(no_dot_segments("key", good).is_ok(), "{good}");
         }
     }
 }

@@ -2,23 +2,50 @@
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use drover_types::{Command, Partition, ReplicaRole, Response as Applied, partition_for_key};
+use drover_types::{
+    Command, Partition, ReplicaRole, Response as Applied, Table, partition_for_key,
+};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiError, ApiResult, ReadQuery, body, page_limit, parse_json, parse_query};
+use super::error::{
+    BadRequest, Conflict, Forbidden, NotFound, TooLarge, Unauthorized, Unavailable,
+};
+use super::{ApiError, ApiPath, ApiResult, ReadQuery, body, page_limit, parse_json, parse_query};
 use crate::node::Node;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateBody {
+pub struct CreateTable {
+    /// Number of partitions, 1-65,536.
+    #[schema(minimum = 1, maximum = 65536)]
     count: u32,
+    /// Replicas per partition, 1-7.
+    #[schema(minimum = 1, maximum = 7)]
     replication_factor: u8,
 }
 
+/// Creates the partition table, once.
+#[utoipa::path(
+    post,
+    path = "/v1/partitions",
+    operation_id = "create_table",
+    tag = "partitions",
+    request_body = CreateTable,
+    responses(
+        (status = 201, description = "Created", body = Table),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 413, response = TooLarge),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn create(
     State(node): State<Node>,
     uri: Uri,
@@ -26,7 +53,7 @@ pub async fn create(
     raw: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let raw = body(raw)?;
-    let b: CreateBody = parse_json(&raw)?;
+    let b: CreateTable = parse_json(&raw)?;
     if let Some(fwd) = node.write_route(Method::POST, &uri, &headers, raw).await? {
         return Ok(fwd);
     }
@@ -42,22 +69,44 @@ pub async fn create(
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
+    /// Page size, 1-1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    /// `next_cursor` of the previous page.
     cursor: Option<u32>,
+    /// Answer from this node's applied state instead of through the leader.
     #[serde(default)]
     stale: bool,
 }
 
-#[derive(Debug, Serialize)]
-struct PartitionPage<'a> {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PartitionPage<'a> {
     items: Vec<&'a Partition>,
+    /// Whether more partitions follow this page.
     more: bool,
+    /// Pass as `cursor` to get the next page.
     next_cursor: Option<u32>,
 }
 
+/// The partition table in id order, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/v1/partitions",
+    operation_id = "list_partitions",
+    tag = "partitions",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of partitions", body = PartitionPage<'_>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn list(State(node): State<Node>, uri: Uri, headers: HeaderMap) -> ApiResult<Response> {
     let q: ListQuery = parse_query(&uri)?;
     let limit = page_limit(q.limit)?;
@@ -82,9 +131,33 @@ pub async fn list(State(node): State<Node>, uri: Uri, headers: HeaderMap) -> Api
     .into_response())
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct PartitionPath {
+    /// The partition's id, `0..count`.
+    #[param(value_type = u32)]
+    p: String,
+}
+
+/// One partition: key range, replicas and their roles, preferred leader, epoch.
+#[utoipa::path(
+    get,
+    path = "/v1/partitions/{p}",
+    operation_id = "show_partition",
+    tag = "partitions",
+    params(PartitionPath, ReadQuery),
+    responses(
+        (status = 200, description = "The partition", body = Partition),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn show(
     State(node): State<Node>,
-    Path(id): Path<String>,
+    ApiPath(PartitionPath { p: id }): ApiPath<PartitionPath>,
     uri: Uri,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
@@ -102,18 +175,51 @@ pub async fn show(
     }
 }
 
-#[derive(Debug, Serialize)]
-struct Endpoint {
+/// A healthy serving replica, where to reach it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Endpoint {
     worker: String,
     address: String,
     zone: Option<String>,
+    /// Whether it is the partition's preferred leader.
     leader: bool,
 }
 
+/// The routing and discovery answer for one key.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Routing<'a> {
+    partition: &'a Partition,
+    /// Healthy serving replicas (serving, on a worker not declared dead).
+    serving: Vec<Endpoint>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct KeyPath {
+    /// A key of the u64 key space, in decimal.
+    #[param(value_type = u64)]
+    key: String,
+}
+
 /// The routing answer: the partition owning `key` and its healthy serving replicas.
+#[utoipa::path(
+    get,
+    path = "/v1/partitions/by-key/{key}",
+    operation_id = "locate_key",
+    tag = "partitions",
+    params(KeyPath, ReadQuery),
+    responses(
+        (status = 200, description = "The partition owning the key and where it is served", body = Routing<'_>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn by_key(
     State(node): State<Node>,
-    Path(key): Path<String>,
+    ApiPath(KeyPath { key }): ApiPath<KeyPath>,
     uri: Uri,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
@@ -145,20 +251,54 @@ pub async fn by_key(
             leader: p.leader.as_ref() == Some(&w.id),
         })
         .collect();
-    Ok(Json(serde_json::json!({"partition": p, "serving": serving})).into_response())
+    Ok(Json(Routing {
+        partition: p,
+        serving,
+    })
+    .into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AckBody {
+pub struct AckRequest {
+    /// The worker's current generation.
     generation: u64,
+    /// The `since` epoch of the step being acknowledged.
     epoch: u64,
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct ReplicaPath {
+    /// The partition's id.
+    #[param(value_type = u32)]
+    p: String,
+    /// The acknowledging worker's id.
+    #[param(pattern = "^[a-z0-9._-]{1,64}$")]
+    worker: String,
+}
+
 /// A worker acknowledges a make or break step of its replica (SPEC §3).
+#[utoipa::path(
+    post,
+    path = "/v1/partitions/{p}/replicas/{worker}/ack",
+    operation_id = "ack_replica",
+    tag = "partitions",
+    params(ReplicaPath),
+    request_body = AckRequest,
+    responses(
+        (status = 200, description = "The partition after the step (unchanged for a repeated acknowledgement)", body = Partition),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = TooLarge),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn ack(
     State(node): State<Node>,
-    Path((p, worker)): Path<(String, String)>,
+    ApiPath(ReplicaPath { p, worker }): ApiPath<ReplicaPath>,
     uri: Uri,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
@@ -168,7 +308,7 @@ pub async fn ack(
         .parse()
         .map_err(|_| ApiError::bad_request(format!("partition id {p:?} is not a number")))?;
     drover_types::validate_worker_id(&worker).map_err(ApiError::bad_request)?;
-    let b: AckBody = parse_json(&raw)?;
+    let b: AckRequest = parse_json(&raw)?;
     if let Some(fwd) = node.write_route(Method::POST, &uri, &headers, raw).await? {
         return Ok(fwd);
     }

@@ -6,53 +6,123 @@ use std::collections::{BTreeMap, BTreeSet};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
+use drover_scheduler::Blocked;
 use drover_types::{
-    Actor, Command, Registration, Response as Applied, Worker, WorkerId, WorkerState,
+    Actor, Command, Registration, ReplicaRole, Response as Applied, Worker, WorkerId, WorkerState,
     validate_address, validate_labels, validate_worker_id, validate_zone,
 };
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Role;
-use super::{ApiError, ApiResult, ReadQuery, body, page_limit, parse_json, parse_query};
+use super::error::{
+    BadRequest, Conflict, Forbidden, NotFound, TooLarge, Unauthorized, Unavailable,
+};
+use super::{
+    ApiError, ApiPath, ApiResult, ReadQuery, WorkerPath, body, no_dot_segments, page_limit,
+    parse_json, parse_query,
+};
+use crate::liveness::Liveness;
 use crate::node::Node;
 
 fn worker_id(id: &str) -> ApiResult<WorkerId> {
     validate_worker_id(id).map_err(ApiError::bad_request)?;
+    no_dot_segments("worker id", id)?;
     Ok(WorkerId::from(id))
 }
 
+/// A replica a worker holds, as shown on its record.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HeldReplica {
+    partition: u32,
+    role: ReplicaRole,
+    /// The partition epoch at which the replica took its role.
+    since: u64,
+}
+
+/// Drain progress (SPEC §3), on a Draining worker's record, as the leader sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DrainProgress {
+    /// The drain intent (the state version that started it), if one is committed.
+    drain: Option<u64>,
+    /// Proposer time of the drain request, in ms since the Unix epoch.
+    requested_ms: Option<u64>,
+    /// Replicas the drained workers held when the drain started.
+    replicas_total: Option<u32>,
+    /// Replicas this worker still holds.
+    replicas_remaining: usize,
+    moves_in_flight: usize,
+    /// Why moves of this worker's replicas cannot progress now.
+    blocked: Vec<Blocked>,
+}
+
 /// A worker record with what is not in it: the replicas it holds (replicated) and, when this
-/// node leads, its liveness (leader soft state).
-fn worker_view(node: &Node, s: &drover_types::ClusterState, w: &Worker) -> serde_json::Value {
-    let mut v = serde_json::to_value(w).unwrap_or_default();
-    let replicas: Vec<serde_json::Value> = s
+/// node leads, its liveness and drain progress (leader soft state).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkerView {
+    #[serde(flatten)]
+    worker: Worker,
+    replicas: Vec<HeldReplica>,
+    /// Only when the answering node leads (it is soft state).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    liveness: Option<Liveness>,
+    /// Only on a Draining worker, and only from the leader.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    drain: Option<DrainProgress>,
+}
+
+/// The planning round drain progress reads its `blocked` reasons from, made at most once per
+/// request: a list of draining workers would otherwise plan the whole table once per worker,
+/// all under the state's read lock, which holds off apply.
+type RoundOnce = std::cell::OnceCell<drover_scheduler::Plan>;
+
+fn worker_view(
+    node: &Node,
+    s: &drover_types::ClusterState,
+    w: &Worker,
+    round: &RoundOnce,
+) -> WorkerView {
+    let replicas = s
         .replicas_on(&w.id)
         .filter_map(|p| {
-            p.replica(&w.id)
-                .map(|r| serde_json::json!({"partition": p.id, "role": r.role, "since": r.since}))
+            p.replica(&w.id).map(|r| HeldReplica {
+                partition: p.id,
+                role: r.role,
+                since: r.since,
+            })
         })
         .collect();
-    v["replicas"] = serde_json::Value::from(replicas);
+    let (mut liveness, mut drain) = (None, None);
     if node.heartbeats().leader_since().is_some() {
-        let liveness =
-            node.heartbeats()
-                .liveness(w, std::time::Instant::now(), &node.config().liveness);
-        v["liveness"] = serde_json::to_value(liveness).unwrap_or_default();
+        liveness = Some(node.heartbeats().liveness(
+            w,
+            std::time::Instant::now(),
+            &node.config().liveness,
+        ));
         if w.state == WorkerState::Draining {
-            v["drain"] = drain_progress(node, s, w);
+            drain = Some(drain_progress(node, s, w, round));
         }
     }
-    v
+    WorkerView {
+        worker: w.clone(),
+        replicas,
+        liveness,
+        drain,
+    }
 }
 
 /// Drain progress (SPEC §3) as the leader sees it: what the drain started with, what is left,
 /// moves in flight, and why anything is stuck (from a fresh planning round, which depends on
 /// liveness — hence leader only).
-fn drain_progress(node: &Node, s: &drover_types::ClusterState, w: &Worker) -> serde_json::Value {
-    use drover_types::ReplicaRole;
+fn drain_progress(
+    node: &Node,
+    s: &drover_types::ClusterState,
+    w: &Worker,
+    round: &RoundOnce,
+) -> DrainProgress {
     let intent = s.drain_of(&w.id);
     let held: Vec<&drover_types::Partition> = s.replicas_on(&w.id).collect();
     let in_flight = held
@@ -65,64 +135,116 @@ fn drain_progress(node: &Node, s: &drover_types::ClusterState, w: &Worker) -> se
                     .any(|r| r.role == ReplicaRole::Joining && r.replaces.as_ref() == Some(&w.id))
         })
         .count();
-    let view = node.planner_view(s, std::time::Instant::now());
-    let plan = drover_scheduler::plan(s, &view, &drover_scheduler::PlannerConfig::default());
+    let plan = round.get_or_init(|| {
+        let view = node.planner_view(s, std::time::Instant::now());
+        drover_scheduler::plan(s, &view, &drover_scheduler::PlannerConfig::default())
+    });
     let mine: BTreeSet<u32> = held.iter().map(|p| p.id).collect();
-    let blocked: Vec<&drover_scheduler::Blocked> = plan
+    let blocked = plan
         .blocked
         .iter()
         .filter(|b| b.worker.as_ref() == Some(&w.id) || mine.contains(&b.partition))
+        .cloned()
         .collect();
-    serde_json::json!({
-        "drain": intent.map(|d| d.id),
-        "requested_ms": intent.map(|d| d.requested_ms),
-        "replicas_total": intent.map(|d| d.replicas_total),
-        "replicas_remaining": held.len(),
-        "moves_in_flight": in_flight,
-        "blocked": blocked,
-    })
-}
-
-fn worker_response(outcome: Applied) -> ApiResult<Response> {
-    match outcome {
-        Applied::Worker(w) => Ok(Json(w).into_response()),
-        Applied::ForcedDisable {
-            worker,
-            under_replicated,
-        } => Ok(Json(serde_json::json!({
-            "worker": worker,
-            "partitions_below_rf": under_replicated,
-        }))
-        .into_response()),
-        Applied::Removed { worker, generation } => Ok(Json(
-            serde_json::json!({"id": worker, "removed": true, "generation": generation}),
-        )
-        .into_response()),
-        other => Err(ApiError::internal(format!("unexpected answer {other:?}"))),
+    DrainProgress {
+        drain: intent.map(|d| d.id),
+        requested_ms: intent.map(|d| d.requested_ms),
+        replicas_total: intent.map(|d| d.replicas_total),
+        replicas_remaining: held.len(),
+        moves_in_flight: in_flight,
+        blocked,
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// The answer to a forced disable: the record, and how many partitions fell below RF.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ForcedDisable {
+    worker: Worker,
+    partitions_below_rf: u32,
+}
+
+/// A state change's answer: the worker record, or for a forced disable the record with the
+/// number of partitions that fell below RF.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum StateChanged {
+    Worker(Worker),
+    ForcedDisable(ForcedDisable),
+}
+
+/// A removed worker: its tombstone keeps the last generation, so a stale agent stays fenced.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkerRemoved {
+    id: WorkerId,
+    removed: bool,
+    generation: u64,
+}
+
+fn unexpected(other: &Applied) -> ApiError {
+    ApiError::internal(format!("unexpected answer {other:?}"))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RegisterBody {
+pub struct RegisterRequest {
+    /// The random number the agent process picked at start: the same one is an idempotent
+    /// retry, a new one a restart (generation + 1).
     incarnation: u64,
+    /// Where the worker serves, `host:port` (at most 256 bytes).
+    #[schema(
+        max_length = 256,
+        pattern = r"^[^\s\u0000-\u001f\u007f-\u009f]+:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$"
+    )]
     address: String,
+    /// Failure domain: 1-64 of `[A-Za-z0-9._-]`.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     zone: Option<String>,
+    /// Placement weight, at least 1 (default 1).
+    #[schema(minimum = 1)]
     capacity: Option<u32>,
+    /// At most 32 pairs; keys 1-256 bytes, values at most 256 bytes.
     #[serde(default)]
     labels: BTreeMap<String, String>,
 }
 
+/// Registers a worker (SPEC §1): new, restarted (new incarnation), or recommissioned.
+#[utoipa::path(
+    put,
+    path = "/v1/workers/{id}",
+    operation_id = "register_worker",
+    tag = "workers",
+    params(WorkerPath),
+    request_body = RegisterRequest,
+    responses(
+        (status = 200, description = "The record, with the generation to send on every agent call", body = Worker,
+            links(
+                ("show" = (operation_id = "show_worker", parameters(("id" = "$request.path.id")))),
+                ("heartbeat" = (operation_id = "heartbeat", parameters(("id" = "$request.path.id")),
+                    request_body = json!({"generation": "$response.body#/generation"}))),
+                ("activate" = (operation_id = "set_worker_state", parameters(("id" = "$request.path.id")),
+                    request_body = json!({"state": "active"}))),
+                ("drain" = (operation_id = "drain_worker", parameters(("id" = "$request.path.id")))),
+                ("drain_set" = (operation_id = "drain_workers",
+                    request_body = json!({"workers": ["$request.path.id"]}))),
+                ("remove" = (operation_id = "remove_worker", parameters(("id" = "$request.path.id")))),
+            )),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 409, response = Conflict),
+        (status = 413, response = TooLarge),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn register(
     State(node): State<Node>,
-    Path(id): Path<String>,
+    ApiPath(WorkerPath { id }): ApiPath<WorkerPath>,
     uri: Uri,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let raw = body(raw)?;
     let worker = worker_id(&id)?;
-    let b: RegisterBody = parse_json(&raw)?;
+    let b: RegisterRequest = parse_json(&raw)?;
     validate_address(&b.address)
         .map_err(|e| ApiError::bad_request(format!("field address: {e}")))?;
     if let Some(z) = &b.zone {
@@ -145,27 +267,54 @@ pub async fn register(
             labels: b.labels,
         }))
         .await?;
-    worker_response(outcome.response)
+    match outcome.response {
+        Applied::Worker(w) => Ok(Json(w).into_response()),
+        other => Err(unexpected(&other)),
+    }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
+    /// Only workers in this state.
     state: Option<WorkerState>,
+    /// Only workers in this zone.
     zone: Option<String>,
+    /// Page size, 1-1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Answer from this node's applied state instead of through the leader.
     #[serde(default)]
     stale: bool,
 }
 
-#[derive(Debug, Serialize)]
-struct WorkerPage {
-    items: Vec<serde_json::Value>,
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkerPage {
+    items: Vec<WorkerView>,
+    /// Whether more workers match after this page.
     more: bool,
+    /// Pass as `cursor` to get the next page.
     next_cursor: Option<String>,
 }
 
+/// Workers in id order, a page at a time, optionally by state and zone.
+#[utoipa::path(
+    get,
+    path = "/v1/workers",
+    operation_id = "list_workers",
+    tag = "workers",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of workers", body = WorkerPage),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn list(State(node): State<Node>, uri: Uri, headers: HeaderMap) -> ApiResult<Response> {
     let q: ListQuery = parse_query(&uri)?;
     let limit = page_limit(q.limit)?;
@@ -188,9 +337,10 @@ pub async fn list(State(node): State<Node>, uri: Uri, headers: HeaderMap) -> Api
     } else {
         None
     };
+    let round = RoundOnce::new();
     let items = page
         .iter()
-        .map(|w| worker_view(&node, &state.state, w))
+        .map(|w| worker_view(&node, &state.state, w, &round))
         .collect();
     Ok(Json(WorkerPage {
         items,
@@ -200,9 +350,26 @@ pub async fn list(State(node): State<Node>, uri: Uri, headers: HeaderMap) -> Api
     .into_response())
 }
 
+/// One worker's record, the replicas it holds and (from the leader) its liveness and drain
+/// progress.
+#[utoipa::path(
+    get,
+    path = "/v1/workers/{id}",
+    operation_id = "show_worker",
+    tag = "workers",
+    params(WorkerPath, ReadQuery),
+    responses(
+        (status = 200, description = "The worker", body = WorkerView),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn show(
     State(node): State<Node>,
-    Path(id): Path<String>,
+    ApiPath(WorkerPath { id }): ApiPath<WorkerPath>,
     uri: Uri,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
@@ -213,33 +380,60 @@ pub async fn show(
     }
     let state = node.state().read();
     match state.state.workers.get(&id) {
-        Some(w) => Ok(Json(worker_view(&node, &state.state, w)).into_response()),
+        Some(w) => Ok(Json(worker_view(&node, &state.state, w, &RoundOnce::new())).into_response()),
         None => Err(ApiError::not_found(format!("no worker {id}"))),
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct StateBody {
+pub struct StateRequest {
+    /// The state to move to (SPEC §1's transitions; never `provisioning`).
     state: WorkerState,
+    /// Compare-and-set on the worker's version.
     expected_version: Option<u64>,
+    /// Active/Draining → Disabled at once, dropping the worker's replicas.
     #[serde(default)]
     force: bool,
-    /// Agents send their generation; it fences a stale process.
+    /// Agents send their generation; it fences a stale process. Required with the worker
+    /// token.
     generation: Option<u64>,
 }
 
+/// Changes a worker's lifecycle state (SPEC §1); illegal transitions are 409.
+#[utoipa::path(
+    post,
+    path = "/v1/workers/{id}/state",
+    operation_id = "set_worker_state",
+    tag = "workers",
+    params(WorkerPath),
+    request_body = StateRequest,
+    responses(
+        (status = 200, description = "The record after the change (the same record when it was already in that state)", body = StateChanged,
+            links(
+                ("disable" = (operation_id = "set_worker_state", parameters(("id" = "$request.path.id")),
+                    request_body = json!({"state": "disabled"}))),
+                ("remove" = (operation_id = "remove_worker", parameters(("id" = "$request.path.id")))),
+            )),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = TooLarge),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn set_state(
     State(node): State<Node>,
     Extension(role): Extension<Role>,
-    Path(id): Path<String>,
+    ApiPath(WorkerPath { id }): ApiPath<WorkerPath>,
     uri: Uri,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let raw = body(raw)?;
     let worker = worker_id(&id)?;
-    let b: StateBody = parse_json(&raw)?;
+    let b: StateRequest = parse_json(&raw)?;
     let by = if role == Role::Worker || b.generation.is_some() {
         Actor::Agent
     } else {
@@ -263,18 +457,48 @@ pub async fn set_state(
             force: b.force,
         })
         .await?;
-    worker_response(outcome.response)
+    let changed = match outcome.response {
+        Applied::Worker(w) => StateChanged::Worker(w),
+        Applied::ForcedDisable {
+            worker,
+            under_replicated,
+        } => StateChanged::ForcedDisable(ForcedDisable {
+            worker,
+            partitions_below_rf: under_replicated,
+        }),
+        other => return Err(unexpected(&other)),
+    };
+    Ok(Json(changed).into_response())
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct DeleteQuery {
+    /// Compare-and-set: remove only at this version.
     expected_version: Option<u64>,
 }
 
+/// Removes a Disabled worker, leaving a tombstone with its last generation.
+#[utoipa::path(
+    delete,
+    path = "/v1/workers/{id}",
+    operation_id = "remove_worker",
+    tag = "workers",
+    params(WorkerPath, DeleteQuery),
+    responses(
+        (status = 200, description = "Removed", body = WorkerRemoved),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn remove(
     State(node): State<Node>,
-    Path(id): Path<String>,
+    ApiPath(WorkerPath { id }): ApiPath<WorkerPath>,
     uri: Uri,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
@@ -292,7 +516,15 @@ pub async fn remove(
             expected_version: q.expected_version,
         })
         .await?;
-    worker_response(outcome.response)
+    match outcome.response {
+        Applied::Removed { worker, generation } => Ok(Json(WorkerRemoved {
+            id: worker,
+            removed: true,
+            generation,
+        })
+        .into_response()),
+        other => Err(unexpected(&other)),
+    }
 }
 
 /// Parses `30s`, `500ms`, `1m` or a plain number of seconds.
@@ -314,34 +546,43 @@ fn parse_wait(s: &str) -> Option<std::time::Duration> {
 /// The longest a long poll may wait (SPEC §4).
 const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct AssignmentsQuery {
+    /// Answer once the worker's assignments `version` exceeds this (default 0: at once).
     #[serde(default)]
     after: u64,
+    /// How long to wait at most: `500ms`, `30s`, `1m` or plain seconds; at most 60 s
+    /// (default: do not wait).
+    #[param(pattern = "^([0-9]{1,4}ms|[1-5][0-9]{4}ms|60000ms|([0-9]|[1-5][0-9]|60)s?|[01]m)$")]
     wait: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
-struct Peer {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Peer {
     worker: String,
+    /// The peer worker's address, if its record is still there.
     address: Option<String>,
-    role: drover_types::ReplicaRole,
+    role: ReplicaRole,
 }
 
-#[derive(Debug, Serialize)]
-struct Assignment {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Assignment {
     partition: u32,
     key_range: drover_types::KeyRange,
-    role: drover_types::ReplicaRole,
+    role: ReplicaRole,
+    /// The epoch at which this replica took its role: acknowledgements name it.
     since: u64,
+    /// The partition's epoch, a fencing token.
     epoch: u64,
+    /// Whether this worker is the partition's preferred leader.
     leader: bool,
     peers: Vec<Peer>,
 }
 
-#[derive(Debug, Serialize)]
-struct Assignments {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Assignments {
     worker: String,
     state: WorkerState,
     generation: u64,
@@ -388,9 +629,22 @@ fn assignments(s: &drover_types::ClusterState, w: &Worker) -> Assignments {
 
 /// Long poll, answered by this node from its applied state: returns as soon as the worker's
 /// assignments version exceeds `after`, or after `wait` (at most 60 s) with it unchanged.
+#[utoipa::path(
+    get,
+    path = "/v1/workers/{id}/assignments",
+    operation_id = "poll_assignments",
+    tag = "workers",
+    params(WorkerPath, AssignmentsQuery),
+    responses(
+        (status = 200, description = "The worker's assignments: changed since `after`, or unchanged once `wait` ran out", body = Assignments),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+    )
+)]
 pub async fn assignments_poll(
     State(node): State<Node>,
-    Path(id): Path<String>,
+    ApiPath(WorkerPath { id }): ApiPath<WorkerPath>,
     uri: Uri,
 ) -> ApiResult<Response> {
     let id = worker_id(&id)?;
@@ -431,24 +685,52 @@ pub async fn assignments_poll(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct HeartbeatBody {
+pub struct HeartbeatRequest {
+    /// The generation the agent registered with.
     generation: u64,
+}
+
+/// A heartbeat's acknowledgement, with the liveness settings the agent's lease depends on.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HeartbeatAck {
+    worker: WorkerId,
+    generation: u64,
+    heartbeat_interval_ms: u64,
+    suspect_after_ms: u64,
+    dead_after_ms: u64,
 }
 
 /// An agent's heartbeat: leader soft state, never a Raft write. Fenced by generation against
 /// the applied state (stale → 409 `stale_generation`, declared dead → 409 `fenced`).
+#[utoipa::path(
+    post,
+    path = "/v1/workers/{id}/heartbeat",
+    operation_id = "heartbeat",
+    tag = "workers",
+    params(WorkerPath),
+    request_body = HeartbeatRequest,
+    responses(
+        (status = 200, description = "Recorded by the leader", body = HeartbeatAck),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = TooLarge),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn heartbeat(
     State(node): State<Node>,
-    Path(id): Path<String>,
+    ApiPath(WorkerPath { id }): ApiPath<WorkerPath>,
     uri: Uri,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let raw = body(raw)?;
     let worker = worker_id(&id)?;
-    let b: HeartbeatBody = parse_json(&raw)?;
+    let b: HeartbeatRequest = parse_json(&raw)?;
     if let Some(fwd) = node.write_route(Method::POST, &uri, &headers, raw).await? {
         return Ok(fwd);
     }
@@ -463,12 +745,12 @@ pub async fn heartbeat(
         .record(&worker, b.generation, std::time::Instant::now());
     let l = node.config().liveness;
     let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-    Ok(Json(serde_json::json!({
-        "worker": worker,
-        "generation": b.generation,
-        "heartbeat_interval_ms": ms(l.heartbeat_interval),
-        "suspect_after_ms": ms(l.suspect_after),
-        "dead_after_ms": ms(l.dead_after),
-    }))
+    Ok(Json(HeartbeatAck {
+        worker,
+        generation: b.generation,
+        heartbeat_interval_ms: ms(l.heartbeat_interval),
+        suspect_after_ms: ms(l.suspect_after),
+        dead_after_ms: ms(l.dead_after),
+    })
     .into_response())
 }
