@@ -619,6 +619,34 @@ impl Client {
     }
 }
 
+impl Client {
+    /// `GET /healthz`: whether some node answers at all. (Readiness, `/readyz`, is a property
+    /// of one node: ask that node, e.g. with curl or a load balancer's probe.)
+    pub async fn healthy(&self) -> Result<()> {
+        self.call(Method::GET, "/healthz", None, Repeat::Safe, Duration::ZERO)
+            .await
+            .map(drop)
+    }
+
+    /// `GET /metrics`, in Prometheus text format.
+    pub async fn metrics(&self) -> Result<String> {
+        let resp = self
+            .call(Method::GET, "/metrics", None, Repeat::Safe, Duration::ZERO)
+            .await?;
+        let endpoint = resp.url().origin().ascii_serialization();
+        resp.text().await.map_err(|e| Error::Decode {
+            endpoint,
+            message: e.to_string(),
+        })
+    }
+
+    /// `GET /openapi.json`: the API's OpenAPI 3 document.
+    pub async fn openapi(&self) -> Result<Value> {
+        self.json(Method::GET, "/openapi.json", None, Repeat::Safe)
+            .await
+    }
+}
+
 /// A state change request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct StateRequest {
