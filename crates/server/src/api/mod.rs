@@ -234,7 +234,7 @@ impl Node {
                         }
                         out
                     }
-                    Err(e) => ApiError::unavailable(
+                    Err(e) => ApiError::outcome_unknown(
                         format!(
                             "leader {} failed mid-answer ({e}); the outcome is unknown",
                             leader.id
@@ -252,7 +252,7 @@ impl Node {
                 Some(leader.clone()),
             )
             .into_response(),
-            Err(e) => ApiError::unavailable(
+            Err(e) => ApiError::outcome_unknown(
                 format!(
                     "forwarding to leader {} failed ({e}); the outcome is unknown",
                     leader.id
@@ -322,7 +322,7 @@ impl Node {
                     self.hint(f.leader_id),
                 ))
             }
-            Err(e) => Err(ApiError::unavailable(
+            Err(e) => Err(ApiError::outcome_unknown(
                 format!("the write may or may not have been applied: {e}"),
                 self.leader(),
             )),
