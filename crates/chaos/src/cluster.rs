@@ -87,9 +87,11 @@ impl Cluster {
                     "--enable-fault-injection",
                     "true",
                     // Workers of the model never heartbeat: they must never be declared dead,
-                    // which would change their records behind the clients' backs.
+                    // which would change their records behind the clients' backs. (Never heard,
+                    // they are suspect to every leader, so nothing is placed on them.) A short
+                    // suspect time lets a new leader resume the fleet's moves quickly.
                     "--suspect-after-ms",
-                    "600000",
+                    "3000",
                     "--dead-after-ms",
                     "86400000",
                 ]
@@ -257,9 +259,10 @@ impl Cluster {
 
     /// Waits until every node answers, agrees on one leader, and has applied what the leader
     /// committed.
-    pub async fn wait_converged(&self, deadline: Duration) -> Result<u64> {
+    pub async fn wait_converged(&mut self, deadline: Duration) -> Result<u64> {
         let start = Instant::now();
         loop {
+            self.check_alive()?;
             if let Some(v) = self.converged().await {
                 return Ok(v);
             }
@@ -268,6 +271,24 @@ impl Cluster {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// Fails if a node we started has exited on its own (a bad flag, a crash).
+    fn check_alive(&mut self) -> Result<()> {
+        for id in self.ids.clone() {
+            let exited = match &mut self.node_mut(id).child {
+                Some(c) => c.try_wait()?,
+                None => None,
+            };
+            if let Some(status) = exited {
+                self.node_mut(id).child = None;
+                anyhow::bail!(
+                    "node {id} exited by itself ({status}); its log ends:\n{}",
+                    self.log_tails(10)
+                );
+            }
+        }
+        Ok(())
     }
 
     async fn converged(&self) -> Option<u64> {

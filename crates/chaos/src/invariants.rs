@@ -85,6 +85,11 @@ impl Shadow {
         self.last_seq = first_seq.saturating_sub(1);
     }
 
+    /// The state version of the last event fed.
+    pub fn last_version(&self) -> u64 {
+        self.last_version
+    }
+
     pub fn next_after(&self) -> u64 {
         self.last_seq
     }

@@ -16,6 +16,7 @@
 //! runs the same schedule, not the same interleaving.
 
 pub mod cluster;
+pub mod fleet;
 pub mod invariants;
 pub mod linearizability;
 pub mod model;
@@ -61,6 +62,9 @@ pub struct Options {
     pub unsafe_early_ack: bool,
     /// Search steps the linearizability checker may spend on one key.
     pub check_budget: u64,
+    /// Run a fleet of agents with a partition table, drains and recommissions, so replica
+    /// moves happen under the faults ([`fleet`]).
+    pub fleet: bool,
     /// Print the nemesis' actions as they happen.
     pub verbose: bool,
 }
@@ -77,6 +81,7 @@ impl Options {
             unsafe_local_reads: false,
             unsafe_early_ack: false,
             check_budget: 20_000_000,
+            fleet: true,
             verbose: false,
         }
     }
@@ -115,6 +120,7 @@ pub struct Report {
     pub versions_checked: u64,
     pub snapshots_checked: u64,
     pub event_gaps: u64,
+    pub fleet: fleet::Stats,
     pub nemesis: Vec<String>,
     /// Node data and logs, kept when the run was not clean.
     pub work_dir: Option<String>,
@@ -144,7 +150,8 @@ impl Report {
              phantom writes: {}\n\
              invariant violations: {} ({} events, {} state versions, {} snapshots checked; {} events lost to retention)\n\
              divergent replicas: {}\n\
-             anomalous answers: {}\n",
+             anomalous answers: {}\n\
+             fleet: {} agent starts, {} acknowledgements, {} drains ({} to disabled, {} cancelled)\n",
             self.seed,
             self.duration_s,
             if self.unsafe_switches.is_empty() {
@@ -177,6 +184,11 @@ impl Report {
             self.event_gaps,
             self.divergence.len(),
             self.anomalies.len(),
+            self.fleet.agent_starts,
+            self.fleet.acks,
+            self.fleet.drains_started,
+            self.fleet.drains_completed,
+            self.fleet.drains_cancelled,
         );
         for (what, list) in [
             ("linearizability", &self.linearizability_violations),
@@ -297,6 +309,15 @@ async fn exercise(
         snapshots.clone(),
         observing.clone(),
     ));
+    let endpoints: Vec<String> = cluster
+        .ids
+        .iter()
+        .map(|i| node_addr(*i).to_string())
+        .collect();
+    let fleet = fleet::Fleet::new(endpoints);
+    let fleet_task = opts
+        .fleet
+        .then(|| tokio::spawn(fleet.clone().run(opts.seed)));
     let workers = {
         let c = clients.clone();
         let (n, seed) = (opts.clients, opts.seed);
@@ -328,7 +349,17 @@ async fn exercise(
         .await
         .context("the cluster did not recover after the faults were healed")?;
     clients.stop();
+    fleet.stop();
     let _ = workers.await;
+    if let Some(mut t) = fleet_task {
+        // Agents may be mid-drain: give them a moment, then drop them.
+        if tokio::time::timeout(Duration::from_secs(15), &mut t)
+            .await
+            .is_err()
+        {
+            t.abort();
+        }
+    }
     let leader = cluster
         .wait_converged(Duration::from_secs(60))
         .await
@@ -340,24 +371,44 @@ async fn exercise(
     let mut report = Report {
         seed: opts.seed,
         faults: nemesis_log.counts,
+        fleet: fleet
+            .stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone(),
         nemesis: nemesis_log.lines,
         ..Report::default()
     };
-    // The events log to its end, and the final state.
-    {
-        let mut sh = shadow.lock().unwrap_or_else(|p| p.into_inner());
+    // The final state, and the events log up to it: the scheduler may still be moving
+    // replicas, so read the snapshot first, the events after it, and retry until the events
+    // end at the snapshot's version.
+    // The observer has stopped: the shadow is ours alone now.
+    let mut sh = std::mem::take(&mut *shadow.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut final_state = None;
+    let mut comparable = false;
+    for _ in 0..20 {
+        let Some(s) = snapshot(&cluster.http, leader).await else {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            continue;
+        };
         fetch_events(&cluster.http, leader, &mut sh).await;
-        sh.finish();
+        let caught_up = sh.last_version() <= s.version;
+        final_state = Some(s);
+        if caught_up {
+            comparable = true;
+            break;
+        }
     }
-    let final_state = snapshot(&cluster.http, leader).await;
+    sh.finish();
     {
-        let mut sh = shadow.lock().unwrap_or_else(|p| p.into_inner());
         let (count, violations) = &mut *snapshots.lock().unwrap_or_else(|p| p.into_inner());
         match &final_state {
             Some(s) => {
                 *count += 1;
                 violations.extend(invariants::check_state(s));
-                sh.compare(s);
+                if comparable {
+                    sh.compare(s);
+                }
             }
             None => report
                 .anomalies
@@ -455,7 +506,7 @@ async fn observe(
         let mut sh = std::mem::take(&mut *shadow.lock().unwrap_or_else(|p| p.into_inner()));
         fetch_events(&http, node, &mut sh).await;
         *shadow.lock().unwrap_or_else(|p| p.into_inner()) = sh;
-        if round % 5 == 0
+        if round.is_multiple_of(5)
             && let Some(s) = snapshot(&http, node).await
         {
             let found = invariants::check_state(&s);

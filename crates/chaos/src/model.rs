@@ -473,7 +473,7 @@ impl Model for WorkerModel {
                     _ if !self.expectation(&rec, *expected)? => None,
                     WriteResult::Illegal => (rec.state != WState::Disabled).then(|| s.clone()),
                     WriteResult::Ok(_) | WriteResult::Unknown => (rec.state == WState::Disabled)
-                        .then(|| WorkerModelState {
+                        .then_some(WorkerModelState {
                             rec: None,
                             tombstone: rec.generation,
                             floor: None,

@@ -85,6 +85,9 @@ impl History {
     }
 }
 
+/// Builds a worker operation from the answer's body (`None`: no usable answer).
+type MakeOp = Box<dyn Fn(Option<Value>) -> WorkerOp + Send>;
+
 /// How one request ended.
 enum Outcome {
     /// The API answered with this status and body.
@@ -509,78 +512,77 @@ impl Clients {
         } else {
             None
         };
-        let (kind, out, make): (&str, Outcome, Box<dyn Fn(Option<Value>) -> WorkerOp + Send>) =
-            if dice < 55 {
-                let incarnation: u64 = rng.random_range(1..u64::MAX / 2);
-                let body = serde_json::json!({"incarnation": incarnation, "address": "10.9.9.9:9"});
-                let out = self
-                    .send(reqwest::Method::PUT, node, &path, Some(body), true)
-                    .await;
-                (
-                    "worker_register",
-                    out,
-                    Box::new(move |v| WorkerOp::Register {
-                        incarnation,
-                        result: v.as_ref().and_then(record),
-                    }),
-                )
-            } else if dice < 95 {
-                let to = if rng.random_bool(0.5) {
-                    WState::Active
-                } else {
-                    WState::Disabled
-                };
-                let force = rng.random_bool(0.5);
-                let mut body = serde_json::json!({"state": to.name(), "force": force});
-                if let Some(e) = expected {
-                    body["expected_version"] = e.into();
-                }
-                let out = self
-                    .send(
-                        reqwest::Method::POST,
-                        node,
-                        &format!("{path}/state"),
-                        Some(body),
-                        true,
-                    )
-                    .await;
-                (
-                    "worker_state",
-                    out,
-                    Box::new(move |v| WorkerOp::SetState {
-                        to,
-                        expected,
-                        force,
-                        result: match v.as_ref().and_then(record) {
-                            Some(r) => Ok(r),
-                            None => Err(WriteResult::Unknown),
-                        },
-                    }),
-                )
+        let (kind, out, make): (&str, Outcome, MakeOp) = if dice < 55 {
+            let incarnation: u64 = rng.random_range(1..u64::MAX / 2);
+            let body = serde_json::json!({"incarnation": incarnation, "address": "10.9.9.9:9"});
+            let out = self
+                .send(reqwest::Method::PUT, node, &path, Some(body), true)
+                .await;
+            (
+                "worker_register",
+                out,
+                Box::new(move |v| WorkerOp::Register {
+                    incarnation,
+                    result: v.as_ref().and_then(record),
+                }),
+            )
+        } else if dice < 95 {
+            let to = if rng.random_bool(0.5) {
+                WState::Active
             } else {
-                let q = expected.map_or(String::new(), |e| format!("?expected_version={e}"));
-                let out = self
-                    .send(
-                        reqwest::Method::DELETE,
-                        node,
-                        &format!("{path}{q}"),
-                        None,
-                        true,
-                    )
-                    .await;
-                (
-                    "worker_remove",
-                    out,
-                    Box::new(move |v| WorkerOp::Remove {
-                        expected,
-                        result: if v.is_some() {
-                            WriteResult::Ok(None)
-                        } else {
-                            WriteResult::Unknown
-                        },
-                    }),
-                )
+                WState::Disabled
             };
+            let force = rng.random_bool(0.5);
+            let mut body = serde_json::json!({"state": to.name(), "force": force});
+            if let Some(e) = expected {
+                body["expected_version"] = e.into();
+            }
+            let out = self
+                .send(
+                    reqwest::Method::POST,
+                    node,
+                    &format!("{path}/state"),
+                    Some(body),
+                    true,
+                )
+                .await;
+            (
+                "worker_state",
+                out,
+                Box::new(move |v| WorkerOp::SetState {
+                    to,
+                    expected,
+                    force,
+                    result: match v.as_ref().and_then(record) {
+                        Some(r) => Ok(r),
+                        None => Err(WriteResult::Unknown),
+                    },
+                }),
+            )
+        } else {
+            let q = expected.map_or(String::new(), |e| format!("?expected_version={e}"));
+            let out = self
+                .send(
+                    reqwest::Method::DELETE,
+                    node,
+                    &format!("{path}{q}"),
+                    None,
+                    true,
+                )
+                .await;
+            (
+                "worker_remove",
+                out,
+                Box::new(move |v| WorkerOp::Remove {
+                    expected,
+                    result: if v.is_some() {
+                        WriteResult::Ok(None)
+                    } else {
+                        WriteResult::Unknown
+                    },
+                }),
+            )
+        };
         let refusal = |code: &str, v: &Value| -> Option<WriteResult> {
             match code {
                 "version_conflict" => Some(WriteResult::Conflict(
