@@ -64,8 +64,10 @@ fn every_fault_kind_keeps_histories_linearizable_and_loses_nothing() {
 /// any lagging follower) answers "linearizable" reads from its own state.
 #[test]
 fn stale_local_reads_are_reported_as_linearizability_violations() {
-    let mut opts = options(20);
+    let mut opts = options(25);
     opts.faults = vec![Fault::IsolateLeader];
+    opts.hold_ms = (4_000, 7_000);
+    opts.clients = 8;
     opts.unsafe_local_reads = true;
     let report = run_and_print(&opts);
     assert!(
@@ -80,8 +82,10 @@ fn stale_local_reads_are_reported_as_linearizability_violations() {
 /// acknowledges writes no follower ever gets, and the new leader's log replaces them.
 #[test]
 fn early_acknowledgement_is_reported_as_lost_writes() {
-    let mut opts = options(20);
+    let mut opts = options(25);
     opts.faults = vec![Fault::IsolateLeader];
+    opts.hold_ms = (4_000, 7_000);
+    opts.clients = 8;
     opts.unsafe_early_ack = true;
     let report = run_and_print(&opts);
     assert!(

@@ -27,6 +27,9 @@ struct Args {
     /// majorities-ring, flapping-link, kill-restart, kill-all, pause, delay; `none` for none.
     #[arg(long)]
     faults: Option<String>,
+    /// How long each fault is held, in milliseconds: MIN-MAX.
+    #[arg(long, default_value = "2000-5000")]
+    hold_ms: String,
     /// Concurrent clients.
     #[arg(long, default_value_t = 6)]
     clients: usize,
@@ -57,6 +60,18 @@ fn main() {
     let secs = args.minutes.map(|m| m * 60).or(args.seconds).unwrap_or(60);
     let mut opts = Options::new(drover, seed, Duration::from_secs(secs));
     opts.clients = args.clients.max(1);
+    let hold = args
+        .hold_ms
+        .split_once('-')
+        .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))
+        .filter(|(a, b): &(u64, u64)| a <= b);
+    match hold {
+        Some(h) => opts.hold_ms = h,
+        None => {
+            eprintln!("drover-chaos: --hold-ms {:?} is not MIN-MAX", args.hold_ms);
+            std::process::exit(2);
+        }
+    }
     opts.unsafe_local_reads = args.unsafe_local_reads;
     opts.unsafe_early_ack = args.unsafe_early_ack;
     opts.verbose = args.verbose;

@@ -29,7 +29,7 @@ use crate::model::{KvOp, Record, WState, WorkerOp, WriteResult};
 pub const KV_KEYS: usize = 4;
 pub const WORKERS: usize = 3;
 const READ_TIMEOUT: Duration = Duration::from_secs(3);
-const WRITE_TIMEOUT: Duration = Duration::from_secs(8);
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A create-only write of a fresh key, and what came of it.
 #[derive(Clone, Debug)]
