@@ -95,3 +95,20 @@ fn early_acknowledgement_is_reported_as_lost_writes() {
         report.summary()
     );
 }
+
+/// A run that cannot even start its cluster (here the "server" exits at once) fails with the
+/// reason, and leaves no network namespace or process behind.
+#[test]
+fn a_failed_run_leaves_no_namespace_behind() {
+    let mut opts = options(5);
+    opts.drover = PathBuf::from("/bin/false");
+    let err = run(&opts).expect_err("a cluster of /bin/false cannot form");
+    assert!(format!("{err:#}").contains("exited by itself"), "{err:#}");
+    let list = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    let mine = format!("drover-chaos-{}-", std::process::id());
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(!text.contains(&mine), "namespace left behind: {text}");
+}
