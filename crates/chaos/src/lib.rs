@@ -105,6 +105,10 @@ pub struct Report {
     pub operation_counts: workload::Counts,
     pub faults: BTreeMap<String, u64>,
     pub keys_checked: usize,
+    /// Writes with unknown outcomes left out of the search because nothing observed them.
+    pub unknown_pruned: u64,
+    /// Seconds the linearizability search took.
+    pub check_seconds: f64,
     pub linearizability_violations: Vec<String>,
     /// Keys whose check ran out of budget (neither a pass nor a violation).
     pub inconclusive: Vec<String>,
@@ -145,7 +149,7 @@ impl Report {
             "seed {} ({:.0}s{})\n\
              operations: {} ({} ok, {} failed, {} unknown)\n\
              faults injected: {}\n\
-             linearizability violations: {} (keys checked {}, inconclusive {})\n\
+             linearizability violations: {} (keys checked {}, inconclusive {}, {:.1}s)\n\
              lost acknowledged writes: {}\n\
              phantom writes: {}\n\
              invariant violations: {} ({} events, {} state versions, {} snapshots checked; {} events lost to retention)\n\
@@ -175,6 +179,7 @@ impl Report {
             self.linearizability_violations.len(),
             self.keys_checked,
             self.inconclusive.len(),
+            self.check_seconds,
             self.lost_writes.len(),
             self.phantom_writes.len(),
             self.invariant_violations.len(),
@@ -430,7 +435,9 @@ async fn exercise(
     check_divergence(cluster, leader, &mut report).await;
     let budget = opts.check_budget;
     let report = tokio::task::spawn_blocking(move || {
+        let t = Instant::now();
         check_histories(&history, budget, &mut report);
+        report.check_seconds = t.elapsed().as_secs_f64();
         report
     })
     .await?;
@@ -688,6 +695,10 @@ fn check_histories(h: &History, budget: u64, report: &mut Report) {
     };
     for (key, ops) in &h.kv {
         report.keys_checked += 1;
+        let mut ops = ops.clone();
+        report.unknown_pruned += model::prune_unobserved_kv(&mut ops) as u64;
+        let ops = &ops;
+        let budget = budget.max(200 * ops.len() as u64);
         match check(&kv, ops, budget) {
             Verdict::Linearizable => {}
             Verdict::Violation { stuck, placed } => {
@@ -714,6 +725,7 @@ fn check_histories(h: &History, budget: u64, report: &mut Report) {
     let wm = WorkerModel { owned };
     for (w, ops) in &h.workers {
         report.keys_checked += 1;
+        let budget = budget.max(200 * ops.len() as u64);
         match check(&wm, ops, budget) {
             Verdict::Linearizable => {}
             Verdict::Violation { stuck, placed } => {

@@ -197,6 +197,51 @@ impl Model for KvModel {
     }
 }
 
+/// Leaves out of a key's history the writes with unknown outcomes that nothing observed: their
+/// value never read, while every version the key's answers mention belongs to an acknowledged
+/// write. Such a write, if it took effect, was overwritten unseen — any linearization with it is
+/// one without it — but each one left in makes the search try it at every later point (it never
+/// completes), which on a soak's history costs the search its budget. Returns how many it left
+/// out. Unknown deletes are kept: an absence does not say whose it is. (Worker registrations
+/// are never pruned: each bumps the generation, which every later answer shows.)
+pub fn prune_unobserved_kv(ops: &mut Vec<crate::linearizability::Timed<KvOp>>) -> usize {
+    let mut read = BTreeSet::new();
+    let mut acked = BTreeSet::new();
+    let mut mentioned = BTreeSet::new();
+    for o in ops.iter() {
+        match &o.op {
+            KvOp::Read(Some((v, ver))) => {
+                read.insert(*v);
+                mentioned.insert(*ver);
+            }
+            KvOp::Write {
+                expected, result, ..
+            }
+            | KvOp::Delete { expected, result } => {
+                if let WriteResult::Ok(Some(v)) = result {
+                    acked.insert(*v);
+                }
+                if let WriteResult::Conflict(c) = result {
+                    mentioned.insert(*c);
+                }
+                if matches!(result, WriteResult::Ok(_)) {
+                    mentioned.extend(*expected);
+                }
+            }
+            KvOp::Read(None) => {}
+        }
+    }
+    mentioned.remove(&0);
+    if !mentioned.is_subset(&acked) {
+        return 0;
+    }
+    let before = ops.len();
+    ops.retain(|o| {
+        !matches!(&o.op, KvOp::Write { value, result: WriteResult::Unknown, .. } if !read.contains(value))
+    });
+    before - ops.len()
+}
+
 /// Worker states as the model numbers them (the API's lower-case names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum WState {
@@ -615,6 +660,33 @@ mod tests {
             ),
         ];
         assert_eq!(check(&kv(&[8]), &h, 10_000), Verdict::Linearizable);
+    }
+
+    #[test]
+    fn unobserved_unknown_writes_are_pruned_only_when_nothing_could_have_seen_them() {
+        let write = |value, result| KvOp::Write {
+            value,
+            expected: None,
+            result,
+        };
+        let base = vec![
+            t(write(1, WriteResult::Ok(Some(5))), 0, Some(1)),
+            t(write(2, WriteResult::Unknown), 2, None),
+            t(write(3, WriteResult::Unknown), 3, None),
+            t(write(4, WriteResult::Ok(Some(9))), 10, Some(11)),
+            t(KvOp::Read(Some((3, 7))), 12, Some(13)),
+        ];
+        // Value 3 was read (at version 7, which no acknowledged write owns): nothing is pruned.
+        let mut h = base.clone();
+        assert_eq!(prune_unobserved_kv(&mut h), 0);
+        // Without that read, both unknown writes go, and the verdict does not change.
+        let mut h = base[..4].to_vec();
+        h.push(t(KvOp::Read(Some((4, 9))), 12, Some(13)));
+        let full = check(&kv(&[5, 9]), &h, 10_000);
+        assert_eq!(prune_unobserved_kv(&mut h), 2);
+        assert_eq!(h.len(), 3);
+        assert_eq!(check(&kv(&[5, 9]), &h, 10_000), full);
+        assert_eq!(full, Verdict::Linearizable);
     }
 
     fn rec(state: WState, generation: u64, incarnation: u64, version: u64) -> Record {
