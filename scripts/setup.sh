@@ -5,9 +5,10 @@ set -euo pipefail
 
 need_apt=()
 # rocksdb's bindgen needs libclang; its C++ build needs a compiler (cc/c++ from build-essential).
-# The cluster and demo scripts use curl and python3 (JSON checks).
+# The cluster and demo scripts use curl and python3 (JSON checks). The fault-injection harness
+# (crates/chaos) makes network namespaces (iproute2) and cuts links in them (nftables).
 # protoc: the etcd client drover-bench compares against is generated from its protobufs.
-for pkg in libclang-dev clang build-essential curl python3 protobuf-compiler; do
+for pkg in libclang-dev clang build-essential curl python3 iproute2 nftables protobuf-compiler; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
 

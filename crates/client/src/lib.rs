@@ -290,6 +290,14 @@ impl Client {
         let endpoint = base.to_owned();
         let text = resp.text().await.unwrap_or_default();
         let err = api_error(status, &text, &endpoint);
+        // The node lost track of a write it had sent on: say so, as for a lost connection.
+        if repeat == Repeat::Once && err.code() == Some("outcome_unknown") {
+            return Err(Attempt::Fatal(Error::Unknown {
+                endpoint,
+                what: format!("{method} {path}"),
+                message: err.to_string(),
+            }));
+        }
         // No leader here (or the forward failed): a safe request tries elsewhere, preferring
         // the leader the node named.
         if status == StatusCode::SERVICE_UNAVAILABLE && repeat == Repeat::Safe {

@@ -88,6 +88,16 @@ pub struct Cli {
     /// A worker unheard for this long may be declared dead, in milliseconds (default 30000).
     #[arg(long, env = "DROVER_DEAD_AFTER_MS")]
     pub dead_after_ms: Option<u64>,
+    /// DANGEROUS, tests only: serve "linearizable" reads from this node's local state without
+    /// confirming leadership. Breaks linearizability; exists so the fault-injection harness can
+    /// show it catches that. Flag or env only, never the file.
+    #[arg(long, env = "DROVER_UNSAFE_TEST_LOCAL_READS", hide = true)]
+    pub unsafe_test_local_reads: Option<bool>,
+    /// DANGEROUS, tests only: acknowledge a write once it is in the leader's local log, before
+    /// a majority has it. Loses acknowledged writes; exists so the fault-injection harness can
+    /// show it catches that. Flag or env only, never the file.
+    #[arg(long, env = "DROVER_UNSAFE_TEST_EARLY_ACK", hide = true)]
+    pub unsafe_test_early_ack: Option<bool>,
 }
 
 /// The same settings as they may appear in the TOML file (snake_case keys).
@@ -150,6 +160,27 @@ pub struct Config {
     pub log_format: LogFormat,
     pub enable_fault_injection: bool,
     pub liveness: LivenessConfig,
+    /// Deliberate bugs for the fault-injection harness's own tests; all off in any real use.
+    pub unsafe_test: UnsafeTestSwitches,
+}
+
+/// Switches that break Drover's guarantees on purpose (SPEC §6), so that the fault-injection
+/// harness can show it detects the breakage. Hidden from `--help`; the node logs loudly when one
+/// is on. Never set them outside tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UnsafeTestSwitches {
+    /// Linearizable reads answered from the local applied state: no forwarding to the leader,
+    /// no quorum confirmation, no wait for the apply index.
+    pub local_reads: bool,
+    /// Writes acknowledged once in the leader's local log, with the answer `apply` would give,
+    /// before they are committed.
+    pub early_ack: bool,
+}
+
+impl UnsafeTestSwitches {
+    pub fn any(&self) -> bool {
+        self.local_reads || self.early_ack
+    }
 }
 
 /// Worker liveness timing (SPEC §1).
@@ -410,6 +441,10 @@ impl Cli {
                 .enable_fault_injection
                 .or(file.enable_fault_injection)
                 .unwrap_or(false),
+            unsafe_test: UnsafeTestSwitches {
+                local_reads: self.unsafe_test_local_reads.unwrap_or(false),
+                early_ack: self.unsafe_test_early_ack.unwrap_or(false),
+            },
         })
     }
 }

@@ -226,6 +226,13 @@ pub async fn run(
     if config.admin_token.is_none() && config.worker_token.is_none() {
         tracing::warn!("NO API TOKENS: this node serves every request without authentication");
     }
+    if config.unsafe_test.any() {
+        tracing::error!(
+            switches = ?config.unsafe_test,
+            "UNSAFE TEST SWITCHES ON: this node breaks linearizability or durability on purpose; \
+             never run it outside the fault-injection harness's tests"
+        );
+    }
     let faults = Faults::default();
     let transport = Transport::new(
         config.listen.ip(),

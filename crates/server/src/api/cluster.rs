@@ -375,7 +375,7 @@ pub async fn remove_member(
             let msg = format!(
                 "removing node {id} did not commit within {MEMBERSHIP_TIMEOUT:?}; its outcome is unknown"
             );
-            return Err(ApiError::unavailable(msg, node.leader()));
+            return Err(ApiError::outcome_unknown(msg, node.leader()));
         }
     }
     tracing::info!(id, "removed member");

@@ -74,6 +74,15 @@ impl ApiError {
         e
     }
 
+    /// 503 for a write that was sent on (proposed, or forwarded) and then lost track of: it may
+    /// or may not have been applied, so a client must read before retrying. Plain `unavailable`
+    /// always means nothing was proposed, and is safe to retry.
+    pub fn outcome_unknown(message: impl Into<String>, leader: Option<LeaderHint>) -> Self {
+        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "outcome_unknown", message);
+        e.leader = leader;
+        e
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }

@@ -374,7 +374,7 @@ impl Node {
                         }
                         out
                     }
-                    Err(e) => ApiError::unavailable(
+                    Err(e) => ApiError::outcome_unknown(
                         format!(
                             "leader {} failed mid-answer ({e}); the outcome is unknown",
                             leader.id
@@ -392,7 +392,7 @@ impl Node {
                 Some(leader.clone()),
             )
             .into_response(),
-            Err(e) => ApiError::unavailable(
+            Err(e) => ApiError::outcome_unknown(
                 format!(
                     "forwarding to leader {} failed ({e}); the outcome is unknown",
                     leader.id
@@ -411,7 +411,7 @@ impl Node {
         uri: &Uri,
         headers: &HeaderMap,
     ) -> ApiResult<Option<Response>> {
-        if stale {
+        if stale || self.config().unsafe_test.local_reads {
             return Ok(None);
         }
         match self.route(headers)? {
@@ -448,6 +448,9 @@ impl Node {
             at_ms: now_ms(),
             command,
         };
+        if self.config().unsafe_test.early_ack {
+            return self.propose_early_ack(proposal).await;
+        }
         match self.raft().client_write(proposal).await {
             Ok(resp) => match resp.data {
                 Reply::Applied(outcome) => Ok(*outcome),
@@ -462,11 +465,45 @@ impl Node {
                     self.hint(f.leader_id),
                 ))
             }
-            Err(e) => Err(ApiError::unavailable(
+            Err(e) => Err(ApiError::outcome_unknown(
                 format!("the write may or may not have been applied: {e}"),
                 self.leader(),
             )),
         }
+    }
+
+    /// The `--unsafe-test-early-ack` bug: hands the proposal to Raft, waits only until the
+    /// leader's own log has grown, and answers what `apply` would answer on the current applied
+    /// state — before any follower has the entry. Never used outside the harness's tests.
+    async fn propose_early_ack(&self, proposal: Proposal) -> ApiResult<Outcome> {
+        let before = self.raft().metrics().borrow().last_log_index.unwrap_or(0);
+        let predicted = {
+            let guard = self.state().read();
+            let mut scratch = guard.state.clone();
+            let index = before.max(scratch.version) + 1;
+            drover_types::apply(&mut scratch, index, &proposal)
+        };
+        let rx = self
+            .raft()
+            .client_write_ff(proposal)
+            .await
+            .map_err(|e| ApiError::unavailable(format!("raft stopped: {e}"), None))?;
+        tokio::spawn(async move {
+            let _ = rx.await;
+        });
+        let mut metrics = self.raft().metrics();
+        let appended = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            metrics.wait_for(|m| m.last_log_index.unwrap_or(0) > before),
+        )
+        .await;
+        if !matches!(appended, Ok(Ok(_))) {
+            return Err(ApiError::outcome_unknown(
+                "early ack: the entry did not reach the local log",
+                self.leader(),
+            ));
+        }
+        predicted.map_err(Into::into)
     }
 
     /// Confirms leadership with a quorum and waits until the state machine has applied
