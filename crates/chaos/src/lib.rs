@@ -14,6 +14,9 @@
 //!
 //! The seed fixes the fault schedule and every client's choices; timing is real, so a replay
 //! runs the same schedule, not the same interleaving.
+//!
+//! Errors are `anyhow`: this crate is test tooling, whose errors are reported to a person and
+//! never matched on (STYLE.md's typed errors are for the libraries Drover ships).
 
 pub mod cluster;
 pub mod fleet;
