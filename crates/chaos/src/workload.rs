@@ -693,20 +693,29 @@ impl Clients {
         });
     }
 
+    /// A read that is retried (a few times, a moment apart) until it gets an answer: a read
+    /// that got none changed nothing, so only the answered attempt enters the history.
+    async fn read_retrying(&self, node: u64, path: &str) -> (u64, Outcome) {
+        let mut last = (self.now(), Outcome::Unknown);
+        for _ in 0..5 {
+            let invoke = self.now();
+            let out = self
+                .send(reqwest::Method::GET, node, path, None, false)
+                .await;
+            if matches!(out, Outcome::Answer(..)) {
+                return (invoke, out);
+            }
+            last = (invoke, out);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        last
+    }
+
     /// A final linearizable read of every key and worker through `node`, into the history.
     pub async fn final_reads(&self, node: u64) {
         for k in 0..KV_KEYS {
             let key = format!("reg/{k}");
-            let invoke = self.now();
-            let out = self
-                .send(
-                    reqwest::Method::GET,
-                    node,
-                    &format!("/v1/kv/{key}"),
-                    None,
-                    false,
-                )
-                .await;
+            let (invoke, out) = self.read_retrying(node, &format!("/v1/kv/{key}")).await;
             let op = match out {
                 Outcome::Answer(200, v) => {
                     let val = v["value"].as_str().unwrap_or("");
@@ -742,16 +751,7 @@ impl Clients {
         }
         for w in 0..WORKERS {
             let w = format!("cw-{w}");
-            let invoke = self.now();
-            let out = self
-                .send(
-                    reqwest::Method::GET,
-                    node,
-                    &format!("/v1/workers/{w}"),
-                    None,
-                    false,
-                )
-                .await;
+            let (invoke, out) = self.read_retrying(node, &format!("/v1/workers/{w}")).await;
             let op = match out {
                 Outcome::Answer(200, v) => WorkerOp::Read(record(&v)),
                 Outcome::Answer(404, _) => WorkerOp::Read(None),
