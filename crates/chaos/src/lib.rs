@@ -14,6 +14,9 @@
 //!
 //! The seed fixes the fault schedule and every client's choices; timing is real, so a replay
 //! runs the same schedule, not the same interleaving.
+//!
+//! Errors are `anyhow`: this crate is test tooling, whose errors are reported to a person and
+//! never matched on (STYLE.md's typed errors are for the libraries Drover ships).
 
 pub mod cluster;
 pub mod fleet;
@@ -623,9 +626,26 @@ async fn list_kv(
     }
 }
 
+/// [`list_kv`], tried a few times before giving up (at the end, once the cluster has converged,
+/// a failure is a slow moment, not an answer).
+async fn list_kv_retrying(
+    http: &reqwest::Client,
+    node: u64,
+    prefix: &str,
+    stale: bool,
+) -> Option<BTreeMap<String, (String, u64)>> {
+    for _ in 0..5 {
+        if let Some(found) = list_kv(http, node, prefix, stale).await {
+            return Some(found);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    None
+}
+
 /// Acknowledged creates must be there with their values; failed ones must not; nothing else.
 async fn check_sets(cluster: &Cluster, leader: u64, h: &History, report: &mut Report) {
-    let Some(present) = list_kv(&cluster.http, leader, "set/", false).await else {
+    let Some(present) = list_kv_retrying(&cluster.http, leader, "set/", false).await else {
         report
             .anomalies
             .push("could not list the set keys at the end".into());
@@ -663,11 +683,11 @@ async fn check_sets(cluster: &Cluster, leader: u64, h: &History, report: &mut Re
 /// Once converged, every node's local copy of the keys must be the leader's.
 async fn check_divergence(cluster: &Cluster, leader: u64, report: &mut Report) {
     for prefix in ["reg/", "set/"] {
-        let Some(want) = list_kv(&cluster.http, leader, prefix, false).await else {
+        let Some(want) = list_kv_retrying(&cluster.http, leader, prefix, false).await else {
             continue;
         };
         for &id in &cluster.ids {
-            match list_kv(&cluster.http, id, prefix, true).await {
+            match list_kv_retrying(&cluster.http, id, prefix, true).await {
                 Some(got) if got == want => {}
                 Some(got) => {
                     let differ = want.iter().filter(|(k, v)| got.get(*k) != Some(v)).count()

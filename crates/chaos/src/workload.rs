@@ -28,6 +28,10 @@ use crate::model::{KvOp, Record, WState, WorkerOp, WriteResult};
 
 pub const KV_KEYS: usize = 4;
 pub const WORKERS: usize = 3;
+/// Clients move to fresh keys and workers every this long (`reg/<k>.<era>`, `cw-<j>.<era>`),
+/// as Jepsen's independent keys do: a history the checker can search stays a few thousand
+/// operations long however long the run, while each key still lives through several faults.
+pub const KEY_ERA: Duration = Duration::from_secs(20);
 const READ_TIMEOUT: Duration = Duration::from_secs(3);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -122,6 +126,11 @@ impl Clients {
         self.stop.store(true, Ordering::SeqCst);
     }
 
+    /// Which generation of keys and workers the clients use now.
+    fn era(&self) -> u64 {
+        (self.start.elapsed().as_secs_f64() / KEY_ERA.as_secs_f64()) as u64
+    }
+
     pub fn now(&self) -> u64 {
         u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
@@ -189,12 +198,12 @@ impl Clients {
             let node = self.ids[rng.random_range(0..self.ids.len())];
             let dice = rng.random_range(0..100);
             let backoff = if dice < 45 {
-                let key = format!("reg/{}", rng.random_range(0..KV_KEYS));
+                let key = format!("reg/{}.{}", rng.random_range(0..KV_KEYS), self.era());
                 self.kv_op(c, seq, node, &key, &mut known, &mut rng).await
             } else if dice < 62 {
                 self.set_create(c, seq, node).await
             } else {
-                let w = format!("cw-{}", rng.random_range(0..WORKERS));
+                let w = format!("cw-{}.{}", rng.random_range(0..WORKERS), self.era());
                 self.worker_op(c, node, &w, &mut known, &mut rng).await
             };
             if backoff {
@@ -693,20 +702,35 @@ impl Clients {
         });
     }
 
-    /// A final linearizable read of every key and worker through `node`, into the history.
-    pub async fn final_reads(&self, node: u64) {
-        for k in 0..KV_KEYS {
-            let key = format!("reg/{k}");
+    /// A read that is retried (a few times, a moment apart) until it gets an answer: a read
+    /// that got none changed nothing, so only the answered attempt enters the history.
+    async fn read_retrying(&self, node: u64, path: &str) -> (u64, Outcome) {
+        let mut last = (self.now(), Outcome::Unknown);
+        for _ in 0..5 {
             let invoke = self.now();
             let out = self
-                .send(
-                    reqwest::Method::GET,
-                    node,
-                    &format!("/v1/kv/{key}"),
-                    None,
-                    false,
-                )
+                .send(reqwest::Method::GET, node, path, None, false)
                 .await;
+            if matches!(out, Outcome::Answer(..)) {
+                return (invoke, out);
+            }
+            last = (invoke, out);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        last
+    }
+
+    /// A final linearizable read of every key and worker through `node`, into the history.
+    pub async fn final_reads(&self, node: u64) {
+        let (keys, workers): (Vec<String>, Vec<String>) = {
+            let h = self.history.lock().unwrap_or_else(|p| p.into_inner());
+            (
+                h.kv.keys().cloned().collect(),
+                h.workers.keys().cloned().collect(),
+            )
+        };
+        for key in keys {
+            let (invoke, out) = self.read_retrying(node, &format!("/v1/kv/{key}")).await;
             let op = match out {
                 Outcome::Answer(200, v) => {
                     let val = v["value"].as_str().unwrap_or("");
@@ -740,18 +764,8 @@ impl Clients {
                 format!("final read via node {node}"),
             );
         }
-        for w in 0..WORKERS {
-            let w = format!("cw-{w}");
-            let invoke = self.now();
-            let out = self
-                .send(
-                    reqwest::Method::GET,
-                    node,
-                    &format!("/v1/workers/{w}"),
-                    None,
-                    false,
-                )
-                .await;
+        for w in workers {
+            let (invoke, out) = self.read_retrying(node, &format!("/v1/workers/{w}")).await;
             let op = match out {
                 Outcome::Answer(200, v) => WorkerOp::Read(record(&v)),
                 Outcome::Answer(404, _) => WorkerOp::Read(None),
