@@ -15,6 +15,9 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/drover/target}
 PROFILE=${PROFILE:-dev}
 if [ -n "${CI:-}" ]; then
   export PROPTEST_CASES=${PROPTEST_CASES:-128}
+  # A failing case on a large generated cluster can take proptest many minutes to shrink;
+  # CI reports it (with its seed, persisted beside the test) within a minute instead.
+  export PROPTEST_MAX_SHRINK_TIME=${PROPTEST_MAX_SHRINK_TIME:-60000}
 fi
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
