@@ -311,3 +311,55 @@ async fn bootstrap_without_the_first_node() {
     })
     .await;
 }
+
+/// Concurrent KV writes are group-committed, writes to different keys possibly sharing a log
+/// entry and so a version, but two writes to one key never share one: each answer's version
+/// names exactly that write, which compare-and-set relies on. Every write reads back.
+#[tokio::test]
+async fn concurrent_writes_never_share_a_key_version() {
+    let c = Cluster::start(3, &[]);
+    let leader = c.leader_among(&[1, 2, 3]).await;
+    let writes = (0..64u64).map(|i| {
+        let c = &c;
+        async move {
+            let key = if i % 4 == 0 {
+                "hot".to_owned()
+            } else {
+                format!("cold/{i}")
+            };
+            let r = c.put(leader, &key, &format!("v{i}")).await.unwrap();
+            assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+            let body: serde_json::Value = r.json().await.unwrap();
+            (key, body["version"].as_u64().unwrap(), format!("v{i}"))
+        }
+    });
+    let answers = futures::future::join_all(writes).await;
+    let hot: std::collections::BTreeMap<u64, &str> = answers
+        .iter()
+        .filter(|(k, _, _)| k == "hot")
+        .map(|(_, v, value)| (*v, value.as_str()))
+        .collect();
+    assert_eq!(
+        hot.len(),
+        16,
+        "two writes to one key shared a version: {answers:?}"
+    );
+    let (_, last) = hot.last_key_value().unwrap();
+    assert_eq!(c.get(leader, "hot", false).await.as_deref(), Some(*last));
+    for (key, _, value) in answers.iter().filter(|(k, _, _)| k != "hot") {
+        assert_eq!(
+            c.get(leader, key, false).await.as_deref(),
+            Some(value.as_str())
+        );
+    }
+    let shared = answers.len()
+        - answers
+            .iter()
+            .map(|(_, v, _)| v)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+    println!(
+        "{} writes, {shared} of them in an entry shared with another",
+        answers.len()
+    );
+}

@@ -2,6 +2,7 @@
 //! admin API ([`run`]), and the API itself.
 
 pub mod api;
+mod batcher;
 pub mod config;
 pub mod liveness;
 mod node;

@@ -43,6 +43,8 @@ struct Inner {
     heartbeats: crate::liveness::Heartbeats,
     /// Coalesces concurrent linearizable reads onto shared leadership confirmations.
     reads: Arc<crate::read_index::ReadIndex>,
+    /// Group-commits concurrent KV writes into shared log entries.
+    writes: crate::batcher::Batcher,
 }
 
 /// A handle on the running node, shared by the API handlers and background tasks.
@@ -72,6 +74,10 @@ impl Node {
 
     pub(crate) fn read_index(&self) -> &crate::read_index::ReadIndex {
         &self.0.reads
+    }
+
+    pub(crate) fn batcher(&self) -> &crate::batcher::Batcher {
+        &self.0.writes
     }
 
     pub fn state(&self) -> &StateHandle {
@@ -261,6 +267,7 @@ pub async fn run(
         .no_proxy()
         .build()?;
 
+    let (writes, write_queue) = crate::batcher::Batcher::new();
     let node = Node(Arc::new(Inner {
         config: config.clone(),
         raft: raft.clone(),
@@ -272,6 +279,12 @@ pub async fn run(
         http_metrics: Default::default(),
         heartbeats: Default::default(),
         reads: crate::read_index::ReadIndex::new(),
+        writes,
+    }));
+    let proposing = node.clone();
+    tokio::spawn(write_queue.run(move |commands| {
+        let node = proposing.clone();
+        async move { node.propose_batch(commands).await }
     }));
     let confirming = node.clone();
     tokio::spawn(node.0.reads.clone().run(move || {

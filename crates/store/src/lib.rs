@@ -66,6 +66,8 @@ pub enum Reply {
     Rejected(Rejection),
     /// A Raft-internal entry (blank or membership) with nothing to answer.
     Internal,
+    /// A batch entry's answers, one per command in order (`Applied` or `Rejected`).
+    Batch(Vec<Reply>),
 }
 
 /// How often openraft snapshots and how much log it keeps behind a snapshot, so that a restart

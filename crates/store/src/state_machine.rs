@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use drover_types::{
-    Changes, ClusterState, DrainIntent, Event, KvEntry, Partition, Settings, Table, Worker,
-    WorkerId, apply, codec,
+    Changes, ClusterState, Command, DrainIntent, Event, KvEntry, Partition, Settings, Table,
+    Worker, WorkerId, apply_proposal, codec,
 };
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
@@ -343,12 +343,24 @@ impl StateMachine {
                     Reply::Internal
                 }
                 EntryPayload::Normal(proposal) => {
-                    match apply(&mut a.state, entry.log_id.index, &proposal) {
-                        Ok(mut outcome) => {
-                            changes.merge(std::mem::take(&mut outcome.changes));
-                            Reply::Applied(Box::new(outcome))
+                    let batch = matches!(proposal.command, Command::Batch(_));
+                    let mut answers: Vec<Reply> =
+                        apply_proposal(&mut a.state, entry.log_id.index, &proposal)
+                            .into_iter()
+                            .map(|result| match result {
+                                Ok(mut outcome) => {
+                                    changes.merge(std::mem::take(&mut outcome.changes));
+                                    Reply::Applied(Box::new(outcome))
+                                }
+                                Err(rejection) => Reply::Rejected(rejection),
+                            })
+                            .collect();
+                    match answers.pop() {
+                        Some(single) if !batch => single,
+                        last => {
+                            answers.extend(last);
+                            Reply::Batch(answers)
                         }
-                        Err(rejection) => Reply::Rejected(rejection),
                     }
                 }
             };

@@ -206,24 +206,83 @@ pub struct Outcome {
 ///
 /// Total: any command yields `Ok` or a typed `Rejection`, never a panic. On `Err` the state is
 /// unchanged. On a change, the state version and every touched record's version become `index`.
+///
+/// A [`Command::Batch`] is refused here: its commands have one answer each, from
+/// [`apply_proposal`].
 pub fn apply(
     state: &mut ClusterState,
     index: u64,
     proposal: &Proposal,
 ) -> Result<Outcome, Rejection> {
+    check_index(state, index)?;
+    if matches!(proposal.command, Command::Batch(_)) {
+        return invalid("a batch has one answer per command: apply it with apply_proposal");
+    }
+    apply_command(state, index, proposal.at_ms, &proposal.command)
+}
+
+/// Apply a log entry's proposal: one result for a command, or one per command of a batch, in
+/// order, each applied as if alone at the entry's index.
+///
+/// A malformed batch (empty, nested, a command that may not be batched, or two writes to one
+/// key) changes nothing: every command in it is answered `invalid`.
+pub fn apply_proposal(
+    state: &mut ClusterState,
+    index: u64,
+    proposal: &Proposal,
+) -> Vec<Result<Outcome, Rejection>> {
+    let Command::Batch(commands) = &proposal.command else {
+        return vec![apply(state, index, proposal)];
+    };
+    if let Err(refusal) = check_index(state, index).and_then(|()| check_batch(commands)) {
+        return vec![Err(refusal); commands.len().max(1)];
+    }
+    commands
+        .iter()
+        .map(|command| apply_command(state, index, proposal.at_ms, command))
+        .collect()
+}
+
+fn check_index(state: &ClusterState, index: u64) -> Result<(), Rejection> {
     if index <= state.version {
         return invalid(format!(
             "log index {index} is not above the state version {}",
             state.version
         ));
     }
+    Ok(())
+}
+
+fn check_batch(commands: &[Command]) -> Result<(), Rejection> {
+    if commands.is_empty() {
+        return invalid("an empty batch");
+    }
+    let mut keys = std::collections::HashSet::with_capacity(commands.len());
+    for command in commands {
+        let Some(key) = command.batch_key() else {
+            return invalid("only KV writes may be batched");
+        };
+        if !keys.insert(key) {
+            return invalid(format!("a batch writes key {key:?} twice"));
+        }
+    }
+    Ok(())
+}
+
+/// One command at `index`, without the index check (a batch's commands share its index).
+fn apply_command(
+    state: &mut ClusterState,
+    index: u64,
+    at_ms: u64,
+    command: &Command,
+) -> Result<Outcome, Rejection> {
     let mut cx = Cx {
         s: state,
         index,
-        at: proposal.at_ms,
+        at: at_ms,
         changes: Changes::default(),
     };
-    let response = match &proposal.command {
+    let response = match command {
         Command::Register(r) => cx.register(r),
         Command::SetState {
             worker,
@@ -281,6 +340,7 @@ pub fn apply(
             expected_version,
         } => cx.kv_delete(key, *expected_version),
         Command::UpdateSettings(s) => cx.update_settings(s),
+        Command::Batch(_) => invalid("batches do not nest"),
     }?;
     let changes = cx.changes;
     let changed = !changes.is_empty();

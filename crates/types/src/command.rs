@@ -124,4 +124,20 @@ pub enum Command {
         expected_version: Option<u64>,
     },
     UpdateSettings(Settings),
+    /// KV writes to distinct keys that the leader proposes as one log entry (group commit).
+    /// Each is applied in order as if alone and answered on its own; all take the entry's index
+    /// as their version. Distinct keys keep a key's version naming exactly one write, so
+    /// compare-and-set stays exact. Only `KvPut` and `KvDelete` may be batched.
+    Batch(Vec<Command>),
+}
+
+impl Command {
+    /// The key a batchable command writes: `Some` for `KvPut` and `KvDelete`, which may share a
+    /// log entry with writes to other keys.
+    pub fn batch_key(&self) -> Option<&str> {
+        match self {
+            Command::KvPut { key, .. } | Command::KvDelete { key, .. } => Some(key),
+            _ => None,
+        }
+    }
 }

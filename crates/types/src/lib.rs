@@ -33,7 +33,9 @@ mod partition;
 mod state;
 mod worker;
 
-pub use apply::{Changes, Outcome, RejectCode, Rejection, Response, apply, check_generation};
+pub use apply::{
+    Changes, Outcome, RejectCode, Rejection, Response, apply, apply_proposal, check_generation,
+};
 pub use command::{Actor, Command, Proposal, Registration};
 pub use drain::{DrainIntent, PlannedMove};
 pub use events::{Event, EventKind, EventLog};

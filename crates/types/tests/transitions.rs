@@ -5,7 +5,9 @@ mod common;
 
 use WorkerState::{Active as A, Disabled as D, Draining as Dr, Provisioning as P};
 use common::{Harness, register_cmd};
-use drover_types::{Actor, Command, RejectCode, Response, WorkerId, WorkerState};
+use drover_types::{
+    Actor, Command, Proposal, RejectCode, Response, WorkerId, WorkerState, apply_proposal,
+};
 
 /// Expected answer: accepted with a change, accepted unchanged, or rejected with a code.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -532,4 +534,102 @@ fn limits_are_enforced() {
         expected_version: None,
     });
     assert_eq!(e.unwrap_err().code, RejectCode::NotFound);
+}
+
+fn put(key: &str, value: &str, expected_version: Option<u64>) -> Command {
+    Command::KvPut {
+        key: key.into(),
+        value: value.into(),
+        expected_version,
+    }
+}
+
+/// A batch entry answers each of its KV writes as if it were alone, all at the entry's index;
+/// a refused write inside it refuses nothing else.
+#[test]
+fn batch_answers_each_write_at_the_entry_index() {
+    let mut h = Harness::new();
+    h.ok(put("a", "1", None));
+    let index = h.index + 1;
+    let batch = Proposal {
+        at_ms: h.now_ms,
+        command: Command::Batch(vec![
+            put("a", "2", Some(1)),
+            put("b", "x", Some(7)),
+            put("c", "3", Some(0)),
+            Command::KvDelete {
+                key: "missing".into(),
+                expected_version: None,
+            },
+        ]),
+    };
+    let answers = apply_proposal(&mut h.state, index, &batch);
+    let codes: Vec<_> = answers
+        .iter()
+        .map(|a| a.as_ref().err().map(|e| e.code))
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            None,
+            Some(RejectCode::VersionConflict),
+            None,
+            Some(RejectCode::NotFound)
+        ]
+    );
+    assert_eq!(h.state.version, index);
+    assert_eq!(h.state.kv["a"].version, index);
+    assert_eq!(h.state.kv["a"].value, "2");
+    assert_eq!(h.state.kv["c"].create_version, index);
+    assert!(!h.state.kv.contains_key("b"));
+    // The next entry must still be above the batch's index.
+    let again = apply_proposal(&mut h.state, index, &batch);
+    assert!(
+        again
+            .iter()
+            .all(|a| a.as_ref().is_err_and(|e| e.code == RejectCode::Invalid))
+    );
+}
+
+/// Batches the leader never builds are refused whole and change nothing: two writes to one key
+/// (which would share a version), a command that is not a KV write, a nested batch, an empty one.
+#[test]
+fn malformed_batches_change_nothing() {
+    let mut h = Harness::new();
+    h.ok(put("a", "1", None));
+    let before = h.state.clone();
+    let malformed = [
+        vec![put("a", "2", None), put("a", "3", None)],
+        vec![
+            put("b", "2", None),
+            Command::CreateTable {
+                count: 1,
+                replication_factor: 1,
+            },
+        ],
+        vec![
+            put("b", "2", None),
+            Command::Batch(vec![put("c", "1", None)]),
+        ],
+        vec![],
+    ];
+    for commands in malformed {
+        let n = commands.len().max(1);
+        let p = Proposal {
+            at_ms: h.now_ms,
+            command: Command::Batch(commands.clone()),
+        };
+        let answers = apply_proposal(&mut h.state, h.index + 1, &p);
+        assert_eq!(answers.len(), n, "{commands:?}");
+        assert!(
+            answers
+                .iter()
+                .all(|a| a.as_ref().is_err_and(|e| e.code == RejectCode::Invalid)),
+            "{commands:?}: {answers:?}"
+        );
+        assert_eq!(h.state, before, "{commands:?}");
+        // `apply` itself refuses a batch: it has one answer per command.
+        let e = drover_types::apply(&mut h.state, h.index + 1, &p).unwrap_err();
+        assert_eq!(e.code, RejectCode::Invalid);
+    }
 }

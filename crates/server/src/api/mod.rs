@@ -442,30 +442,68 @@ impl Node {
         }
     }
 
-    /// Proposes a command through Raft and returns `apply`'s answer.
+    /// Proposes a command through Raft and returns `apply`'s answer. KV writes go through the
+    /// batcher, which may share their log entry with other keys' writes.
     pub(crate) async fn propose(&self, command: Command) -> ApiResult<Outcome> {
+        if self.config().unsafe_test.early_ack {
+            let proposal = Proposal {
+                at_ms: now_ms(),
+                command,
+            };
+            return self.propose_early_ack(proposal).await;
+        }
+        if command.batch_key().is_some() {
+            return self.batcher().propose(command).await;
+        }
+        let mut answers = self.propose_batch(vec![command]).await;
+        answers
+            .pop()
+            .unwrap_or_else(|| Err(ApiError::internal("a write was proposed without answer")))
+    }
+
+    /// Proposes commands as one log entry (a lone command as itself, several as a
+    /// `Command::Batch`) and answers one result per command, in order.
+    pub(crate) async fn propose_batch(
+        &self,
+        mut commands: Vec<Command>,
+    ) -> Vec<ApiResult<Outcome>> {
+        let count = commands.len();
+        let command = match commands.len() {
+            1 => commands.pop().unwrap_or(Command::Batch(Vec::new())),
+            _ => Command::Batch(commands),
+        };
         let proposal = Proposal {
             at_ms: now_ms(),
             command,
         };
-        if self.config().unsafe_test.early_ack {
-            return self.propose_early_ack(proposal).await;
-        }
+        let answer = |reply: Reply| match reply {
+            Reply::Applied(outcome) => Ok(*outcome),
+            Reply::Rejected(rejection) => Err(rejection.into()),
+            Reply::Internal | Reply::Batch(_) => Err(ApiError::internal(
+                "a command was answered as a raft entry or a batch",
+            )),
+        };
+        let failed = |e: ApiError| vec![Err(e); count];
         match self.raft().client_write(proposal).await {
             Ok(resp) => match resp.data {
-                Reply::Applied(outcome) => Ok(*outcome),
-                Reply::Rejected(rejection) => Err(rejection.into()),
-                Reply::Internal => {
-                    Err(ApiError::internal("a command was answered as a raft entry"))
+                Reply::Batch(replies) if replies.len() == count && count > 1 => {
+                    replies.into_iter().map(answer).collect()
                 }
+                Reply::Batch(_) => failed(ApiError::internal(
+                    "a batch was answered with the wrong number of results",
+                )),
+                reply if count == 1 => vec![answer(reply)],
+                _ => failed(ApiError::internal(
+                    "a batch was answered as a single command",
+                )),
             },
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(ApiError::unavailable(
+                failed(ApiError::unavailable(
                     "this node stopped being the leader before the write was proposed; retry",
                     self.hint(f.leader_id),
                 ))
             }
-            Err(e) => Err(ApiError::outcome_unknown(
+            Err(e) => failed(ApiError::outcome_unknown(
                 format!("the write may or may not have been applied: {e}"),
                 self.leader(),
             )),
