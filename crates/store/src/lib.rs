@@ -5,7 +5,8 @@
 //! Durability, in one place (each write site repeats the reason):
 //! - **Appends** are written to RocksDB (readable at once, as openraft requires) and then a
 //!   dedicated thread syncs the WAL and only then calls openraft's `LogFlushed` callback, so no
-//!   entry is acknowledged before it is on disk. Appends queued behind one sync share it.
+//!   entry is acknowledged before it is on disk. (openraft 0.9 awaits each append's callback, so
+//!   each append gets its own sync; the leader batches client writes into entries instead.)
 //! - **Votes and truncations** are written with `sync = true` before the call returns.
 //! - **Applied state** is written without a sync, in one batch with its applied log id. Losing it
 //!   in a power cut is harmless: every applied entry is still in the durable log (purges only
