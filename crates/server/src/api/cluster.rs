@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{
-    BadRequest, Conflict, Forbidden, NotFound, TooLarge, Unauthorized, Unavailable,
+    BadRequest, Conflict, Forbidden, NotFound, StandardErrors, TooLarge, Unauthorized,
 };
 use super::{ApiError, ApiPath, ApiResult, Route, body, parse_json};
 use crate::node::Node;
@@ -209,12 +209,9 @@ pub struct AddMember {
     responses(
         (status = 200, description = "Already a member at that address; nothing changed", body = Member),
         (status = 202, description = "Added as a learner; it becomes a voter once caught up", body = Member),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
+        StandardErrors,
         (status = 409, response = Conflict),
         (status = 413, response = TooLarge),
-        (status = 503, response = Unavailable),
     )
 )]
 pub async fn add_member(
@@ -305,12 +302,9 @@ pub struct MemberRemoved {
     params(MemberPath),
     responses(
         (status = 200, description = "Removed", body = MemberRemoved),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
+        StandardErrors,
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
-        (status = 503, response = Unavailable),
     )
 )]
 pub async fn remove_member(

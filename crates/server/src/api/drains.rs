@@ -19,9 +19,7 @@ use drover_types::{
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::error::{
-    BadRequest, Conflict, Forbidden, NotFound, TooLarge, Unauthorized, Unavailable,
-};
+use super::error::{Conflict, NotFound, StandardErrors, TooLarge};
 use super::{ApiError, ApiPath, ApiResult, WorkerPath, body, parse_json};
 use crate::node::Node;
 
@@ -84,13 +82,10 @@ pub enum DrainAnswer {
     request_body(content = Option<DrainOneRequest>, description = "Optional; an empty body starts the drain"),
     responses(
         (status = 200, description = "The plan (dry run) or the started drain", body = DrainAnswer),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
+        StandardErrors,
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
         (status = 413, response = TooLarge),
-        (status = 503, response = Unavailable),
     )
 )]
 pub async fn drain_one(
@@ -119,13 +114,10 @@ pub async fn drain_one(
     request_body = DrainSetRequest,
     responses(
         (status = 200, description = "The plan (dry run) or the started drain", body = DrainAnswer),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
+        StandardErrors,
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
         (status = 413, response = TooLarge),
-        (status = 503, response = Unavailable),
     )
 )]
 pub async fn drain_set(

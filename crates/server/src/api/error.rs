@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use drover_types::Rejection;
 use serde::Serialize;
-use utoipa::{ToResponse, ToSchema};
+use utoipa::{IntoResponses, ToResponse, ToSchema};
 
 /// Where the leader is, as far as this node knows.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq, ToSchema)]
@@ -160,3 +160,18 @@ pub struct TooLarge(pub ErrorBody);
 #[derive(Debug, ToResponse)]
 #[response(headers(("x-drover-leader" = String, description = "The leader's HOST:PORT, when known")))]
 pub struct Unavailable(pub ErrorBody);
+
+/// The refusals almost every operation can answer, listed once: a malformed request, no or an
+/// unknown token, a token without the right, and no leader to serve it (each a reference to
+/// the shared response above). Operations add what is theirs (404, 409, 413, ...) beside it.
+#[derive(Debug, IntoResponses)]
+pub enum StandardErrors {
+    #[response(status = 400)]
+    BadRequest(#[ref_response] BadRequest),
+    #[response(status = 401)]
+    Unauthorized(#[ref_response] Unauthorized),
+    #[response(status = 403)]
+    Forbidden(#[ref_response] Forbidden),
+    #[response(status = 503)]
+    Unavailable(#[ref_response] Unavailable),
+}

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Role;
-use super::error::{BadRequest, Forbidden, Gone, Unauthorized, Unavailable};
+use super::error::{Forbidden, Gone, StandardErrors, Unauthorized, Unavailable};
 use super::{ApiError, ApiResult, page_limit, parse_query};
 use crate::node::Node;
 
@@ -47,11 +47,8 @@ pub struct EventPage {
     params(EventsQuery),
     responses(
         (status = 200, description = "A page of events", body = EventPage),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
+        StandardErrors,
         (status = 410, response = Gone),
-        (status = 503, response = Unavailable),
     )
 )]
 pub async fn list(State(node): State<Node>, uri: Uri, headers: HeaderMap) -> ApiResult<Response> {

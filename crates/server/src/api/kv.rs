@@ -11,9 +11,7 @@ use drover_types::{Command, KvEntry, Response as Applied, validate_kv_key};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::{
-    BadRequest, Conflict, Forbidden, NotFound, TooLarge, Unauthorized, Unavailable,
-};
+use super::error::{Conflict, NotFound, StandardErrors, TooLarge};
 use super::{
     ApiError, ApiPath, ApiResult, ReadQuery, Route, body, no_dot_segments, page_limit, parse_json,
     parse_query,
@@ -106,11 +104,8 @@ fn check_key(key: &str) -> ApiResult<()> {
     params(KeyPath, ReadQuery),
     responses(
         (status = 200, description = "The key", body = KvItem),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
+        StandardErrors,
         (status = 404, response = NotFound),
-        (status = 503, response = Unavailable),
     )
 )]
 pub async fn get(
@@ -140,10 +135,7 @@ pub async fn get(
     params(ListQuery),
     responses(
         (status = 200, description = "A page of keys", body = KvPage),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 503, response = Unavailable),
+        StandardErrors,
     )
 )]
 pub async fn list(State(node): State<Node>, uri: Uri, headers: HeaderMap) -> ApiResult<Response> {
@@ -197,12 +189,9 @@ pub async fn list(State(node): State<Node>, uri: Uri, headers: HeaderMap) -> Api
                 ("delete" = (operation_id = "delete_kv", parameters(("key" = "$request.path.key"),
                     ("expected_version" = "$response.body#/version")))),
             )),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
+        StandardErrors,
         (status = 409, response = Conflict),
         (status = 413, response = TooLarge),
-        (status = 503, response = Unavailable),
     )
 )]
 pub async fn put(
@@ -249,12 +238,9 @@ pub struct KvDeleted {
     params(KeyPath, DeleteQuery),
     responses(
         (status = 200, description = "Deleted", body = KvDeleted),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
+        StandardErrors,
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
-        (status = 503, response = Unavailable),
     )
 )]
 pub async fn delete(

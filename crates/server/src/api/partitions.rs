@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{
-    BadRequest, Conflict, Forbidden, NotFound, TooLarge, Unauthorized, Unavailable,
+    BadRequest, Conflict, NotFound, StandardErrors, TooLarge, Unauthorized, Unavailable,
 };
 use super::{ApiError, ApiPath, ApiResult, ReadQuery, body, page_limit, parse_json, parse_query};
 use crate::node::Node;
@@ -38,12 +38,9 @@ pub struct CreateTable {
     request_body = CreateTable,
     responses(
         (status = 201, description = "Created", body = Table),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
+        StandardErrors,
         (status = 409, response = Conflict),
         (status = 413, response = TooLarge),
-        (status = 503, response = Unavailable),
     )
 )]
 pub async fn create(
@@ -101,10 +98,7 @@ pub struct PartitionPage<'a> {
     params(ListQuery),
     responses(
         (status = 200, description = "A page of partitions", body = PartitionPage<'_>),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 503, response = Unavailable),
+        StandardErrors,
     )
 )]
 pub async fn list(State(node): State<Node>, uri: Uri, headers: HeaderMap) -> ApiResult<Response> {
@@ -148,11 +142,8 @@ pub(crate) struct PartitionPath {
     params(PartitionPath, ReadQuery),
     responses(
         (status = 200, description = "The partition", body = Partition),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
+        StandardErrors,
         (status = 404, response = NotFound),
-        (status = 503, response = Unavailable),
     )
 )]
 pub async fn show(
@@ -210,11 +201,8 @@ pub(crate) struct KeyPath {
     params(KeyPath, ReadQuery),
     responses(
         (status = 200, description = "The partition owning the key and where it is served", body = Routing<'_>),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
+        StandardErrors,
         (status = 404, response = NotFound),
-        (status = 503, response = Unavailable),
     )
 )]
 pub async fn by_key(

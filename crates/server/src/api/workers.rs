@@ -19,7 +19,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Role;
 use super::error::{
-    BadRequest, Conflict, Forbidden, NotFound, TooLarge, Unauthorized, Unavailable,
+    BadRequest, Conflict, NotFound, StandardErrors, TooLarge, Unauthorized, Unavailable,
 };
 use super::{
     ApiError, ApiPath, ApiResult, ReadQuery, WorkerPath, body, no_dot_segments, page_limit,
@@ -309,10 +309,7 @@ pub struct WorkerPage {
     params(ListQuery),
     responses(
         (status = 200, description = "A page of workers", body = WorkerPage),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 503, response = Unavailable),
+        StandardErrors,
     )
 )]
 pub async fn list(State(node): State<Node>, uri: Uri, headers: HeaderMap) -> ApiResult<Response> {
@@ -360,11 +357,8 @@ pub async fn list(State(node): State<Node>, uri: Uri, headers: HeaderMap) -> Api
     params(WorkerPath, ReadQuery),
     responses(
         (status = 200, description = "The worker", body = WorkerView),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
+        StandardErrors,
         (status = 404, response = NotFound),
-        (status = 503, response = Unavailable),
     )
 )]
 pub async fn show(
@@ -488,12 +482,9 @@ struct DeleteQuery {
     params(WorkerPath, DeleteQuery),
     responses(
         (status = 200, description = "Removed", body = WorkerRemoved),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
+        StandardErrors,
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
-        (status = 503, response = Unavailable),
     )
 )]
 pub async fn remove(
