@@ -175,3 +175,20 @@ pub enum StandardErrors {
     #[response(status = 503)]
     Unavailable(#[ref_response] Unavailable),
 }
+
+/// The refusals of the calls a worker's agent makes with the worker token (register, state
+/// change, acknowledge): the worker token may make them, so there is no 403, and each is a
+/// write (409 refused by the state machine, 413 too large).
+#[derive(Debug, IntoResponses)]
+pub enum AgentErrors {
+    #[response(status = 400)]
+    BadRequest(#[ref_response] BadRequest),
+    #[response(status = 401)]
+    Unauthorized(#[ref_response] Unauthorized),
+    #[response(status = 409)]
+    Conflict(#[ref_response] Conflict),
+    #[response(status = 413)]
+    TooLarge(#[ref_response] TooLarge),
+    #[response(status = 503)]
+    Unavailable(#[ref_response] Unavailable),
+}

@@ -12,9 +12,7 @@ use drover_types::{
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::{
-    BadRequest, Conflict, NotFound, StandardErrors, TooLarge, Unauthorized, Unavailable,
-};
+use super::error::{AgentErrors, Conflict, NotFound, StandardErrors, TooLarge};
 use super::{ApiError, ApiPath, ApiResult, ReadQuery, body, page_limit, parse_json, parse_query};
 use crate::node::Node;
 
@@ -276,12 +274,8 @@ pub(crate) struct ReplicaPath {
     request_body = AckRequest,
     responses(
         (status = 200, description = "The partition after the step (unchanged for a repeated acknowledgement)", body = Partition),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
+        AgentErrors,
         (status = 404, response = NotFound),
-        (status = 409, response = Conflict),
-        (status = 413, response = TooLarge),
-        (status = 503, response = Unavailable),
     )
 )]
 pub async fn ack(

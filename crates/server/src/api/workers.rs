@@ -18,9 +18,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Role;
-use super::error::{
-    BadRequest, Conflict, NotFound, StandardErrors, TooLarge, Unauthorized, Unavailable,
-};
+use super::error::{AgentErrors, BadRequest, Conflict, NotFound, StandardErrors, Unauthorized};
 use super::{
     ApiError, ApiPath, ApiResult, ReadQuery, WorkerPath, body, no_dot_segments, page_limit,
     parse_json, parse_query,
@@ -228,11 +226,7 @@ pub struct RegisterRequest {
                     request_body = json!({"workers": ["$request.path.id"]}))),
                 ("remove" = (operation_id = "remove_worker", parameters(("id" = "$request.path.id")))),
             )),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 409, response = Conflict),
-        (status = 413, response = TooLarge),
-        (status = 503, response = Unavailable),
+        AgentErrors,
     )
 )]
 pub async fn register(
@@ -409,12 +403,8 @@ pub struct StateRequest {
                     request_body = json!({"state": "disabled"}))),
                 ("remove" = (operation_id = "remove_worker", parameters(("id" = "$request.path.id")))),
             )),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
+        AgentErrors,
         (status = 404, response = NotFound),
-        (status = 409, response = Conflict),
-        (status = 413, response = TooLarge),
-        (status = 503, response = Unavailable),
     )
 )]
 pub async fn set_state(
@@ -704,12 +694,8 @@ pub struct HeartbeatAck {
     request_body = HeartbeatRequest,
     responses(
         (status = 200, description = "Recorded by the leader", body = HeartbeatAck),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
+        AgentErrors,
         (status = 404, response = NotFound),
-        (status = 409, response = Conflict),
-        (status = 413, response = TooLarge),
-        (status = 503, response = Unavailable),
     )
 )]
 pub async fn heartbeat(
