@@ -358,8 +358,25 @@ async fn concurrent_writes_never_share_a_key_version() {
             .map(|(_, v, _)| v)
             .collect::<std::collections::BTreeSet<_>>()
             .len();
+    // The leader's batcher reports every write it proposed, and in how many entries.
+    let metrics = c
+        .req(reqwest::Method::GET, leader, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+    };
+    assert_eq!(value("drover_kv_writes_per_entry_sum "), 64.0);
     println!(
-        "{} writes, {shared} of them in an entry shared with another",
-        answers.len()
+        "{} writes in {} entries, {shared} of them in an entry shared with another",
+        answers.len(),
+        value("drover_kv_writes_per_entry_count ")
     );
 }

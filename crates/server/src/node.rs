@@ -284,7 +284,11 @@ pub async fn run(
     let proposing = node.clone();
     tokio::spawn(write_queue.run(move |commands| {
         let node = proposing.clone();
-        async move { node.propose_batch(commands).await }
+        async move {
+            let writes = commands.len() as f64;
+            node.http_metrics().kv_writes_per_entry.observe(writes);
+            node.propose_batch(commands).await
+        }
     }));
     let confirming = node.clone();
     tokio::spawn(node.0.reads.clone().run(move || {

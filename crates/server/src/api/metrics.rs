@@ -45,6 +45,8 @@ pub struct HttpMetrics {
     /// Seconds from a drain request to its worker's Disabled, observed by the leader that
     /// committed the Disabled.
     pub(crate) drain_seconds: Histogram,
+    /// KV writes per proposed log entry (group commit), observed by the leader's batcher.
+    pub(crate) kv_writes_per_entry: Histogram,
 }
 
 impl std::fmt::Debug for HttpMetrics {
@@ -64,6 +66,8 @@ impl Default for HttpMetrics {
         let moves_completed = Family::<ReasonLabels, Counter>::default();
         // 1 s to ~9 h.
         let drain_seconds = Histogram::new(exponential_buckets(1.0, 2.0, 15));
+        // 1 to 512 writes.
+        let kv_writes_per_entry = Histogram::new(exponential_buckets(1.0, 2.0, 10));
         let mut registry = Registry::default();
         registry.register(
             "drover_moves_started",
@@ -79,6 +83,11 @@ impl Default for HttpMetrics {
             "drover_drain_to_disabled_seconds",
             "Time from a drain request to the worker's Disabled",
             drain_seconds.clone(),
+        );
+        registry.register(
+            "drover_kv_writes_per_entry",
+            "KV writes the leader proposed together in one log entry (group commit)",
+            kv_writes_per_entry.clone(),
         );
         registry.register(
             "drover_http_requests",
@@ -97,6 +106,7 @@ impl Default for HttpMetrics {
             moves_started,
             moves_completed,
             drain_seconds,
+            kv_writes_per_entry,
         }
     }
 }
