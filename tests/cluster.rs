@@ -295,6 +295,82 @@ async fn fault_layer_isolates_the_leader() {
     assert_eq!(s["state"], "follower", "{s}");
 }
 
+/// A leader cut off in both directions still believes it leads; a write it takes can never
+/// commit. It answers 503 `outcome_unknown` once the request timeout (5 s + two election
+/// timeouts) has passed, rather than holding the client until the partition heals; and the
+/// write indeed never takes effect.
+#[tokio::test]
+async fn a_cut_off_leader_answers_outcome_unknown() {
+    let c = Cluster::start(3, &["--enable-fault-injection", "true"]);
+    let old = c.leader_among(&[1, 2, 3]).await;
+    let others: Vec<u64> = (1..=3).filter(|id| *id != old).collect();
+    let cut = |from: u64, to: u64| {
+        let c = &c;
+        async move {
+            let r = c
+                .http
+                .post(c.url(from, "/debug/faults"))
+                .json(&serde_json::json!({"peer": to, "drop": true}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+    };
+    for peer in &others {
+        cut(old, *peer).await;
+        cut(*peer, old).await;
+    }
+    let new = wait_for(
+        "the others to elect a new leader",
+        Duration::from_secs(30),
+        || async {
+            let s = c.status(others[0]).await?;
+            let l = s["leader"].as_u64()?;
+            others.contains(&l).then_some(l)
+        },
+    )
+    .await;
+    let s = c.status(old).await.unwrap();
+    assert_eq!(
+        s["state"], "leader",
+        "the cut-off node should still think it leads: {s}"
+    );
+    let r = c
+        .req(reqwest::Method::PUT, old, "/v1/kv/lost")
+        .timeout(Duration::from_secs(60))
+        .json(&serde_json::json!({"value": "never"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "outcome_unknown", "{body}");
+    assert_eq!(c.get(new, "lost", false).await, None);
+
+    for id in 1..=3 {
+        let r = c
+            .http
+            .delete(c.url(id, "/debug/faults"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(c.put(new, "after", "1").await.unwrap().status(), 200);
+    wait_for(
+        "the old leader to follow and catch up",
+        Duration::from_secs(30),
+        || async { (c.get(old, "after", true).await.as_deref() == Some("1")).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        c.get(old, "lost", true).await,
+        None,
+        "the uncommitted write survived"
+    );
+}
+
 /// Bootstrap does not depend on the first node: with node 1 never started, nodes 2 and 3 form
 /// the cluster (node 2 initializes after its staggered pause) and accept writes; node 1 joins
 /// when it finally starts.

@@ -88,6 +88,14 @@ impl Default for RaftOptions {
 }
 
 impl RaftOptions {
+    /// How long a proposal may wait to commit before it is answered "outcome unknown": etcd's
+    /// request timeout, 5 s plus two election timeouts (7 s by default). A healthy cluster
+    /// commits in milliseconds; a leader cut off from its peers never does, and its clients
+    /// should hear so and retry elsewhere rather than wait for the partition to heal.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(5) + self.election_timeout_max * 2
+    }
+
     /// The validated openraft configuration.
     ///
     /// Our election timeout is the SPEC's: how long a follower hears no leader before it

@@ -263,7 +263,10 @@ pub async fn run(
     .map_err(|e| Error::Raft(e.to_string()))?;
     let http = reqwest::Client::builder()
         .local_address(config.listen.ip())
-        .timeout(Duration::from_secs(90))
+        // Long enough for the leader to answer any proposal (bounded by the request timeout) or
+        // membership change (10 s); short enough that a request forwarded to a leader that was
+        // just cut off comes back `outcome_unknown` instead of hanging.
+        .timeout(config.raft.request_timeout() + Duration::from_secs(10))
         .no_proxy()
         .build()?;
 

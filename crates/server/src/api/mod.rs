@@ -484,7 +484,18 @@ impl Node {
             )),
         };
         let failed = |e: ApiError| vec![Err(e); count];
-        match self.raft().client_write(proposal).await {
+        let deadline = self.config().raft.request_timeout();
+        let Ok(written) = tokio::time::timeout(deadline, self.raft().client_write(proposal)).await
+        else {
+            return failed(ApiError::outcome_unknown(
+                format!(
+                    "the write was proposed but not committed within {deadline:?} (is this \
+                     leader cut off from the others?); its outcome is unknown"
+                ),
+                self.leader(),
+            ));
+        };
+        match written {
             Ok(resp) => match resp.data {
                 Reply::Batch(replies) if replies.len() == count && count > 1 => {
                     replies.into_iter().map(answer).collect()
