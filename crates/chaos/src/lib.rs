@@ -710,11 +710,15 @@ fn check_histories(h: &History, budget: u64, report: &mut Report) {
     report.operation_counts = h.counts.clone();
     report.anomalies.extend(h.anomalies.iter().cloned());
     let owned = Arc::new(h.owned.clone());
-    let kv = KvModel {
-        owned: owned.clone(),
-    };
     for (key, ops) in &h.kv {
         report.keys_checked += 1;
+        // An unknown write to this key cannot have the version of an acknowledged write to it,
+        // nor of a worker change (never batched); it may share one with another key's write.
+        let mut key_owned = h.worker_owned.clone();
+        key_owned.extend(h.kv_owned.get(key).into_iter().flatten());
+        let kv = KvModel {
+            owned: Arc::new(key_owned),
+        };
         let mut ops = ops.clone();
         report.unknown_pruned += model::prune_unobserved_kv(&mut ops) as u64;
         let ops = &ops;

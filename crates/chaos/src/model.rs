@@ -5,7 +5,9 @@
 //! Versions are state versions, global log indexes: every change gets a new one, larger than the
 //! key's previous one. An operation whose outcome is unknown took effect at a version nobody was
 //! told; the model carries it as unbound (`None`) until a later read or conflict reports it, and
-//! binds it then, refusing a version that an acknowledged write elsewhere already owns.
+//! binds it then, refusing a version that an acknowledged change already owns: for a KV key, an
+//! acknowledged write to the same key or any worker change (writes to different keys may share
+//! a version: the leader group-commits them into one log entry); for a worker, any change.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -55,8 +57,8 @@ pub struct KvState {
     floor: Ver,
 }
 
-/// The KV key model. `owned` holds every version some acknowledged change reported: an
-/// unknown change can never turn out to have one of those.
+/// The KV key model. `owned` holds the versions an unknown change to this key can never turn
+/// out to have: those acknowledged writes to this key and acknowledged worker changes reported.
 #[derive(Clone, Debug)]
 pub struct KvModel {
     pub owned: Arc<BTreeSet<u64>>,

@@ -54,6 +54,11 @@ pub struct History {
     pub sets: Vec<SetCreate>,
     /// Every version an acknowledged change reported (versions are global log indexes).
     pub owned: BTreeSet<u64>,
+    /// The versions acknowledged writes reported, per key. KV writes to different keys may
+    /// share a version (the leader group-commits them into one entry); one key's never do.
+    pub kv_owned: BTreeMap<String, BTreeSet<u64>>,
+    /// The versions acknowledged worker changes reported: each had a log entry of its own.
+    pub worker_owned: BTreeSet<u64>,
     values: HashMap<String, u32>,
     pub counts: Counts,
     /// The version each key and worker had at the final read, after every client stopped
@@ -400,6 +405,7 @@ impl Clients {
                 ..
             } => {
                 h.owned.insert(*v);
+                h.kv_owned.entry(key.to_owned()).or_default().insert(*v);
             }
             _ => {}
         }
@@ -693,6 +699,7 @@ impl Clients {
             && let Some(v) = r.version
         {
             h.owned.insert(v);
+            h.worker_owned.insert(v);
         }
         h.workers.entry(w.to_owned()).or_default().push(Timed {
             op,
