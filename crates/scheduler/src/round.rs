@@ -8,7 +8,7 @@ use drover_types::{
     ClusterState, Partition, PartitionId, PlannedMove, ReplicaRole, WorkerId, WorkerState,
 };
 
-use crate::topology::{Topology, ZoneKey};
+use crate::topology::{Topology, ZoneKey, after_departures};
 use crate::{BlockCode, Blocked, Liveness, Plan, PlannerConfig, Reason, Step};
 
 /// Plans one round. Pure and deterministic: the same inputs give the same plan.
@@ -305,6 +305,9 @@ impl Round<'_> {
             }
             let planned = committed.get(&(p.id, &from)).and_then(|t| t.as_ref());
             let holders: BTreeSet<&WorkerId> = p.replicas.iter().map(|r| &r.worker).collect();
+            // Rule 2 as the drain plan judged it: every replica on a draining worker counts as
+            // gone, not only the one moving now (see `after_departures`).
+            let view = after_departures(p, |w| self.is_draining(w));
             // The committed target is kept while it is usable; a suspect or busy target is
             // waited for, not replaced (SPEC §3: replan only moves whose target became
             // unusable — Disabled, dead, no longer Active, or now holding the partition).
@@ -315,7 +318,7 @@ impl Round<'_> {
                     && self
                         .t
                         .zone_of(t)
-                        .is_some_and(|z| self.t.allowed_zones(p, Some(&from)).contains(&z))
+                        .is_some_and(|z| self.t.allowed_zones(&view, Some(&from)).contains(&z))
             };
             let target = match planned {
                 Some(t) if usable(t) && (self.t.live.is_suspect(t) || !self.t.has_slot(t)) => {
@@ -332,7 +335,7 @@ impl Round<'_> {
                     continue;
                 }
                 Some(t) if usable(t) => Ok(t.clone()),
-                _ => self.t.choose_target(p, Some(&from)),
+                _ => self.t.choose_target(&view, Some(&from)),
             };
             let to = match target {
                 Ok(to) => {

@@ -17,6 +17,21 @@ pub fn zone_key(w: &Worker) -> ZoneKey {
     w.zone.clone().unwrap_or_default()
 }
 
+/// `p` as rule 2 will see it once the replicas on `departing` workers have gone: those
+/// replicas marked `leaving`, so zone counts leave them out. A drain judges its targets on this
+/// view, in its plan and while executing it alike: all of a partition's drained replicas are
+/// going, whichever moves first, and counting one that is still there would let the plan pick
+/// a target that its own execution then rejects once that replica has left.
+pub(crate) fn after_departures(p: &Partition, departing: impl Fn(&WorkerId) -> bool) -> Partition {
+    let mut view = p.clone();
+    for r in &mut view.replicas {
+        if departing(&r.worker) {
+            r.role = ReplicaRole::Leaving;
+        }
+    }
+    view
+}
+
 #[derive(Debug)]
 pub(crate) struct Topology<'a> {
     pub s: &'a ClusterState,
