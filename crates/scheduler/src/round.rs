@@ -596,12 +596,13 @@ impl Round<'_> {
                     })
                     .map(|r| r.worker.clone());
                 let Some(from) = from else { continue };
-                let Ok(to) = self.t.choose_target(p, Some(&from)) else {
+                // Into `lo` itself, when rule 2 allows it there. Letting the target's own zone
+                // choice decide broke ties between equally loaded zones the other way: the pair
+                // was then marked tried for the round, and a large imbalance drained at a couple
+                // of moves per round (hundreds of rounds after a drain refilled one zone).
+                let Ok(to) = self.t.choose_target_in(p, Some(&from), Some(&lo)) else {
                     continue;
                 };
-                if self.t.zone_of(&to).as_ref() != Some(&lo) {
-                    continue;
-                }
                 if self.add(p, to, Some(&from), Reason::Rebalance) {
                     *self.t.zone_load.entry(hi.clone()).or_insert(0) -= 1;
                     *self.t.load.entry(from).or_insert(0) -= 1;

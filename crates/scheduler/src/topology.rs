@@ -284,11 +284,25 @@ impl<'a> Topology<'a> {
         p: &Partition,
         leaving: Option<&WorkerId>,
     ) -> Result<WorkerId, BlockCode> {
+        self.choose_target_in(p, leaving, None)
+    }
+
+    /// [`Self::choose_target`], restricted to zone `only` when given (the zone balance moves a
+    /// replica into one chosen zone, and must not settle for another).
+    pub fn choose_target_in(
+        &self,
+        p: &Partition,
+        leaving: Option<&WorkerId>,
+        only: Option<&ZoneKey>,
+    ) -> Result<WorkerId, BlockCode> {
         let free = |w: &WorkerId| p.replica(w).is_none();
         if self.open_zones(p).is_empty() {
             return Err(BlockCode::NoCandidate);
         }
-        let allowed = self.allowed_zones(p, leaving);
+        let mut allowed = self.allowed_zones(p, leaving);
+        if let Some(z) = only {
+            allowed.retain(|a| a == z);
+        }
         if allowed.is_empty() {
             return Err(BlockCode::ZoneConstraint);
         }

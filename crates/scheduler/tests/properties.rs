@@ -543,3 +543,37 @@ fn drain_of_two_replicas_of_one_partition_keeps_its_dry_run() {
         "the drain made other moves than its dry run showed"
     );
 }
+
+/// Zones that join empty get their share of replicas within a few rounds. The zone balance
+/// used to pick the emptiest zone one way and the move's target zone another when two zones
+/// tied, give up on that pair for the round, and so move a replica or two per round: hundreds
+/// of rounds for a large table.
+#[test]
+fn empty_zones_fill_in_a_few_rounds() {
+    let mut sim = Sim::new();
+    sim.add_worker("a0", Some("a"), 1);
+    sim.add_worker("a1", Some("a"), 1);
+    sim.run(Command::CreateTable {
+        count: 300,
+        replication_factor: 1,
+    })
+    .unwrap();
+    let live = Liveness::default();
+    let cfg = PlannerConfig {
+        max_moves_per_worker: u32::MAX,
+        max_moves_total: u32::MAX,
+        ..PlannerConfig::default()
+    };
+    sim.settle(&live, &cfg, 50, |_, _| {});
+    for z in ["b", "c"] {
+        for i in 0..2 {
+            sim.add_worker(&format!("{z}{i}"), Some(z), 1);
+        }
+    }
+    let (after, rounds) = sim.settle(&live, &cfg, 400, |_, _| {});
+    assert!(rounds <= 10, "took {rounds} rounds");
+    check_settled(&sim.state, &live, &after);
+    for w in ["a0", "a1", "b0", "b1", "c0", "c1"] {
+        assert_eq!(sim.state.replicas_on(&WorkerId::from(w)).count(), 50, "{w}");
+    }
+}
