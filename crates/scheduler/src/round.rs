@@ -268,6 +268,11 @@ impl Round<'_> {
         let mut waiting = BTreeSet::new();
         for d in s.drains.values().filter(|d| !d.planned) {
             let plan = crate::plan_drain(s, self.t.live, &d.workers);
+            // The moves start next round; until then their replicas count where they go, so
+            // this round's rebalance does not fill the zones the drain is about to fill.
+            for to in plan.moves.iter().filter_map(|m| m.to.as_ref()) {
+                self.t.expect_arrival(to);
+            }
             self.plan.steps.push(Step::Plan {
                 drain: d.id,
                 moves: plan.moves,
@@ -303,6 +308,9 @@ impl Round<'_> {
                 self.busy.insert(p.id);
                 continue;
             }
+            // The move is decided now: take back its count as an expected arrival. Starting it
+            // counts the add; waiting for its target counts the arrival again.
+            self.t.take_arrival(p.id, &from);
             let planned = committed.get(&(p.id, &from)).and_then(|t| t.as_ref());
             let holders: BTreeSet<&WorkerId> = p.replicas.iter().map(|r| &r.worker).collect();
             // Rule 2 as the drain plan judged it: every replica on a draining worker counts as
@@ -329,6 +337,7 @@ impl Round<'_> {
                     };
                     let detail = format!("planned target {t} is suspect or busy; waiting for it");
                     self.block(p.id, Some(&from), code, detail);
+                    self.t.expect_arrival(t);
                     // Nothing else moves the partition meanwhile: a rebalance onto the planned
                     // target would make the drain pick another one.
                     self.busy.insert(p.id);
@@ -342,6 +351,7 @@ impl Round<'_> {
                     if !self.add(p, to.clone(), Some(&from), Reason::Drain) {
                         // Throttled: it waits for a slot, and nothing else moves the partition.
                         self.busy.insert(p.id);
+                        self.t.expect_arrival(&to);
                         continue;
                     }
                     Some(to)

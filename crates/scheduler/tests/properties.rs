@@ -544,6 +544,57 @@ fn drain_of_two_replicas_of_one_partition_keeps_its_dry_run() {
     );
 }
 
+/// A drain begun by a bare state change moves only the drained worker's replicas. In the round
+/// that commits its plan, the drained worker's zone used to look short of replicas (a draining
+/// worker is outside the balance), so the rebalance moved replicas into it; the drain then
+/// refilled the zone and the rebalance moved them out again, a couple per round.
+#[test]
+fn rebalance_does_not_fill_a_zone_a_drain_is_about_to_fill() {
+    let mut sim = Sim::new();
+    for z in ["a", "b", "c", "d"] {
+        for i in 0..2 {
+            sim.add_worker(&format!("{z}{i}"), Some(z), 1);
+        }
+    }
+    sim.run(Command::CreateTable {
+        count: 120,
+        replication_factor: 3,
+    })
+    .unwrap();
+    let live = Liveness::default();
+    let cfg = PlannerConfig {
+        max_moves_per_worker: u32::MAX,
+        max_moves_total: u32::MAX,
+        ..PlannerConfig::default()
+    };
+    let (_, rounds) = sim.settle(&live, &cfg, 50, |_, _| {});
+    assert!(rounds < 50);
+    let drained = WorkerId::from("a0");
+    let held = sim.state.replicas_on(&drained).count();
+    assert!(held > 0);
+    sim.run(Command::SetState {
+        worker: drained.clone(),
+        to: WorkerState::Draining,
+        by: drover_types::Actor::Operator,
+        generation: None,
+        expected_version: None,
+        force: false,
+    })
+    .unwrap();
+    let mut adds: BTreeMap<Reason, usize> = BTreeMap::new();
+    let (after, rounds) = sim.settle(&live, &cfg, 50, |_, plan| {
+        for step in &plan.steps {
+            if let Some(reason) = step.reason().filter(|_| matches!(step, Step::Add { .. })) {
+                *adds.entry(reason).or_insert(0) += 1;
+            }
+        }
+    });
+    assert!(rounds < 50, "the drain did not settle");
+    assert_eq!(sim.state.workers[&drained].state, WorkerState::Disabled);
+    assert_eq!(adds, BTreeMap::from([(Reason::Drain, held)]));
+    check_settled(&sim.state, &live, &after);
+}
+
 /// Zones that join empty get their share of replicas within a few rounds. The zone balance
 /// used to pick the emptiest zone one way and the move's target zone another when two zones
 /// tied, give up on that pair for the round, and so move a replica or two per round: hundreds
