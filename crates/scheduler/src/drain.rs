@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use drover_types::{ClusterState, PlannedMove, ReplicaRole, WorkerId, WorkerState};
 use serde::{Deserialize, Serialize};
 
-use crate::topology::Topology;
+use crate::topology::{Topology, after_departures};
 use crate::{BlockCode, Blocked, Liveness, PlannerConfig};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,8 +46,15 @@ pub fn plan_drain(s: &ClusterState, live: &Liveness, workers: &BTreeSet<WorkerId
     let mut blocked = Vec::new();
     for p in &s.partitions {
         // A copy of the partition that also holds the targets chosen so far, so two drained
-        // replicas of one partition never get the same target.
-        let mut planned = p.clone();
+        // replicas of one partition never get the same target. Rule 2 is judged on the
+        // replicas that stay: those on the drained workers (and on any other draining worker)
+        // count as gone, as they will when the drain executes this plan.
+        let mut planned = after_departures(p, |w| {
+            workers.contains(w)
+                || s.workers
+                    .get(w)
+                    .is_some_and(|w| w.state == WorkerState::Draining)
+        });
         for r in &p.replicas {
             if !workers.contains(&r.worker) || r.role == ReplicaRole::Leaving {
                 continue;

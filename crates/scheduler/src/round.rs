@@ -8,7 +8,7 @@ use drover_types::{
     ClusterState, Partition, PartitionId, PlannedMove, ReplicaRole, WorkerId, WorkerState,
 };
 
-use crate::topology::{Topology, ZoneKey};
+use crate::topology::{Topology, ZoneKey, after_departures};
 use crate::{BlockCode, Blocked, Liveness, Plan, PlannerConfig, Reason, Step};
 
 /// Plans one round. Pure and deterministic: the same inputs give the same plan.
@@ -268,6 +268,11 @@ impl Round<'_> {
         let mut waiting = BTreeSet::new();
         for d in s.drains.values().filter(|d| !d.planned) {
             let plan = crate::plan_drain(s, self.t.live, &d.workers);
+            // The moves start next round; until then their replicas count where they go, so
+            // this round's rebalance does not fill the zones the drain is about to fill.
+            for to in plan.moves.iter().filter_map(|m| m.to.as_ref()) {
+                self.t.expect_arrival(to);
+            }
             self.plan.steps.push(Step::Plan {
                 drain: d.id,
                 moves: plan.moves,
@@ -303,8 +308,14 @@ impl Round<'_> {
                 self.busy.insert(p.id);
                 continue;
             }
+            // The move is decided now: take back its count as an expected arrival. Starting it
+            // counts the add; waiting for its target counts the arrival again.
+            self.t.take_arrival(p.id, &from);
             let planned = committed.get(&(p.id, &from)).and_then(|t| t.as_ref());
             let holders: BTreeSet<&WorkerId> = p.replicas.iter().map(|r| &r.worker).collect();
+            // Rule 2 as the drain plan judged it: every replica on a draining worker counts as
+            // gone, not only the one moving now (see `after_departures`).
+            let view = after_departures(p, |w| self.is_draining(w));
             // The committed target is kept while it is usable; a suspect or busy target is
             // waited for, not replaced (SPEC §3: replan only moves whose target became
             // unusable — Disabled, dead, no longer Active, or now holding the partition).
@@ -315,7 +326,7 @@ impl Round<'_> {
                     && self
                         .t
                         .zone_of(t)
-                        .is_some_and(|z| self.t.allowed_zones(p, Some(&from)).contains(&z))
+                        .is_some_and(|z| self.t.allowed_zones(&view, Some(&from)).contains(&z))
             };
             let target = match planned {
                 Some(t) if usable(t) && (self.t.live.is_suspect(t) || !self.t.has_slot(t)) => {
@@ -326,19 +337,21 @@ impl Round<'_> {
                     };
                     let detail = format!("planned target {t} is suspect or busy; waiting for it");
                     self.block(p.id, Some(&from), code, detail);
+                    self.t.expect_arrival(t);
                     // Nothing else moves the partition meanwhile: a rebalance onto the planned
                     // target would make the drain pick another one.
                     self.busy.insert(p.id);
                     continue;
                 }
                 Some(t) if usable(t) => Ok(t.clone()),
-                _ => self.t.choose_target(p, Some(&from)),
+                _ => self.t.choose_target(&view, Some(&from)),
             };
             let to = match target {
                 Ok(to) => {
                     if !self.add(p, to.clone(), Some(&from), Reason::Drain) {
                         // Throttled: it waits for a slot, and nothing else moves the partition.
                         self.busy.insert(p.id);
+                        self.t.expect_arrival(&to);
                         continue;
                     }
                     Some(to)
@@ -593,12 +606,13 @@ impl Round<'_> {
                     })
                     .map(|r| r.worker.clone());
                 let Some(from) = from else { continue };
-                let Ok(to) = self.t.choose_target(p, Some(&from)) else {
+                // Into `lo` itself, when rule 2 allows it there. Letting the target's own zone
+                // choice decide broke ties between equally loaded zones the other way: the pair
+                // was then marked tried for the round, and a large imbalance drained at a couple
+                // of moves per round (hundreds of rounds after a drain refilled one zone).
+                let Ok(to) = self.t.choose_target_in(p, Some(&from), Some(&lo)) else {
                     continue;
                 };
-                if self.t.zone_of(&to).as_ref() != Some(&lo) {
-                    continue;
-                }
                 if self.add(p, to, Some(&from), Reason::Rebalance) {
                     *self.t.zone_load.entry(hi.clone()).or_insert(0) -= 1;
                     *self.t.load.entry(from).or_insert(0) -= 1;

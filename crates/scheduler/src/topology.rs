@@ -17,6 +17,21 @@ pub fn zone_key(w: &Worker) -> ZoneKey {
     w.zone.clone().unwrap_or_default()
 }
 
+/// `p` as rule 2 will see it once the replicas on `departing` workers have gone: those
+/// replicas marked `leaving`, so zone counts leave them out. A drain judges its targets on this
+/// view, in its plan and while executing it alike: all of a partition's drained replicas are
+/// going, whichever moves first, and counting one that is still there would let the plan pick
+/// a target that its own execution then rejects once that replica has left.
+pub(crate) fn after_departures(p: &Partition, departing: impl Fn(&WorkerId) -> bool) -> Partition {
+    let mut view = p.clone();
+    for r in &mut view.replicas {
+        if departing(&r.worker) {
+            r.role = ReplicaRole::Leaving;
+        }
+    }
+    view
+}
+
 #[derive(Debug)]
 pub(crate) struct Topology<'a> {
     pub s: &'a ClusterState,
@@ -39,6 +54,12 @@ pub(crate) struct Topology<'a> {
     pub excluded: BTreeSet<WorkerId>,
     /// Partitions each worker holds a replica of (any role).
     pub held: BTreeMap<WorkerId, Vec<PartitionId>>,
+    /// Committed drain moves not started yet, by (partition, source), with their target.
+    /// Their replicas are already counted in the target's `load` and `zone_load`: the
+    /// draining source is outside the balance set, so without them its zone would look
+    /// emptier than the drain is about to make it, and the rebalance would fill it first
+    /// only to empty it again once the drain lands (a ping-pong of many rounds).
+    pub arriving: BTreeMap<(PartitionId, WorkerId), WorkerId>,
     /// Candidates by zone, with their capacities (rule 1), cached for the round: candidacy
     /// does not change while a round is planned.
     members: BTreeMap<ZoneKey, Vec<(WorkerId, u32)>>,
@@ -79,7 +100,7 @@ impl<'a> Topology<'a> {
                 }
             }
         }
-        Topology {
+        let mut t = Topology {
             s,
             live,
             cfg,
@@ -91,9 +112,50 @@ impl<'a> Topology<'a> {
             inflight_total,
             excluded: BTreeSet::new(),
             held,
+            arriving: BTreeMap::new(),
             members: BTreeMap::new(),
+        };
+        for m in s.drains.values().flat_map(|d| &d.moves) {
+            let Some(to) = &m.to else { continue };
+            let Some(p) = s.partition(m.partition) else {
+                continue;
+            };
+            let pending = p
+                .replica(&m.from)
+                .is_some_and(|r| r.role == ReplicaRole::Serving)
+                && s.workers
+                    .get(&m.from)
+                    .is_some_and(|w| w.state == WorkerState::Draining)
+                && p.replica(to).is_none();
+            if pending && t.expect_arrival(to) {
+                t.arriving.insert((m.partition, m.from.clone()), to.clone());
+            }
         }
-        .with_members()
+        t.with_members()
+    }
+
+    /// Counts a replica that a drain move will bring to `to` before the move starts; returns
+    /// whether it counted (only workers in the balance set carry load).
+    pub fn expect_arrival(&mut self, to: &WorkerId) -> bool {
+        let Some(z) = self.balance_set.get(to).map(|w| zone_key(w)) else {
+            return false;
+        };
+        *self.zone_load.entry(z).or_insert(0) += 1;
+        *self.load.entry(to.clone()).or_insert(0) += 1;
+        true
+    }
+
+    /// Takes back the count of [`Self::expect_arrival`] for the drain move of `partition`
+    /// from `from`, if there was one: the move is being started (and counted as an add), or
+    /// replanned.
+    pub fn take_arrival(&mut self, partition: PartitionId, from: &WorkerId) {
+        let Some(to) = self.arriving.remove(&(partition, from.clone())) else {
+            return;
+        };
+        if let Some(z) = self.zone_of(&to) {
+            *self.zone_load.entry(z).or_insert(0) -= 1;
+        }
+        *self.load.entry(to).or_insert(0) -= 1;
     }
 
     /// Excludes `workers` from receiving replicas (the workers being drained).
@@ -269,11 +331,25 @@ impl<'a> Topology<'a> {
         p: &Partition,
         leaving: Option<&WorkerId>,
     ) -> Result<WorkerId, BlockCode> {
+        self.choose_target_in(p, leaving, None)
+    }
+
+    /// [`Self::choose_target`], restricted to zone `only` when given (the zone balance moves a
+    /// replica into one chosen zone, and must not settle for another).
+    pub fn choose_target_in(
+        &self,
+        p: &Partition,
+        leaving: Option<&WorkerId>,
+        only: Option<&ZoneKey>,
+    ) -> Result<WorkerId, BlockCode> {
         let free = |w: &WorkerId| p.replica(w).is_none();
         if self.open_zones(p).is_empty() {
             return Err(BlockCode::NoCandidate);
         }
-        let allowed = self.allowed_zones(p, leaving);
+        let mut allowed = self.allowed_zones(p, leaving);
+        if let Some(z) = only {
+            allowed.retain(|a| a == z);
+        }
         if allowed.is_empty() {
             return Err(BlockCode::ZoneConstraint);
         }
