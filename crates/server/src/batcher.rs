@@ -15,9 +15,11 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 use drover_types::{Command, Outcome};
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
 
 use crate::api::{ApiError, ApiResult};
 
@@ -34,6 +36,26 @@ const MAX_BYTES: usize = 64 << 10;
 struct Waiting {
     command: Command,
     answer: oneshot::Sender<ApiResult<Outcome>>,
+    /// Past this, the write is answered `unavailable` instead of proposed: its request timeout
+    /// covers the wait for a slot as well as the commit.
+    deadline: Instant,
+}
+
+/// `Some(w)` while someone waits for `w` and its deadline has not passed; a write whose caller
+/// is gone is dropped, and one that waited too long is answered — in both cases unproposed.
+fn still_wanted(w: Waiting) -> Option<Waiting> {
+    if w.answer.is_closed() {
+        return None;
+    }
+    if Instant::now() >= w.deadline {
+        let _ = w.answer.send(Err(ApiError::unavailable(
+            "the write waited for the request timeout without being proposed (is this leader \
+             cut off from the others?); nothing was proposed",
+            None,
+        )));
+        return None;
+    }
+    Some(w)
 }
 
 fn size(command: &Command) -> usize {
@@ -48,6 +70,7 @@ fn size(command: &Command) -> usize {
 #[derive(Debug, Clone)]
 pub(crate) struct Batcher {
     tx: mpsc::UnboundedSender<Waiting>,
+    request_timeout: Duration,
 }
 
 /// The receiving side, run by one task for the life of the node.
@@ -66,10 +89,14 @@ impl std::fmt::Debug for Queue {
 }
 
 impl Batcher {
-    pub(crate) fn new() -> (Batcher, Queue) {
+    /// `request_timeout` bounds how long a write may wait to be proposed.
+    pub(crate) fn new(request_timeout: Duration) -> (Batcher, Queue) {
         let (tx, rx) = mpsc::unbounded_channel();
         (
-            Batcher { tx },
+            Batcher {
+                tx,
+                request_timeout,
+            },
             Queue {
                 rx,
                 held: VecDeque::new(),
@@ -81,8 +108,13 @@ impl Batcher {
     /// own answer.
     pub(crate) async fn propose(&self, command: Command) -> ApiResult<Outcome> {
         let (answer, rx) = oneshot::channel();
+        let deadline = Instant::now() + self.request_timeout;
         self.tx
-            .send(Waiting { command, answer })
+            .send(Waiting {
+                command,
+                answer,
+                deadline,
+            })
             .map_err(|_| ApiError::unavailable("this node is shutting down", None))?;
         rx.await.unwrap_or_else(|_| {
             Err(ApiError::outcome_unknown(
@@ -124,14 +156,20 @@ impl Queue {
     }
 
     /// Waits for a first write, then takes every write already waiting that fits: held ones
-    /// first, then new ones.
+    /// first, then new ones. Writes nobody waits for any more, or that waited too long, are
+    /// left out (`still_wanted`).
     async fn next_batch(&mut self) -> Option<Vec<Waiting>> {
-        let first = match self.held.pop_front() {
-            Some(w) => w,
-            None => self.rx.recv().await?,
+        let first = loop {
+            let w = match self.held.pop_front() {
+                Some(w) => w,
+                None => self.rx.recv().await?,
+            };
+            if let Some(w) = still_wanted(w) {
+                break w;
+            }
         };
         let mut bytes = size(&first.command);
-        // Keys in the batch and keys held back: a later write to a held key must not overtake it.
+        // Keys in the batch and keys held back: a later write to a held key waits behind it.
         let mut keys: HashSet<String> = HashSet::new();
         keys.extend(first.command.batch_key().map(str::to_owned));
         let mut batch = vec![first];
@@ -154,11 +192,15 @@ impl Queue {
             }
         };
         while let Some(w) = self.held.pop_front() {
-            offer(w, &mut full, &mut held);
+            if let Some(w) = still_wanted(w) {
+                offer(w, &mut full, &mut held);
+            }
         }
         while !full {
             let Ok(w) = self.rx.try_recv() else { break };
-            offer(w, &mut full, &mut held);
+            if let Some(w) = still_wanted(w) {
+                offer(w, &mut full, &mut held);
+            }
         }
         self.held = held;
         Some(batch)
@@ -180,16 +222,27 @@ mod tests {
     fn queue(
         commands: Vec<Command>,
     ) -> (Batcher, Queue, Vec<oneshot::Receiver<ApiResult<Outcome>>>) {
-        let (batcher, queue) = Batcher::new();
+        let (batcher, queue) = Batcher::new(Duration::from_secs(60));
         let answers = commands
             .into_iter()
-            .map(|command| {
-                let (answer, rx) = oneshot::channel();
-                batcher.tx.send(Waiting { command, answer }).unwrap();
-                rx
-            })
+            .map(|command| send(&batcher, command, Instant::now() + batcher.request_timeout))
             .collect();
         (batcher, queue, answers)
+    }
+
+    fn send(
+        batcher: &Batcher,
+        command: Command,
+        deadline: Instant,
+    ) -> oneshot::Receiver<ApiResult<Outcome>> {
+        let (answer, rx) = oneshot::channel();
+        let w = Waiting {
+            command,
+            answer,
+            deadline,
+        };
+        batcher.tx.send(w).unwrap();
+        rx
     }
 
     fn keys(batch: &[Waiting]) -> Vec<&str> {
@@ -257,5 +310,24 @@ mod tests {
             let e = answer.await.unwrap().unwrap_err();
             assert_eq!(e.message, format!("k{}", i % 30));
         }
+    }
+
+    /// A write that waited past its request timeout is answered `unavailable` and never
+    /// proposed; a write whose caller has gone is dropped unproposed.
+    #[tokio::test]
+    async fn late_or_abandoned_writes_are_not_proposed() {
+        let (b, mut q, _) = queue(vec![]);
+        let past = Instant::now() - Duration::from_millis(1);
+        let late = send(&b, put("late", 1), past);
+        drop(send(
+            &b,
+            put("gone", 1),
+            Instant::now() + Duration::from_secs(60),
+        ));
+        let _waiting = send(&b, put("ok", 1), Instant::now() + Duration::from_secs(60));
+        let batch = q.next_batch().await.unwrap();
+        assert_eq!(keys(&batch), ["ok"]);
+        let e = late.await.unwrap().unwrap_err();
+        assert_eq!(e.code, "unavailable", "{}", e.message);
     }
 }

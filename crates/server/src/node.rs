@@ -270,7 +270,7 @@ pub async fn run(
         .no_proxy()
         .build()?;
 
-    let (writes, write_queue) = crate::batcher::Batcher::new();
+    let (writes, write_queue) = crate::batcher::Batcher::new(config.raft.request_timeout());
     let node = Node(Arc::new(Inner {
         config: config.clone(),
         raft: raft.clone(),

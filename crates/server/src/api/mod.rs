@@ -479,8 +479,10 @@ impl Node {
         let answer = |reply: Reply| match reply {
             Reply::Applied(outcome) => Ok(*outcome),
             Reply::Rejected(rejection) => Err(rejection.into()),
-            Reply::Internal | Reply::Batch(_) => Err(ApiError::internal(
-                "a command was answered as a raft entry or a batch",
+            // Committed, but answered as something else: a bug, and the write may have applied.
+            Reply::Internal | Reply::Batch(_) => Err(ApiError::outcome_unknown(
+                "a committed command was answered as a raft entry or a batch",
+                None,
             )),
         };
         let failed = |e: ApiError| vec![Err(e); count];
@@ -500,17 +502,25 @@ impl Node {
                 Reply::Batch(replies) if replies.len() == count && count > 1 => {
                     replies.into_iter().map(answer).collect()
                 }
-                Reply::Batch(_) => failed(ApiError::internal(
-                    "a batch was answered with the wrong number of results",
+                Reply::Batch(_) => failed(ApiError::outcome_unknown(
+                    "a committed batch was answered with the wrong number of results",
+                    None,
                 )),
                 reply if count == 1 => vec![answer(reply)],
-                _ => failed(ApiError::internal(
-                    "a batch was answered as a single command",
+                _ => failed(ApiError::outcome_unknown(
+                    "a committed batch was answered as a single command",
+                    None,
                 )),
             },
+            // openraft answers this both when the write reached a node no longer leading and
+            // when its entry was appended and then truncated by a new leader — which, in a
+            // cluster of five or more voters, another node holding it may still commit. So it
+            // is not "nothing was proposed" (route() answered `unavailable` for a node that
+            // knew it did not lead).
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                failed(ApiError::unavailable(
-                    "this node stopped being the leader before the write was proposed; retry",
+                failed(ApiError::outcome_unknown(
+                    "leadership changed while the write was being proposed; it may or may not \
+                     have been applied",
                     self.hint(f.leader_id),
                 ))
             }
