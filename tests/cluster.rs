@@ -257,34 +257,12 @@ async fn fault_layer_isolates_the_leader() {
     let old = c.leader_among(&[1, 2, 3]).await;
     let others: Vec<u64> = (1..=3).filter(|id| *id != old).collect();
     for peer in &others {
-        let r = c
-            .http
-            .post(c.url(old, "/debug/faults"))
-            .json(&serde_json::json!({"peer": peer, "drop": true}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        c.drop_messages(old, *peer).await;
     }
-    let new = wait_for(
-        "the others to elect a new leader",
-        Duration::from_secs(30),
-        || async {
-            let s = c.status(others[0]).await?;
-            let l = s["leader"].as_u64()?;
-            others.contains(&l).then_some(l)
-        },
-    )
-    .await;
+    let new = c.leader_among(&others).await;
     assert_eq!(c.put(new, "isolated", "no").await.unwrap().status(), 200);
 
-    let r = c
-        .http
-        .delete(c.url(old, "/debug/faults"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    c.clear_faults(old).await;
     wait_for(
         "the old leader to follow and catch up",
         Duration::from_secs(30),
@@ -304,33 +282,11 @@ async fn a_cut_off_leader_answers_outcome_unknown() {
     let c = Cluster::start(3, &["--enable-fault-injection", "true"]);
     let old = c.leader_among(&[1, 2, 3]).await;
     let others: Vec<u64> = (1..=3).filter(|id| *id != old).collect();
-    let cut = |from: u64, to: u64| {
-        let c = &c;
-        async move {
-            let r = c
-                .http
-                .post(c.url(from, "/debug/faults"))
-                .json(&serde_json::json!({"peer": to, "drop": true}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
-        }
-    };
     for peer in &others {
-        cut(old, *peer).await;
-        cut(*peer, old).await;
+        c.drop_messages(old, *peer).await;
+        c.drop_messages(*peer, old).await;
     }
-    let new = wait_for(
-        "the others to elect a new leader",
-        Duration::from_secs(30),
-        || async {
-            let s = c.status(others[0]).await?;
-            let l = s["leader"].as_u64()?;
-            others.contains(&l).then_some(l)
-        },
-    )
-    .await;
+    let new = c.leader_among(&others).await;
     let s = c.status(old).await.unwrap();
     assert_eq!(
         s["state"], "leader",
@@ -349,13 +305,7 @@ async fn a_cut_off_leader_answers_outcome_unknown() {
     assert_eq!(c.get(new, "lost", false).await, None);
 
     for id in 1..=3 {
-        let r = c
-            .http
-            .delete(c.url(id, "/debug/faults"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        c.clear_faults(id).await;
     }
     assert_eq!(c.put(new, "after", "1").await.unwrap().status(), 200);
     wait_for(

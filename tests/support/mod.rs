@@ -236,6 +236,28 @@ impl Cluster {
         .await
     }
 
+    /// Drops every Raft message node `from` sends to `to`, through the transport's fault layer
+    /// (the nodes must run with `--enable-fault-injection true`).
+    pub async fn drop_messages(&self, from: u64, to: u64) {
+        let r = self
+            .req(reqwest::Method::POST, from, "/debug/faults")
+            .json(&serde_json::json!({"peer": to, "drop": true}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "cutting {from} -> {to}");
+    }
+
+    /// Clears every fault injected on node `id`.
+    pub async fn clear_faults(&self, id: u64) {
+        let r = self
+            .req(reqwest::Method::DELETE, id, "/debug/faults")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "clearing node {id}'s faults");
+    }
+
     pub async fn put(&self, id: u64, key: &str, value: &str) -> reqwest::Result<reqwest::Response> {
         self.req(reqwest::Method::PUT, id, &format!("/v1/kv/{key}"))
             .json(&serde_json::json!({ "value": value }))
