@@ -562,11 +562,7 @@ fn rebalance_does_not_fill_a_zone_a_drain_is_about_to_fill() {
     })
     .unwrap();
     let live = Liveness::default();
-    let cfg = PlannerConfig {
-        max_moves_per_worker: u32::MAX,
-        max_moves_total: u32::MAX,
-        ..PlannerConfig::default()
-    };
+    let cfg = unthrottled();
     let (_, rounds) = sim.settle(&live, &cfg, 50, |_, _| {});
     assert!(rounds < 50);
     let drained = WorkerId::from("a0");
@@ -610,11 +606,7 @@ fn empty_zones_fill_in_a_few_rounds() {
     })
     .unwrap();
     let live = Liveness::default();
-    let cfg = PlannerConfig {
-        max_moves_per_worker: u32::MAX,
-        max_moves_total: u32::MAX,
-        ..PlannerConfig::default()
-    };
+    let cfg = unthrottled();
     sim.settle(&live, &cfg, 50, |_, _| {});
     for z in ["b", "c"] {
         for i in 0..2 {
@@ -626,5 +618,14 @@ fn empty_zones_fill_in_a_few_rounds() {
     check_settled(&sim.state, &live, &after);
     for w in ["a0", "a1", "b0", "b1", "c0", "c1"] {
         assert_eq!(sim.state.replicas_on(&WorkerId::from(w)).count(), 50, "{w}");
+    }
+}
+
+/// A planner with no move limits, so a test sees how many rounds the rules themselves take.
+fn unthrottled() -> PlannerConfig {
+    PlannerConfig {
+        max_moves_per_worker: u32::MAX,
+        max_moves_total: u32::MAX,
+        ..PlannerConfig::default()
     }
 }
