@@ -385,14 +385,7 @@ async fn concurrent_writes_never_share_a_key_version() {
             .collect::<std::collections::BTreeSet<_>>()
             .len();
     // The leader's batcher reports every write it proposed, and in how many entries.
-    let metrics = c
-        .req(reqwest::Method::GET, leader, "/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = c.metrics(leader).await;
     let value = |name: &str| -> f64 {
         metrics
             .lines()

@@ -342,15 +342,7 @@ async fn place_drain_and_recover() {
     );
 
     // The leader counted the drain's moves and its duration.
-    let text = c
-        .http
-        .get(c.url(leader, "/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = c.metrics(leader).await;
     for series in [
         "drover_moves_started_total{reason=\"drain\"}",
         "drover_moves_completed_total{reason=\"drain\"}",

@@ -236,6 +236,12 @@ impl Cluster {
         .await
     }
 
+    /// Node `id`'s `/metrics` page (Prometheus text).
+    pub async fn metrics(&self, id: u64) -> String {
+        let r = self.req(reqwest::Method::GET, id, "/metrics").send().await;
+        r.unwrap().text().await.unwrap()
+    }
+
     /// Drops every Raft message node `from` sends to `to`, through the transport's fault layer
     /// (the nodes must run with `--enable-fault-injection true`).
     pub async fn drop_messages(&self, from: u64, to: u64) {
