@@ -41,7 +41,7 @@ use serde_json::Value;
 
 use crate::cluster::{Cluster, node_addr};
 use crate::invariants::Shadow;
-use crate::linearizability::{Verdict, check};
+use crate::linearizability::{Model, Timed, Verdict, check};
 use crate::model::{KvModel, KvOp, WorkerModel, WorkerOp, WriteResult};
 pub use crate::nemesis::Fault;
 use crate::netns::Netns;
@@ -722,23 +722,7 @@ fn check_histories(h: &History, budget: u64, report: &mut Report) {
         let mut ops = ops.clone();
         report.unknown_pruned += model::prune_unobserved_kv(&mut ops) as u64;
         let ops = &ops;
-        let budget = budget.max(200 * ops.len() as u64);
-        match check(&kv, ops, budget) {
-            Verdict::Linearizable => {}
-            Verdict::Violation { stuck, placed } => {
-                report.linearizability_violations.push(format!(
-                    "{key}: no linearization of its {} operations; stuck at {:?} \
-                     (invoked {:.3}s, completed {:?}) after placing {placed}",
-                    ops.len(),
-                    ops[stuck].op,
-                    ops[stuck].invoke as f64 / 1e9,
-                    ops[stuck].complete.map(|c| c as f64 / 1e9),
-                ));
-            }
-            Verdict::Inconclusive { steps } => report
-                .inconclusive
-                .push(format!("{key}: gave up after {steps} steps")),
-        }
+        check_one(key, &kv, ops, budget, report);
         lost_changes(
             key,
             ops.iter().map(|o| kv_change(&o.op)),
@@ -749,29 +733,43 @@ fn check_histories(h: &History, budget: u64, report: &mut Report) {
     let wm = WorkerModel { owned };
     for (w, ops) in &h.workers {
         report.keys_checked += 1;
-        let budget = budget.max(200 * ops.len() as u64);
-        match check(&wm, ops, budget) {
-            Verdict::Linearizable => {}
-            Verdict::Violation { stuck, placed } => {
-                report.linearizability_violations.push(format!(
-                    "worker {w}: no linearization of its {} operations; stuck at {:?} \
-                     (invoked {:.3}s, completed {:?}) after placing {placed}",
-                    ops.len(),
-                    ops[stuck].op,
-                    ops[stuck].invoke as f64 / 1e9,
-                    ops[stuck].complete.map(|c| c as f64 / 1e9),
-                ));
-            }
-            Verdict::Inconclusive { steps } => report
-                .inconclusive
-                .push(format!("worker {w}: gave up after {steps} steps")),
-        }
+        check_one(&format!("worker {w}"), &wm, ops, budget, report);
         lost_changes(
             w,
             ops.iter().map(|o| worker_change(&o.op)),
             h.final_reads.get(w).copied().flatten(),
             report,
         );
+    }
+}
+
+/// Checks one key's or worker's history and reports what the search found under `name`. The
+/// budget grows with the history (at least 200 steps per operation).
+fn check_one<M: Model>(
+    name: &str,
+    model: &M,
+    ops: &[Timed<M::Op>],
+    budget: u64,
+    report: &mut Report,
+) where
+    M::Op: std::fmt::Debug,
+{
+    let budget = budget.max(200 * ops.len() as u64);
+    match check(model, ops, budget) {
+        Verdict::Linearizable => {}
+        Verdict::Violation { stuck, placed } => {
+            report.linearizability_violations.push(format!(
+                "{name}: no linearization of its {} operations; stuck at {:?} \
+                 (invoked {:.3}s, completed {:?}) after placing {placed}",
+                ops.len(),
+                ops[stuck].op,
+                ops[stuck].invoke as f64 / 1e9,
+                ops[stuck].complete.map(|c| c as f64 / 1e9),
+            ));
+        }
+        Verdict::Inconclusive { steps } => report
+            .inconclusive
+            .push(format!("{name}: gave up after {steps} steps")),
     }
 }
 
