@@ -449,39 +449,34 @@ async fn exercise(
 
 /// Writes every key's history, one operation a line in completion order, and the nemesis'
 /// log, for whoever reads a report.
+/// One key's or worker's history as text: a line per operation, with its index, invocation and
+/// completion times in seconds ("unknown" when it never completed), client and operation.
+fn history_text<Op: std::fmt::Debug>(ops: &[Timed<Op>]) -> String {
+    let secs = |t: u64| t as f64 / 1e9;
+    let mut text = String::new();
+    for (i, o) in ops.iter().enumerate() {
+        let end = o
+            .complete
+            .map_or("unknown".to_owned(), |c| format!("{:.3}", secs(c)));
+        text.push_str(&format!(
+            "{i:5} {:9.3} {end:>9} {:<24} {:?}\n",
+            secs(o.invoke),
+            o.who,
+            o.op
+        ));
+    }
+    text
+}
+
 fn write_histories(dir: &std::path::Path, h: &History, nemesis: &[String]) -> Result<()> {
     use std::fmt::Write as _;
     std::fs::create_dir_all(dir)?;
-    let secs = |t: u64| t as f64 / 1e9;
-    let line = |i: usize, invoke: u64, complete: Option<u64>, who: &str, op: String| {
-        let end = complete.map_or("unknown".to_owned(), |c| format!("{:.3}", secs(c)));
-        format!("{i:5} {:9.3} {end:>9} {who:<24} {op}\n", secs(invoke))
-    };
     for (key, ops) in &h.kv {
-        let mut text = String::new();
-        for (i, o) in ops.iter().enumerate() {
-            text.push_str(&line(
-                i,
-                o.invoke,
-                o.complete,
-                &o.who,
-                format!("{:?}", o.op),
-            ));
-        }
-        std::fs::write(dir.join(format!("kv-{}.txt", key.replace('/', "_"))), text)?;
+        let name = format!("kv-{}.txt", key.replace('/', "_"));
+        std::fs::write(dir.join(name), history_text(ops))?;
     }
     for (w, ops) in &h.workers {
-        let mut text = String::new();
-        for (i, o) in ops.iter().enumerate() {
-            text.push_str(&line(
-                i,
-                o.invoke,
-                o.complete,
-                &o.who,
-                format!("{:?}", o.op),
-            ));
-        }
-        std::fs::write(dir.join(format!("worker-{w}.txt")), text)?;
+        std::fs::write(dir.join(format!("worker-{w}.txt")), history_text(ops))?;
     }
     let mut values = String::new();
     let mut ids: Vec<(&String, &u32)> = h.values().collect();
