@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 pub use error::{Error, Result};
 pub use keys::{ALL_CFS, CF_LOG, CF_RAFT, CF_SM, CF_SNAPSHOT};
 pub use log_store::LogStore;
-pub use state_machine::{Applied, SnapshotBuilder, StateHandle, StateMachine};
+pub use state_machine::{Applied, ApplyClock, SnapshotBuilder, StateHandle, StateMachine};
 
 /// Node ids are small integers, as in `--initial-cluster 1=…,2=…,3=…`.
 pub type NodeId = u64;

@@ -6,15 +6,18 @@
 //! membership, in one RocksDB write batch, so the applied state and applied index never diverge
 //! on disk.
 
+use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use tokio::time::Instant;
 
 use drover_types::{
-    Changes, ClusterState, Command, DrainIntent, Event, KvEntry, Partition, Settings, Table,
-    Worker, WorkerId, apply_proposal, codec,
+    Changes, ClusterState, Command, DrainIntent, Event, KvEntry, Partition, Response, Settings,
+    Table, Worker, WorkerId, apply_proposal, codec,
 };
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
@@ -55,24 +58,86 @@ struct StoredSnapshot {
     data: Vec<u8>,
 }
 
+/// When this node applied what the lease rules depend on (SPEC §1 "What makes the lease
+/// sound"): the last settings change and each worker's current generation. Soft and per node:
+/// never persisted, never replicated. A node applies an entry only after it committed, so each
+/// time here is an upper bound on the commit time, which is what the rules need. What was
+/// applied before this process opened the store, or came with an installed snapshot, is dated
+/// at that moment (`baseline`) — later than its commit, so still an upper bound.
+#[derive(Debug)]
+pub struct ApplyClock {
+    baseline: Instant,
+    settings: Option<Instant>,
+    generations: HashMap<WorkerId, (u64, Instant)>,
+}
+
+impl ApplyClock {
+    /// A clock for a store opened (or a snapshot installed) at `now`.
+    pub fn new_at(now: Instant) -> ApplyClock {
+        ApplyClock {
+            baseline: now,
+            settings: None,
+            generations: HashMap::new(),
+        }
+    }
+
+    /// When this node applied the current settings.
+    pub fn settings_applied(&self) -> Instant {
+        self.settings.unwrap_or(self.baseline)
+    }
+
+    /// When this node applied `worker`'s registration at `generation`.
+    pub fn generation_applied(&self, worker: &WorkerId, generation: u64) -> Instant {
+        match self.generations.get(worker) {
+            Some((g, at)) if *g == generation => *at,
+            _ => self.baseline,
+        }
+    }
+
+    /// Notes what one applied command changed that the lease rules care about.
+    fn note(&mut self, command: &Command, response: &Response, now: Instant) {
+        match (command, response) {
+            (Command::UpdateSettings { .. }, _) => self.settings = Some(now),
+            (Command::Register(_), Response::Worker(w)) => {
+                self.generations.insert(w.id.clone(), (w.generation, now));
+            }
+            _ => {}
+        }
+    }
+
+    /// After a snapshot replaced the state: everything in it is dated now.
+    fn reset(&mut self, now: Instant) {
+        *self = ApplyClock::new_at(now);
+    }
+}
+
 /// Shared read access to the applied state, for the API and the scheduler.
 #[derive(Clone, Debug)]
-pub struct StateHandle(Arc<RwLock<Applied>>);
+pub struct StateHandle {
+    applied: Arc<RwLock<Applied>>,
+    clock: Arc<Mutex<ApplyClock>>,
+}
 
 impl StateHandle {
     /// Reads the applied state. Do not hold the guard across an `.await`: apply waits for it.
     pub fn read(&self) -> RwLockReadGuard<'_, Applied> {
         // A panic while holding the lock cannot leave the state half-applied in a way a reader
         // could misuse more than a crash would: apply validates before it mutates.
-        self.0
+        self.applied
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, Applied> {
-        self.0
+        self.applied
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// When this node applied what the lease rules depend on. Held only for lookups; taken
+    /// after the state lock by apply, so never take the state lock while holding it.
+    pub fn clock(&self) -> MutexGuard<'_, ApplyClock> {
+        self.clock.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -306,7 +371,10 @@ impl StateMachine {
         Ok(StateMachine {
             versions: Arc::new(versions),
             db,
-            applied: StateHandle(Arc::new(RwLock::new(applied))),
+            applied: StateHandle {
+                applied: Arc::new(RwLock::new(applied)),
+                clock: Arc::new(Mutex::new(ApplyClock::new_at(Instant::now()))),
+            },
             snapshots_built: Arc::new(AtomicU64::new(0)),
             snapshots_installed: Arc::new(AtomicU64::new(0)),
         })
@@ -331,6 +399,8 @@ impl StateMachine {
     /// log id.
     pub fn apply_entries(&self, entries: impl IntoIterator<Item = Entry>) -> Result<Vec<Reply>> {
         let mut a = self.applied.write();
+        let mut clock = self.applied.clock();
+        let now = Instant::now();
         let events_before = (a.state.events.first_seq(), a.state.events.next_seq);
         let mut changes = Changes::default();
         let mut replies = Vec::new();
@@ -349,6 +419,9 @@ impl StateMachine {
                             .into_iter()
                             .map(|result| match result {
                                 Ok(mut outcome) => {
+                                    if outcome.changed {
+                                        clock.note(&proposal.command, &outcome.response, now);
+                                    }
                                     changes.merge(std::mem::take(&mut outcome.changes));
                                     Reply::Applied(Box::new(outcome))
                                 }
@@ -374,6 +447,7 @@ impl StateMachine {
         // re-applied from the log on restart.
         self.db.write(batch)?;
         let version = a.state.version;
+        drop(clock);
         drop(a);
         // After the lock is released, so woken readers find the new state.
         self.versions
@@ -412,6 +486,7 @@ impl StateMachine {
         // tells the leader this node holds it.
         self.db.write_opt(batch, &synced())?;
         *a = installed;
+        self.applied.clock().reset(Instant::now());
         let version = a.state.version;
         drop(a);
         self.snapshots_installed.fetch_add(1, Ordering::Relaxed);

@@ -18,7 +18,8 @@ use crate::ids::{
 };
 use crate::kv::KvEntry;
 use crate::partition::{Partition, RECENT_RELEASES, Release, Replica, ReplicaRole, key_range};
-use crate::state::{ClusterState, Settings, Table};
+use crate::settings::{Settings, SettingsPatch};
+use crate::state::{ClusterState, Table};
 use crate::worker::{Worker, WorkerState};
 
 /// Most workers one drain request may name.
@@ -339,7 +340,10 @@ fn apply_command(
             key,
             expected_version,
         } => cx.kv_delete(key, *expected_version),
-        Command::UpdateSettings(s) => cx.update_settings(s),
+        Command::UpdateSettings {
+            patch,
+            expected_version,
+        } => cx.update_settings(patch, *expected_version),
         Command::Batch(_) => invalid("batches do not nest"),
     }?;
     let changes = cx.changes;
@@ -741,6 +745,16 @@ impl Cx<'_> {
             self.s.drains.remove(&drain);
         }
         if withdraw {
+            // Every pending move off this worker: the plan's targets still joining, and any
+            // joining replica that was to replace it, recorded or not.
+            pending.extend(self.s.partitions.iter().flat_map(|p| {
+                p.replicas
+                    .iter()
+                    .filter(|r| r.role == ReplicaRole::Joining && r.replaces.as_ref() == Some(id))
+                    .map(move |r| (p.id, r.worker.clone()))
+            }));
+            pending.sort();
+            pending.dedup();
             for (p, to) in pending {
                 let joining = self
                     .s
@@ -1327,25 +1341,29 @@ impl Cx<'_> {
         })
     }
 
-    fn update_settings(&mut self, s: &Settings) -> Applied {
-        const MAX_VALUE: u32 = 16 << 20;
-        if !(1..=MAX_VALUE).contains(&s.kv_max_value_bytes) {
-            return invalid(format!("kv_max_value_bytes must be 1-{MAX_VALUE}"));
+    fn update_settings(&mut self, patch: &SettingsPatch, expected: Option<u64>) -> Applied {
+        let current = &self.s.settings;
+        if let Some(v) = expected
+            && v != current.version
+        {
+            return version_conflict("the settings", v, current.version);
         }
-        if !(1..=1_000_000).contains(&s.events_retained) {
-            return invalid("events_retained must be 1-1000000");
+        let mut new = current.patched(patch).or_else(invalid)?;
+        if current.same_values(&new) && current.version > 0 {
+            return Ok(Response::Settings(current.clone()));
         }
-        if &self.s.settings == s {
-            return Ok(Response::Settings(s.clone()));
+        if new.dead_after_ms != current.dead_after_ms {
+            new.lease_floor = current.floor_after_change(new.dead_after_ms, self.at);
         }
-        self.s.settings = s.clone();
+        new.version = self.index;
+        let retain = usize::try_from(new.events_retained).unwrap_or(usize::MAX);
+        self.s.settings = new.clone();
         self.changes.settings = true;
-        let retain = usize::try_from(s.events_retained).unwrap_or(usize::MAX);
         if self.s.events.events.len() > retain {
             let excess = self.s.events.events.len() - retain;
             self.s.events.events.drain(..excess);
             self.changes.events = true;
         }
-        Ok(Response::Settings(s.clone()))
+        Ok(Response::Settings(new))
     }
 }

@@ -8,8 +8,9 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// Format of log entries and snapshots written by this release.
-pub const FORMAT_VERSION: u8 = 1;
+/// Format of log entries and snapshots written by this release. 2: replicated liveness and
+/// scheduler settings (`Settings` grew, `UpdateSettings` carries a patch).
+pub const FORMAT_VERSION: u8 = 2;
 
 /// Largest encoded value accepted when decoding (a snapshot of 65,536 partitions at RF 7 with
 /// full KV and events is far below this).

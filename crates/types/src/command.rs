@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::drain::PlannedMove;
 use crate::ids::{PartitionId, WorkerId};
-use crate::state::Settings;
+use crate::settings::SettingsPatch;
 use crate::worker::WorkerState;
 
 /// What the leader proposes: a command and the proposer's wall-clock time, since `apply` never
@@ -60,15 +60,9 @@ pub enum Command {
         expected_version: Option<u64>,
     },
     /// Commit `dead at generation g`: its replicas are removed without acknowledgement.
-    MarkDead {
-        worker: WorkerId,
-        generation: u64,
-    },
+    MarkDead { worker: WorkerId, generation: u64 },
     /// Create the partition table, once.
-    CreateTable {
-        count: u32,
-        replication_factor: u8,
-    },
+    CreateTable { count: u32, replication_factor: u8 },
     /// Make-before-break step 1: add `worker` as a joining replica, replacing the serving
     /// replica on `replaces` once it has caught up (none for a restore).
     AddReplica {
@@ -110,10 +104,7 @@ pub enum Command {
         moves: Vec<PlannedMove>,
     },
     /// Commit (or replace, per partition and source) planned moves of an existing drain.
-    PlanDrain {
-        drain: u64,
-        moves: Vec<PlannedMove>,
-    },
+    PlanDrain { drain: u64, moves: Vec<PlannedMove> },
     KvPut {
         key: String,
         value: String,
@@ -123,7 +114,13 @@ pub enum Command {
         key: String,
         expected_version: Option<u64>,
     },
-    UpdateSettings(Settings),
+    /// Change cluster settings: the patch's fields replace the current ones, the result is
+    /// validated whole; `expected_version` compares with the settings' version (0: only if the
+    /// cluster's initial settings were never committed).
+    UpdateSettings {
+        patch: SettingsPatch,
+        expected_version: Option<u64>,
+    },
     /// KV writes to distinct keys that the leader proposes as one log entry (group commit).
     /// Each is applied in order as if alone and answered on its own; all take the entry's index
     /// as their version. Distinct keys keep a key's version naming exactly one write, so

@@ -30,6 +30,7 @@ mod events;
 mod ids;
 mod kv;
 mod partition;
+mod settings;
 mod state;
 mod worker;
 
@@ -46,5 +47,6 @@ pub use ids::{
 };
 pub use kv::KvEntry;
 pub use partition::{KeyRange, Partition, Replica, ReplicaRole, key_range, partition_for_key};
-pub use state::{ClusterState, InvariantViolation, Settings, Table};
+pub use settings::{LeaseFloor, MAX_DEAD_AFTER_MS, Settings, SettingsPatch};
+pub use state::{ClusterState, InvariantViolation, Table};
 pub use worker::{Worker, WorkerState};

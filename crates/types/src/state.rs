@@ -9,26 +9,8 @@ use crate::events::EventLog;
 use crate::ids::{PartitionId, WorkerId};
 use crate::kv::KvEntry;
 use crate::partition::{Partition, ReplicaRole};
+use crate::settings::Settings;
 use crate::worker::{Worker, WorkerState};
-
-/// Replicated settings: limits that `apply` enforces must be the same on every node, so they
-/// live in the state rather than in each node's configuration.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Settings {
-    /// Largest KV value, in bytes (SPEC §4 default 64 KiB).
-    pub kv_max_value_bytes: u32,
-    /// How many events the log retains before compacting the oldest.
-    pub events_retained: u32,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            kv_max_value_bytes: 64 * 1024,
-            events_retained: 10_000,
-        }
-    }
-}
 
 /// The partition table's shape, created once (SPEC §2).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

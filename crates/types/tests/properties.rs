@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use drover_types::{
     Actor, ClusterState, Command, Outcome, PlannedMove, Proposal, Registration, ReplicaRole,
-    Settings, WorkerId, WorkerState, apply, codec,
+    SettingsPatch, WorkerId, WorkerState, apply, codec,
 };
 use proptest::prelude::*;
 
@@ -335,10 +335,14 @@ fn concretize(op: &Op, s: &ClusterState) -> Command {
                 expected_version: expected.map(|e| e.resolve(current)),
             }
         }
-        Op::Settings { kv_max, retained } => Command::UpdateSettings(Settings {
-            kv_max_value_bytes: kv_max,
-            events_retained: retained,
-        }),
+        Op::Settings { kv_max, retained } => Command::UpdateSettings {
+            patch: SettingsPatch {
+                kv_max_value_bytes: Some(kv_max),
+                events_retained: Some(retained),
+                ..SettingsPatch::default()
+            },
+            expected_version: None,
+        },
     }
 }
 

@@ -474,6 +474,43 @@ fn cancel_drain_withdraws_pending_moves() {
     assert_eq!(e.code, RejectCode::Invalid);
 }
 
+/// The regression: a cancelled drain withdrew only the joining replicas its record named, so a
+/// move off the drained worker toward a target the record did not hold (a replanned target
+/// whose plan was never committed) went on after the cancel. Every joining replica that was to
+/// replace the worker is withdrawn.
+#[test]
+fn cancel_drain_withdraws_every_pending_move_recorded_or_not() {
+    let mut h = placed_cluster(1);
+    for (w, z) in [("d", "z0"), ("e", "z0")] {
+        h.register(w, 1, z);
+        h.set_state(w, A, Actor::Agent, false).unwrap();
+    }
+    let epoch = h.state.partitions[0].epoch;
+    h.ok(Command::StartDrain {
+        workers: vec!["a".into()],
+        moves: vec![drover_types::PlannedMove {
+            partition: 0,
+            from: "a".into(),
+            to: Some("d".into()),
+            epoch,
+        }],
+    });
+    // The move goes to `e`, which the record does not name.
+    let e = h.state.partitions[0].epoch;
+    h.ok(Command::AddReplica {
+        partition: 0,
+        worker: "e".into(),
+        expected_epoch: e,
+        replaces: Some("a".into()),
+    });
+    h.set_state("a", A, Actor::Operator, false).unwrap();
+    assert!(
+        h.state.partitions[0].replica(&"e".into()).is_none(),
+        "a pending move outlived its cancelled drain"
+    );
+    assert!(h.state.check_invariants().is_empty());
+}
+
 /// Bad input is a typed rejection: malformed ids, addresses, limits, and the table's bounds.
 #[test]
 fn limits_are_enforced() {
