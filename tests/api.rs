@@ -934,3 +934,212 @@ async fn openapi_documents_every_route() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
 }
+
+/// Liveness timing and throttles are replicated cluster settings (`/v1/settings`): nodes
+/// started with different liveness flags all answer the first leader's, a change through any
+/// node reaches every node, a new leader answers the same `dead_after`, and bad changes are
+/// refused whole. The regression: each node answered heartbeats with its own flags, so after a
+/// failover the lease an agent was told changed under it.
+#[tokio::test]
+async fn settings_are_replicated_and_every_node_answers_the_same() {
+    let mut c = Cluster::new(3, &["--admin-token", ADMIN, "--worker-token", WORKER]);
+    for (node, dead_after) in c.nodes.iter_mut().zip(["9000", "12000", "15000"]) {
+        node.args.extend(
+            [
+                "--heartbeat-interval-ms",
+                "100",
+                "--suspect-after-ms",
+                "1000",
+                "--dead-after-ms",
+                dead_after,
+            ]
+            .map(String::from),
+        );
+    }
+    for id in 1..=3 {
+        c.spawn(id);
+    }
+    c.token = Some(ADMIN.into());
+    let leader = c.leader_among(&[1, 2, 3]).await;
+    let api = Api { c: &c };
+    let reg = json!({"incarnation": 1, "address": "10.1.0.1:9000"});
+    let (s, _) = api
+        .call(
+            leader,
+            Method::PUT,
+            "/v1/workers/w1",
+            Some(WORKER),
+            Some(reg),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let beat = |node: u64| {
+        let api = &api;
+        async move {
+            let (s, b) = api
+                .call(
+                    node,
+                    Method::POST,
+                    "/v1/workers/w1/heartbeat",
+                    Some(WORKER),
+                    Some(json!({"generation": 1})),
+                )
+                .await;
+            assert_eq!(s, 200, "{b}");
+            b["dead_after_ms"].as_u64().unwrap()
+        }
+    };
+    let first = beat(leader).await;
+    for id in 1..=3 {
+        assert_eq!(
+            beat(id).await,
+            first,
+            "node {id} answers another dead_after"
+        );
+    }
+
+    // A change through a follower reaches every node.
+    let f = (1..=3).find(|id| *id != leader).unwrap();
+    let (s, set) = api
+        .admin(
+            f,
+            Method::PUT,
+            "/v1/settings",
+            Some(json!({"dead_after_ms": 20000, "max_moves_per_worker": 2})),
+        )
+        .await;
+    assert_eq!(s, 200, "{set}");
+    assert_eq!(set["dead_after_ms"], 20000);
+    let version = set["version"].as_u64().unwrap();
+    assert!(version > 0);
+    for id in 1..=3 {
+        support::wait_for(
+            "every node to apply the change",
+            std::time::Duration::from_secs(10),
+            || async {
+                let (_, s) = api
+                    .admin(id, Method::GET, "/v1/settings?stale=true", None)
+                    .await;
+                (s["version"].as_u64() == Some(version)).then_some(())
+            },
+        )
+        .await;
+    }
+    for id in 1..=3 {
+        assert_eq!(beat(id).await, 20000);
+    }
+
+    // Refused whole, changing nothing.
+    for (body, status, code) in [
+        (json!({"dead_after_ms": 500}), 400, "invalid"),
+        (json!({"heartbeat_interval_ms": 0}), 400, "invalid"),
+        (json!({"dead_after_ms": 30000, "nope": 1}), 400, "invalid"),
+        (json!({"dead_after_ms": "soon"}), 400, "invalid"),
+        (
+            json!({"dead_after_ms": 30000, "expected_version": version + 7}),
+            409,
+            "version_conflict",
+        ),
+    ] {
+        api.refused(
+            f,
+            Method::PUT,
+            "/v1/settings",
+            Some(ADMIN),
+            Some(body),
+            status,
+            code,
+        )
+        .await;
+    }
+    api.refused(
+        f,
+        Method::PUT,
+        "/v1/settings",
+        Some(WORKER),
+        Some(json!({"dead_after_ms": 30000})),
+        403,
+        "forbidden",
+    )
+    .await;
+
+    // A new leader answers the same dead_after, whatever its own flags say.
+    c.kill(leader);
+    let others: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    let new_leader = c.leader_among(&others).await;
+    let api = Api { c: &c };
+    let answered = support::wait_for(
+        "the new leader to acknowledge heartbeats",
+        std::time::Duration::from_secs(10),
+        || async {
+            let (s, b) = api
+                .call(
+                    new_leader,
+                    Method::POST,
+                    "/v1/workers/w1/heartbeat",
+                    Some(WORKER),
+                    Some(json!({"generation": 1})),
+                )
+                .await;
+            if s == 200 {
+                b["dead_after_ms"].as_u64()
+            } else {
+                None
+            }
+        },
+    )
+    .await;
+    assert_eq!(answered, 20000);
+}
+
+/// The regression: `GET /v1/events` without `after` (or `after=0`) answered 410 once the log
+/// had passed its retention, so `droverctl watch` stopped working on any busy cluster. It now
+/// starts from the oldest kept event.
+#[tokio::test]
+async fn events_without_after_start_from_the_oldest_kept() {
+    let c = Cluster::start(1, &[]);
+    c.leader_among(&[1]).await;
+    let api = Api { c: &c };
+    let (s, _) = api
+        .call(
+            1,
+            Method::PUT,
+            "/v1/settings",
+            None,
+            Some(json!({"events_retained": 5})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    for i in 0..12 {
+        let reg = json!({"incarnation": 1, "address": "10.1.0.1:9000"});
+        let (s, _) = api
+            .call(
+                1,
+                Method::PUT,
+                &format!("/v1/workers/w{i}"),
+                None,
+                Some(reg),
+            )
+            .await;
+        assert_eq!(s, 200);
+    }
+    for path in ["/v1/events", "/v1/events?after=0"] {
+        let (s, page) = api.call(1, Method::GET, path, None, None).await;
+        assert_eq!(s, 200, "{path}: {page}");
+        let seqs: Vec<u64> = page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(seqs.len(), 5, "{page}");
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+    }
+    let (s, page) = api
+        .call(1, Method::GET, "/v1/events?after=1", None, None)
+        .await;
+    assert_eq!(
+        (s, page["error"]["code"].as_str()),
+        (410, Some("compacted"))
+    );
+}

@@ -79,13 +79,16 @@ pub struct Cli {
     /// Serve `/debug/faults`, which drops or delays this node's outgoing Raft messages. Tests only.
     #[arg(long, env = "DROVER_ENABLE_FAULT_INJECTION")]
     pub enable_fault_injection: Option<bool>,
-    /// How often agents should heartbeat, in milliseconds (default 1000).
+    /// Initial cluster setting: how often agents heartbeat, in milliseconds (default 1000).
+    /// The first leader of a new cluster commits this node's liveness settings; afterwards they
+    /// are replicated and changed with `droverctl settings set`.
     #[arg(long, env = "DROVER_HEARTBEAT_INTERVAL_MS")]
     pub heartbeat_interval_ms: Option<u64>,
-    /// A worker unheard for this long is suspect, in milliseconds (default 5000).
+    /// Initial cluster setting: a worker unheard this long is suspect, in ms (default 5000).
     #[arg(long, env = "DROVER_SUSPECT_AFTER_MS")]
     pub suspect_after_ms: Option<u64>,
-    /// A worker unheard for this long may be declared dead, in milliseconds (default 30000).
+    /// Initial cluster setting: a worker unheard this long may be declared dead, in ms
+    /// (default 30000).
     #[arg(long, env = "DROVER_DEAD_AFTER_MS")]
     pub dead_after_ms: Option<u64>,
     /// DANGEROUS, tests only: serve "linearizable" reads from this node's local state without
@@ -98,6 +101,11 @@ pub struct Cli {
     /// show it catches that. Flag or env only, never the file.
     #[arg(long, env = "DROVER_UNSAFE_TEST_EARLY_ACK", hide = true)]
     pub unsafe_test_early_ack: Option<bool>,
+    /// DANGEROUS, tests only: acknowledge agents' heartbeats on whichever node receives them,
+    /// without forwarding to the leader or confirming leadership. Breaks the lease; exists so
+    /// the fault-injection harness can show it catches that. Flag or env only, never the file.
+    #[arg(long, env = "DROVER_UNSAFE_TEST_LOCAL_HEARTBEATS", hide = true)]
+    pub unsafe_test_local_heartbeats: Option<bool>,
 }
 
 /// The same settings as they may appear in the TOML file (snake_case keys).
@@ -175,15 +183,18 @@ pub struct UnsafeTestSwitches {
     /// Writes acknowledged once in the leader's local log, with the answer `apply` would give,
     /// before they are committed.
     pub early_ack: bool,
+    /// Heartbeats acknowledged by any node, without the leader or a quorum.
+    pub local_heartbeats: bool,
 }
 
 impl UnsafeTestSwitches {
     pub fn any(&self) -> bool {
-        self.local_reads || self.early_ack
+        self.local_reads || self.early_ack || self.local_heartbeats
     }
 }
 
-/// Worker liveness timing (SPEC §1).
+/// Worker liveness timing (SPEC §1) this node proposes as the cluster's initial settings if
+/// it is the first leader of a new cluster. The settings in force are the replicated ones.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LivenessConfig {
     pub heartbeat_interval: Duration,
@@ -444,6 +455,7 @@ impl Cli {
             unsafe_test: UnsafeTestSwitches {
                 local_reads: self.unsafe_test_local_reads.unwrap_or(false),
                 early_ack: self.unsafe_test_early_ack.unwrap_or(false),
+                local_heartbeats: self.unsafe_test_local_heartbeats.unwrap_or(false),
             },
         })
     }

@@ -1,61 +1,148 @@
-//! Leader soft state (SPEC §0, §1): when each worker last heartbeated. Never replicated: a new
-//! leader starts empty, treats workers it has not heard from yet as suspect, and (with the
-//! scheduler) declares none dead before `dead_after` has passed since it became leader.
+//! Leader soft state (SPEC §0, §1): when each worker's heartbeats were acknowledged, the death
+//! verdicts being committed, and which generations gave their lease up. Never replicated: a new
+//! leader starts empty, does not know yet whether unheard workers are alive, and declares none
+//! dead before the death threshold has passed since it became leader.
+//!
+//! This module holds the leader's half of the lease argument (docs/architecture.md, "The
+//! lease"). An agent holds its lease until `sent + dead_after − margin` of its last acknowledged
+//! heartbeat; the leader may declare it dead only once it has been silent for the threshold
+//! since the *arrival* of the last heartbeat this leader acknowledged (arrival ≥ send). Three
+//! rules keep the two clocks apart on every interleaving:
+//! - a death is *decided* under the same lock that acknowledges heartbeats ([`Heartbeats::
+//!   decide_death`] and [`Heartbeats::acknowledge`]): a heartbeat is either recorded before the
+//!   decision (and then the worker is not silent) or refused until the verdict is settled;
+//! - a worker never heard by this leader has been silent since `max(leader_since, when this node
+//!   applied its generation)`: every lease an earlier leader granted was sent before this leader
+//!   was elected (the earlier leader confirmed it with a quorum after the heartbeat arrived);
+//! - a new generation of a worker gets no lease before every older process's lease is over
+//!   ([`Heartbeats::lease_wait`]): those were all sent before the new registration committed.
 //!
 //! Concurrency: one `std::sync::Mutex`, held only for map operations, never across `.await`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::Duration;
 
-use drover_types::{Worker, WorkerId};
+use drover_store::ApplyClock;
+use drover_types::{Settings, Worker, WorkerId};
 use serde::Serialize;
+use tokio::sync::watch;
+use tokio::time::Instant;
 
-use crate::config::LivenessConfig;
-
-/// A worker's liveness as the leader sees it.
+/// A worker's liveness as the leader sees it (SPEC §1; `unknown` is shown as `suspect`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Liveness {
     Alive,
-    /// Missed heartbeats for `suspect_after`, or not heard since this node became leader.
+    /// Missed heartbeats for `suspect_after`.
     Suspect,
+    /// Not heard at its generation since this node became leader, which was less than
+    /// `suspect_after` ago: a new leader does not know yet. Nothing is placed on it, and nothing
+    /// is moved because of it.
+    Unknown,
     /// Declared dead at its current generation (a committed verdict).
     Dead,
 }
 
+/// Liveness timing as the leader applies it at one moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    pub heartbeat_interval: Duration,
+    pub suspect_after: Duration,
+    /// What heartbeat answers tell agents: their lease is `sent + dead_after − margin`.
+    pub dead_after: Duration,
+    /// How long a worker must be silent before it may be declared dead: `dead_after`, or more
+    /// while a lease granted under an earlier, longer `dead_after` may still run.
+    pub death_threshold: Duration,
+}
+
+impl Timing {
+    /// The timing the replicated `settings` give at `now`, on a node whose apply clock is
+    /// `clock`.
+    pub fn at(settings: &Settings, clock: &ApplyClock, now: Instant) -> Timing {
+        let ms = Duration::from_millis;
+        let dead_after = ms(settings.dead_after_ms);
+        let floor = settings
+            .lease_floor
+            .map(|f| ms(f.dead_after_ms))
+            .filter(|f| now < clock.settings_applied() + *f)
+            .unwrap_or_default();
+        Timing {
+            heartbeat_interval: ms(settings.heartbeat_interval_ms),
+            suspect_after: ms(settings.suspect_after_ms),
+            dead_after,
+            death_threshold: dead_after.max(floor),
+        }
+    }
+}
+
+/// The heartbeat was not acknowledged: a death verdict for this generation is being committed.
+#[derive(Debug)]
+pub struct DeathPending;
+
 #[derive(Debug, Default)]
 struct Inner {
     leader_since: Option<Instant>,
-    /// Worker → (generation, time of its last heartbeat). Looked up, never iterated for
-    /// decisions, so a `HashMap` is fine.
+    /// Worker → (generation, arrival of the last heartbeat this leader acknowledged).
     last: HashMap<WorkerId, (u64, Instant)>,
-    /// Worker → (generation, when this leader first saw it at that generation): the death
-    /// clock of a worker never heard at its generation starts here, not at some earlier time.
-    first_seen: HashMap<WorkerId, (u64, Instant)>,
+    /// Death verdicts decided and not yet settled: worker → generation.
+    dying: HashMap<WorkerId, u64>,
+    /// Worker → (generation that gave its lease up, from when no older process holds one).
+    released: HashMap<WorkerId, (u64, Instant)>,
 }
 
-#[derive(Debug, Default)]
-pub struct Heartbeats(Mutex<Inner>);
+#[derive(Debug)]
+pub struct Heartbeats {
+    inner: Mutex<Inner>,
+    /// Bumped whenever a pending death is settled, so refused heartbeats can look again.
+    settled: watch::Sender<u64>,
+}
+
+impl Default for Heartbeats {
+    fn default() -> Self {
+        Heartbeats {
+            inner: Mutex::default(),
+            settled: watch::Sender::new(0),
+        }
+    }
+}
+
+impl Inner {
+    /// How long `worker` has been silent at `generation` (see the module doc).
+    fn silent_for(
+        &self,
+        worker: &WorkerId,
+        generation: u64,
+        applied: Instant,
+        now: Instant,
+    ) -> Option<Duration> {
+        let since = match self.last.get(worker) {
+            Some((g, at)) if *g == generation => *at,
+            _ => self.leader_since?.max(applied),
+        };
+        Some(now.saturating_duration_since(since))
+    }
+}
 
 impl Heartbeats {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Starts the soft state afresh for a new term of leadership.
     pub fn became_leader(&self, now: Instant) {
         let mut i = self.lock();
-        i.leader_since = Some(now);
-        i.last.clear();
-        i.first_seen.clear();
+        *i = Inner {
+            leader_since: Some(now),
+            ..Inner::default()
+        };
+        drop(i);
+        self.settled.send_modify(|n| *n += 1);
     }
 
     pub fn lost_leadership(&self) {
-        let mut i = self.lock();
-        i.leader_since = None;
-        i.last.clear();
-        i.first_seen.clear();
+        *self.lock() = Inner::default();
+        self.settled.send_modify(|n| *n += 1);
     }
 
     /// When this node became leader, if it leads.
@@ -63,53 +150,136 @@ impl Heartbeats {
         self.lock().leader_since
     }
 
-    /// How long the worker has been silent at `generation`: since its last heartbeat at that
-    /// generation, or, if never heard at it, since this leader first asked (a freshly
-    /// registered or restarted worker gets a full `dead_after` to be heard).
-    pub fn silent_for(
+    /// Records an acknowledged heartbeat of `worker` at `generation` that arrived at `arrival`
+    /// — unless a death verdict for that generation is pending, in which case nothing is
+    /// recorded and the heartbeat must not be acknowledged.
+    pub fn acknowledge(
         &self,
         worker: &WorkerId,
         generation: u64,
-        now: Instant,
-    ) -> std::time::Duration {
+        arrival: Instant,
+    ) -> Result<(), DeathPending> {
         let mut i = self.lock();
-        if let Some((g, at)) = i.last.get(worker)
-            && *g == generation
-        {
-            return now.saturating_duration_since(*at);
+        if i.dying.get(worker) == Some(&generation) {
+            return Err(DeathPending);
         }
-        let seen = i
-            .first_seen
-            .entry(worker.clone())
-            .or_insert((generation, now));
-        if seen.0 != generation {
-            *seen = (generation, now);
-        }
-        now.saturating_duration_since(seen.1)
+        let at = match i.last.get(worker) {
+            Some((g, at)) if *g == generation => arrival.max(*at),
+            _ => arrival,
+        };
+        i.last.insert(worker.clone(), (generation, at));
+        Ok(())
     }
 
-    pub fn record(&self, worker: &WorkerId, generation: u64, now: Instant) {
-        self.lock().last.insert(worker.clone(), (generation, now));
+    /// Decides, atomically with [`Heartbeats::acknowledge`], whether `w` is to be declared dead
+    /// now: this node leads, has led for `threshold`, and `w` has been silent that long at its
+    /// generation. A decided death stays pending until [`Heartbeats::settle`]; meanwhile its
+    /// heartbeats are refused.
+    pub fn decide_death(
+        &self,
+        w: &Worker,
+        applied: Instant,
+        threshold: Duration,
+        now: Instant,
+    ) -> bool {
+        let mut i = self.lock();
+        let Some(since) = i.leader_since else {
+            return false;
+        };
+        if now.saturating_duration_since(since) < threshold || i.dying.contains_key(&w.id) {
+            return false;
+        }
+        let silent = i.silent_for(&w.id, w.generation, applied, now);
+        if silent.is_some_and(|s| s >= threshold) {
+            i.dying.insert(w.id.clone(), w.generation);
+            return true;
+        }
+        false
     }
 
-    pub fn liveness(&self, w: &Worker, now: Instant, cfg: &LivenessConfig) -> Liveness {
+    /// A decided death was committed, refused, or overtaken: heartbeats are judged again.
+    pub fn settle(&self, worker: &WorkerId) {
+        if self.lock().dying.remove(worker).is_some() {
+            self.settled.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Pending deaths whose outcome `resolved` can now tell from the applied state.
+    pub fn settle_resolved(&self, resolved: impl Fn(&WorkerId, u64) -> bool) {
+        let settled: Vec<WorkerId> = {
+            let i = self.lock();
+            i.dying
+                .iter()
+                .filter(|(w, g)| resolved(w, **g))
+                .map(|(w, _)| w.clone())
+                .collect()
+        };
+        for w in settled {
+            self.settle(&w);
+        }
+    }
+
+    /// Follows settlements of pending deaths.
+    pub fn settlements(&self) -> watch::Receiver<u64> {
+        self.settled.subscribe()
+    }
+
+    /// Generation `generation` of `worker` gave its lease up for good (its process stopped
+    /// serving): a newer generation may hold one from `free_from` on.
+    pub fn release(&self, worker: &WorkerId, generation: u64, free_from: Instant) {
+        self.lock()
+            .released
+            .insert(worker.clone(), (generation, free_from));
+    }
+
+    /// From when no process of `w` older than its current generation can hold a lease. Every
+    /// older lease was sent before this generation's registration committed, so it has run out
+    /// by `applied + threshold`; generation 1 never had a predecessor, and a predecessor that
+    /// gave its lease up ([`Heartbeats::release`]) shortens the wait.
+    pub fn lease_free_from(&self, w: &Worker, applied: Instant, threshold: Duration) -> Instant {
+        match self.lock().released.get(&w.id) {
+            Some((g, free)) if g.saturating_add(1) == w.generation => *free,
+            _ if w.generation <= 1 => applied,
+            _ => applied + threshold,
+        }
+    }
+
+    /// How long `w`'s current generation must still wait before it may hold a lease.
+    pub fn lease_wait(
+        &self,
+        w: &Worker,
+        applied: Instant,
+        threshold: Duration,
+        now: Instant,
+    ) -> Duration {
+        self.lease_free_from(w, applied, threshold)
+            .saturating_duration_since(now)
+    }
+
+    pub fn liveness(&self, w: &Worker, applied: Instant, t: &Timing, now: Instant) -> Liveness {
         if w.dead {
             return Liveness::Dead;
         }
-        match self.lock().last.get(&w.id) {
-            Some((g, at))
-                if *g == w.generation && now.saturating_duration_since(*at) < cfg.suspect_after =>
-            {
-                Liveness::Alive
+        let i = self.lock();
+        match i.last.get(&w.id) {
+            Some((g, at)) if *g == w.generation => {
+                if now.saturating_duration_since(*at) < t.suspect_after {
+                    Liveness::Alive
+                } else {
+                    Liveness::Suspect
+                }
             }
-            _ => Liveness::Suspect,
+            _ => match i.silent_for(&w.id, w.generation, applied, now) {
+                Some(silent) if silent < t.suspect_after => Liveness::Unknown,
+                _ => Liveness::Suspect,
+            },
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use drover_store::ApplyClock;
 
     use super::*;
 
@@ -130,48 +300,129 @@ mod tests {
         }
     }
 
-    #[test]
-    fn suspect_until_heard_alive_while_fresh_dead_when_committed() {
-        let cfg = LivenessConfig {
+    fn timing() -> Timing {
+        Timing {
             heartbeat_interval: Duration::from_secs(1),
             suspect_after: Duration::from_secs(5),
             dead_after: Duration::from_secs(30),
-        };
+            death_threshold: Duration::from_secs(30),
+        }
+    }
+
+    const S: Duration = Duration::from_secs(1);
+
+    #[tokio::test(start_paused = true)]
+    async fn unknown_until_heard_alive_while_fresh_dead_when_committed() {
+        let t = timing();
         let h = Heartbeats::default();
         let t0 = Instant::now();
         h.became_leader(t0);
+        let w = worker(2, false);
         assert_eq!(
-            h.liveness(&worker(2, false), t0, &cfg),
-            Liveness::Suspect,
+            h.liveness(&w, t0, &t, t0),
+            Liveness::Unknown,
             "not heard yet"
         );
-        h.record(&"w".into(), 2, t0);
-        assert_eq!(
-            h.liveness(&worker(2, false), t0 + Duration::from_secs(4), &cfg),
-            Liveness::Alive
-        );
-        assert_eq!(
-            h.liveness(&worker(2, false), t0 + Duration::from_secs(6), &cfg),
-            Liveness::Suspect
-        );
-        assert_eq!(
-            h.liveness(&worker(3, false), t0, &cfg),
-            Liveness::Suspect,
-            "an older generation's beat"
-        );
-        assert_eq!(h.liveness(&worker(2, true), t0, &cfg), Liveness::Dead);
-        // The death clock of a worker never heard at its generation starts when first asked.
-        let later = t0 + Duration::from_secs(100);
-        assert_eq!(h.silent_for(&"w".into(), 3, later), Duration::ZERO);
-        assert_eq!(
-            h.silent_for(&"w".into(), 3, later + Duration::from_secs(7)),
-            Duration::from_secs(7)
-        );
-        assert_eq!(
-            h.silent_for(&"w".into(), 2, t0 + Duration::from_secs(4)),
-            Duration::from_secs(4)
-        );
+        assert_eq!(h.liveness(&w, t0, &t, t0 + 6 * S), Liveness::Suspect);
+        h.acknowledge(&"w".into(), 2, t0).unwrap();
+        assert_eq!(h.liveness(&w, t0, &t, t0 + 4 * S), Liveness::Alive);
+        assert_eq!(h.liveness(&w, t0, &t, t0 + 6 * S), Liveness::Suspect);
+        assert_eq!(h.liveness(&worker(3, false), t0, &t, t0), Liveness::Unknown);
+        assert_eq!(h.liveness(&worker(2, true), t0, &t, t0), Liveness::Dead);
         h.lost_leadership();
         assert_eq!(h.leader_since(), None);
+    }
+
+    /// The regression: a never-heard worker after a failover used to be declared dead only
+    /// `2 × dead_after` after the new leader took over (its death clock started when the loop
+    /// first asked, which was already `dead_after` in).
+    #[tokio::test(start_paused = true)]
+    async fn a_never_heard_worker_dies_dead_after_the_leader_took_over() {
+        let h = Heartbeats::default();
+        let t0 = Instant::now();
+        h.became_leader(t0);
+        let w = worker(2, false);
+        let threshold = 30 * S;
+        assert!(!h.decide_death(&w, t0 - 100 * S, threshold, t0 + 29 * S));
+        assert!(h.decide_death(&w, t0 - 100 * S, threshold, t0 + 30 * S));
+        // A generation this leader applied later gets its full threshold from then.
+        let h = Heartbeats::default();
+        h.became_leader(t0);
+        let applied = t0 + 10 * S;
+        assert!(!h.decide_death(&w, applied, threshold, t0 + 39 * S));
+        assert!(h.decide_death(&w, applied, threshold, t0 + 40 * S));
+    }
+
+    /// A death decided is exclusive with acknowledging that generation's heartbeats: one that
+    /// arrives while the verdict is pending is refused, and one recorded first prevents it.
+    #[tokio::test(start_paused = true)]
+    async fn no_heartbeat_is_acknowledged_while_its_death_is_pending() {
+        let h = Heartbeats::default();
+        let t0 = Instant::now();
+        h.became_leader(t0);
+        let w = worker(1, false);
+        let id = WorkerId::from("w");
+        h.acknowledge(&id, 1, t0).unwrap();
+        let late = t0 + 31 * S;
+        assert!(h.decide_death(&w, t0, 30 * S, late));
+        assert!(h.acknowledge(&id, 1, late).is_err(), "pending: refused");
+        assert!(!h.decide_death(&w, t0, 30 * S, late), "decided once");
+        h.settle(&id);
+        h.acknowledge(&id, 1, late).unwrap();
+        assert!(
+            !h.decide_death(&w, t0, 30 * S, late),
+            "heard again: not silent"
+        );
+        // Another generation's heartbeats are not held up by this one's verdict.
+        assert!(h.decide_death(&w, t0, 30 * S, late + 30 * S));
+        h.acknowledge(&id, 2, late).unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_generation_waits_out_the_older_processes_leases() {
+        let h = Heartbeats::default();
+        let t0 = Instant::now();
+        h.became_leader(t0);
+        let threshold = 30 * S;
+        assert_eq!(
+            h.lease_wait(&worker(1, false), t0, threshold, t0),
+            Duration::ZERO
+        );
+        assert_eq!(
+            h.lease_wait(&worker(3, false), t0, threshold, t0 + 10 * S),
+            20 * S
+        );
+        assert_eq!(
+            h.lease_wait(&worker(3, false), t0, threshold, t0 + 30 * S),
+            Duration::ZERO
+        );
+        // Generation 2 gave its lease up (a graceful restart): 3 may lease at once.
+        let free = h.lease_free_from(&worker(2, false), t0 - 100 * S, threshold);
+        h.release(&"w".into(), 2, free.max(t0));
+        assert_eq!(
+            h.lease_wait(&worker(3, false), t0, threshold, t0),
+            Duration::ZERO
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lowered_dead_after_keeps_its_floor_until_it_has_run_out() {
+        let now = Instant::now();
+        let clock = ApplyClock::new_at(now);
+        let settings = Settings {
+            dead_after_ms: 3_000,
+            suspect_after_ms: 2_000,
+            version: 9,
+            lease_floor: Some(drover_types::LeaseFloor {
+                dead_after_ms: 30_000,
+                set_at_ms: 0,
+            }),
+            ..Settings::default()
+        };
+        let t = Timing::at(&settings, &clock, now + 29 * S);
+        assert_eq!(t.dead_after, 3 * S, "agents are told the new value at once");
+        assert_eq!(t.death_threshold, 30 * S, "deaths wait for the old leases");
+        let t = Timing::at(&settings, &clock, now + 30 * S);
+        assert_eq!(t.death_threshold, 3 * S);
     }
 }

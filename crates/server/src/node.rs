@@ -13,9 +13,11 @@ use drover_store::{StateHandle, StateMachine};
 use openraft::metrics::RaftMetrics;
 use openraft::{BasicNode, ChangeMembers};
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 
 use crate::api::{self, LeaderHint};
 use crate::config::{Config, Membership};
+use crate::liveness::{Liveness, Timing};
 
 /// Why a node could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -110,19 +112,24 @@ impl Node {
     }
 
     /// The planner's view of liveness at `now`: the workers this leader counts as suspect
-    /// (not heard at their generation, or silent past `suspect_after`), and its clock. Used by
-    /// the scheduling loop, drain plans and drain progress alike, so they all agree.
+    /// (silent past `suspect_after`, or not heard since it became leader), and its clock. Used
+    /// by the scheduling loop, drain plans and drain progress alike, so they all agree.
     pub(crate) fn planner_view(
         &self,
         s: &drover_types::ClusterState,
-        now: std::time::Instant,
+        clock: &drover_store::ApplyClock,
+        now: Instant,
     ) -> drover_scheduler::Liveness {
-        let cfg = &self.config().liveness;
+        let t = Timing::at(&s.settings, clock, now);
         let suspect = s
             .workers
             .values()
             .filter(|w| {
-                self.heartbeats().liveness(w, now, cfg) == crate::liveness::Liveness::Suspect
+                let applied = clock.generation_applied(&w.id, w.generation);
+                matches!(
+                    self.heartbeats().liveness(w, applied, &t, now),
+                    Liveness::Suspect | Liveness::Unknown
+                )
             })
             .map(|w| w.id.clone())
             .collect();
@@ -130,6 +137,50 @@ impl Node {
             suspect,
             now_ms: crate::api::now_ms(),
         }
+    }
+
+    /// Waits until this leader knows whether each worker that may hold or take replicas is
+    /// alive — it has heard it, or `suspect_after` has passed without — so a plan made now is the
+    /// plan it would make later (a new leader's first moments would otherwise count every
+    /// worker as a suspect: no candidate for anything). Bounded by `suspect_after`.
+    pub(crate) async fn liveness_known(&self) {
+        loop {
+            let now = Instant::now();
+            let unknown = {
+                let guard = self.state().read();
+                let s = &guard.state;
+                let clock = self.state().clock();
+                let t = Timing::at(&s.settings, &clock, now);
+                s.workers.values().any(|w| {
+                    matches!(
+                        w.state,
+                        drover_types::WorkerState::Active | drover_types::WorkerState::Draining
+                    ) && {
+                        let applied = clock.generation_applied(&w.id, w.generation);
+                        self.heartbeats().liveness(w, applied, &t, now) == Liveness::Unknown
+                    }
+                })
+            };
+            if !unknown {
+                return;
+            }
+            // Unknown turns into alive or suspect within `suspect_after`; look again soon.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A worker's liveness as this leader sees it at `now` (`None` on a follower: soft state).
+    pub(crate) fn liveness_of(
+        &self,
+        s: &drover_types::ClusterState,
+        w: &drover_types::Worker,
+        now: Instant,
+    ) -> Option<Liveness> {
+        self.heartbeats().leader_since()?;
+        let clock = self.state().clock();
+        let t = Timing::at(&s.settings, &clock, now);
+        let applied = clock.generation_applied(&w.id, w.generation);
+        Some(self.heartbeats().liveness(w, applied, &t, now))
     }
 
     /// Follows the applied state version (for long polls).
@@ -404,16 +455,55 @@ async fn track_leadership(node: Node) {
         if now_leading != leading {
             leading = now_leading;
             if leading {
-                node.heartbeats().became_leader(std::time::Instant::now());
+                node.heartbeats().became_leader(Instant::now());
                 tracing::info!(
-                    "became leader: liveness starts afresh, every worker suspect until heard"
+                    "became leader: liveness starts afresh, no worker declared dead until the \
+                     death threshold has passed"
                 );
+                tokio::spawn(initial_settings(node.clone()));
             } else {
                 node.heartbeats().lost_leadership();
             }
         }
         if metrics.changed().await.is_err() {
             return;
+        }
+    }
+}
+
+/// On the first leader of a new cluster, commits this node's configured liveness settings as
+/// the cluster's initial settings (compare-and-set on settings version 0, so it happens once
+/// and never overwrites an operator's change). Heartbeats are not acknowledged before: no lease
+/// is ever granted under settings the cluster did not commit.
+async fn initial_settings(node: Node) {
+    let l = node.config().liveness;
+    let ms = |d: Duration| Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let patch = drover_types::SettingsPatch {
+        heartbeat_interval_ms: ms(l.heartbeat_interval),
+        suspect_after_ms: ms(l.suspect_after),
+        dead_after_ms: ms(l.dead_after),
+        ..Default::default()
+    };
+    loop {
+        if node.heartbeats().leader_since().is_none()
+            || node.state().read().state.settings.version != 0
+        {
+            return;
+        }
+        let command = drover_types::Command::UpdateSettings {
+            patch: patch.clone(),
+            expected_version: Some(0),
+        };
+        match node.propose(command).await {
+            Ok(_) => {
+                tracing::info!(?patch, "committed the cluster's initial settings");
+                return;
+            }
+            Err(e) if e.code == "version_conflict" => return,
+            Err(e) => {
+                tracing::warn!(error = %e.message, "initial settings not committed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
         }
     }
 }

@@ -4,12 +4,15 @@
 //! it read as precondition. It stops acting the moment leadership is lost: every round starts
 //! by checking, and a stale step is rejected by `apply`, never applied.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use drover_scheduler::{PlannerConfig, Reason, Step, plan};
 use drover_types::{Command, WorkerId, WorkerState};
 
 use crate::api::now_ms;
+use crate::liveness::Timing;
 use crate::node::Node;
 
 /// How often the loop plans even when nothing was applied (timeouts, liveness changes).
@@ -19,7 +22,6 @@ pub(crate) async fn run(node: Node) {
     let mut versions = node.versions();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let cfg = PlannerConfig::default();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -28,57 +30,80 @@ pub(crate) async fn run(node: Node) {
         let Some(leader_since) = node.heartbeats().leader_since() else {
             continue;
         };
-        round(&node, leader_since, &cfg).await;
+        round(&node, leader_since).await;
+    }
+}
+
+/// The planner's knobs, from the replicated settings.
+pub(crate) fn planner_config(s: &drover_types::Settings) -> PlannerConfig {
+    PlannerConfig {
+        max_moves_per_worker: s.max_moves_per_worker,
+        max_moves_total: s.max_moves_total,
+        join_timeout_ms: s.join_timeout_ms,
     }
 }
 
 /// One round: death verdicts first (they change what the planner may use), then the plan.
-async fn round(node: &Node, leader_since: Instant, cfg: &PlannerConfig) {
+async fn round(node: &Node, leader_since: Instant) {
     let now = Instant::now();
-    let live = node.config().liveness;
+    let hb = node.heartbeats();
     let (deaths, steps) = {
         let guard = node.state().read();
         let s = &guard.state;
-        let hb = node.heartbeats();
-        // A new leader declares no one dead before `dead_after` has passed since it became
-        // leader: it may simply not have heard from everyone yet.
-        let may_kill = now.saturating_duration_since(leader_since) >= live.dead_after;
-        let deaths: Vec<(WorkerId, u64)> = if may_kill {
-            s.workers
-                .values()
-                .filter(|w| {
-                    !w.dead && matches!(w.state, WorkerState::Active | WorkerState::Draining)
-                })
-                .filter(|w| hb.silent_for(&w.id, w.generation, now) >= live.dead_after)
-                .map(|w| (w.id.clone(), w.generation))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let mut steps = plan(s, &node.planner_view(s, now), cfg).steps;
+        // Verdicts left pending by an unknown outcome are settled once the state tells.
+        hb.settle_resolved(|w, g| s.workers.get(w).is_none_or(|x| x.generation != g || x.dead));
+        let clock = node.state().clock();
+        let t = Timing::at(&s.settings, &clock, now);
+        // Decided under the heartbeats' lock: from here until the verdict is settled, none of
+        // these workers' heartbeats is acknowledged (the lease argument, liveness.rs).
+        let deaths: Vec<(WorkerId, u64)> = s
+            .workers
+            .values()
+            .filter(|w| !w.dead && matches!(w.state, WorkerState::Active | WorkerState::Draining))
+            .filter(|w| {
+                let applied = clock.generation_applied(&w.id, w.generation);
+                hb.decide_death(w, applied, t.death_threshold, now)
+            })
+            .map(|w| (w.id.clone(), w.generation))
+            .collect();
+        let view = node.planner_view(s, &clock, now);
+        drop(clock);
+        let mut steps = plan(s, &view, &planner_config(&s.settings)).steps;
         // A new leader starts no move until it has had `suspect_after` to hear every worker:
         // placing on whoever happened to heartbeat first would need undoing once the rest are
         // heard. Steps that finish moves already under way go ahead.
-        if now.saturating_duration_since(leader_since) < live.suspect_after {
+        if now.saturating_duration_since(leader_since) < t.suspect_after {
             steps.retain(|step| !matches!(step, Step::Add { .. }));
         }
         (deaths, steps)
     };
     for (worker, generation) in deaths {
-        match node
+        let verdict = node
             .propose(Command::MarkDead {
                 worker: worker.clone(),
                 generation,
             })
-            .await
-        {
-            Ok(_) => tracing::warn!(%worker, generation, "declared dead: silent past dead_after"),
-            Err(e) => tracing::debug!(%worker, error = %e.message, "death verdict not applied"),
+            .await;
+        match verdict {
+            Ok(_) => {
+                tracing::warn!(%worker, generation, "declared dead: silent past the death threshold");
+                hb.settle(&worker);
+            }
+            // Perhaps committed, perhaps not: it stays pending until the applied state tells
+            // (above) or leadership is lost, which clears it — a later leader applies every
+            // entry of earlier terms before it acknowledges anything.
+            Err(e) if e.code == "outcome_unknown" => {
+                tracing::warn!(%worker, generation, error = %e.message, "death verdict outcome unknown");
+            }
+            Err(e) => {
+                tracing::debug!(%worker, error = %e.message, "death verdict not applied");
+                hb.settle(&worker);
+            }
         }
     }
-    for step in steps {
-        if node.heartbeats().leader_since() != Some(leader_since) {
-            return; // leadership changed mid-round: stop at once
+    commit_steps(steps, |step| async move {
+        if hb.leader_since() != Some(leader_since) {
+            return Committed::Stop; // leadership changed mid-round: stop at once
         }
         // For the drain-duration metric: when was this worker's drain requested?
         let drain_requested = match &step {
@@ -91,9 +116,43 @@ async fn round(node: &Node, leader_since: Instant, cfg: &PlannerConfig) {
             _ => None,
         };
         match node.propose(step.command()).await {
-            Ok(_) => record(node, &step, drain_requested),
-            // Another step moved the state on (stale epoch) or leadership moved: replan.
-            Err(e) => tracing::debug!(?step, error = %e.message, "step not applied; replanning"),
+            Ok(_) => {
+                record(node, &step, drain_requested);
+                Committed::Yes
+            }
+            Err(e) => {
+                tracing::debug!(?step, error = %e.message, "step not applied; replanning");
+                Committed::No
+            }
+        }
+    })
+    .await;
+}
+
+/// What became of one step.
+#[derive(Debug, PartialEq, Eq)]
+enum Committed {
+    Yes,
+    /// Refused (a stale epoch, a lost race): the next round replans it.
+    No,
+    /// Stop the round (leadership moved).
+    Stop,
+}
+
+/// Commits a round's steps in order. A drain plan that did not commit justified moves later
+/// in the round (plan steps come first), so none of those may be made outside the record: the
+/// round stops there and the next one replans from the state.
+async fn commit_steps<F, Fut>(steps: Vec<Step>, mut commit: F)
+where
+    F: FnMut(Step) -> Fut,
+    Fut: Future<Output = Committed>,
+{
+    for step in steps {
+        let plan = matches!(step, Step::Plan { .. });
+        match commit(step).await {
+            Committed::Yes => {}
+            Committed::No if !plan => {}
+            Committed::No | Committed::Stop => return,
         }
     }
 }
@@ -129,5 +188,60 @@ fn record(node: &Node, step: &Step, drain_requested: Option<u64>) {
             }
         }
         Step::Withdraw { .. } | Step::SetLeader { .. } | Step::Plan { .. } => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use drover_types::PlannedMove;
+
+    use super::*;
+
+    /// The regression: a drain plan step was refused (one of its partitions' epochs had moved),
+    /// and the round went on to make the moves that plan justified — moves the drain record
+    /// did not hold.
+    #[tokio::test]
+    async fn a_refused_drain_plan_stops_the_moves_it_justified() {
+        let planned = PlannedMove {
+            partition: 3,
+            from: "w1".into(),
+            to: Some("w4".into()),
+            epoch: 7,
+        };
+        let steps = vec![
+            Step::Plan {
+                drain: 10,
+                moves: vec![planned],
+            },
+            Step::Add {
+                partition: 3,
+                worker: "w4".into(),
+                epoch: 7,
+                reason: Reason::Drain,
+                replaces: Some("w1".into()),
+            },
+        ];
+        let mut tried = Vec::new();
+        commit_steps(steps.clone(), |step| {
+            tried.push(step.clone());
+            async move {
+                if matches!(step, Step::Plan { .. }) {
+                    Committed::No
+                } else {
+                    Committed::Yes
+                }
+            }
+        })
+        .await;
+        assert_eq!(tried, steps[..1], "nothing after the refused plan");
+        // A refused move does not stop the others.
+        let mut tried = 0;
+        let two_adds = vec![steps[1].clone(), steps[1].clone()];
+        commit_steps(two_adds, |_| {
+            tried += 1;
+            async { Committed::No }
+        })
+        .await;
+        assert_eq!(tried, 2);
     }
 }

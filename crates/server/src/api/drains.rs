@@ -152,6 +152,9 @@ async fn drain(
     if let Some(fwd) = node.write_route(Method::POST, &uri, &headers, raw).await? {
         return Ok(fwd);
     }
+    // A new leader plans only once it knows who is alive: the same plan as later, never a
+    // `no_candidate` merely because it has not heard the workers yet.
+    node.liveness_known().await;
     // Planning reads the state the commit will be checked against; if another commit moved a
     // partition's epoch in between, `apply` refuses the plan and we plan again.
     for _ in 0..5 {
@@ -161,7 +164,7 @@ async fn drain(
             if let Some(missing) = workers.iter().find(|w| !s.workers.contains_key(*w)) {
                 return Err(ApiError::not_found(format!("no worker {missing}")));
             }
-            let view = node.planner_view(s, std::time::Instant::now());
+            let view = node.planner_view(s, &node.state().clock(), tokio::time::Instant::now());
             plan_drain(s, &view, &workers)
         };
         if dry_run {

@@ -18,9 +18,9 @@ use crate::node::Node;
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct EventsQuery {
-    /// Events with a sequence number above this (default 0: from the oldest kept).
-    #[serde(default)]
-    after: u64,
+    /// Events with a sequence number above this; absent or 0: from the oldest kept event,
+    /// whatever retention has compacted.
+    after: Option<u64>,
     /// Page size, 1-1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
@@ -59,19 +59,20 @@ pub async fn list(State(node): State<Node>, uri: Uri, headers: HeaderMap) -> Api
     }
     let state = node.state().read();
     let log = &state.state.events;
-    let mut iter = log.after(q.after).map_err(|first| {
+    let after = match q.after {
+        None | Some(0) => log.first_seq().saturating_sub(1),
+        Some(after) => after,
+    };
+    let mut iter = log.after(after).map_err(|first| {
         ApiError::new(
             StatusCode::GONE,
             "compacted",
-            format!(
-                "events after {} were compacted; the oldest kept is {first}",
-                q.after
-            ),
+            format!("events after {after} were compacted; the oldest kept is {first}"),
         )
     })?;
     let events: Vec<Event> = iter.by_ref().take(limit).cloned().collect();
     let more = iter.next().is_some();
-    let next_after = events.last().map_or(q.after, |e| e.seq);
+    let next_after = events.last().map_or(after, |e| e.seq);
     Ok(Json(EventPage {
         events,
         more,

@@ -14,6 +14,7 @@ mod kv;
 pub mod metrics;
 pub mod openapi;
 mod partitions;
+mod settings;
 mod workers;
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -139,6 +140,8 @@ fn table() -> Vec<(RouteInfo, MethodRouter<Node>)> {
             partitions::by_key,
         ),
         route(M::GET, "/v1/partitions/{p}", Token, partitions::show),
+        route(M::GET, "/v1/settings", Token, settings::get),
+        route(M::PUT, "/v1/settings", Token, settings::put),
         route(M::GET, "/v1/events", Token, events::list),
         route(M::GET, "/v1/snapshot", Token, events::snapshot),
         route(M::GET, "/debug/faults", Debug, cluster::faults),

@@ -15,7 +15,7 @@ use super::error::{
     BadRequest, Conflict, ErrorBody, ErrorDetail, Forbidden, Gone, LeaderHint, NotFound, TooLarge,
     Unauthorized, Unavailable,
 };
-use super::{cluster, drains, events, kv, metrics, partitions, workers};
+use super::{cluster, drains, events, kv, metrics, partitions, settings, workers};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -52,6 +52,8 @@ use super::{cluster, drains, events, kv, metrics, partitions, workers};
         partitions::show,
         partitions::by_key,
         partitions::ack,
+        settings::get,
+        settings::put,
         events::list,
         events::snapshot,
         metrics::render,

@@ -23,7 +23,7 @@ use super::{
     ApiError, ApiPath, ApiResult, ReadQuery, WorkerPath, body, no_dot_segments, page_limit,
     parse_json, parse_query,
 };
-use crate::liveness::Liveness;
+use crate::liveness::{Liveness, Timing};
 use crate::node::Node;
 
 fn worker_id(id: &str) -> ApiResult<WorkerId> {
@@ -93,17 +93,15 @@ fn worker_view(
             })
         })
         .collect();
-    let (mut liveness, mut drain) = (None, None);
-    if node.heartbeats().leader_since().is_some() {
-        liveness = Some(node.heartbeats().liveness(
-            w,
-            std::time::Instant::now(),
-            &node.config().liveness,
-        ));
-        if w.state == WorkerState::Draining {
-            drain = Some(drain_progress(node, s, w, round));
-        }
-    }
+    // SPEC §1 knows three values: a worker a new leader has not heard yet is suspect to it.
+    let liveness = node
+        .liveness_of(s, w, tokio::time::Instant::now())
+        .map(|l| match l {
+            Liveness::Unknown => Liveness::Suspect,
+            l => l,
+        });
+    let drain = (liveness.is_some() && w.state == WorkerState::Draining)
+        .then(|| drain_progress(node, s, w, round));
     WorkerView {
         worker: w.clone(),
         replicas,
@@ -134,8 +132,8 @@ fn drain_progress(
         })
         .count();
     let plan = round.get_or_init(|| {
-        let view = node.planner_view(s, std::time::Instant::now());
-        drover_scheduler::plan(s, &view, &drover_scheduler::PlannerConfig::default())
+        let view = node.planner_view(s, &node.state().clock(), tokio::time::Instant::now());
+        drover_scheduler::plan(s, &view, &crate::schedule::planner_config(&s.settings))
     });
     let mine: BTreeSet<u32> = held.iter().map(|p| p.id).collect();
     let blocked = plan
@@ -671,6 +669,10 @@ pub async fn assignments_poll(
 pub struct HeartbeatRequest {
     /// The generation the agent registered with.
     generation: u64,
+    /// This process has stopped serving for good and gives its lease up: a newer process of
+    /// the worker may hold one at once instead of waiting out this one's.
+    #[serde(default)]
+    release: bool,
 }
 
 /// A heartbeat's acknowledgement, with the liveness settings the agent's lease depends on.
@@ -680,11 +682,22 @@ pub struct HeartbeatAck {
     generation: u64,
     heartbeat_interval_ms: u64,
     suspect_after_ms: u64,
+    /// The lease this acknowledgement grants runs until `sent + dead_after − margin`.
     dead_after_ms: u64,
+    /// 0: the lease is granted. Otherwise an older process of this worker may still hold a
+    /// lease for this long, so this one holds none yet (the heartbeat still counts for
+    /// liveness).
+    lease_wait_ms: u64,
 }
 
-/// An agent's heartbeat: leader soft state, never a Raft write. Fenced by generation against
-/// the applied state (stale → 409 `stale_generation`, declared dead → 409 `fenced`).
+/// How long a heartbeat waits for a pending death verdict of its worker before giving up.
+const VERDICT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// An agent's heartbeat: leader soft state, never a Raft write. Acknowledged only by a leader
+/// that a quorum confirmed after the heartbeat arrived and that has applied every entry of
+/// earlier terms; fenced by generation against that applied state (stale → 409
+/// `stale_generation`, declared dead → 409 `fenced`); never while a death verdict of its
+/// generation is being committed.
 #[utoipa::path(
     post,
     path = "/v1/workers/{id}/heartbeat",
@@ -705,29 +718,82 @@ pub async fn heartbeat(
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
+    let arrival = tokio::time::Instant::now();
     let raw = body(raw)?;
     let worker = worker_id(&id)?;
     let b: HeartbeatRequest = parse_json(&raw)?;
-    if let Some(fwd) = node.write_route(Method::POST, &uri, &headers, raw).await? {
-        return Ok(fwd);
+    if !node.config().unsafe_test.local_heartbeats {
+        if let Some(fwd) = node.write_route(Method::POST, &uri, &headers, raw).await? {
+            return Ok(fwd);
+        }
+        // A quorum round that started after the heartbeat arrived, then everything it read
+        // applied — including this term's first entry, so every entry of earlier terms (a death
+        // an earlier leader proposed is committed or gone).
+        node.linearizable().await?;
     }
-    {
-        let guard = node.state().read();
-        let Some(w) = guard.state.workers.get(&worker) else {
-            return Err(ApiError::not_found(format!("no worker {worker}")));
+    let mut settlements = node.heartbeats().settlements();
+    let mut versions = node.versions();
+    let deadline = arrival + VERDICT_WAIT;
+    loop {
+        let now = tokio::time::Instant::now();
+        let answer = {
+            let guard = node.state().read();
+            let s = &guard.state;
+            let Some(w) = s.workers.get(&worker) else {
+                return Err(ApiError::not_found(format!("no worker {worker}")));
+            };
+            drover_types::check_generation(w, b.generation)?;
+            if s.settings.version == 0 {
+                None
+            } else {
+                let clock = node.state().clock();
+                let t = Timing::at(&s.settings, &clock, now);
+                Some((w.clone(), t, clock.generation_applied(&w.id, w.generation)))
+            }
         };
-        drover_types::check_generation(w, b.generation)?;
+        // A brand-new cluster: its first leader is committing the initial settings, and no
+        // lease is granted under settings the cluster has not committed.
+        let Some((w, t, applied)) = answer else {
+            if matches!(
+                tokio::time::timeout_at(deadline, versions.changed()).await,
+                Ok(Ok(()))
+            ) {
+                continue;
+            }
+            return Err(ApiError::unavailable(
+                "the cluster's initial settings are not committed yet; retry shortly",
+                node.leader(),
+            ));
+        };
+        let hb = node.heartbeats();
+        if b.release {
+            let free = hb.lease_free_from(&w, applied, t.death_threshold).max(now);
+            hb.release(&worker, b.generation, free);
+            tracing::info!(%worker, generation = b.generation, "lease given up");
+        } else if hb.acknowledge(&worker, b.generation, arrival).is_err() {
+            // A death verdict for this generation is being committed: answer once it is
+            // settled (fenced, or acknowledged after all), never before.
+            match tokio::time::timeout_at(deadline, settlements.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => {
+                    return Err(ApiError::unavailable(
+                        format!("a death verdict for worker {worker} is being committed"),
+                        node.leader(),
+                    ));
+                }
+            }
+        }
+        let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let wait = hb.lease_wait(&w, applied, t.death_threshold, now);
+        tracing::debug!(%worker, generation = b.generation, "heartbeat acknowledged");
+        return Ok(Json(HeartbeatAck {
+            worker,
+            generation: b.generation,
+            heartbeat_interval_ms: ms(t.heartbeat_interval),
+            suspect_after_ms: ms(t.suspect_after),
+            dead_after_ms: ms(t.dead_after),
+            lease_wait_ms: ms(wait),
+        })
+        .into_response());
     }
-    node.heartbeats()
-        .record(&worker, b.generation, std::time::Instant::now());
-    let l = node.config().liveness;
-    let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-    Ok(Json(HeartbeatAck {
-        worker,
-        generation: b.generation,
-        heartbeat_interval_ms: ms(l.heartbeat_interval),
-        suspect_after_ms: ms(l.suspect_after),
-        dead_after_ms: ms(l.dead_after),
-    })
-    .into_response())
 }

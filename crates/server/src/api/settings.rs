@@ -1,0 +1,124 @@
+//! `/v1/settings` (SPEC §4): the replicated cluster settings — liveness timing, scheduler
+//! throttles, the join timeout, the KV value limit and event retention. Admin only (the worker
+//! token is refused by auth). A change is one Raft command, validated whole here and again by
+//! `apply`.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::{IntoResponse, Response};
+use drover_types::{Command, Response as Applied, Settings, SettingsPatch};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::error::{Conflict, StandardErrors, TooLarge};
+use super::{ApiError, ApiResult, ReadQuery, body, parse_json, parse_query};
+use crate::node::Node;
+
+/// The cluster settings, through the leader (or this node's applied state with `stale`).
+#[utoipa::path(
+    get,
+    path = "/v1/settings",
+    operation_id = "get_settings",
+    tag = "cluster",
+    params(ReadQuery),
+    responses(
+        (status = 200, description = "The settings in force", body = Settings),
+        StandardErrors,
+    )
+)]
+pub async fn get(State(node): State<Node>, uri: Uri, headers: HeaderMap) -> ApiResult<Response> {
+    let q: ReadQuery = parse_query(&uri)?;
+    if let Some(fwd) = node.read_route(q.stale, &uri, &headers).await? {
+        return Ok(fwd);
+    }
+    let settings = node.state().read().state.settings.clone();
+    Ok(Json(settings).into_response())
+}
+
+/// A change of some settings: the fields given replace the current values; the result must be
+/// valid as a whole (`0 < heartbeat_interval_ms < suspect_after_ms < dead_after_ms`, ...).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsRequest {
+    #[schema(minimum = 10, maximum = 60000)]
+    heartbeat_interval_ms: Option<u64>,
+    #[schema(minimum = 11)]
+    suspect_after_ms: Option<u64>,
+    /// At most a week. Lowering it takes effect for death verdicts only once leases granted
+    /// under the old value have run out.
+    #[schema(minimum = 12, maximum = 604800000)]
+    dead_after_ms: Option<u64>,
+    #[schema(minimum = 1, maximum = 1024)]
+    max_moves_per_worker: Option<u32>,
+    #[schema(minimum = 1, maximum = 65536)]
+    max_moves_total: Option<u32>,
+    #[schema(minimum = 1000, maximum = 86400000)]
+    join_timeout_ms: Option<u64>,
+    #[schema(minimum = 1, maximum = 16777216)]
+    kv_max_value_bytes: Option<u32>,
+    #[schema(minimum = 1, maximum = 1000000)]
+    events_retained: Option<u32>,
+    /// Compare-and-set on the settings' `version`.
+    expected_version: Option<u64>,
+}
+
+/// Changes cluster settings in one Raft command.
+#[utoipa::path(
+    put,
+    path = "/v1/settings",
+    operation_id = "put_settings",
+    tag = "cluster",
+    request_body = SettingsRequest,
+    responses(
+        (status = 200, description = "The settings after the change", body = Settings),
+        StandardErrors,
+        (status = 409, response = Conflict),
+        (status = 413, response = TooLarge),
+    )
+)]
+pub async fn put(
+    State(node): State<Node>,
+    uri: Uri,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let raw = body(raw)?;
+    let b: SettingsRequest = parse_json(&raw)?;
+    let patch = SettingsPatch {
+        heartbeat_interval_ms: b.heartbeat_interval_ms,
+        suspect_after_ms: b.suspect_after_ms,
+        dead_after_ms: b.dead_after_ms,
+        max_moves_per_worker: b.max_moves_per_worker,
+        max_moves_total: b.max_moves_total,
+        join_timeout_ms: b.join_timeout_ms,
+        kv_max_value_bytes: b.kv_max_value_bytes,
+        events_retained: b.events_retained,
+    };
+    // Refuse what cannot be valid before it costs a Raft round; `apply` checks again against
+    // the state it applies to.
+    node.state()
+        .read()
+        .state
+        .settings
+        .patched(&patch)
+        .map_err(ApiError::bad_request)?;
+    if let Some(fwd) = node.write_route(Method::PUT, &uri, &headers, raw).await? {
+        return Ok(fwd);
+    }
+    let outcome = node
+        .propose(Command::UpdateSettings {
+            patch,
+            expected_version: b.expected_version,
+        })
+        .await?;
+    match outcome.response {
+        Applied::Settings(s) => {
+            tracing::info!(actor = "admin", settings = ?s, "cluster settings changed");
+            Ok(Json(s).into_response())
+        }
+        other => Err(ApiError::internal(format!("unexpected answer {other:?}"))),
+    }
+}
