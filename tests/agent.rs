@@ -262,3 +262,146 @@ async fn drain_and_wait_returns_once_disabled() {
     let added = check_serving_floor(&events, from, 3);
     assert!(added > 0, "nothing moved");
 }
+
+/// The regression: an agent talking only to the leader kept its lease when that leader was cut
+/// off from the other two nodes — the cut-off leader went on acknowledging heartbeats while the
+/// majority elected a new leader and declared the worker dead. A heartbeat is acknowledged only
+/// by a leader that a quorum confirmed after it arrived, so the lease runs out first.
+#[tokio::test]
+async fn a_cut_off_leader_does_not_extend_a_lease() {
+    let c = Cluster::start(
+        3,
+        &[
+            "--enable-fault-injection",
+            "true",
+            "--heartbeat-interval-ms",
+            "100",
+            "--suspect-after-ms",
+            "1000",
+            "--dead-after-ms",
+            "4000",
+        ],
+    );
+    let leader = c.leader_among(&[1, 2, 3]).await;
+    let others: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    let admin_eps: Vec<String> = others
+        .iter()
+        .map(|id| c.node(*id).addr.to_string())
+        .collect();
+    let admin = Client::new(&admin_eps, None).unwrap();
+    let a = start_agent(vec![c.node(leader).addr.to_string()], "w0", "z0").await;
+    wait_for(
+        "w0 active with its lease",
+        Duration::from_secs(30),
+        || async {
+            let w = admin.worker("w0").await.ok()?;
+            (w.record.state == WorkerState::Active && *a.agent.lease().borrow()).then_some(())
+        },
+    )
+    .await;
+
+    for other in &others {
+        c.drop_messages(leader, *other).await;
+        c.drop_messages(*other, leader).await;
+    }
+    c.leader_among(&others).await;
+    let dead_at = wait_for("w0 declared dead", Duration::from_secs(30), || async {
+        let events = admin.events(0, Some(1000)).await.ok()?;
+        events.events.iter().find_map(|e| match &e.kind {
+            drover_types::EventKind::Dead { worker, .. } if worker.as_str() == "w0" => {
+                Some(e.at_ms)
+            }
+            _ => None,
+        })
+    })
+    .await;
+    let lost_at = a.lost_at.load(Ordering::SeqCst);
+    assert!(lost_at > 0, "the cut-off leader kept the lease alive");
+    assert!(
+        lost_at < dead_at,
+        "the lease ran out at {lost_at}, after the death verdict at {dead_at}"
+    );
+    for id in 1..=3 {
+        c.clear_faults(id).await;
+    }
+}
+
+/// The regression: two processes started with one worker id took it from each other about
+/// every second (the superseded agent answered `stale_generation` by registering again). Now
+/// the older one stops for good, the newer one holds its lease only once the older one's has
+/// run out, and the generation stays where the newer registration put it.
+#[tokio::test]
+async fn two_processes_with_one_id_do_not_take_it_from_each_other() {
+    let c = Cluster::start(3, FLAGS);
+    c.leader_among(&[1, 2, 3]).await;
+    let eps = endpoints(&c);
+    let admin = Client::new(&eps, None).unwrap();
+    let first = start_agent(eps.clone(), "w1", "z0").await;
+    // The latest expiry the older process ever held (expiries only grow while it holds one).
+    let first_until = Arc::new(std::sync::Mutex::new(None));
+    let mut first_lease = first.agent.lease_expiry();
+    let track = first_until.clone();
+    tokio::spawn(async move {
+        loop {
+            if let Some(u) = first_lease.borrow_and_update().until {
+                *track.lock().unwrap() = Some(u);
+            }
+            if first_lease.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+    wait_for(
+        "the first agent's lease",
+        Duration::from_secs(20),
+        || async { first.agent.holds_lease().then_some(()) },
+    )
+    .await;
+
+    let second = start_agent(eps.clone(), "w1", "z0").await;
+    let mut ended = first.agent.ended();
+    let why = tokio::time::timeout(Duration::from_secs(20), ended.wait_for(Option::is_some))
+        .await
+        .expect("the older agent did not stop")
+        .unwrap()
+        .clone();
+    assert!(
+        matches!(why, Some(drover_agent::Ended::Superseded { .. })),
+        "{why:?}"
+    );
+    assert!(!first.agent.holds_lease());
+
+    let mut second_lease = second.agent.lease_expiry();
+    let granted = tokio::time::timeout(
+        Duration::from_secs(30),
+        second_lease.wait_for(|l| l.until.is_some()),
+    )
+    .await
+    .expect("the newer agent never got its lease")
+    .unwrap();
+    let granted_at = tokio::time::Instant::now();
+    drop(granted);
+    let first_until = first_until
+        .lock()
+        .unwrap()
+        .expect("the older agent held a lease");
+    assert!(
+        first_until <= granted_at,
+        "both processes held the lease at once"
+    );
+
+    let generation = second.agent.generation();
+    // Ten more acknowledged heartbeats of the newer agent, and nobody took the id back.
+    for _ in 0..10 {
+        tokio::time::timeout(Duration::from_secs(10), second_lease.changed())
+            .await
+            .expect("the newer agent's lease is renewed")
+            .unwrap();
+    }
+    let w = admin.worker("w1").await.unwrap();
+    assert_eq!(
+        w.record.generation, generation,
+        "the id changed hands again"
+    );
+    assert!(second.agent.holds_lease());
+}

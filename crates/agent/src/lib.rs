@@ -18,14 +18,21 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Three background tasks run for the agent's life: heartbeats (which hold the lease), the
-//! assignments long poll (which feeds a `watch` channel and the task stream), and nothing else —
-//! every call goes through a [`drover_client::Client`] that fails over between nodes.
+//! Two background tasks run for the agent's life: heartbeats (which hold the lease) and the
+//! assignments long poll (which feeds a `watch` channel and the task stream). Every call goes
+//! through a [`drover_client::Client`] that fails over between nodes.
 //!
-//! The lease: a heartbeat acknowledged by the cluster proves it was alive when it was *sent*;
-//! the cluster cannot declare the worker dead before `dead_after` has passed since then. So the
-//! agent holds the lease until `sent + dead_after − margin` and tells the application to stop
-//! serving the moment that passes without a newer acknowledged heartbeat.
+//! The lease: a heartbeat acknowledged by the cluster's leader proves the leader heard it no
+//! earlier than it was *sent*; the cluster cannot declare the worker dead before `dead_after`
+//! has passed since then. So the agent holds the lease until `sent + dead_after − margin` and
+//! tells the application to stop serving the moment that passes without a newer acknowledged
+//! heartbeat. The lease runs on the agent's own timer, raced against every call in flight: a
+//! call that hangs cannot extend it. [`Agent::holds_lease`] reads that timer directly.
+//!
+//! Fencing: `fenced` means this generation was declared dead — the agent registers again (a
+//! new generation, holding nothing). `stale_generation` means a newer process registered with
+//! this worker id — this one stops for good: lease false, tasks end, [`Agent::ended`] says why,
+//! and it never registers again on its own.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,7 +40,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use drover_client::{Assignments, Client, ClientOptions, Registration, StateRequest};
-use drover_types::{ReplicaRole, WorkerState};
+use drover_types::{MAX_DEAD_AFTER_MS, ReplicaRole, WorkerState};
 use rand::Rng;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -47,6 +54,23 @@ pub enum Error {
     Client(#[from] drover_client::Error),
     #[error("the agent has shut down")]
     Stopped,
+    #[error("{0}")]
+    Ended(Ended),
+}
+
+/// Why an agent stopped for good.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Ended {
+    /// A newer process registered with this worker id (`stale_generation`): this one must not
+    /// serve again. Its generation and the one the cluster now has.
+    #[error(
+        "superseded: another process registered as this worker (generation {newer} replaced \
+         {ours}); this one stopped serving for good"
+    )]
+    Superseded { ours: u64, newer: u64 },
+    /// The application shut the agent down ([`Agent::shutdown`]).
+    #[error("shut down")]
+    ShutDown,
 }
 
 #[derive(Clone, Debug)]
@@ -107,6 +131,19 @@ pub struct Agent {
     background: Vec<JoinHandle<()>>,
 }
 
+/// Whether the application may serve, and until when (see the module doc).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lease {
+    /// The instant the lease runs out, if one is held.
+    pub until: Option<Instant>,
+}
+
+impl Lease {
+    pub fn held(&self) -> bool {
+        self.until.is_some_and(|u| Instant::now() < u)
+    }
+}
+
 /// A cheap clone of the agent's calls, for the application's tasks.
 #[derive(Clone, Debug)]
 pub struct AgentHandle {
@@ -122,13 +159,17 @@ struct Shared {
     generation: watch::Sender<u64>,
     assignments: watch::Sender<Option<Assignments>>,
     lease: watch::Sender<bool>,
+    /// When the lease runs out; only the heartbeat task sets it.
+    lease_until: watch::Sender<Lease>,
+    ended: watch::Sender<Option<Ended>>,
     /// The application asked to be Active (re-asked after re-registering).
     wants_active: AtomicBool,
     /// Set once draining was asked for: re-registration must not undo it.
     draining: AtomicBool,
     /// Tasks already handed out, so a task is handed out once per epoch.
     handed: Mutex<BTreeSet<(u32, u64)>>,
-    tasks: mpsc::UnboundedSender<Task>,
+    /// Dropped when the agent ends, so the application's task stream ends too.
+    tasks: Mutex<Option<mpsc::UnboundedSender<Task>>>,
 }
 
 impl Agent {
@@ -151,10 +192,12 @@ impl Agent {
             generation: watch::Sender::new(0),
             assignments: watch::Sender::new(None),
             lease: watch::Sender::new(false),
+            lease_until: watch::Sender::new(Lease::default()),
+            ended: watch::Sender::new(None),
             wants_active: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             handed: Mutex::new(BTreeSet::new()),
-            tasks,
+            tasks: Mutex::new(Some(tasks)),
             cfg,
         });
         shared.register().await?;
@@ -194,6 +237,23 @@ impl Agent {
         self.handle.shared.lease.subscribe()
     }
 
+    /// The lease with its expiry, updated on every acknowledged heartbeat.
+    pub fn lease_expiry(&self) -> watch::Receiver<Lease> {
+        self.handle.shared.lease_until.subscribe()
+    }
+
+    /// Whether the lease holds right now, read from its timer (not from the watch, which a
+    /// busy runtime may update late): check it before serving a request.
+    pub fn holds_lease(&self) -> bool {
+        self.handle.shared.lease_until.borrow().held()
+    }
+
+    /// Set once the agent has stopped for good, with the reason (a newer process took the
+    /// worker id, or the application shut it down).
+    pub fn ended(&self) -> watch::Receiver<Option<Ended>> {
+        self.handle.shared.ended.subscribe()
+    }
+
     pub fn generation(&self) -> u64 {
         *self.handle.shared.generation.borrow()
     }
@@ -214,7 +274,19 @@ impl Agent {
         for t in self.background.drain(..) {
             t.abort();
         }
-        set_lease(&self.handle.shared.lease, false);
+        self.handle.shared.drop_lease();
+    }
+
+    /// Stops for good and tells the cluster this process gave its lease up, so the next
+    /// process of this worker (a restart) may hold one at once instead of waiting this one's
+    /// lease out. Stop serving before calling it.
+    pub async fn shutdown(mut self) -> Result<(), Error> {
+        self.stop();
+        let s = &self.handle.shared;
+        s.end(Ended::ShutDown);
+        let generation = *s.generation.borrow();
+        s.client.release_lease(&s.cfg.worker_id, generation).await?;
+        Ok(())
     }
 }
 
@@ -228,6 +300,11 @@ impl AgentHandle {
     pub async fn ready(&self) -> Result<(), Error> {
         self.shared.wants_active.store(true, Ordering::SeqCst);
         self.shared.set_state(WorkerState::Active).await
+    }
+
+    /// Whether the lease holds right now (see [`Agent::holds_lease`]).
+    pub fn holds_lease(&self) -> bool {
+        self.shared.lease_until.borrow().held()
     }
 
     /// Acknowledges a task's work done. Retried across nodes while they are unreachable (an
@@ -248,6 +325,7 @@ impl AgentHandle {
         s.wants_active.store(false, Ordering::SeqCst);
         s.set_state(WorkerState::Draining).await?;
         let mut rx = s.assignments.subscribe();
+        let mut ended = s.ended.subscribe();
         loop {
             if rx
                 .borrow_and_update()
@@ -256,7 +334,13 @@ impl AgentHandle {
             {
                 return Ok(());
             }
-            rx.changed().await.map_err(|_| Error::Stopped)?;
+            if let Some(why) = ended.borrow_and_update().clone() {
+                return Err(Error::Ended(why));
+            }
+            tokio::select! {
+                changed = rx.changed() => changed.map_err(|_| Error::Stopped)?,
+                changed = ended.changed() => changed.map_err(|_| Error::Stopped)?,
+            }
         }
     }
 }
@@ -278,21 +362,55 @@ impl Shared {
         Ok(())
     }
 
+    /// Asks for `to`. A request the client could not repeat safely (its outcome unknown) is
+    /// settled by reading the record: done if the worker is there, asked again otherwise.
     async fn set_state(&self, to: WorkerState) -> Result<(), Error> {
-        let mut req = StateRequest::to(to);
-        req.generation = Some(*self.generation.borrow());
-        self.client.set_state(&self.cfg.worker_id, &req).await?;
-        Ok(())
+        loop {
+            if let Some(why) = self.ended.borrow().clone() {
+                return Err(Error::Ended(why));
+            }
+            let mut req = StateRequest::to(to);
+            req.generation = Some(*self.generation.borrow());
+            match self.client.set_state(&self.cfg.worker_id, &req).await {
+                Ok(_) => return Ok(()),
+                Err(drover_client::Error::Unknown { .. }) => {
+                    let w = self.client.worker(&self.cfg.worker_id).await?;
+                    if w.record.state == to {
+                        return Ok(());
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Lease false, now and for the heartbeat task's timer.
+    fn drop_lease(&self) {
+        self.lease_until.send_replace(Lease::default());
+        set_lease(&self.lease, false);
+    }
+
+    /// Stops for good: no lease, no more tasks, and the reason for whoever watches.
+    fn end(&self, why: Ended) {
+        self.drop_lease();
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.ended.send_if_modified(|e| {
+            let first = e.is_none();
+            if first {
+                *e = Some(why);
+            }
+            first
+        });
     }
 
     fn lock_handed(&self) -> std::sync::MutexGuard<'_, BTreeSet<(u32, u64)>> {
         self.handed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Fenced (declared dead, or a newer registration): register again and ask for the state
-    /// the application wanted — Active, or Draining if a graceful shutdown was under way.
+    /// Fenced (declared dead): register again and ask for the state the application wanted —
+    /// Active, or Draining if a graceful shutdown was under way.
     async fn recover_from_fence(&self) {
-        set_lease(&self.lease, false);
+        self.drop_lease();
         if let Err(e) = self.register().await {
             tracing::warn!(error = %e, "re-registration failed; will retry");
             return;
@@ -315,51 +433,104 @@ fn set_lease(lease: &watch::Sender<bool>, held: bool) -> bool {
     lease.send_if_modified(|v| std::mem::replace(v, held) != held)
 }
 
-/// Heartbeats every interval and keeps the lease: valid until `sent + dead_after − margin` of
-/// the last acknowledged heartbeat.
-async fn heartbeats(s: Arc<Shared>) {
-    let mut interval = s.cfg.heartbeat_interval;
-    let mut lease_until: Option<Instant> = None;
-    let mut next = Instant::now();
+/// What one heartbeat answer grants: the lease's new expiry, or why none.
+fn lease_from(
+    reply: &drover_client::HeartbeatReply,
+    sent: Instant,
+    margin: Duration,
+) -> Result<Instant, String> {
+    // The cluster validates its settings; an answer outside them is not to be trusted with a
+    // lease (a dead_after no longer than the heartbeat interval could never be kept up).
+    if reply.dead_after_ms <= reply.heartbeat_interval_ms || reply.dead_after_ms > MAX_DEAD_AFTER_MS
+    {
+        return Err(format!(
+            "the answer's dead_after_ms {} is not between its heartbeat interval ({} ms) and \
+             {MAX_DEAD_AFTER_MS}",
+            reply.dead_after_ms, reply.heartbeat_interval_ms
+        ));
+    }
+    if reply.lease_wait_ms > 0 {
+        return Err(format!(
+            "an older process of this worker may still hold a lease for {} ms",
+            reply.lease_wait_ms
+        ));
+    }
+    let dead_after = Duration::from_millis(reply.dead_after_ms);
+    let margin = margin.min(dead_after / 2);
+    sent.checked_add(dead_after - margin)
+        .ok_or_else(|| "the lease would end past the clock's range".to_owned())
+}
+
+/// Runs `work`, dropping the lease the moment it runs out meanwhile: the lease's timer runs
+/// whatever the heartbeat task is waiting for (a call in flight, or the next beat).
+async fn until_or_lease_end<T>(s: &Shared, work: impl std::future::Future<Output = T>) -> T {
+    tokio::pin!(work);
     loop {
-        // Wait for the next beat, dropping the lease if it runs out first.
-        loop {
-            let wake = match lease_until {
-                Some(until) if until < next => until,
-                _ => next,
-            };
-            tokio::time::sleep_until(wake).await;
-            if lease_until.is_some_and(|u| Instant::now() >= u) {
-                lease_until = None;
+        let until = s.lease_until.borrow().until;
+        tokio::select! {
+            out = &mut work => return out,
+            _ = tokio::time::sleep_until(until.unwrap_or_else(Instant::now)), if until.is_some() => {
+                s.lease_until.send_replace(Lease::default());
                 if set_lease(&s.lease, false) {
                     tracing::warn!(worker = %s.cfg.worker_id, "lease lost: no heartbeat acknowledged in time; stop serving");
                 }
             }
-            if Instant::now() >= next {
-                break;
-            }
         }
-        next = Instant::now() + interval;
+    }
+}
+
+/// Heartbeats every interval and keeps the lease: valid until `sent + dead_after − margin` of
+/// the last acknowledged heartbeat.
+async fn heartbeats(s: Arc<Shared>) {
+    let mut interval = s.cfg.heartbeat_interval;
+    loop {
         let sent = Instant::now();
         let generation = *s.generation.borrow();
-        match s.beats.heartbeat(&s.cfg.worker_id, generation).await {
+        let answer = until_or_lease_end(&s, s.beats.heartbeat(&s.cfg.worker_id, generation)).await;
+        match answer {
             Ok(reply) => {
-                interval = Duration::from_millis(reply.heartbeat_interval_ms.max(10));
-                let dead_after = Duration::from_millis(reply.dead_after_ms);
-                let margin = s.cfg.lease_margin.min(dead_after / 2);
-                lease_until = Some(sent + dead_after - margin);
-                if set_lease(&s.lease, true) {
-                    tracing::info!(worker = %s.cfg.worker_id, generation, "lease held");
+                interval = Duration::from_millis(reply.heartbeat_interval_ms.clamp(10, 60_000));
+                match lease_from(&reply, sent, s.cfg.lease_margin) {
+                    Ok(until) if Instant::now() < until => {
+                        s.lease_until.send_replace(Lease { until: Some(until) });
+                        if set_lease(&s.lease, true) {
+                            tracing::info!(worker = %s.cfg.worker_id, generation, "lease held");
+                        }
+                    }
+                    Ok(_) => {
+                        tracing::warn!(worker = %s.cfg.worker_id, "heartbeat acknowledged too late to extend the lease")
+                    }
+                    Err(why) => {
+                        tracing::warn!(worker = %s.cfg.worker_id, "heartbeat acknowledged without a lease: {why}")
+                    }
                 }
             }
-            Err(e) if e.is_fenced() => {
-                tracing::warn!(worker = %s.cfg.worker_id, error = %e, "fenced; registering again");
-                lease_until = None;
-                s.recover_from_fence().await;
-                next = Instant::now();
+            Err(e) if e.is_superseded() => {
+                let newer = s
+                    .client
+                    .worker(&s.cfg.worker_id)
+                    .await
+                    .map_or(0, |w| w.record.generation);
+                let why = Ended::Superseded {
+                    ours: generation,
+                    newer,
+                };
+                tracing::error!(worker = %s.cfg.worker_id, "{why}");
+                s.end(why);
+                return;
             }
-            Err(e) => tracing::debug!(error = %e, "heartbeat not acknowledged"),
+            Err(e) if e.is_fenced() => {
+                tracing::warn!(worker = %s.cfg.worker_id, error = %e, "declared dead; registering again");
+                s.recover_from_fence().await;
+                continue;
+            }
+            Err(e) => {
+                tracing::debug!(worker = %s.cfg.worker_id, error = %e, "heartbeat not acknowledged")
+            }
         }
+        // The next beat one interval after this one was sent, at the interval the cluster
+        // just gave (not the one known before its answer).
+        until_or_lease_end(&s, tokio::time::sleep_until(sent + interval)).await;
     }
 }
 
@@ -368,6 +539,9 @@ async fn heartbeats(s: Arc<Shared>) {
 async fn watch_assignments(s: Arc<Shared>) {
     let mut after = 0;
     loop {
+        if s.ended.borrow().is_some() {
+            return;
+        }
         match s
             .client
             .assignments(&s.cfg.worker_id, after, Duration::from_secs(30))
@@ -382,12 +556,24 @@ async fn watch_assignments(s: Arc<Shared>) {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
+                // Never backwards: a lagging node's older answer is ignored.
+                let known = s
+                    .assignments
+                    .borrow()
+                    .as_ref()
+                    .filter(|p| p.generation == generation)
+                    .map(|p| p.version);
+                if known.is_some_and(|v| a.version < v) {
+                    after = known.unwrap_or(after);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
                 after = a.version;
-                {
+                if let Some(tasks) = s.tasks.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
                     let mut handed = s.lock_handed();
                     for r in a.replicas.iter().filter(|r| r.role != ReplicaRole::Serving) {
                         if handed.insert((r.partition, r.since)) {
-                            let _ = s.tasks.send(Task {
+                            let _ = tasks.send(Task {
                                 partition: r.partition,
                                 role: r.role,
                                 epoch: r.since,
@@ -399,6 +585,9 @@ async fn watch_assignments(s: Arc<Shared>) {
                 s.assignments.send_replace(Some(a));
             }
             Err(e) => {
+                if s.ended.borrow().is_some() {
+                    return;
+                }
                 tracing::debug!(error = %e, "assignments poll failed");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }

@@ -160,7 +160,7 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(5)).await;
         };
         if !args.json {
-            println!(
+            drover_client::outln!(
                 "trial {:>2}: killed node {leader}, first write after {:.3} s",
                 trial + 1,
                 elapsed.as_secs_f64()
@@ -185,9 +185,9 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
         "times_s": times,
     });
     if args.json {
-        println!("{report}");
+        drover_client::outln!("{report}");
     } else {
-        println!(
+        drover_client::outln!(
             "failover over {} trials: p50 {:.3} s, p99 {:.3} s (min {:.3} s, max {:.3} s)",
             times.len(),
             q(0.5),

@@ -144,9 +144,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         max_ms: hist.max() as f64 / 1000.0,
     };
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        drover_client::outln!("{}", serde_json::to_string(&report)?);
     } else {
-        println!(
+        drover_client::outln!(
             "{:?} {:?} clients={} ops={} errors={} throughput={:.0}/s p50={:.2}ms p99={:.2}ms p999={:.2}ms max={:.2}ms",
             report.target,
             report.workload,

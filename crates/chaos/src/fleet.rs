@@ -72,7 +72,7 @@ impl Fleet {
         for _ in 0..50 {
             match client.create_table(PARTITIONS, RF).await {
                 Ok(_) => break,
-                Err(e) if e.code() == Some("already_exists") => break,
+                Err(e) if e.is(drover_client::ErrorCode::AlreadyExists) => break,
                 Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             }
         }

@@ -92,7 +92,7 @@ fn main() {
         }
         opts.faults = kinds;
     }
-    println!(
+    drover_client::outln!(
         "drover-chaos: seed {seed} (replay with --seed {seed} or DROVER_CHAOS_SEED={seed}), {secs}s"
     );
     match run(&opts) {

@@ -8,13 +8,15 @@
 //! state changes to a state). A write whose outcome is unknown is reported as
 //! [`Error::Unknown`], never silently retried.
 
+pub mod stdout;
 mod types;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use drover_types::{Partition, Table, WorkerState};
+pub use drover_api::ErrorCode;
+use drover_types::{Partition, Settings, SettingsPatch, Table, WorkerState};
 use rand::Rng;
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
@@ -36,7 +38,7 @@ pub enum Error {
     #[error("{message} ({code}, HTTP {status})")]
     Api {
         status: u16,
-        code: String,
+        code: ErrorCode,
         message: String,
         leader: Option<LeaderHint>,
         current_version: Option<u64>,
@@ -62,12 +64,17 @@ pub enum Error {
 }
 
 impl Error {
-    /// The API error code (`not_found`, `illegal_transition`, ...), if the API answered.
-    pub fn code(&self) -> Option<&str> {
+    /// The API error code, if the API answered.
+    pub fn code(&self) -> Option<&ErrorCode> {
         match self {
             Error::Api { code, .. } => Some(code),
             _ => None,
         }
+    }
+
+    /// Whether the API answered with `code`.
+    pub fn is(&self, code: ErrorCode) -> bool {
+        self.code() == Some(&code)
     }
 
     /// The HTTP status, if the API answered.
@@ -78,10 +85,16 @@ impl Error {
         }
     }
 
-    /// A worker call refused because the process is stale (a newer registration, or the worker
-    /// was declared dead): it must register again.
+    /// A worker call refused because this generation was declared dead: the agent may register
+    /// again (a new generation, holding nothing).
     pub fn is_fenced(&self) -> bool {
-        matches!(self.code(), Some("fenced" | "stale_generation"))
+        self.is(ErrorCode::Fenced)
+    }
+
+    /// A worker call refused because a newer process registered with this worker id: the
+    /// older one must stop serving for good and never register again on its own.
+    pub fn is_superseded(&self) -> bool {
+        self.is(ErrorCode::StaleGeneration)
     }
 }
 
@@ -291,7 +304,7 @@ impl Client {
         let text = resp.text().await.unwrap_or_default();
         let err = api_error(status, &text, &endpoint);
         // The node lost track of a write it had sent on: say so, as for a lost connection.
-        if repeat == Repeat::Once && err.code() == Some("outcome_unknown") {
+        if repeat == Repeat::Once && err.is(ErrorCode::OutcomeUnknown) {
             return Err(Attempt::Fatal(Error::Unknown {
                 endpoint,
                 what: format!("{method} {path}"),
@@ -426,17 +439,35 @@ impl Client {
         }
     }
 
-    /// Changes a worker's state. Asking for the state it is in succeeds and changes nothing,
-    /// so this is safe to repeat. `generation` is for agents (fencing).
+    /// Changes a worker's state. `generation` is for agents (fencing).
+    ///
+    /// Asking for the state a worker is in succeeds and changes nothing, but whether a repeat
+    /// is harmless depends on what happened in between: a repeated `active` cancels a drain an
+    /// operator started meanwhile, a repeated forced disable drops the replicas of a worker that
+    /// came back. So only a plain request for `draining` is repeated on an unknown outcome;
+    /// every other one is sent once and answered [`Error::Unknown`] (SPEC §4).
     pub async fn set_state(&self, id: &str, change: &StateRequest) -> Result<StateChange> {
         let body = to_value(change)?;
         let path = format!("/v1/workers/{}/state", seg(id));
-        self.json(Method::POST, &path, Some(&body), Repeat::Safe)
-            .await
+        let repeat = if change.state == WorkerState::Draining && !change.force {
+            Repeat::Safe
+        } else {
+            Repeat::Once
+        };
+        self.json(Method::POST, &path, Some(&body), repeat).await
     }
 
     pub async fn heartbeat(&self, id: &str, generation: u64) -> Result<HeartbeatReply> {
         let body = json!({"generation": generation});
+        let path = format!("/v1/workers/{}/heartbeat", seg(id));
+        self.json(Method::POST, &path, Some(&body), Repeat::Safe)
+            .await
+    }
+
+    /// Tells the leader this process (at `generation`) stopped serving for good, so a newer
+    /// process of the worker may hold a lease at once instead of waiting this one's out.
+    pub async fn release_lease(&self, id: &str, generation: u64) -> Result<HeartbeatReply> {
+        let body = json!({"generation": generation, "release": true});
         let path = format!("/v1/workers/{}/heartbeat", seg(id));
         self.json(Method::POST, &path, Some(&body), Repeat::Safe)
             .await
@@ -586,6 +617,32 @@ impl Client {
         self.json(Method::GET, &path, None, Repeat::Safe).await
     }
 
+    // ---- settings -----------------------------------------------------------------------
+
+    /// The replicated cluster settings (admin token).
+    pub async fn settings(&self) -> Result<Settings> {
+        self.json(Method::GET, "/v1/settings", None, Repeat::Safe)
+            .await
+    }
+
+    /// Changes the settings `patch` names, in one Raft command (admin token). Sent once: a
+    /// repeat after an unknown outcome could undo a change made in between.
+    pub async fn set_settings(
+        &self,
+        patch: &SettingsPatch,
+        expected_version: Option<u64>,
+    ) -> Result<Settings> {
+        let mut body = to_value(patch)?;
+        if let Value::Object(fields) = &mut body {
+            fields.retain(|_, v| !v.is_null());
+            if let Some(v) = expected_version {
+                fields.insert("expected_version".into(), v.into());
+            }
+        }
+        self.json(Method::PUT, "/v1/settings", Some(&body), Repeat::Once)
+            .await
+    }
+
     // ---- events and backup --------------------------------------------------------------
 
     /// Events after sequence number `after` (410 `compacted` if those are gone).
@@ -690,7 +747,7 @@ fn api_error(status: StatusCode, text: &str, endpoint: &str) -> Error {
     }
     #[derive(serde::Deserialize)]
     struct Inner {
-        code: String,
+        code: ErrorCode,
         message: String,
         leader: Option<LeaderHint>,
         current_version: Option<u64>,
@@ -705,7 +762,7 @@ fn api_error(status: StatusCode, text: &str, endpoint: &str) -> Error {
         },
         Err(_) => Error::Api {
             status: status.as_u16(),
-            code: "http".into(),
+            code: ErrorCode::Other("http".into()),
             message: format!("{endpoint} answered {status}: {}", text.trim()),
             leader: None,
             current_version: None,
@@ -766,7 +823,7 @@ mod tests {
             r#"{"error":{"code":"version_conflict","message":"m","current_version":7}}"#,
             "http://x",
         );
-        assert_eq!(e.code(), Some("version_conflict"));
+        assert!(e.is(ErrorCode::VersionConflict));
         assert!(matches!(
             e,
             Error::Api {

@@ -122,6 +122,10 @@ pub struct HeartbeatReply {
     pub heartbeat_interval_ms: u64,
     pub suspect_after_ms: u64,
     pub dead_after_ms: u64,
+    /// 0: this acknowledgement grants the lease; otherwise an older process of the worker may
+    /// still hold one for this long, and this one holds none yet.
+    #[serde(default)]
+    pub lease_wait_ms: u64,
 }
 
 /// `GET /v1/workers/{id}/assignments`.

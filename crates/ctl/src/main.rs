@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use comfy_table::{Table, presets};
-use drover_client::{Client, Error, StateRequest, WorkerView, state_name};
+use drover_client::{Client, Error, StateRequest, WorkerView, outln, state_name};
 use drover_types::{Event, Partition, ReplicaRole, WorkerState};
 use serde::Serialize;
 use serde_json::Value;
@@ -270,7 +270,12 @@ impl From<std::io::Error> for Failure {
 async fn run(cli: Cli) -> Result<(), Failure> {
     if let Command::Completions { shell } = cli.command {
         let mut cmd = Cli::command();
-        clap_complete::generate(shell, &mut cmd, "droverctl", &mut std::io::stdout());
+        clap_complete::generate(
+            shell,
+            &mut cmd,
+            "droverctl",
+            &mut drover_client::stdout::stdout(),
+        );
         return Ok(());
     }
     let opts = drover_client::ClientOptions {
@@ -576,7 +581,7 @@ async fn watch(c: &Client, out: Printer, after: Option<u64>) -> Result<(), Failu
             }
         }
     };
-    let mut stdout = std::io::stdout();
+    let mut stdout = drover_client::stdout::stdout();
     loop {
         let page = tokio::select! {
             p = c.events(after, Some(1000)) => p?,
@@ -626,7 +631,7 @@ fn print_drain(out: Printer, r: &drover_client::DrainReply) {
             (false, true) => "drain started",
             (false, false) => "drain started, but it cannot finish yet (see BLOCKED)",
         };
-        println!("\n{verdict}");
+        outln!("\n{verdict}");
     }
 }
 
@@ -637,12 +642,12 @@ impl Printer {
     /// Prints `v` as JSON, or the table `render` builds.
     fn emit<T: Serialize>(self, v: &T, render: impl FnOnce() -> Table) {
         match self.0 {
-            Output::Json => println!(
+            Output::Json => outln!(
                 "{}",
                 serde_json::to_string_pretty(v)
                     .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
             ),
-            Output::Table => println!("{}", render()),
+            Output::Table => outln!("{}", render()),
         }
     }
 
@@ -650,7 +655,7 @@ impl Printer {
     fn value<T: Serialize>(self, v: &T) {
         match self.0 {
             Output::Json => self.emit(v, Table::new),
-            Output::Table => println!("{}", serde_json::to_string(v).unwrap_or_default()),
+            Output::Table => outln!("{}", serde_json::to_string(v).unwrap_or_default()),
         }
     }
 }

@@ -1,0 +1,209 @@
+//! The `code` of SPEC §4's error shape `{"error": {"code", "message"}}`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use drover_types::RejectCode;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Every code the API answers: the state machine's rejections and the transport's own.
+///
+/// An unknown code (from a newer server) decodes as [`ErrorCode::Other`], so an older client
+/// still reads the answer; it keeps the code's text.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    // -- refused by the state machine (409 unless noted) ------------------------------------
+    /// A field is malformed or out of its limits (400).
+    Invalid,
+    /// A value exceeds a size limit (413).
+    TooLarge,
+    /// No such record (404).
+    NotFound,
+    AlreadyExists,
+    /// The §1 transition table forbids this change.
+    IllegalTransition,
+    /// `expected_version` did not match; the answer carries `current_version`.
+    VersionConflict,
+    /// The partition epoch moved on: re-read assignments.
+    StaleEpoch,
+    /// A newer process registered with this worker id: this one must stop for good.
+    StaleGeneration,
+    /// This generation was declared dead: register again (a new generation, holding nothing).
+    Fenced,
+    /// A registration reuses an incarnation with different attributes.
+    IncarnationConflict,
+    /// The target worker cannot hold this replica (rule 1).
+    Unplaceable,
+    /// The step would leave a partition below RF healthy serving replicas.
+    UnderReplicated,
+    /// A Draining worker still holds replicas.
+    NotDrained,
+    // -- the API's own ------------------------------------------------------------------------
+    /// 401: no token, or an unknown one.
+    Unauthorized,
+    /// 403: the token may not do this.
+    Forbidden,
+    /// 405.
+    MethodNotAllowed,
+    /// 410: the events asked for were compacted.
+    Compacted,
+    /// 503: nothing was proposed (no leader, not reachable); safe to retry.
+    Unavailable,
+    /// 503: the request was sent on and its outcome is unknown; read before retrying.
+    OutcomeUnknown,
+    /// 409: a membership change would break quorum.
+    QuorumLoss,
+    /// 500.
+    Internal,
+    /// A code this release does not know.
+    Other(String),
+}
+
+impl ErrorCode {
+    /// Every known code, for tests and documentation.
+    pub const KNOWN: [ErrorCode; 21] = [
+        ErrorCode::Invalid,
+        ErrorCode::TooLarge,
+        ErrorCode::NotFound,
+        ErrorCode::AlreadyExists,
+        ErrorCode::IllegalTransition,
+        ErrorCode::VersionConflict,
+        ErrorCode::StaleEpoch,
+        ErrorCode::StaleGeneration,
+        ErrorCode::Fenced,
+        ErrorCode::IncarnationConflict,
+        ErrorCode::Unplaceable,
+        ErrorCode::UnderReplicated,
+        ErrorCode::NotDrained,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::Compacted,
+        ErrorCode::Unavailable,
+        ErrorCode::OutcomeUnknown,
+        ErrorCode::QuorumLoss,
+        ErrorCode::Internal,
+    ];
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            ErrorCode::Invalid => "invalid",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::AlreadyExists => "already_exists",
+            ErrorCode::IllegalTransition => "illegal_transition",
+            ErrorCode::VersionConflict => "version_conflict",
+            ErrorCode::StaleEpoch => "stale_epoch",
+            ErrorCode::StaleGeneration => "stale_generation",
+            ErrorCode::Fenced => "fenced",
+            ErrorCode::IncarnationConflict => "incarnation_conflict",
+            ErrorCode::Unplaceable => "unplaceable",
+            ErrorCode::UnderReplicated => "under_replicated",
+            ErrorCode::NotDrained => "not_drained",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::Compacted => "compacted",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::OutcomeUnknown => "outcome_unknown",
+            ErrorCode::QuorumLoss => "quorum_loss",
+            ErrorCode::Internal => "internal",
+            ErrorCode::Other(s) => s,
+        }
+    }
+
+    /// Whether sending the same request again, unchanged, may succeed: nothing was applied and
+    /// the cause can pass by itself (no leader yet). `OutcomeUnknown` is not: the request may
+    /// have been applied, so a client must read the state first.
+    pub fn retryable(&self) -> bool {
+        matches!(self, ErrorCode::Unavailable)
+    }
+}
+
+impl From<RejectCode> for ErrorCode {
+    fn from(c: RejectCode) -> Self {
+        match c {
+            RejectCode::Invalid => ErrorCode::Invalid,
+            RejectCode::TooLarge => ErrorCode::TooLarge,
+            RejectCode::NotFound => ErrorCode::NotFound,
+            RejectCode::AlreadyExists => ErrorCode::AlreadyExists,
+            RejectCode::IllegalTransition => ErrorCode::IllegalTransition,
+            RejectCode::VersionConflict => ErrorCode::VersionConflict,
+            RejectCode::StaleEpoch => ErrorCode::StaleEpoch,
+            RejectCode::StaleGeneration => ErrorCode::StaleGeneration,
+            RejectCode::Fenced => ErrorCode::Fenced,
+            RejectCode::IncarnationConflict => ErrorCode::IncarnationConflict,
+            RejectCode::Unplaceable => ErrorCode::Unplaceable,
+            RejectCode::UnderReplicated => ErrorCode::UnderReplicated,
+            RejectCode::NotDrained => ErrorCode::NotDrained,
+        }
+    }
+}
+
+impl FromStr for ErrorCode {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(ErrorCode::KNOWN
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .unwrap_or_else(|| ErrorCode::Other(s.to_owned())))
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ErrorCode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(s.parse().unwrap_or(ErrorCode::Invalid))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip_and_unknown_ones_are_kept() {
+        for c in ErrorCode::KNOWN {
+            let json = serde_json::to_string(&c).unwrap();
+            assert_eq!(serde_json::from_str::<ErrorCode>(&json).unwrap(), c);
+        }
+        let other: ErrorCode = serde_json::from_str("\"brand_new\"").unwrap();
+        assert_eq!(other, ErrorCode::Other("brand_new".into()));
+        assert_eq!(other.as_str(), "brand_new");
+    }
+
+    #[test]
+    fn every_rejection_has_its_code() {
+        use RejectCode::*;
+        for r in [
+            Invalid,
+            TooLarge,
+            NotFound,
+            AlreadyExists,
+            IllegalTransition,
+            VersionConflict,
+            StaleEpoch,
+            StaleGeneration,
+            Fenced,
+            IncarnationConflict,
+            Unplaceable,
+            UnderReplicated,
+            NotDrained,
+        ] {
+            assert_eq!(ErrorCode::from(r).as_str(), r.as_str());
+        }
+    }
+}
