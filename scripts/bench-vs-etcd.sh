@@ -26,7 +26,7 @@ if ! command -v etcd >/dev/null; then
   "${sudo_cmd[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq etcd-server >/dev/null
 fi
-cargo build --release --locked -p drover-server -p drover-bench --bins
+PROFILE=release bash scripts/build.sh
 
 ETCD_PIDS=()
 cleanup() {

@@ -20,7 +20,7 @@ bash scripts/setup.sh >/dev/null
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/drover/target}
 PROFILE=${PROFILE:-dev}
 case "$PROFILE" in dev) OUT=debug ;; *) OUT=$PROFILE ;; esac
-cargo build --profile "$PROFILE" --locked -p drover-server -p drover-chaos --bins
+PROFILE=$PROFILE bash scripts/build.sh
 # A private copy of both binaries: the target directory is shared by every clone on the
 # machine, and a concurrent build must not swap the server out from under a long soak.
 bin=$(mktemp -d)

@@ -25,7 +25,7 @@ SECRET_FILE="$DIR/cluster-secret"
 
 build() {
   bash scripts/setup.sh
-  cargo build --profile "$PROFILE" --locked --bin drover
+  PROFILE=$PROFILE bash scripts/build.sh
 }
 
 pid_of() { cat "$DIR/node$1.pid" 2>/dev/null || true; }

@@ -65,7 +65,7 @@ print(w["state"], left, d.get("replicas_total", "?"), d.get("moves_in_flight", 0
 up() {
   bash scripts/setup.sh
   say "building drover, droverctl and the example worker ($PROFILE)"
-  cargo build --profile "$PROFILE" --locked -p drover-server -p droverctl -p drover-agent --bins --example worker
+  PROFILE=$PROFILE bash scripts/build.sh
   if [ -d "$DEMO" ] || [ -d "$DROVER_CLUSTER_DIR" ]; then
     say "a previous demo is here: stopping it first"
     down

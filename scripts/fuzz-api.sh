@@ -50,7 +50,7 @@ install_schemathesis() {
 
 install_schemathesis
 echo "== build drover (profile $PROFILE)"
-cargo build --profile "$PROFILE" --locked --bin drover
+PROFILE=$PROFILE bash scripts/build.sh
 
 # A loopback address of our own (127.x.y.z), so parallel runs and test clusters never collide.
 IP="127.$((RANDOM % 240 + 10)).$((RANDOM % 249 + 1)).$((RANDOM % 249 + 1))"

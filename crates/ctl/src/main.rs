@@ -94,6 +94,9 @@ enum Command {
     /// Backups.
     #[command(subcommand)]
     Snapshot(SnapshotCmd),
+    /// Replicated cluster settings: liveness timing, move throttles, limits.
+    #[command(subcommand)]
+    Settings(SettingsCmd),
     /// Shell completions, to stdout.
     Completions { shell: clap_complete::Shell },
 }
@@ -192,6 +195,104 @@ enum KvCmd {
         #[arg(long, default_value = "")]
         prefix: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum SettingsCmd {
+    /// The settings in force (every node answers the same).
+    Get,
+    /// Change settings in one Raft command, e.g. `dead-after=10s max-moves-per-worker=2`.
+    /// Durations take units (`500ms`, `30s`, `1m`). Keys: heartbeat-interval, suspect-after,
+    /// dead-after, join-timeout, max-moves-per-worker, max-moves-total, kv-max-value-bytes,
+    /// events-retained.
+    Set {
+        #[arg(required = true, value_parser = parse_setting, value_name = "KEY=VALUE")]
+        changes: Vec<(Setting, u64)>,
+        /// Compare-and-set on the settings' version.
+        #[arg(long)]
+        expected_version: Option<u64>,
+    },
+}
+
+/// A setting `droverctl settings set` can change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Setting {
+    HeartbeatInterval,
+    SuspectAfter,
+    DeadAfter,
+    JoinTimeout,
+    MaxMovesPerWorker,
+    MaxMovesTotal,
+    KvMaxValueBytes,
+    EventsRetained,
+}
+
+impl Setting {
+    const ALL: [(&'static str, Setting); 8] = [
+        ("heartbeat-interval", Setting::HeartbeatInterval),
+        ("suspect-after", Setting::SuspectAfter),
+        ("dead-after", Setting::DeadAfter),
+        ("join-timeout", Setting::JoinTimeout),
+        ("max-moves-per-worker", Setting::MaxMovesPerWorker),
+        ("max-moves-total", Setting::MaxMovesTotal),
+        ("kv-max-value-bytes", Setting::KvMaxValueBytes),
+        ("events-retained", Setting::EventsRetained),
+    ];
+
+    fn is_duration(self) -> bool {
+        matches!(
+            self,
+            Setting::HeartbeatInterval
+                | Setting::SuspectAfter
+                | Setting::DeadAfter
+                | Setting::JoinTimeout
+        )
+    }
+
+    /// Lays `value` (milliseconds for durations) over `patch`.
+    fn apply(self, value: u64, patch: &mut drover_types::SettingsPatch) -> Result<(), String> {
+        let small = |v: u64| u32::try_from(v).map_err(|_| format!("{v} is too large"));
+        match self {
+            Setting::HeartbeatInterval => patch.heartbeat_interval_ms = Some(value),
+            Setting::SuspectAfter => patch.suspect_after_ms = Some(value),
+            Setting::DeadAfter => patch.dead_after_ms = Some(value),
+            Setting::JoinTimeout => patch.join_timeout_ms = Some(value),
+            Setting::MaxMovesPerWorker => patch.max_moves_per_worker = Some(small(value)?),
+            Setting::MaxMovesTotal => patch.max_moves_total = Some(small(value)?),
+            Setting::KvMaxValueBytes => patch.kv_max_value_bytes = Some(small(value)?),
+            Setting::EventsRetained => patch.events_retained = Some(small(value)?),
+        }
+        Ok(())
+    }
+}
+
+/// `dead-after=10s` (or `dead_after`), `max-moves-per-worker=2`: the setting and its value,
+/// durations in milliseconds.
+fn parse_setting(s: &str) -> Result<(Setting, u64), String> {
+    let (key, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))?;
+    let key = key.trim().replace('_', "-");
+    let key = key.strip_suffix("-ms").unwrap_or(&key);
+    let setting = Setting::ALL
+        .iter()
+        .find(|(name, _)| *name == key)
+        .map(|(_, s)| *s)
+        .ok_or_else(|| {
+            let names: Vec<&str> = Setting::ALL.iter().map(|(n, _)| *n).collect();
+            format!("unknown setting {key:?}; one of {}", names.join(", "))
+        })?;
+    let value = value.trim();
+    let parsed = if setting.is_duration() {
+        humantime::parse_duration(value)
+            .map_err(|e| format!("{key}: {value:?} is not a duration like 500ms or 30s ({e})"))
+            .and_then(|d| u64::try_from(d.as_millis()).map_err(|_| format!("{key}: too long")))?
+    } else {
+        value
+            .parse()
+            .map_err(|_| format!("{key}: {value:?} is not a whole number"))?
+    };
+    Ok((setting, parsed))
 }
 
 #[derive(Debug, Subcommand)]
@@ -350,6 +451,23 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             });
         }
         Command::Watch { after } => watch(&c, out, after).await?,
+        Command::Settings(SettingsCmd::Get) => print_settings(out, &c.settings().await?),
+        Command::Settings(SettingsCmd::Set {
+            changes,
+            expected_version,
+        }) => {
+            let mut patch = drover_types::SettingsPatch::default();
+            for (setting, value) in changes {
+                setting
+                    .apply(value, &mut patch)
+                    .map_err(|message| Failure {
+                        message,
+                        hint: None,
+                        exit: 2,
+                    })?;
+            }
+            print_settings(out, &c.set_settings(&patch, expected_version).await?);
+        }
         Command::Snapshot(SnapshotCmd::Save { file }) => {
             let snap = c.snapshot().await?;
             // Write beside, then rename: a partial file never looks like a backup.
@@ -603,6 +721,36 @@ async fn watch(c: &Client, out: Printer, after: Option<u64>) -> Result<(), Failu
             }
         }
     }
+}
+
+fn print_settings(out: Printer, s: &drover_types::Settings) {
+    out.emit(s, || {
+        let ms = |v: u64| humantime::format_duration(Duration::from_millis(v)).to_string();
+        let mut t = table(&["SETTING", "VALUE"]);
+        for (name, value) in [
+            ("heartbeat-interval", ms(s.heartbeat_interval_ms)),
+            ("suspect-after", ms(s.suspect_after_ms)),
+            ("dead-after", ms(s.dead_after_ms)),
+            ("join-timeout", ms(s.join_timeout_ms)),
+            ("max-moves-per-worker", s.max_moves_per_worker.to_string()),
+            ("max-moves-total", s.max_moves_total.to_string()),
+            ("kv-max-value-bytes", s.kv_max_value_bytes.to_string()),
+            ("events-retained", s.events_retained.to_string()),
+            ("version", s.version.to_string()),
+        ] {
+            t.add_row(vec![name.to_owned(), value]);
+        }
+        if let Some(f) = s.lease_floor {
+            t.add_row(vec![
+                "lease floor".to_owned(),
+                format!(
+                    "{} (deaths wait for leases granted under it)",
+                    ms(f.dead_after_ms)
+                ),
+            ]);
+        }
+        t
+    });
 }
 
 fn print_drain(out: Printer, r: &drover_client::DrainReply) {

@@ -106,6 +106,11 @@ pub struct Cli {
     /// the fault-injection harness can show it catches that. Flag or env only, never the file.
     #[arg(long, env = "DROVER_UNSAFE_TEST_LOCAL_HEARTBEATS", hide = true)]
     pub unsafe_test_local_heartbeats: Option<bool>,
+    /// DANGEROUS, tests only: grant a new process of a worker its lease at once, without
+    /// waiting out the older process's. Lets two processes hold one worker's lease; exists so
+    /// the fault-injection harness can show it catches that. Flag or env only, never the file.
+    #[arg(long, env = "DROVER_UNSAFE_TEST_NO_LEASE_WAIT", hide = true)]
+    pub unsafe_test_no_lease_wait: Option<bool>,
 }
 
 /// The same settings as they may appear in the TOML file (snake_case keys).
@@ -185,11 +190,13 @@ pub struct UnsafeTestSwitches {
     pub early_ack: bool,
     /// Heartbeats acknowledged by any node, without the leader or a quorum.
     pub local_heartbeats: bool,
+    /// A new generation's lease granted without waiting out the older process's.
+    pub no_lease_wait: bool,
 }
 
 impl UnsafeTestSwitches {
     pub fn any(&self) -> bool {
-        self.local_reads || self.early_ack || self.local_heartbeats
+        self.local_reads || self.early_ack || self.local_heartbeats || self.no_lease_wait
     }
 }
 
@@ -456,6 +463,7 @@ impl Cli {
                 local_reads: self.unsafe_test_local_reads.unwrap_or(false),
                 early_ack: self.unsafe_test_early_ack.unwrap_or(false),
                 local_heartbeats: self.unsafe_test_local_heartbeats.unwrap_or(false),
+                no_lease_wait: self.unsafe_test_no_lease_wait.unwrap_or(false),
             },
         })
     }
