@@ -663,3 +663,48 @@ async fn three_workers_cannot_drain_one() {
         s.store(true, Ordering::Relaxed);
     }
 }
+
+async fn drain_dry_run(c: &Cluster, node: u64, worker: &str) -> Value {
+    let r = c
+        .http
+        .post(c.url(node, "/v1/drain"))
+        .json(&json!({"workers": [worker], "dry_run": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json::<Value>().await.unwrap()
+}
+
+/// The regression: a drain dry run (or a drain) planned in a new leader's first moments saw
+/// every worker as suspect — not heard yet — and answered `no_candidate`. The leader now plans
+/// only once it knows who is alive, so the dry run right after a failover gives the moves a dry
+/// run gave before it.
+#[tokio::test]
+async fn a_dry_run_right_after_a_failover_plans_what_it_did_before() {
+    let mut c = Cluster::start(
+        3,
+        &[
+            "--heartbeat-interval-ms",
+            "100",
+            "--suspect-after-ms",
+            "2000",
+            "--dead-after-ms",
+            "20000",
+        ],
+    );
+    let leader = c.leader_among(&[1, 2, 3]).await;
+    let Fleet { stops, .. } = fleet(&c, leader, 16).await;
+    let before = drain_dry_run(&c, leader, "w0").await;
+    assert_eq!(before["feasible"], true, "{before}");
+    c.kill(leader);
+    let others: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    let new_leader = c.leader_among(&others).await;
+    let after = drain_dry_run(&c, new_leader, "w0").await;
+    assert_eq!(after["feasible"], true, "{after}");
+    assert_eq!(after["moves"], before["moves"]);
+    c.spawn(leader);
+    for s in stops.values() {
+        s.store(true, Ordering::Relaxed);
+    }
+}
