@@ -541,9 +541,9 @@ async fn drain_finishes_under_a_new_leader() {
 }
 
 /// Exactly three workers and RF 3: a long poll on w0's assignments is woken by the commit that
-/// gives it its first replicas; draining w0 is infeasible in the dry run, started anyway it
-/// stays Draining blocked on `no_candidate`, and cancelling returns it to Active holding the
-/// same replicas.
+/// gives it its first replicas; draining w0 is infeasible in the dry run, refused without
+/// `allow_blocked`, started with it stays Draining blocked on `no_candidate`, and cancelling
+/// returns it to Active holding the same replicas.
 #[tokio::test]
 async fn three_workers_cannot_drain_one() {
     let c = Cluster::start(
@@ -619,9 +619,22 @@ async fn three_workers_cannot_drain_one() {
     assert_eq!(blocked.len(), 8, "{dry}");
     assert!(blocked.iter().all(|b| b["code"] == "no_candidate"), "{dry}");
 
+    // Refused up front, changing nothing (SPEC §3) ...
     let r = c
         .http
         .post(c.url(follower, "/v1/workers/w0/drain"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let refusal: Value = r.json().await.unwrap();
+    assert_eq!(refusal["error"]["code"], "drain_infeasible", "{refusal}");
+    assert_eq!(worker(&c, leader, "w0").await.unwrap()["state"], "active");
+    // ... unless asked to start anyway.
+    let r = c
+        .http
+        .post(c.url(follower, "/v1/workers/w0/drain"))
+        .json(&json!({"allow_blocked": true}))
         .send()
         .await
         .unwrap();

@@ -53,6 +53,8 @@ pub enum ErrorCode {
     OutcomeUnknown,
     /// 409: a membership change would break quorum.
     QuorumLoss,
+    /// 409: a drain that cannot finish, asked without `allow_blocked`; nothing was changed.
+    DrainInfeasible,
     /// 500.
     Internal,
     /// A code this release does not know.
@@ -61,7 +63,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every known code, for tests and documentation.
-    pub const KNOWN: [ErrorCode; 21] = [
+    pub const KNOWN: [ErrorCode; 22] = [
         ErrorCode::Invalid,
         ErrorCode::TooLarge,
         ErrorCode::NotFound,
@@ -82,6 +84,7 @@ impl ErrorCode {
         ErrorCode::Unavailable,
         ErrorCode::OutcomeUnknown,
         ErrorCode::QuorumLoss,
+        ErrorCode::DrainInfeasible,
         ErrorCode::Internal,
     ];
 
@@ -107,6 +110,7 @@ impl ErrorCode {
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::OutcomeUnknown => "outcome_unknown",
             ErrorCode::QuorumLoss => "quorum_loss",
+            ErrorCode::DrainInfeasible => "drain_infeasible",
             ErrorCode::Internal => "internal",
             ErrorCode::Other(s) => s,
         }

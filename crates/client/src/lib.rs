@@ -489,18 +489,38 @@ impl Client {
             .await
     }
 
-    /// Drains one worker (`dry_run`: only plan).
+    /// Drains one worker (`dry_run`: only plan). A drain that cannot finish is refused with
+    /// `drain_infeasible`; see [`Client::drain_workers`] to start one anyway.
     pub async fn drain(&self, id: &str, dry_run: bool) -> Result<DrainReply> {
-        let body = json!({"dry_run": dry_run});
-        let path = format!("/v1/workers/{}/drain", seg(id));
-        let repeat = if dry_run { Repeat::Safe } else { Repeat::Once };
-        self.json(Method::POST, &path, Some(&body), repeat).await
+        let opts = DrainOptions {
+            dry_run,
+            ..DrainOptions::default()
+        };
+        self.drain_workers(&[id.to_owned()], opts).await
     }
 
     /// Drains a set of workers as one operation (a rack, a zone).
     pub async fn drain_set(&self, ids: &[String], dry_run: bool) -> Result<DrainReply> {
-        let body = json!({"workers": ids, "dry_run": dry_run});
-        let repeat = if dry_run { Repeat::Safe } else { Repeat::Once };
+        let opts = DrainOptions {
+            dry_run,
+            ..DrainOptions::default()
+        };
+        self.drain_workers(ids, opts).await
+    }
+
+    /// Drains `ids` as one operation with `opts`. A real drain is sent once (its outcome may
+    /// depend on what happened in between); a dry run is a read.
+    pub async fn drain_workers(&self, ids: &[String], opts: DrainOptions) -> Result<DrainReply> {
+        let body = json!({
+            "workers": ids,
+            "dry_run": opts.dry_run,
+            "allow_blocked": opts.allow_blocked,
+        });
+        let repeat = if opts.dry_run {
+            Repeat::Safe
+        } else {
+            Repeat::Once
+        };
         self.json(Method::POST, "/v1/drain", Some(&body), repeat)
             .await
     }
@@ -710,6 +730,15 @@ impl Client {
         self.json(Method::GET, "/openapi.json", None, Repeat::Safe)
             .await
     }
+}
+
+/// How to drain.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DrainOptions {
+    /// Only plan and answer the verdict.
+    pub dry_run: bool,
+    /// Start even a drain that cannot finish (it stays Draining, blocked).
+    pub allow_blocked: bool,
 }
 
 /// A state change request.

@@ -21,7 +21,8 @@ const EXIT_CODES: &str = "EXIT CODES:
   3  not found (404)
   4  conflict: illegal transition, version conflict, stale generation, fenced (409)
   5  unavailable: no endpoint reachable, or no leader (503)
-  6  refused: authentication (401/403), invalid request (400/413), compacted (410)
+  6  refused: authentication (401/403), invalid request (400/413), compacted (410), a drain
+     that cannot finish (drain_infeasible, or a dry run that is not feasible)
   7  outcome unknown: a write was sent and no answer came; read the state before retrying";
 
 #[derive(Debug, Parser)]
@@ -65,12 +66,16 @@ enum Command {
     /// Workers and their lifecycle.
     #[command(subcommand)]
     Workers(WorkersCmd),
-    /// Drain workers as one operation (a rack, a zone); `--dry-run` shows the moves.
+    /// Drain workers as one operation (a rack, a zone); `--dry-run` shows the moves. A drain
+    /// that cannot finish is refused (exit 6) unless `--allow-blocked`; so is its dry run.
     Drain {
         #[arg(required = true)]
         workers: Vec<String>,
         #[arg(long)]
         dry_run: bool,
+        /// Start the drain even if it cannot finish: the workers stay Draining, blocked.
+        #[arg(long)]
+        allow_blocked: bool,
     },
     /// The partition table.
     #[command(subcommand)]
@@ -130,11 +135,15 @@ enum WorkersCmd {
     Activate {
         id: String,
     },
-    /// Active → Draining, with its move plan (`--dry-run`: only show the plan).
+    /// Active → Draining, with its move plan (`--dry-run`: only show the plan). Refused
+    /// (exit 6) if it cannot finish, unless `--allow-blocked`.
     Drain {
         id: String,
         #[arg(long)]
         dry_run: bool,
+        /// Start the drain even if it cannot finish: the worker stays Draining, blocked.
+        #[arg(long)]
+        allow_blocked: bool,
     },
     /// Draining → Active: completed moves stay, pending ones are withdrawn.
     CancelDrain {
@@ -330,6 +339,10 @@ struct Failure {
 impl From<Error> for Failure {
     fn from(e: Error) -> Self {
         let (exit, hint) = match &e {
+            Error::Api {
+                code: drover_client::ErrorCode::DrainInfeasible,
+                ..
+            } => (6, Some("--allow-blocked starts it anyway")),
             Error::Api { status, .. } => match status {
                 404 => (3, None),
                 409 => (4, None),
@@ -434,9 +447,17 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             out.value(&v);
         }
         Command::Workers(cmd) => workers(&c, out, cmd).await?,
-        Command::Drain { workers, dry_run } => {
-            let r = c.drain_set(&workers, dry_run).await?;
-            print_drain(out, &r);
+        Command::Drain {
+            workers,
+            dry_run,
+            allow_blocked,
+        } => {
+            let opts = drover_client::DrainOptions {
+                dry_run,
+                allow_blocked,
+            };
+            let r = c.drain_workers(&workers, opts).await?;
+            print_drain(out, &r, allow_blocked)?;
         }
         Command::Partitions(cmd) => partitions(&c, out, cmd).await?,
         Command::Kv(cmd) => kv(&c, out, cmd).await?,
@@ -566,9 +587,17 @@ async fn workers(c: &Client, out: Printer, cmd: WorkersCmd) -> Result<(), Failur
             let r = change(id, WorkerState::Active, false).await?;
             out.value(&r);
         }
-        WorkersCmd::Drain { id, dry_run } => {
-            let r = c.drain(&id, dry_run).await?;
-            print_drain(out, &r);
+        WorkersCmd::Drain {
+            id,
+            dry_run,
+            allow_blocked,
+        } => {
+            let opts = drover_client::DrainOptions {
+                dry_run,
+                allow_blocked,
+            };
+            let r = c.drain_workers(&[id], opts).await?;
+            print_drain(out, &r, allow_blocked)?;
         }
         WorkersCmd::CancelDrain { id } => {
             let r = change(id, WorkerState::Active, false).await?;
@@ -753,7 +782,13 @@ fn print_settings(out: Printer, s: &drover_types::Settings) {
     });
 }
 
-fn print_drain(out: Printer, r: &drover_client::DrainReply) {
+/// Prints a drain's plan and verdict; a dry run that cannot finish is a refusal (exit 6), so a
+/// script can trust the exit code, unless `--allow-blocked` said blocked is fine.
+fn print_drain(
+    out: Printer,
+    r: &drover_client::DrainReply,
+    allow_blocked: bool,
+) -> Result<(), Failure> {
     out.emit(r, || {
         let mut t = table(&["PARTITION", "FROM", "TO", "BLOCKED"]);
         for m in r.planned_moves() {
@@ -781,6 +816,15 @@ fn print_drain(out: Printer, r: &drover_client::DrainReply) {
         };
         outln!("\n{verdict}");
     }
+    if r.dry_run && !r.feasible && !allow_blocked {
+        return Err(Failure {
+            message: "the drain cannot finish: a real drain would be refused (drain_infeasible)"
+                .into(),
+            hint: Some("see BLOCKED; --allow-blocked starts it anyway".into()),
+            exit: 6,
+        });
+    }
+    Ok(())
 }
 
 #[derive(Clone, Copy)]

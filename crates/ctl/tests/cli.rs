@@ -223,3 +223,78 @@ async fn settings_get_and_set() {
         "a refused change changed the settings"
     );
 }
+
+/// Two agents holding every replica of an RF 2 table: draining one cannot finish.
+async fn two_workers_holding_rf2(eps: &str) -> Vec<drover_agent::Agent> {
+    let mut agents = Vec::new();
+    for (id, zone) in [("w1", "a"), ("w2", "b")] {
+        let mut cfg = drover_agent::AgentConfig::new(eps.split(','), id, "10.0.0.1:9000");
+        cfg.zone = Some(zone.into());
+        let mut agent = drover_agent::Agent::start(cfg).await.unwrap();
+        let mut tasks = agent.take_tasks().unwrap();
+        let h = agent.handle();
+        tokio::spawn(async move {
+            while let Some(t) = tasks.recv().await {
+                let _ = h.ack(&t).await;
+            }
+        });
+        agent.ready().await.unwrap();
+        agents.push(agent);
+    }
+    ok(&ctl(
+        eps,
+        &["partitions", "create", "--count", "2", "--rf", "2"],
+    ));
+    let client = drover_client::Client::new(&[eps], None).unwrap();
+    support::wait_for(
+        "both partitions placed",
+        std::time::Duration::from_secs(30),
+        || async {
+            let parts = client.all_partitions().await.ok()?;
+            parts
+                .iter()
+                .all(|p| {
+                    p.replicas.len() == 2
+                        && p.replicas
+                            .iter()
+                            .all(|r| r.role == drover_types::ReplicaRole::Serving)
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    agents
+}
+
+/// The regression: a dry run answered "NOT feasible" and exited 0, and a drain that could not
+/// finish started anyway. Both now exit 6 (refused) — the real one changing nothing — unless
+/// `--allow-blocked` says a blocked drain is wanted.
+#[tokio::test]
+async fn drains_that_cannot_finish_are_refused() {
+    let c = Cluster::start(
+        1,
+        &[
+            "--heartbeat-interval-ms",
+            "100",
+            "--suspect-after-ms",
+            "1000",
+            "--dead-after-ms",
+            "20000",
+        ],
+    );
+    c.leader_among(&[1]).await;
+    let eps = c.node(1).addr.to_string();
+    let _agents = two_workers_holding_rf2(&eps).await;
+    let out = ctl(&eps, &["drain", "w1", "--dry-run"]);
+    assert_eq!(out.code, 6, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("NOT feasible"), "{}", out.stdout);
+    let out = ctl(&eps, &["workers", "drain", "w1"]);
+    assert_eq!(out.code, 6, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("drain_infeasible"), "{}", out.stderr);
+    let out = ctl(&eps, &["-o", "json", "workers", "show", "w1"]);
+    let w: Value = serde_json::from_str(ok(&out)).unwrap();
+    assert_eq!(w["state"], "active", "a refused drain changed the worker");
+    ok(&ctl(&eps, &["drain", "w1", "--dry-run", "--allow-blocked"]));
+    let out = ctl(&eps, &["drain", "w1", "--allow-blocked"]);
+    assert!(ok(&out).contains("cannot finish"), "{}", out.stdout);
+}

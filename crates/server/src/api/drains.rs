@@ -1,7 +1,8 @@
 //! Drains (SPEC §3): `POST /v1/workers/{id}/drain` and `POST /v1/drain` for a set (a rack, a
 //! zone). The leader plans with the same `plan_drain` the scheduler executes; a dry run returns
 //! the moves and the verdict and commits nothing, a real drain commits the intent with that
-//! plan (an infeasible one too: the workers then stay Draining with `blocked` reasons).
+//! plan. One that cannot finish is refused (`409 drain_infeasible`, with the reasons) unless it
+//! asks `allow_blocked`: then its workers stay Draining with `blocked` reasons.
 
 use std::collections::BTreeSet;
 
@@ -9,7 +10,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, Method, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use drover_scheduler::{Blocked, plan_drain};
 use drover_types::{
@@ -29,6 +30,10 @@ pub struct DrainOneRequest {
     /// Plan and answer the verdict, committing nothing.
     #[serde(default)]
     dry_run: bool,
+    /// Start the drain even if it cannot finish (it stays Draining, blocked); without it such
+    /// a drain is refused with `drain_infeasible`.
+    #[serde(default)]
+    allow_blocked: bool,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -40,6 +45,10 @@ pub struct DrainSetRequest {
     /// Plan and answer the verdict, committing nothing.
     #[serde(default)]
     dry_run: bool,
+    /// Start the drain even if it cannot finish (it stays Draining, blocked); without it such
+    /// a drain is refused with `drain_infeasible`.
+    #[serde(default)]
+    allow_blocked: bool,
 }
 
 /// A dry run's answer: the moves a drain started from this state would make, and whether it
@@ -102,7 +111,16 @@ pub async fn drain_one(
     } else {
         parse_json::<Option<DrainOneRequest>>(&raw)?.unwrap_or_default()
     };
-    drain(node, vec![id], b.dry_run, uri, headers, raw).await
+    drain(
+        node,
+        vec![id],
+        b.dry_run,
+        b.allow_blocked,
+        uri,
+        headers,
+        raw,
+    )
+    .await
 }
 
 /// Drains a set of workers as one operation, or a dry run of it.
@@ -128,13 +146,23 @@ pub async fn drain_set(
 ) -> ApiResult<Response> {
     let raw = body(raw)?;
     let b: DrainSetRequest = parse_json(&raw)?;
-    drain(node, b.workers, b.dry_run, uri, headers, raw).await
+    drain(
+        node,
+        b.workers,
+        b.dry_run,
+        b.allow_blocked,
+        uri,
+        headers,
+        raw,
+    )
+    .await
 }
 
 async fn drain(
     node: Node,
     ids: Vec<String>,
     dry_run: bool,
+    allow_blocked: bool,
     uri: Uri,
     headers: HeaderMap,
     raw: Bytes,
@@ -175,6 +203,30 @@ async fn drain(
                 blocked: plan.blocked,
             }))
             .into_response());
+        }
+        if !plan.feasible && !allow_blocked {
+            let reasons: Vec<String> = plan
+                .blocked
+                .iter()
+                .filter(|b| !b.code.is_transient())
+                .take(5)
+                .map(|b| format!("partition {}: {}", b.partition, b.detail))
+                .collect();
+            let stuck = plan
+                .blocked
+                .iter()
+                .filter(|b| !b.code.is_transient())
+                .count();
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "drain_infeasible",
+                format!(
+                    "the drain cannot finish: {stuck} replicas have nowhere to go ({}{}); \
+                     nothing was changed — pass allow_blocked to start it anyway",
+                    reasons.join("; "),
+                    if stuck > reasons.len() { "; ..." } else { "" }
+                ),
+            ));
         }
         let command = Command::StartDrain {
             workers: workers.iter().cloned().collect(),

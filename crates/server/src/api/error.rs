@@ -36,7 +36,8 @@ pub struct ErrorDetail {
     /// Stable and machine-readable: `invalid`, `unauthorized`, `forbidden`, `not_found`,
     /// `too_large`, `compacted`, `unavailable`, or for 409 `illegal_transition`,
     /// `version_conflict`, `stale_generation`, `stale_epoch`, `fenced`, `already_exists`,
-    /// `incarnation_conflict`, `unplaceable`, `under_replicated`, `not_drained`, `quorum_loss`.
+    /// `incarnation_conflict`, `unplaceable`, `under_replicated`, `not_drained`, `quorum_loss`,
+    /// `drain_infeasible`.
     #[schema(example = "not_found")]
     pub code: &'static str,
     /// For people; may change between releases.
