@@ -1,14 +1,16 @@
 //! The network namespace a chaos run lives in, and the nftables rules that cut links in it.
 //!
 //! The harness creates a namespace of its own (`ip netns add`), brings its loopback up, and
-//! runs every node and every client inside it: node `i` listens on 127.0.0.(10+i) and sources
-//! its outgoing connections from there, the clients use 127.0.0.1. Links are cut by dropping
-//! packets between two node addresses in an `output` chain of the namespace's own nftables;
-//! nothing on the host's network is touched. The namespace is deleted, and every process left in
+//! runs every node, client and agent process inside it: node `i` listens on 127.0.0.(10+i) and
+//! sources its outgoing connections from there, the clients and agents use 127.0.0.1. Links are
+//! cut by dropping packets between two node addresses in an `output` chain of the namespace's
+//! own nftables; an agent process is cut off by the uid it runs as (each one switches to a uid
+//! of its own at start, [`crate::agent_process`]): `meta skuid U drop`, or `meta skuid U ip daddr
+//! != N drop` to leave it one node. Nothing on the host's network is touched. The namespace is deleted, and every process left in
 //! it killed, when the [`Netns`] is dropped — on success, failure or panic — and namespaces left
 //! by a harness that was killed outright are swept at the next start.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -38,6 +40,39 @@ fn run(cmd: &mut Command) -> Result<String> {
 #[derive(Debug)]
 pub struct Netns {
     pub name: String,
+    /// Every drop rule in force; each change rewrites the chain from it. Held across the `nft`
+    /// run (a short blocking call, never an `.await`), so two changes never interleave.
+    rules: std::sync::Mutex<Rules>,
+}
+
+#[derive(Debug, Default)]
+struct Rules {
+    /// (a, b): packets from node address a to node address b are dropped.
+    cuts: BTreeSet<(Ipv4Addr, Ipv4Addr)>,
+    /// uid → the one node address it may still reach (`None`: none).
+    blocked: BTreeMap<u32, Option<Ipv4Addr>>,
+}
+
+impl Rules {
+    fn script(&self) -> String {
+        let mut script = format!("flush chain inet {TABLE} out\n");
+        for (a, b) in &self.cuts {
+            script.push_str(&format!(
+                "add rule inet {TABLE} out ip saddr {a} ip daddr {b} drop\n"
+            ));
+        }
+        for (uid, except) in &self.blocked {
+            match except {
+                Some(n) => script.push_str(&format!(
+                    "add rule inet {TABLE} out meta skuid {uid} ip daddr != {n} drop\n"
+                )),
+                None => script.push_str(&format!(
+                    "add rule inet {TABLE} out meta skuid {uid} drop\n"
+                )),
+            }
+        }
+        script
+    }
 }
 
 impl Netns {
@@ -51,7 +86,10 @@ impl Netns {
             "the chaos harness needs root (CAP_SYS_ADMIN) and iproute2 to create a network \
              namespace; run it as root (scripts/setup.sh installs iproute2 and nftables)",
         )?;
-        let ns = Netns { name };
+        let ns = Netns {
+            name,
+            rules: std::sync::Mutex::default(),
+        };
         run(Command::new("ip").args(["-n", &ns.name, "link", "set", "lo", "up"]))?;
         ns.nft(&format!(
             "add table inet {TABLE}\n\
@@ -95,15 +133,33 @@ impl Netns {
         Ok(())
     }
 
-    /// Replaces the drop rules with exactly `cuts`: each (a, b) drops packets from a to b.
+    /// Replaces the link cuts with exactly `cuts`: each (a, b) drops packets from a to b.
+    /// Agent blocks stay as they are.
     pub fn set_cuts(&self, cuts: &BTreeSet<(Ipv4Addr, Ipv4Addr)>) -> Result<()> {
-        let mut script = format!("flush chain inet {TABLE} out\n");
-        for (a, b) in cuts {
-            script.push_str(&format!(
-                "add rule inet {TABLE} out ip saddr {a} ip daddr {b} drop\n"
-            ));
-        }
-        self.nft(&script)
+        self.change(|r| r.cuts = cuts.clone())
+    }
+
+    /// Drops every packet that processes of `uid` send, except to `except` when given.
+    pub fn block_uid(&self, uid: u32, except: Option<Ipv4Addr>) -> Result<()> {
+        self.change(|r| {
+            r.blocked.insert(uid, except);
+        })
+    }
+
+    pub fn unblock_uid(&self, uid: u32) -> Result<()> {
+        self.change(|r| {
+            r.blocked.remove(&uid);
+        })
+    }
+
+    pub fn unblock_all_uids(&self) -> Result<()> {
+        self.change(|r| r.blocked.clear())
+    }
+
+    fn change(&self, f: impl FnOnce(&mut Rules)) -> Result<()> {
+        let mut rules = self.rules.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut rules);
+        self.nft(&rules.script())
     }
 }
 
