@@ -1,6 +1,6 @@
 //! The sequential specifications the checker holds Drover to (SPEC §1, §4): a KV key with
-//! versions and compare-and-set, and a worker record with registration, state changes and
-//! removal.
+//! versions and compare-and-set, and a worker record with registration, state changes, deaths
+//! and removal.
 //!
 //! Versions are state versions, global log indexes: every change gets a new one, larger than the
 //! key's previous one. An operation whose outcome is unknown took effect at a version nobody was
@@ -304,18 +304,28 @@ pub enum WorkerOp {
         expected: Option<u64>,
         result: WriteResult,
     },
+    /// The scheduler declared the worker dead at `generation`, at state `version`: read off
+    /// the events log, so both are known. The harness's workers never heartbeat, so once one
+    /// is Active the leader declares it dead `dead_after` later; invoked (a second before) the
+    /// proposer's time, completed when the harness read the event.
+    Dead {
+        generation: u64,
+        version: u64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct WorkerModelState {
     rec: Option<Record>,
+    /// Declared dead at the record's generation (a registration clears it).
+    dead: bool,
     /// The generation a removal left in the tombstone.
     tombstone: u64,
     floor: Ver,
 }
 
-/// The worker record model (SPEC §1's operator column; no drains, no deaths: the harness runs
-/// with no partition table for these workers and a death timeout longer than any run).
+/// The worker record model (SPEC §1's operator column, and deaths; no drains: nothing places
+/// a replica on these workers, which never heartbeat).
 #[derive(Clone, Debug)]
 pub struct WorkerModel {
     pub owned: Arc<BTreeSet<u64>>,
@@ -375,6 +385,7 @@ impl Model for WorkerModel {
     fn init(&self) -> WorkerModelState {
         WorkerModelState {
             rec: None,
+            dead: false,
             tombstone: 0,
             floor: Some(0),
         }
@@ -418,7 +429,32 @@ impl Model for WorkerModel {
                 };
                 Some(WorkerModelState {
                     rec: Some(rec),
+                    dead: false,
                     floor: rec.version,
+                    ..s.clone()
+                })
+            }
+            WorkerOp::Dead {
+                generation,
+                version,
+            } => {
+                // Only an Active or Draining worker is judged; a verdict is for its current
+                // generation, once; it changes the record's version and nothing else it shows.
+                let rec = s.rec?;
+                let judged = matches!(rec.state, WState::Active | WState::Draining);
+                if !judged || s.dead || rec.generation != *generation {
+                    return None;
+                }
+                if !above(Some(*version), s.floor) || rec.version.is_some_and(|v| v >= *version) {
+                    return None;
+                }
+                Some(WorkerModelState {
+                    rec: Some(Record {
+                        version: Some(*version),
+                        ..rec
+                    }),
+                    dead: true,
+                    floor: Some(*version),
                     ..s.clone()
                 })
             }
@@ -522,6 +558,7 @@ impl Model for WorkerModel {
                     WriteResult::Ok(_) | WriteResult::Unknown => (rec.state == WState::Disabled)
                         .then_some(WorkerModelState {
                             rec: None,
+                            dead: false,
                             tombstone: rec.generation,
                             floor: None,
                         }),
@@ -772,5 +809,79 @@ mod tests {
             result: Ok(rec(Disabled, 1, 11, 5)),
         };
         assert!(matches!(check(&m, &bad, 10_000), Verdict::Violation { .. }));
+    }
+
+    /// A death (from the events log) bumps an Active worker's version and nothing else it
+    /// shows; it is refused for a worker that is not Active or Draining, at another
+    /// generation, twice, or below the record's version.
+    #[test]
+    fn deaths_change_the_version_of_an_active_worker_only() {
+        let m = WorkerModel {
+            owned: Arc::new([3, 4, 9, 12].into_iter().collect()),
+        };
+        use WState::*;
+        let dead = |generation, version| WorkerOp::Dead {
+            generation,
+            version,
+        };
+        let mut h = vec![
+            t(
+                WorkerOp::Register {
+                    incarnation: 11,
+                    result: Some(rec(Provisioning, 1, 11, 3)),
+                },
+                0,
+                Some(1),
+            ),
+            t(
+                WorkerOp::SetState {
+                    to: Active,
+                    expected: Some(3),
+                    force: false,
+                    result: Ok(rec(Active, 1, 11, 4)),
+                },
+                2,
+                Some(3),
+            ),
+            t(dead(1, 9), 3, Some(20)),
+            t(WorkerOp::Read(Some(rec(Active, 1, 11, 9))), 21, Some(22)),
+            t(
+                WorkerOp::Register {
+                    incarnation: 12,
+                    result: Some(rec(Active, 2, 12, 12)),
+                },
+                23,
+                Some(24),
+            ),
+        ];
+        assert_eq!(check(&m, &h, 10_000), Verdict::Linearizable);
+        // A read between the activation and the death may see either version.
+        h.push(t(WorkerOp::Read(Some(rec(Active, 1, 11, 4))), 5, Some(6)));
+        assert_eq!(check(&m, &h, 10_000), Verdict::Linearizable);
+        // The same death twice, or of another generation, or of a provisioning worker: no.
+        let mut twice = h.clone();
+        twice.push(t(dead(1, 10), 21, Some(22)));
+        assert!(matches!(
+            check(&m, &twice, 10_000),
+            Verdict::Violation { .. }
+        ));
+        let mut other = h.clone();
+        other[2].op = dead(2, 9);
+        assert!(matches!(
+            check(&m, &other, 10_000),
+            Verdict::Violation { .. }
+        ));
+        let early = vec![h[0].clone(), t(dead(1, 9), 1, Some(2))];
+        assert!(matches!(
+            check(&m, &early, 10_000),
+            Verdict::Violation { .. }
+        ));
+        // A read after the death still showing the version before it: no.
+        let mut stale = h[..3].to_vec();
+        stale.push(t(WorkerOp::Read(Some(rec(Active, 1, 11, 4))), 21, Some(22)));
+        assert!(matches!(
+            check(&m, &stale, 10_000),
+            Verdict::Violation { .. }
+        ));
     }
 }
