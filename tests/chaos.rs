@@ -1,13 +1,14 @@
-//! The fault-injection harness (`drover-chaos`, issue 9) in the normal test suite: a CI-sized
-//! run over every fault kind that must find nothing, and one run per deliberate bug that must
-//! find it. Each run creates a network namespace, so these tests need root; without it they
-//! fail with the reason (they never skip). Every run prints its seed; set `DROVER_CHAOS_SEED`
-//! to replay a schedule.
+//! The fault-injection harness (`drover-chaos`, issues 9 and 15) in the normal test suite:
+//! CI-sized runs that must find nothing — over every node fault with no deaths, and over every
+//! fault with workers dying under them — and one run per deliberate bug that must find it. Each
+//! run creates a network namespace, so these tests need root; without it they fail with the
+//! reason (they never skip). Every run prints its seed; set `DROVER_CHAOS_SEED` to replay a
+//! schedule.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use drover_chaos::{Fault, Options, Report, run, seed_from_env};
+use drover_chaos::{Fault, Liveness, Options, Report, run, seed_from_env};
 
 fn options(secs: u64) -> Options {
     let seed = seed_from_env();
@@ -18,7 +19,23 @@ fn options(secs: u64) -> Options {
         || PathBuf::from(env!("CARGO_BIN_EXE_drover")),
         PathBuf::from,
     );
-    Options::new(drover, seed, Duration::from_secs(secs))
+    let mut opts = Options::new(drover, seed, Duration::from_secs(secs));
+    // The agents are `drover-chaos agent` processes: the binary the workspace's build puts
+    // beside `drover` (crates/chaos has an integration test, so every test build builds it),
+    // or DROVER_CHAOS_AGENT_BIN.
+    opts.agent_bin = std::env::var_os("DROVER_CHAOS_AGENT_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_drover")).with_file_name("drover-chaos"),
+        PathBuf::from,
+    );
+    opts
+}
+
+/// The options of the runs without deaths: node faults only, `dead_after` a day.
+fn no_deaths(secs: u64) -> Options {
+    let mut opts = options(secs);
+    opts.liveness = Liveness::NO_DEATHS;
+    opts.faults = Fault::NODE.to_vec();
+    opts
 }
 
 fn run_and_print(opts: &Options) -> Report {
@@ -36,8 +53,8 @@ fn run_and_print(opts: &Options) -> Report {
 /// SPEC §6 invariants hold at every state version, and the replicas agree at the end.
 #[test]
 fn every_fault_kind_keeps_histories_linearizable_and_loses_nothing() {
-    let report = run_and_print(&options(75));
-    for kind in Fault::ALL {
+    let report = run_and_print(&no_deaths(75));
+    for kind in Fault::NODE {
         assert!(
             report.faults.get(kind.name()).is_some_and(|n| *n > 0),
             "fault {} was never injected (seed {}): {:?}",
@@ -64,7 +81,7 @@ fn every_fault_kind_keeps_histories_linearizable_and_loses_nothing() {
 /// any lagging follower) answers "linearizable" reads from its own state.
 #[test]
 fn stale_local_reads_are_reported_as_linearizability_violations() {
-    let mut opts = options(25);
+    let mut opts = no_deaths(25);
     opts.faults = vec![Fault::IsolateLeader];
     opts.hold_ms = (4_000, 7_000);
     opts.clients = 8;
@@ -82,7 +99,7 @@ fn stale_local_reads_are_reported_as_linearizability_violations() {
 /// acknowledges writes no follower ever gets, and the new leader's log replaces them.
 #[test]
 fn early_acknowledgement_is_reported_as_lost_writes() {
-    let mut opts = options(25);
+    let mut opts = no_deaths(25);
     opts.faults = vec![Fault::IsolateLeader];
     opts.hold_ms = (4_000, 7_000);
     opts.clients = 8;
@@ -91,6 +108,83 @@ fn early_acknowledgement_is_reported_as_lost_writes() {
     assert!(
         !report.lost_writes.is_empty() || !report.linearizability_violations.is_empty(),
         "acknowledged writes were lost unnoticed (seed {}):\n{}",
+        report.seed,
+        report.summary()
+    );
+}
+
+/// With `dead_after` of 3.5 s, under every node fault, Raft delays near half of it, and agent
+/// processes paused, cut off, killed and restarted, and duplicated (two processes with one
+/// worker id): workers are declared dead and their replicas re-created elsewhere, and still
+/// every worker declared dead had lost its lease before the verdict, no dead worker holds a
+/// replica at any state version, no two processes hold one worker's lease at once, and every
+/// history (the clients' workers' deaths included) is linearizable with nothing lost.
+#[test]
+fn workers_die_under_faults_only_after_their_leases_ran_out() {
+    let opts = options(80);
+    assert_eq!(opts.liveness, Liveness::DEATHS);
+    let report = run_and_print(&opts);
+    for kind in Fault::ALL {
+        assert!(
+            report.faults.get(kind.name()).is_some_and(|n| *n > 0),
+            "fault {} was never injected (seed {}): {:?}",
+            kind.name(),
+            report.seed,
+            report.faults
+        );
+    }
+    assert!(
+        report.deaths_after_leases > 0,
+        "no worker that had held a lease was declared dead: the lease check checked nothing \
+         (seed {}):\n{}",
+        report.seed,
+        report.summary()
+    );
+    assert!(report.process_pairs > 0, "no worker had two processes");
+    assert!(
+        report.operations > 1_000,
+        "too little load: {}",
+        report.operations
+    );
+    assert!(
+        report.clean(),
+        "the chaos run found problems (seed {}):\n{}",
+        report.seed,
+        report.summary()
+    );
+}
+
+/// The lease check catches a lease the cluster does not honour: with
+/// `--unsafe-test-local-heartbeats` any node acknowledges heartbeats itself, with no leader
+/// and no quorum, so an agent talking to a follower (or to a cut-off old leader) keeps its lease
+/// while the leader, which never hears it, declares it dead.
+#[test]
+fn local_heartbeat_acknowledgements_are_reported_as_deaths_under_a_lease() {
+    let mut opts = options(25);
+    opts.faults = vec![Fault::IsolateLeader, Fault::PauseAgent];
+    opts.unsafe_local_heartbeats = true;
+    let report = run_and_print(&opts);
+    assert!(
+        !report.lease_violations.is_empty(),
+        "deaths under a lease went unnoticed (seed {}):\n{}",
+        report.seed,
+        report.summary()
+    );
+}
+
+/// The double-lease check catches a new process leased before the old one's lease ran out:
+/// with `--unsafe-test-no-lease-wait` a second process with a worker's id holds the lease at
+/// once, while the first (SIGSTOPped, or running until its next heartbeat is refused) still
+/// holds its own.
+#[test]
+fn a_lease_granted_without_waiting_is_reported_as_a_double_lease() {
+    let mut opts = options(25);
+    opts.faults = vec![Fault::DuplicateAgent];
+    opts.unsafe_no_lease_wait = true;
+    let report = run_and_print(&opts);
+    assert!(
+        !report.double_leases.is_empty(),
+        "two processes holding one lease went unnoticed (seed {}):\n{}",
         report.seed,
         report.summary()
     );

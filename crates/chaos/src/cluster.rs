@@ -62,6 +62,7 @@ impl Cluster {
         netns: std::sync::Arc<Netns>,
         drover: &Path,
         dir: &Path,
+        liveness: crate::Liveness,
         extra: &[String],
     ) -> Result<Cluster> {
         let ids = vec![1, 2, 3];
@@ -86,14 +87,16 @@ impl Cluster {
                     "chaos-secret",
                     "--enable-fault-injection",
                     "true",
-                    // Workers of the model never heartbeat: they must never be declared dead,
-                    // which would change their records behind the clients' backs. (Never heard,
-                    // they are suspect to every leader, so nothing is placed on them.) A short
-                    // suspect time lets a new leader resume the fleet's moves quickly.
+                    // The cluster's first leader commits these as its liveness settings. With
+                    // `dead_after` of a few seconds, workers die under the faults; with a day,
+                    // none does. (The clients' workers never heartbeat: the checker's worker
+                    // model takes their deaths from the events log.)
+                    "--heartbeat-interval-ms",
+                    &liveness.heartbeat_interval_ms.to_string(),
                     "--suspect-after-ms",
-                    "3000",
+                    &liveness.suspect_after_ms.to_string(),
                     "--dead-after-ms",
-                    "86400000",
+                    &liveness.dead_after_ms.to_string(),
                 ]
                 .iter()
                 .map(|s| s.to_string())
@@ -121,6 +124,10 @@ impl Cluster {
             cuts: BTreeSet::new(),
             http,
         })
+    }
+
+    pub fn netns(&self) -> std::sync::Arc<Netns> {
+        self.netns.clone()
     }
 
     fn node_mut(&mut self, id: u64) -> &mut Node {

@@ -2,14 +2,19 @@
 //! Jepsen and etcd's robustness tests.
 //!
 //! [`run`] creates a network namespace ([`netns`]), starts three `drover` nodes in it
-//! ([`cluster`]), and runs concurrent clients ([`workload`]) while a nemesis ([`nemesis`])
-//! partitions, kills, pauses and delays the nodes. Afterwards it heals everything, reads the
-//! final state, and checks:
+//! ([`cluster`]) and a fleet of agent processes ([`fleet`], [`agent_process`]), and runs
+//! concurrent clients ([`workload`]) while a nemesis ([`nemesis`]) partitions, kills, pauses and
+//! delays the nodes, and pauses, cuts off, kills and duplicates the agents. With `dead_after` of
+//! a few seconds ([`Liveness::DEATHS`]) workers are declared dead under the faults. Afterwards
+//! it heals everything, reads the final state, and checks:
 //! - every KV key's and every worker's history for linearizability ([`linearizability`],
 //!   against the models in [`model`]), operations with unknown outcomes included;
 //! - that every acknowledged write is present at the end, and nothing that certainly failed is;
 //! - the SPEC §6 invariants at every committed state version, by replaying the events log, and
-//!   on snapshots taken during the run ([`invariants`]);
+//!   on snapshots taken during the run ([`invariants`]); among them, as a figure of its own, that
+//!   no dead worker holds a replica;
+//! - the lease ([`leases`]): every worker declared dead had lost its lease before the verdict,
+//!   and no two processes held one worker's lease at once;
 //! - that every node's copy of the data is the same once the cluster has converged.
 //!
 //! The seed fixes the fault schedule and every client's choices; timing is real, so a replay
@@ -18,9 +23,11 @@
 //! Errors are `anyhow`: this crate is test tooling, whose errors are reported to a person and
 //! never matched on (STYLE.md's typed errors are for the libraries Drover ships).
 
+pub mod agent_process;
 pub mod cluster;
 pub mod fleet;
 pub mod invariants;
+pub mod leases;
 pub mod linearizability;
 pub mod model;
 pub mod nemesis;
@@ -44,14 +51,70 @@ use crate::invariants::Shadow;
 use crate::linearizability::{Model, Timed, Verdict, check};
 use crate::model::{KvModel, KvOp, WorkerModel, WorkerOp, WriteResult};
 pub use crate::nemesis::Fault;
+use crate::nemesis::{AgentNemesis, Journal, Nemesis};
 use crate::netns::Netns;
 use crate::workload::{Clients, History};
+
+/// The cluster's liveness settings for a run (the nodes' initial settings), and the agents'
+/// lease margin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Liveness {
+    pub heartbeat_interval_ms: u64,
+    pub suspect_after_ms: u64,
+    pub dead_after_ms: u64,
+    /// An agent gives its lease up this long before the cluster could declare it dead: the
+    /// lease runs to `sent + dead_after − margin`. Below `dead_after / 2` (the agent caps it
+    /// there).
+    pub lease_margin_ms: u64,
+}
+
+impl Liveness {
+    /// Workers die under the faults: dead after 3.5 s of silence, a lease 2.5 s past each
+    /// acknowledged heartbeat's send, heartbeats every 250 ms.
+    pub const DEATHS: Liveness = Liveness {
+        heartbeat_interval_ms: 250,
+        suspect_after_ms: 1_500,
+        dead_after_ms: 3_500,
+        lease_margin_ms: 1_000,
+    };
+
+    /// No worker dies during a run: `dead_after` is a day.
+    pub const NO_DEATHS: Liveness = Liveness {
+        heartbeat_interval_ms: 1_000,
+        suspect_after_ms: 3_000,
+        dead_after_ms: 86_400_000,
+        lease_margin_ms: 3_000,
+    };
+
+    /// The relations the cluster's settings validation and the lease need.
+    pub fn validate(&self) -> Result<(), String> {
+        let l = self;
+        if !(10..=60_000).contains(&l.heartbeat_interval_ms) {
+            return Err("the heartbeat interval must be 10-60000 ms".into());
+        }
+        if l.suspect_after_ms <= l.heartbeat_interval_ms || l.dead_after_ms <= l.suspect_after_ms {
+            return Err(format!(
+                "need heartbeat interval < suspect after < dead after, got {} / {} / {} ms",
+                l.heartbeat_interval_ms, l.suspect_after_ms, l.dead_after_ms
+            ));
+        }
+        if l.lease_margin_ms == 0 || 2 * l.lease_margin_ms >= l.dead_after_ms {
+            return Err(format!(
+                "the lease margin ({} ms) must be above 0 and below half of dead after ({} ms)",
+                l.lease_margin_ms, l.dead_after_ms
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct Options {
     /// The `drover` binary.
     pub drover: PathBuf,
+    /// The `drover-chaos` binary, whose `agent` subcommand runs each fleet worker.
+    pub agent_bin: PathBuf,
     pub seed: u64,
     /// How long clients and the nemesis run (recovery and checking come on top).
     pub duration: Duration,
@@ -63,6 +126,11 @@ pub struct Options {
     pub unsafe_local_reads: bool,
     /// Start the nodes with `--unsafe-test-early-ack true`.
     pub unsafe_early_ack: bool,
+    /// Start the nodes with `--unsafe-test-local-heartbeats true`.
+    pub unsafe_local_heartbeats: bool,
+    /// Start the nodes with `--unsafe-test-no-lease-wait true`.
+    pub unsafe_no_lease_wait: bool,
+    pub liveness: Liveness,
     /// Search steps the linearizability checker may spend on one key.
     pub check_budget: u64,
     /// Run a fleet of agents with a partition table, drains and recommissions, so replica
@@ -73,8 +141,11 @@ pub struct Options {
 }
 
 impl Options {
+    /// Every fault kind, workers dying under them ([`Liveness::DEATHS`]); the agent binary is
+    /// `drover-chaos` beside `drover`.
     pub fn new(drover: PathBuf, seed: u64, duration: Duration) -> Options {
         Options {
+            agent_bin: drover.with_file_name("drover-chaos"),
             drover,
             seed,
             duration,
@@ -83,6 +154,9 @@ impl Options {
             hold_ms: (2_000, 5_000),
             unsafe_local_reads: false,
             unsafe_early_ack: false,
+            unsafe_local_heartbeats: false,
+            unsafe_no_lease_wait: false,
+            liveness: Liveness::DEATHS,
             check_budget: 20_000_000,
             fleet: true,
             verbose: false,
@@ -104,6 +178,7 @@ pub struct Report {
     pub seed: u64,
     pub duration_s: f64,
     pub unsafe_switches: Vec<String>,
+    pub liveness: Option<Liveness>,
     pub operations: u64,
     pub operation_counts: workload::Counts,
     pub faults: BTreeMap<String, u64>,
@@ -127,6 +202,20 @@ pub struct Report {
     pub versions_checked: u64,
     pub snapshots_checked: u64,
     pub event_gaps: u64,
+    /// Deaths the events log committed (every worker's).
+    pub deaths: u64,
+    /// Deaths of fleet workers, checked against their agents' leases.
+    pub deaths_checked: u64,
+    /// Of those, deaths of a generation whose agent process had reported holding a lease.
+    pub deaths_after_leases: u64,
+    /// Deaths committed while the dying generation's agent still held its lease.
+    pub lease_violations: Vec<String>,
+    /// Replicas on dead workers, at any replayed state version or in the final state.
+    pub dead_worker_replicas: Vec<String>,
+    /// Times two processes held one worker's lease at once.
+    pub double_leases: Vec<String>,
+    /// Pairs of one worker's processes whose leases were compared.
+    pub process_pairs: u64,
     pub fleet: fleet::Stats,
     pub nemesis: Vec<String>,
     /// Node data and logs, kept when the run was not clean.
@@ -143,6 +232,9 @@ impl Report {
             && self.invariant_violations.is_empty()
             && self.divergence.is_empty()
             && self.anomalies.is_empty()
+            && self.lease_violations.is_empty()
+            && self.dead_worker_replicas.is_empty()
+            && self.double_leases.is_empty()
     }
 
     /// The human summary: counts, then the first few of each kind of problem.
@@ -158,7 +250,12 @@ impl Report {
              invariant violations: {} ({} events, {} state versions, {} snapshots checked; {} events lost to retention)\n\
              divergent replicas: {}\n\
              anomalous answers: {}\n\
-             fleet: {} agent starts, {} acknowledgements, {} drains ({} to disabled, {} cancelled)\n",
+             liveness: {}\n\
+             deaths: {} committed ({} of fleet workers, {} of a generation that had reported a lease)\n\
+             lease violations (a death before the lease ran out): {}\n\
+             replicas on dead workers: {}\n\
+             double leases: {} ({} pairs of one worker's processes compared)\n\
+             fleet: {} agent processes, {} lease reports, {} acknowledgements, {} drains ({} to disabled, {} cancelled)\n",
             self.seed,
             self.duration_s,
             if self.unsafe_switches.is_empty() {
@@ -192,7 +289,19 @@ impl Report {
             self.event_gaps,
             self.divergence.len(),
             self.anomalies.len(),
+            self.liveness.map_or("?".to_owned(), |l| format!(
+                "heartbeat {} ms, suspect after {} ms, dead after {} ms, lease margin {} ms",
+                l.heartbeat_interval_ms, l.suspect_after_ms, l.dead_after_ms, l.lease_margin_ms
+            )),
+            self.deaths,
+            self.deaths_checked,
+            self.deaths_after_leases,
+            self.lease_violations.len(),
+            self.dead_worker_replicas.len(),
+            self.double_leases.len(),
+            self.process_pairs,
             self.fleet.agent_starts,
+            self.fleet.lease_reports,
             self.fleet.acks,
             self.fleet.drains_started,
             self.fleet.drains_completed,
@@ -206,6 +315,9 @@ impl Report {
             ("invariant", &self.invariant_violations),
             ("divergence", &self.divergence),
             ("anomaly", &self.anomalies),
+            ("lease", &self.lease_violations),
+            ("dead replica", &self.dead_worker_replicas),
+            ("double lease", &self.double_leases),
         ] {
             for v in list.iter().take(5) {
                 s.push_str(&format!("  {what}: {v}\n"));
@@ -221,6 +333,9 @@ impl Report {
 /// Runs one chaos test. Needs root (network namespaces, nftables). The namespace and every
 /// process in it are gone when this returns, whatever happened.
 pub fn run(opts: &Options) -> Result<Report> {
+    opts.liveness
+        .validate()
+        .map_err(|e| anyhow::anyhow!("bad liveness settings: {e}"))?;
     let netns = Arc::new(Netns::create()?);
     let dir = tempfile::Builder::new()
         .prefix("drover-chaos-")
@@ -261,6 +376,7 @@ pub fn run(opts: &Options) -> Result<Report> {
 
 async fn run_inside(opts: &Options, netns: Arc<Netns>, dir: &std::path::Path) -> Result<Report> {
     let start = Instant::now();
+    let start_wall_ms = agent_process::now_ms();
     let mut extra = Vec::new();
     let mut switches = Vec::new();
     if opts.unsafe_local_reads {
@@ -271,11 +387,22 @@ async fn run_inside(opts: &Options, netns: Arc<Netns>, dir: &std::path::Path) ->
         extra.extend(["--unsafe-test-early-ack".to_owned(), "true".to_owned()]);
         switches.push("early-ack".to_owned());
     }
-    let mut cluster = Cluster::new(netns, &opts.drover, dir, &extra)?;
+    if opts.unsafe_local_heartbeats {
+        extra.extend([
+            "--unsafe-test-local-heartbeats".to_owned(),
+            "true".to_owned(),
+        ]);
+        switches.push("local-heartbeats".to_owned());
+    }
+    if opts.unsafe_no_lease_wait {
+        extra.extend(["--unsafe-test-no-lease-wait".to_owned(), "true".to_owned()]);
+        switches.push("no-lease-wait".to_owned());
+    }
+    let mut cluster = Cluster::new(netns, &opts.drover, dir, opts.liveness, &extra)?;
     for id in cluster.ids.clone() {
         cluster.spawn(id)?;
     }
-    let result = exercise(opts, &mut cluster, start, dir).await;
+    let result = exercise(opts, &mut cluster, (start, start_wall_ms), dir).await;
     match result {
         Ok(mut report) => {
             report.unsafe_switches = switches;
@@ -295,7 +422,7 @@ async fn run_inside(opts: &Options, netns: Arc<Netns>, dir: &std::path::Path) ->
 async fn exercise(
     opts: &Options,
     cluster: &mut Cluster,
-    start: Instant,
+    (start, start_wall_ms): (Instant, u64),
     dir: &std::path::Path,
 ) -> Result<Report> {
     cluster
@@ -313,6 +440,7 @@ async fn exercise(
     let observer = tokio::spawn(observe(
         cluster.http.clone(),
         cluster.ids.clone(),
+        start,
         shadow.clone(),
         snapshots.clone(),
         observing.clone(),
@@ -322,45 +450,61 @@ async fn exercise(
         .iter()
         .map(|i| node_addr(*i).to_string())
         .collect();
-    let fleet = fleet::Fleet::new(endpoints);
-    let fleet_task = opts
-        .fleet
-        .then(|| tokio::spawn(fleet.clone().run(opts.seed)));
+    let fleet = if opts.fleet {
+        let cfg = fleet::Config {
+            agent_bin: opts.agent_bin.clone(),
+            endpoints,
+            liveness: opts.liveness,
+            log_dir: dir.join("agents"),
+        };
+        Some(fleet::Fleet::new(cfg, cluster.netns())?)
+    } else {
+        None
+    };
+    let fleet_task = fleet.clone().map(|f| tokio::spawn(f.run(opts.seed)));
     let workers = {
         let c = clients.clone();
         let (n, seed) = (opts.clients, opts.seed);
         tokio::spawn(async move { c.run(n, seed).await })
     };
 
-    let mut nemesis = nemesis::Nemesis {
+    let journal = Journal::new(start, opts.verbose);
+    let (agent_kinds, node_kinds): (Vec<Fault>, Vec<Fault>) =
+        opts.faults.iter().partition(|f| f.on_agents());
+    let dead_after_ms = opts.liveness.dead_after_ms;
+    let mut agents = fleet.clone().map(|f| AgentNemesis {
+        fleet: f,
+        rng: ChaCha8Rng::seed_from_u64(opts.seed ^ 0x0a6e_47a6_e47a_6e47),
+        kinds: agent_kinds,
+        dead_after_ms,
+        journal: journal.clone(),
+        duplicates: 0,
+    });
+    let mut nemesis = Nemesis {
         cluster,
+        fleet: fleet.clone(),
         rng: ChaCha8Rng::seed_from_u64(opts.seed),
-        kinds: opts.faults.clone(),
-        start,
+        kinds: node_kinds,
         hold: opts.hold_ms,
-        log: nemesis::Log::default(),
-        verbose: opts.verbose,
+        dead_after_ms,
+        journal: journal.clone(),
     };
     let until = start + opts.duration;
-    let fault_result = if opts.faults.is_empty() {
-        tokio::time::sleep_until(until.into()).await;
-        Ok(())
-    } else {
-        nemesis.run(until).await
-    };
-    nemesis.heal_everything().await?;
-    fault_result?;
-    let nemesis_log = std::mem::take(&mut nemesis.log);
+    nemesis::run(&mut nemesis, agents.as_mut(), until).await?;
+    drop(nemesis);
+    let nemesis_log = journal.take();
     // Keep the clients going while the cluster recovers, then stop them.
     let leader = cluster
         .wait_converged(Duration::from_secs(60))
         .await
         .context("the cluster did not recover after the faults were healed")?;
     clients.stop();
-    fleet.stop();
+    if let Some(f) = &fleet {
+        f.stop();
+    }
     let _ = workers.await;
     if let Some(mut t) = fleet_task {
-        // Agents may be mid-drain: give them a moment, then drop them.
+        // Workers may be mid-drain: give them a moment, then stop waiting.
         if tokio::time::timeout(Duration::from_secs(15), &mut t)
             .await
             .is_err()
@@ -378,12 +522,8 @@ async fn exercise(
 
     let mut report = Report {
         seed: opts.seed,
+        liveness: Some(opts.liveness),
         faults: nemesis_log.counts,
-        fleet: fleet
-            .stats
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone(),
         nemesis: nemesis_log.lines,
         ..Report::default()
     };
@@ -400,6 +540,7 @@ async fn exercise(
             continue;
         };
         fetch_events(&cluster.http, leader, &mut sh).await;
+        sh.seen(elapsed_ns(start));
         let caught_up = sh.last_version() <= s.version;
         final_state = Some(s);
         if caught_up {
@@ -414,6 +555,9 @@ async fn exercise(
             Some(s) => {
                 *count += 1;
                 violations.extend(invariants::check_state(s));
+                report
+                    .dead_worker_replicas
+                    .extend(invariants::dead_replicas(s));
                 if comparable {
                     sh.compare(s);
                 }
@@ -426,14 +570,33 @@ async fn exercise(
         report
             .invariant_violations
             .extend(violations.iter().cloned());
+        report
+            .dead_worker_replicas
+            .splice(0..0, sh.dead_replicas.iter().cloned());
         report.events_checked = sh.events;
         report.versions_checked = sh.versions_checked;
         report.event_gaps = sh.gaps;
         report.snapshots_checked = *count;
     }
 
-    let history = std::mem::take(&mut *clients.history.lock().unwrap_or_else(|p| p.into_inner()));
+    // The agents last: every line they wrote, checked against the deaths.
+    let procs = fleet.as_ref().map(|f| f.finish()).unwrap_or_default();
+    if let Some(f) = &fleet {
+        report.fleet = f.stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    }
+    let found = leases::check(&procs, &sh.deaths);
+    report.deaths = sh.deaths.len() as u64;
+    report.deaths_checked = found.deaths_checked;
+    report.deaths_after_leases = found.deaths_after_leases;
+    report.lease_violations = found.lease_violations;
+    report.double_leases = found.double_leases;
+    report.process_pairs = found.process_pairs;
+
+    let mut history =
+        std::mem::take(&mut *clients.history.lock().unwrap_or_else(|p| p.into_inner()));
+    add_deaths(&mut history, &sh.deaths, start_wall_ms, elapsed_ns(start));
     write_histories(&dir.join("history"), &history, &report.nemesis)?;
+    write_agents(&dir.join("history"), &procs, &sh.deaths)?;
     check_sets(cluster, leader, &history, &mut report).await;
     check_divergence(cluster, leader, &mut report).await;
     let budget = opts.check_budget;
@@ -445,6 +608,69 @@ async fn exercise(
     })
     .await?;
     Ok(report)
+}
+
+fn elapsed_ns(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The deaths of the clients' workers, as operations of their histories: each took effect at
+/// the version its event gives, after its proposer stamped it (a second of slack before that,
+/// for the wall clock against the monotonic one) and before the harness read it. Each has a
+/// log entry of its own, so its version is owned.
+fn add_deaths(h: &mut History, deaths: &[invariants::Death], start_wall_ms: u64, end: u64) {
+    for d in deaths {
+        let Some(ops) = h.workers.get_mut(&d.worker) else {
+            continue;
+        };
+        let at = d
+            .at_ms
+            .saturating_sub(start_wall_ms)
+            .saturating_mul(1_000_000);
+        ops.push(Timed {
+            op: WorkerOp::Dead {
+                generation: d.generation,
+                version: d.version,
+            },
+            invoke: at.saturating_sub(1_000_000_000),
+            complete: Some(d.seen_ns.unwrap_or(end)),
+            who: format!("death (event {})", d.seq),
+        });
+        h.owned.insert(d.version);
+        h.worker_owned.insert(d.version);
+    }
+}
+
+/// Every agent process's lines, one file per worker, and the deaths, for whoever reads a
+/// report.
+fn write_agents(
+    dir: &std::path::Path,
+    procs: &[fleet::ProcRecord],
+    deaths: &[invariants::Death],
+) -> Result<()> {
+    use std::fmt::Write as _;
+    std::fs::create_dir_all(dir)?;
+    let mut by_worker: BTreeMap<&str, String> = BTreeMap::new();
+    for p in procs {
+        let text = by_worker.entry(p.worker.as_str()).or_default();
+        let _ = writeln!(
+            text,
+            "# process {} pid {} uid {} started {} ms, killed {:?}",
+            p.serial, p.pid, p.uid, p.started_ms, p.killed_ms
+        );
+        for l in &p.lines {
+            let _ = writeln!(text, "{}", serde_json::to_string(l).unwrap_or_default());
+        }
+    }
+    for (w, text) in by_worker {
+        std::fs::write(dir.join(format!("agent-{w}.txt")), text)?;
+    }
+    let mut text = String::new();
+    for d in deaths {
+        let _ = writeln!(text, "{}", serde_json::to_string(d).unwrap_or_default());
+    }
+    std::fs::write(dir.join("deaths.txt"), text)?;
+    Ok(())
 }
 
 /// Writes every key's history, one operation a line in completion order, and the nemesis'
@@ -500,6 +726,7 @@ fn write_histories(dir: &std::path::Path, h: &History, nemesis: &[String]) -> Re
 async fn observe(
     http: reqwest::Client,
     ids: Vec<u64>,
+    start: Instant,
     shadow: Arc<Mutex<Shadow>>,
     snapshots: Arc<Mutex<(u64, Vec<String>)>>,
     running: Arc<AtomicBool>,
@@ -510,6 +737,7 @@ async fn observe(
         let node = ids[round % ids.len()];
         let mut sh = std::mem::take(&mut *shadow.lock().unwrap_or_else(|p| p.into_inner()));
         fetch_events(&http, node, &mut sh).await;
+        sh.seen(elapsed_ns(start));
         *shadow.lock().unwrap_or_else(|p| p.into_inner()) = sh;
         if round.is_multiple_of(5)
             && let Some(s) = snapshot(&http, node).await
@@ -789,6 +1017,7 @@ fn worker_change(op: &WorkerOp) -> Option<u64> {
             result: Some(r), ..
         }
         | WorkerOp::SetState { result: Ok(r), .. } => r.version,
+        WorkerOp::Dead { version, .. } => Some(*version),
         _ => None,
     }
 }

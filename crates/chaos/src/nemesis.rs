@@ -1,8 +1,12 @@
-//! The nemesis: injects one fault at a time from a seeded schedule, holds it, heals it, and
-//! lets the cluster recover briefly before the next. Every enabled kind comes up once per round,
-//! in a seeded order, so even a short run covers them all.
+//! The nemesis: injects faults from a seeded schedule, holds each, heals it, and lets the
+//! cluster recover briefly before the next. Two lanes run side by side, each one fault at a
+//! time: the node lane (partitions, crashes, pauses, Raft delay) and the agent lane (agent
+//! processes paused, cut off, killed, duplicated), so an agent may be paused while the leader
+//! changes. Every enabled kind of a lane comes up once per round, in a seeded order, so even a
+//! short run covers them all.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -10,7 +14,8 @@ use rand::Rng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, node_ip};
+use crate::fleet::Fleet;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -31,10 +36,24 @@ pub enum Fault {
     Pause,
     /// Delay every Raft message by 20–250 ms in the transport's fault layer.
     Delay,
+    /// Delay every Raft message by a tenth to a half of `dead_after`, for one to two
+    /// `dead_after`: quorum rounds (and so heartbeat acknowledgements) and death verdicts crawl.
+    SlowRaft,
+    /// SIGSTOP an agent process for half to twice `dead_after`, then SIGCONT it.
+    PauseAgent,
+    /// Cut an agent process off from every node for half to twice `dead_after`.
+    CutAgent,
+    /// SIGKILL a worker's agent process, and start a fresh one up to `dead_after` later.
+    RestartAgent,
+    /// Start a second process with a worker's id (every other time with the first one
+    /// SIGSTOPped, as an operator replacing a hung process would) for half to twice
+    /// `dead_after`, then SIGKILL one of the two.
+    DuplicateAgent,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 8] = [
+    /// The faults on nodes and links.
+    pub const NODE: [Fault; 8] = [
         Fault::IsolateLeader,
         Fault::MinorityPartition,
         Fault::MajoritiesRing,
@@ -44,6 +63,39 @@ impl Fault {
         Fault::Pause,
         Fault::Delay,
     ];
+
+    /// The faults aimed at the lease: on agent processes, and Raft delays near `dead_after`.
+    pub const LEASE: [Fault; 5] = [
+        Fault::SlowRaft,
+        Fault::PauseAgent,
+        Fault::CutAgent,
+        Fault::RestartAgent,
+        Fault::DuplicateAgent,
+    ];
+
+    pub const ALL: [Fault; 13] = [
+        Fault::IsolateLeader,
+        Fault::MinorityPartition,
+        Fault::MajoritiesRing,
+        Fault::FlappingLink,
+        Fault::KillRestart,
+        Fault::KillAll,
+        Fault::Pause,
+        Fault::Delay,
+        Fault::SlowRaft,
+        Fault::PauseAgent,
+        Fault::CutAgent,
+        Fault::RestartAgent,
+        Fault::DuplicateAgent,
+    ];
+
+    /// Whether the agent lane injects it.
+    pub fn on_agents(self) -> bool {
+        matches!(
+            self,
+            Fault::PauseAgent | Fault::CutAgent | Fault::RestartAgent | Fault::DuplicateAgent
+        )
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -55,6 +107,11 @@ impl Fault {
             Fault::KillAll => "kill-all",
             Fault::Pause => "pause",
             Fault::Delay => "delay",
+            Fault::SlowRaft => "slow-raft",
+            Fault::PauseAgent => "pause-agent",
+            Fault::CutAgent => "cut-agent",
+            Fault::RestartAgent => "restart-agent",
+            Fault::DuplicateAgent => "duplicate-agent",
         }
     }
 
@@ -70,28 +127,89 @@ pub struct Log {
     pub lines: Vec<String>,
 }
 
+/// The log both lanes write, one line per action, in time order.
 #[derive(Debug)]
-pub struct Nemesis<'a> {
-    pub cluster: &'a mut Cluster,
-    pub rng: ChaCha8Rng,
-    pub kinds: Vec<Fault>,
+pub struct Journal {
     pub start: Instant,
-    /// How long a fault is held, at most.
-    pub hold: (u64, u64),
-    pub log: Log,
     pub verbose: bool,
+    log: Mutex<Log>,
 }
 
-impl Nemesis<'_> {
-    fn note(&mut self, what: String) {
+impl Journal {
+    pub fn new(start: Instant, verbose: bool) -> Arc<Journal> {
+        Arc::new(Journal {
+            start,
+            verbose,
+            log: Mutex::default(),
+        })
+    }
+
+    fn note(&self, lane: &str, what: String) {
         let line = format!(
-            "[{:7.2}s] nemesis: {what}",
+            "[{:7.2}s] {lane}: {what}",
             self.start.elapsed().as_secs_f64()
         );
         if self.verbose {
             eprintln!("{line}");
         }
-        self.log.lines.push(line);
+        self.lock().lines.push(line);
+    }
+
+    fn count(&self, fault: Fault) {
+        *self.lock().counts.entry(fault.name().into()).or_default() += 1;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Log> {
+        self.log.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn take(&self) -> Log {
+        std::mem::take(&mut *self.lock())
+    }
+}
+
+/// Runs the node lane and the agent lane side by side until `until`, then heals everything
+/// (also when a lane failed).
+pub async fn run(
+    node: &mut Nemesis<'_>,
+    agents: Option<&mut AgentNemesis>,
+    until: Instant,
+) -> Result<()> {
+    let result = match agents {
+        Some(a) if !a.kinds.is_empty() => {
+            let (n, a) = tokio::join!(node.run(until), a.run(until));
+            n.and(a)
+        }
+        _ => node.run(until).await,
+    };
+    let healed = node.heal_everything().await;
+    result.and(healed)
+}
+
+/// The node lane.
+#[derive(Debug)]
+pub struct Nemesis<'a> {
+    pub cluster: &'a mut Cluster,
+    /// The agents, so a leader isolation can leave some of them talking to the old leader only.
+    pub fleet: Option<Arc<Fleet>>,
+    pub rng: ChaCha8Rng,
+    /// Node faults only (agent faults are the agent lane's).
+    pub kinds: Vec<Fault>,
+    /// How long a fault is held, at most.
+    pub hold: (u64, u64),
+    /// The cluster's `dead_after`, in milliseconds: slow-raft's delays and holds follow it.
+    pub dead_after_ms: u64,
+    pub journal: Arc<Journal>,
+}
+
+/// Up to `cap` milliseconds: fault times that follow `dead_after` stay sane when it is a day.
+fn capped(ms: u64, cap: u64) -> u64 {
+    ms.min(cap)
+}
+
+impl Nemesis<'_> {
+    fn note(&mut self, what: String) {
+        self.journal.note("nemesis", what);
     }
 
     fn hold(&mut self) -> Duration {
@@ -114,6 +232,10 @@ impl Nemesis<'_> {
 
     /// Injects faults until `until`, one at a time, healing each.
     pub async fn run(&mut self, until: Instant) -> Result<()> {
+        if self.kinds.is_empty() {
+            tokio::time::sleep_until(until.into()).await;
+            return Ok(());
+        }
         let mut round: Vec<Fault> = Vec::new();
         while Instant::now() < until {
             if round.is_empty() {
@@ -122,11 +244,39 @@ impl Nemesis<'_> {
             }
             let fault = round.remove(0);
             self.inject(fault).await?;
-            *self.log.counts.entry(fault.name().into()).or_default() += 1;
+            self.journal.count(fault);
             let gap = Duration::from_millis(self.rng.random_range(1_000..=2_500));
             tokio::time::sleep(gap).await;
         }
         Ok(())
+    }
+
+    /// Leaves one or two agent processes able to reach `node` only (during its isolation).
+    fn pin_agents(&mut self, node: u64) -> Vec<u32> {
+        let Some(fleet) = self.fleet.clone() else {
+            return Vec::new();
+        };
+        let mut slots = fleet.live_slots();
+        slots.shuffle(&mut self.rng);
+        let n = self.rng.random_range(1..=2).min(slots.len());
+        let mut pinned = Vec::new();
+        for &slot in &slots[..n] {
+            let Some((serial, uid)) = fleet.newest(slot) else {
+                continue;
+            };
+            match fleet.cut(serial, Some(node_ip(node))) {
+                Ok(()) => {
+                    pinned.push(uid);
+                    self.note(format!(
+                        "{} (pid {:?}) can reach node {node} only",
+                        fleet.worker(slot),
+                        fleet.pid(serial)
+                    ));
+                }
+                Err(e) => self.note(format!("could not pin {}: {e:#}", fleet.worker(slot))),
+            }
+        }
+        pinned
     }
 
     async fn inject(&mut self, fault: Fault) -> Result<()> {
@@ -142,7 +292,16 @@ impl Nemesis<'_> {
                     }
                     _ => self.pick(),
                 };
-                let hold = self.hold();
+                let mut hold = self.hold();
+                // Long enough, half the time, for the new leader to declare the workers that
+                // talk only to the old one dead (it waits `dead_after` from its election).
+                if fault == Fault::IsolateLeader
+                    && self.dead_after_ms <= 10_000
+                    && self.rng.random_bool(0.5)
+                {
+                    let extra = self.rng.random_range(1_000..=3_000);
+                    hold = hold.max(Duration::from_millis(self.dead_after_ms + extra));
+                }
                 self.note(format!(
                     "{}: node {lonely} cut off (leader {leader:?}) for {hold:?}",
                     fault.name()
@@ -150,8 +309,19 @@ impl Nemesis<'_> {
                 for &o in ids.iter().filter(|o| **o != lonely) {
                     self.cluster.cut(lonely, o)?;
                 }
+                // Agents that keep talking to the old leader while it believes it leads.
+                let pinned = if fault == Fault::IsolateLeader {
+                    self.pin_agents(lonely)
+                } else {
+                    Vec::new()
+                };
                 tokio::time::sleep(hold).await;
                 self.cluster.heal_all_links()?;
+                if let Some(fleet) = &self.fleet {
+                    for uid in pinned {
+                        fleet.uncut(uid)?;
+                    }
+                }
                 self.note("healed".into());
             }
             Fault::MajoritiesRing => {
@@ -241,13 +411,44 @@ impl Nemesis<'_> {
                 }
                 self.note("delays cleared".into());
             }
+            Fault::SlowRaft => {
+                let d = self.dead_after_ms;
+                let hold = Duration::from_millis(capped(self.rng.random_range(d..=2 * d), 12_000));
+                let mut delays = Vec::new();
+                for &from in &ids {
+                    for &to in ids.iter().filter(|t| **t != from) {
+                        let ms = capped(self.rng.random_range(d / 10..=d / 2), 5_000);
+                        delays.push((from, to, ms));
+                    }
+                }
+                self.note(format!(
+                    "slow-raft: raft messages delayed {delays:?} (from, to, ms) for {hold:?}"
+                ));
+                for (from, to, ms) in &delays {
+                    if let Err(e) = self.cluster.set_delay(*from, *to, *ms).await {
+                        self.note(format!("could not set a delay on node {from}: {e}"));
+                    }
+                }
+                tokio::time::sleep(hold).await;
+                for &i in &ids {
+                    let _ = self.cluster.clear_delays(i).await;
+                }
+                self.note("delays cleared".into());
+            }
+            Fault::PauseAgent | Fault::CutAgent | Fault::RestartAgent | Fault::DuplicateAgent => {
+                anyhow::bail!("{} is an agent fault, not the node lane's", fault.name())
+            }
         }
         Ok(())
     }
 
-    /// Undoes everything: links healed, delays cleared, every node running.
+    /// Undoes everything: links healed, delays cleared, every node running, every agent
+    /// resumed and reachable.
     pub async fn heal_everything(&mut self) -> Result<()> {
         self.cluster.heal_all_links()?;
+        if let Some(fleet) = &self.fleet {
+            fleet.heal_all()?;
+        }
         for id in self.cluster.ids.clone() {
             if self.cluster.is_paused(id) {
                 self.cluster.resume(id);
@@ -258,5 +459,144 @@ impl Nemesis<'_> {
             let _ = self.cluster.clear_delays(id).await;
         }
         Ok(())
+    }
+}
+
+/// The agent lane: faults on the fleet's agent processes.
+#[derive(Debug)]
+pub struct AgentNemesis {
+    pub fleet: Arc<Fleet>,
+    pub rng: ChaCha8Rng,
+    /// Agent faults only.
+    pub kinds: Vec<Fault>,
+    pub dead_after_ms: u64,
+    pub journal: Arc<Journal>,
+    /// Duplicates so far: the first, third, ... one SIGSTOPs the first process before
+    /// starting the second, so every run with two has both cases.
+    pub duplicates: u64,
+}
+
+impl AgentNemesis {
+    fn note(&self, what: String) {
+        self.journal.note("agents", what);
+    }
+
+    /// Half to twice `dead_after` (at most 10 s): long enough, some of the time, for the
+    /// cluster to declare the worker dead.
+    fn hold(&mut self) -> Duration {
+        let d = self.dead_after_ms;
+        let ms = self.rng.random_range(d / 2..=2 * d).clamp(500, 10_000);
+        Duration::from_millis(ms)
+    }
+
+    /// A worker with a running process: (slot, serial).
+    fn victim(&mut self) -> Option<(usize, u64)> {
+        let slots = self.fleet.live_slots();
+        if slots.is_empty() {
+            return None;
+        }
+        let slot = slots[self.rng.random_range(0..slots.len())];
+        Some((slot, self.fleet.newest(slot)?.0))
+    }
+
+    pub async fn run(&mut self, until: Instant) -> Result<()> {
+        let mut round: Vec<Fault> = Vec::new();
+        while Instant::now() < until {
+            if round.is_empty() {
+                round = self.kinds.clone();
+                round.shuffle(&mut self.rng);
+            }
+            let fault = round[0];
+            if self.inject(fault).await? {
+                round.remove(0);
+                self.journal.count(fault);
+            }
+            let gap = Duration::from_millis(self.rng.random_range(1_000..=3_000));
+            tokio::time::sleep(gap).await;
+        }
+        Ok(())
+    }
+
+    /// Injects one fault and heals it; false when no agent was running to inject it on.
+    async fn inject(&mut self, fault: Fault) -> Result<bool> {
+        let Some((slot, serial)) = self.victim() else {
+            return Ok(false);
+        };
+        let fleet = self.fleet.clone();
+        let worker = fleet.worker(slot);
+        let pid = fleet.pid(serial);
+        match fault {
+            Fault::PauseAgent => {
+                let hold = self.hold();
+                self.note(format!(
+                    "pause-agent: SIGSTOP {worker} (pid {pid:?}) for {hold:?}"
+                ));
+                fleet.pause(serial);
+                tokio::time::sleep(hold).await;
+                fleet.resume(serial);
+                self.note(format!("{worker} (pid {pid:?}) resumed"));
+            }
+            Fault::CutAgent => {
+                let hold = self.hold();
+                self.note(format!(
+                    "cut-agent: {worker} (pid {pid:?}) cut off from every node for {hold:?}"
+                ));
+                let uid = fleet.newest(slot).map(|(_, uid)| uid);
+                fleet.cut(serial, None)?;
+                tokio::time::sleep(hold).await;
+                if let Some(uid) = uid {
+                    fleet.uncut(uid)?;
+                }
+                self.note(format!("{worker} (pid {pid:?}) reconnected"));
+            }
+            Fault::RestartAgent => {
+                let d = self.dead_after_ms;
+                let down = Duration::from_millis(self.rng.random_range(0..=d.min(10_000)));
+                fleet.set_down(slot, true);
+                let killed = fleet.kill_slot(slot);
+                self.note(format!(
+                    "restart-agent: SIGKILL {worker} (serials {killed:?}), down {down:?}"
+                ));
+                tokio::time::sleep(down).await;
+                let started = fleet.spawn(slot);
+                fleet.set_down(slot, false);
+                let started = started?;
+                self.note(format!("{worker} restarted (pid {:?})", fleet.pid(started)));
+            }
+            Fault::DuplicateAgent => {
+                let hold = self.hold();
+                let stop_first = self.duplicates.is_multiple_of(2);
+                self.duplicates += 1;
+                if stop_first {
+                    fleet.pause(serial);
+                }
+                let second = fleet.spawn(slot)?;
+                self.note(format!(
+                    "duplicate-agent: a second {worker} (pid {:?}) beside pid {pid:?}{} for {hold:?}",
+                    fleet.pid(second),
+                    if stop_first { " (SIGSTOPped)" } else { "" }
+                ));
+                tokio::time::sleep(hold).await;
+                if self.rng.random_bool(0.5) {
+                    fleet.kill(serial);
+                    self.note(format!("{worker}: the first (pid {pid:?}) SIGKILLed"));
+                } else {
+                    fleet.kill(second);
+                    if stop_first {
+                        fleet.resume(serial);
+                    }
+                    self.note(format!(
+                        "{worker}: the second SIGKILLed{}",
+                        if stop_first {
+                            ", the first resumed"
+                        } else {
+                            ""
+                        }
+                    ));
+                }
+            }
+            other => anyhow::bail!("{} is not an agent fault", other.name()),
+        }
+        Ok(true)
     }
 }
