@@ -371,10 +371,11 @@ async fn place_drain_and_recover() {
     )
     .await;
 
-    // A drain that cannot finish (one worker would be left for RF 3) still starts, and the
-    // drained workers stay Draining, their records saying what holds them up.
+    // A drain that cannot finish (one worker would be left for RF 3) starts when asked to
+    // (`allow_blocked`), and the drained workers stay Draining, their records saying what
+    // holds them up.
     let leader = c.leader_among(&[1, 2, 3]).await;
-    let set = json!({"workers": ["w1", "w3", "w4"]});
+    let set = json!({"workers": ["w1", "w3", "w4"], "allow_blocked": true});
     let r = c
         .http
         .post(c.url(leader, "/v1/drain"))
