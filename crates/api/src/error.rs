@@ -38,6 +38,8 @@ pub enum ErrorCode {
     UnderReplicated,
     /// A Draining worker still holds replicas.
     NotDrained,
+    /// 503: a leader's decision reached the log after its term ended; nothing changed.
+    StaleTerm,
     // -- the API's own ------------------------------------------------------------------------
     /// 401: no token, or an unknown one.
     Unauthorized,
@@ -63,7 +65,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every known code, for tests and documentation.
-    pub const KNOWN: [ErrorCode; 22] = [
+    pub const KNOWN: [ErrorCode; 23] = [
         ErrorCode::Invalid,
         ErrorCode::TooLarge,
         ErrorCode::NotFound,
@@ -77,6 +79,7 @@ impl ErrorCode {
         ErrorCode::Unplaceable,
         ErrorCode::UnderReplicated,
         ErrorCode::NotDrained,
+        ErrorCode::StaleTerm,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
         ErrorCode::MethodNotAllowed,
@@ -103,6 +106,7 @@ impl ErrorCode {
             ErrorCode::Unplaceable => "unplaceable",
             ErrorCode::UnderReplicated => "under_replicated",
             ErrorCode::NotDrained => "not_drained",
+            ErrorCode::StaleTerm => "stale_term",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
@@ -140,6 +144,7 @@ impl From<RejectCode> for ErrorCode {
             RejectCode::Unplaceable => ErrorCode::Unplaceable,
             RejectCode::UnderReplicated => ErrorCode::UnderReplicated,
             RejectCode::NotDrained => ErrorCode::NotDrained,
+            RejectCode::StaleTerm => ErrorCode::StaleTerm,
         }
     }
 }
@@ -206,6 +211,7 @@ mod tests {
             Unplaceable,
             UnderReplicated,
             NotDrained,
+            StaleTerm,
         ] {
             assert_eq!(ErrorCode::from(r).as_str(), r.as_str());
         }

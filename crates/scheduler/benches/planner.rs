@@ -64,6 +64,7 @@ fn benches(c: &mut Criterion) {
             .run(Command::MarkDead {
                 worker: w,
                 generation,
+                term: zone_lost.term,
             })
             .expect("dead");
     }

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use drover_types::{
-    Actor, ClusterState, Command, Outcome, Proposal, Registration, Rejection, ReplicaRole,
-    WorkerId, WorkerState, apply,
+    Actor, ClusterState, Command, LogPosition, Outcome, Proposal, Registration, Rejection,
+    ReplicaRole, WorkerId, WorkerState, apply,
 };
 
 use crate::{Liveness, Plan, PlannerConfig, Step, plan};
@@ -17,6 +17,8 @@ use crate::{Liveness, Plan, PlannerConfig, Step, plan};
 pub struct Sim {
     pub state: ClusterState,
     pub index: u64,
+    /// The term of the entries `run` applies (death verdicts carry it).
+    pub term: u64,
     pub now_ms: u64,
 }
 
@@ -25,6 +27,7 @@ impl Sim {
         Self {
             state: ClusterState::default(),
             index: 0,
+            term: 1,
             now_ms: 1_000_000,
         }
     }
@@ -34,7 +37,7 @@ impl Sim {
         self.now_ms += 1;
         apply(
             &mut self.state,
-            self.index,
+            LogPosition::new(self.term, self.index),
             &Proposal {
                 at_ms: self.now_ms,
                 command,

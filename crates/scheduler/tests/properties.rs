@@ -123,6 +123,7 @@ fn build(s: &Setup) -> (Sim, Liveness) {
                 let _ = sim.run(Command::MarkDead {
                     worker: wid(i),
                     generation: 1,
+                    term: sim.term,
                 });
             }
             4 => {

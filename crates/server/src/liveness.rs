@@ -15,7 +15,10 @@
 //!   applied its generation)`: every lease an earlier leader granted was sent before this leader
 //!   was elected (the earlier leader confirmed it with a quorum after the heartbeat arrived);
 //! - a new generation of a worker gets no lease before every older process's lease is over
-//!   ([`Heartbeats::lease_wait`]): those were all sent before the new registration committed.
+//!   ([`Heartbeats::lease_wait`]): those were all sent before the new registration committed;
+//! - a verdict belongs to the term of leadership it was decided in ([`Leadership`]): decided
+//!   only while that term's soft state is current, and stamped with the term, so an entry of
+//!   any other term refuses it — a leader of another term may have renewed the lease.
 //!
 //! Concurrency: one `std::sync::Mutex`, held only for map operations, never across `.await`.
 
@@ -76,13 +79,23 @@ impl Timing {
     }
 }
 
+/// One term of this node's leadership. The soft state belongs to it, and so does every death
+/// verdict decided from that state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Leadership {
+    /// The Raft term this node leads in.
+    pub term: u64,
+    /// When this node saw itself become leader in `term`.
+    pub since: Instant,
+}
+
 /// The heartbeat was not acknowledged: a death verdict for this generation is being committed.
 #[derive(Debug)]
 pub struct DeathPending;
 
 #[derive(Debug, Default)]
 struct Inner {
-    leader_since: Option<Instant>,
+    leadership: Option<Leadership>,
     /// Worker → (generation, arrival of the last heartbeat this leader acknowledged).
     last: HashMap<WorkerId, (u64, Instant)>,
     /// Death verdicts decided and not yet settled: worker → generation.
@@ -118,7 +131,7 @@ impl Inner {
     ) -> Option<Duration> {
         let since = match self.last.get(worker) {
             Some((g, at)) if *g == generation => *at,
-            _ => self.leader_since?.max(applied),
+            _ => self.leadership?.since.max(applied),
         };
         Some(now.saturating_duration_since(since))
     }
@@ -129,11 +142,11 @@ impl Heartbeats {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts the soft state afresh for a new term of leadership.
-    pub fn became_leader(&self, now: Instant) {
+    /// Starts the soft state afresh for a new term of leadership, `term`, seen at `now`.
+    pub fn became_leader(&self, term: u64, now: Instant) {
         let mut i = self.lock();
         *i = Inner {
-            leader_since: Some(now),
+            leadership: Some(Leadership { term, since: now }),
             ..Inner::default()
         };
         drop(i);
@@ -145,9 +158,14 @@ impl Heartbeats {
         self.settled.send_modify(|n| *n += 1);
     }
 
+    /// The term this node leads in and since when, if it leads.
+    pub fn leadership(&self) -> Option<Leadership> {
+        self.lock().leadership
+    }
+
     /// When this node became leader, if it leads.
     pub fn leader_since(&self) -> Option<Instant> {
-        self.lock().leader_since
+        self.leadership().map(|l| l.since)
     }
 
     /// Records an acknowledged heartbeat of `worker` at `generation` that arrived at `arrival`
@@ -172,20 +190,23 @@ impl Heartbeats {
     }
 
     /// Decides, atomically with [`Heartbeats::acknowledge`], whether `w` is to be declared dead
-    /// now: this node leads, has led for `threshold`, and `w` has been silent that long at its
-    /// generation. A decided death stays pending until [`Heartbeats::settle`]; meanwhile its
-    /// heartbeats are refused.
+    /// now: this node still leads in `leadership`'s term, has led for `threshold`, and `w` has
+    /// been silent that long at its generation. A decided death stays pending until
+    /// [`Heartbeats::settle`]; meanwhile its heartbeats are refused. The verdict is to be
+    /// proposed stamped with `leadership.term`.
     pub fn decide_death(
         &self,
+        leadership: Leadership,
         w: &Worker,
         applied: Instant,
         threshold: Duration,
         now: Instant,
     ) -> bool {
         let mut i = self.lock();
-        let Some(since) = i.leader_since else {
-            return false;
-        };
+        if i.leadership != Some(leadership) {
+            return false; // that term's leadership is over: its view decides nothing
+        }
+        let since = leadership.since;
         if now.saturating_duration_since(since) < threshold || i.dying.contains_key(&w.id) {
             return false;
         }
@@ -311,12 +332,16 @@ mod tests {
 
     const S: Duration = Duration::from_secs(1);
 
+    fn lead(h: &Heartbeats) -> Leadership {
+        h.leadership().expect("leads")
+    }
+
     #[tokio::test(start_paused = true)]
     async fn unknown_until_heard_alive_while_fresh_dead_when_committed() {
         let t = timing();
         let h = Heartbeats::default();
         let t0 = Instant::now();
-        h.became_leader(t0);
+        h.became_leader(1, t0);
         let w = worker(2, false);
         assert_eq!(
             h.liveness(&w, t0, &t, t0),
@@ -340,17 +365,17 @@ mod tests {
     async fn a_never_heard_worker_dies_dead_after_the_leader_took_over() {
         let h = Heartbeats::default();
         let t0 = Instant::now();
-        h.became_leader(t0);
+        h.became_leader(1, t0);
         let w = worker(2, false);
         let threshold = 30 * S;
-        assert!(!h.decide_death(&w, t0 - 100 * S, threshold, t0 + 29 * S));
-        assert!(h.decide_death(&w, t0 - 100 * S, threshold, t0 + 30 * S));
+        assert!(!h.decide_death(lead(&h), &w, t0 - 100 * S, threshold, t0 + 29 * S));
+        assert!(h.decide_death(lead(&h), &w, t0 - 100 * S, threshold, t0 + 30 * S));
         // A generation this leader applied later gets its full threshold from then.
         let h = Heartbeats::default();
-        h.became_leader(t0);
+        h.became_leader(1, t0);
         let applied = t0 + 10 * S;
-        assert!(!h.decide_death(&w, applied, threshold, t0 + 39 * S));
-        assert!(h.decide_death(&w, applied, threshold, t0 + 40 * S));
+        assert!(!h.decide_death(lead(&h), &w, applied, threshold, t0 + 39 * S));
+        assert!(h.decide_death(lead(&h), &w, applied, threshold, t0 + 40 * S));
     }
 
     /// A death decided is exclusive with acknowledging that generation's heartbeats: one that
@@ -359,30 +384,63 @@ mod tests {
     async fn no_heartbeat_is_acknowledged_while_its_death_is_pending() {
         let h = Heartbeats::default();
         let t0 = Instant::now();
-        h.became_leader(t0);
+        h.became_leader(1, t0);
         let w = worker(1, false);
         let id = WorkerId::from("w");
         h.acknowledge(&id, 1, t0).unwrap();
         let late = t0 + 31 * S;
-        assert!(h.decide_death(&w, t0, 30 * S, late));
+        assert!(h.decide_death(lead(&h), &w, t0, 30 * S, late));
         assert!(h.acknowledge(&id, 1, late).is_err(), "pending: refused");
-        assert!(!h.decide_death(&w, t0, 30 * S, late), "decided once");
+        assert!(
+            !h.decide_death(lead(&h), &w, t0, 30 * S, late),
+            "decided once"
+        );
         h.settle(&id);
         h.acknowledge(&id, 1, late).unwrap();
         assert!(
-            !h.decide_death(&w, t0, 30 * S, late),
+            !h.decide_death(lead(&h), &w, t0, 30 * S, late),
             "heard again: not silent"
         );
         // Another generation's heartbeats are not held up by this one's verdict.
-        assert!(h.decide_death(&w, t0, 30 * S, late + 30 * S));
+        assert!(h.decide_death(lead(&h), &w, t0, 30 * S, late + 30 * S));
         h.acknowledge(&id, 2, late).unwrap();
+    }
+
+    /// The soak's finding: a round that read term 3's soft state must not decide a death once
+    /// this node leads in term 5 (re-elected; a term-4 leader elsewhere may have acknowledged
+    /// the worker in between), even though the node "still leads" and the worker has been
+    /// silent long enough by term 3's records.
+    #[tokio::test(start_paused = true)]
+    async fn a_verdict_belongs_to_the_term_it_was_decided_in() {
+        let h = Heartbeats::default();
+        let t0 = Instant::now();
+        let w = worker(1, false);
+        h.became_leader(3, t0);
+        let term3 = lead(&h);
+        h.became_leader(5, t0 + 40 * S);
+        assert!(
+            !h.decide_death(term3, &w, t0, 30 * S, t0 + 80 * S),
+            "term 3 is over: its view decides nothing"
+        );
+        let term5 = lead(&h);
+        assert_eq!(term5.term, 5);
+        assert!(
+            !h.decide_death(term5, &w, t0, 30 * S, t0 + 69 * S),
+            "term 5 waits its own threshold"
+        );
+        assert!(h.decide_death(term5, &w, t0, 30 * S, t0 + 70 * S));
+        h.lost_leadership();
+        assert!(
+            !h.decide_death(term5, &w, t0, 30 * S, t0 + 200 * S),
+            "not leading"
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_new_generation_waits_out_the_older_processes_leases() {
         let h = Heartbeats::default();
         let t0 = Instant::now();
-        h.became_leader(t0);
+        h.became_leader(1, t0);
         let threshold = 30 * S;
         assert_eq!(
             h.lease_wait(&worker(1, false), t0, threshold, t0),

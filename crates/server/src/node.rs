@@ -188,6 +188,11 @@ impl Node {
         self.0.state_machine.subscribe()
     }
 
+    /// Follows the version of the last applied change that matters to placement.
+    pub(crate) fn placement_versions(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.state_machine.subscribe_placement()
+    }
+
     /// The id and address of `id` in the current membership.
     pub(crate) fn hint(&self, id: Option<u64>) -> Option<LeaderHint> {
         let id = id?;
@@ -446,17 +451,23 @@ async fn join(node: Node, via: String) {
     }
 }
 
-/// Rebuilds the leader's soft state on every change of leadership.
+/// Rebuilds the leader's soft state on every change of leadership — by term, not by role: a
+/// node that lost leadership and won it back between two looks at its metrics (the watch
+/// keeps only the latest) leads in a new term, and the old term's view must not carry over.
 async fn track_leadership(node: Node) {
     let mut metrics = node.raft().metrics();
-    let mut leading = false;
+    let mut leading_in: Option<u64> = None;
     loop {
-        let now_leading = metrics.borrow().state == openraft::ServerState::Leader;
-        if now_leading != leading {
-            leading = now_leading;
-            if leading {
-                node.heartbeats().became_leader(Instant::now());
+        let now_leading_in = {
+            let m = metrics.borrow();
+            (m.state == openraft::ServerState::Leader).then_some(m.current_term)
+        };
+        if now_leading_in != leading_in {
+            leading_in = now_leading_in;
+            if let Some(term) = leading_in {
+                node.heartbeats().became_leader(term, Instant::now());
                 tracing::info!(
+                    term,
                     "became leader: liveness starts afresh, no worker declared dead until the \
                      death threshold has passed"
                 );

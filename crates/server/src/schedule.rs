@@ -1,4 +1,5 @@
-//! The leader-only scheduling loop (SPEC §3): on every applied change and on a periodic tick,
+//! The leader-only scheduling loop (SPEC §3): on every applied change to what the planner reads
+//! (not KV writes) and on a periodic tick,
 //! while this node leads, it builds the liveness view from heartbeats, commits death verdicts
 //! for workers silent past `dead_after`, and commits the planner's steps, each with the epoch
 //! it read as precondition. It stops acting the moment leadership is lost: every round starts
@@ -12,14 +13,16 @@ use drover_scheduler::{PlannerConfig, Reason, Step, plan};
 use drover_types::{Command, WorkerId, WorkerState};
 
 use crate::api::now_ms;
-use crate::liveness::Timing;
+use crate::liveness::{Leadership, Timing};
 use crate::node::Node;
 
 /// How often the loop plans even when nothing was applied (timeouts, liveness changes).
 const TICK: Duration = Duration::from_millis(250);
 
 pub(crate) async fn run(node: Node) {
-    let mut versions = node.versions();
+    // Woken by changes to what the planner reads, not by every KV write: a KV-heavy load
+    // would otherwise run a planning round per write, holding the state's read lock.
+    let mut versions = node.placement_versions();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -27,10 +30,10 @@ pub(crate) async fn run(node: Node) {
             _ = tick.tick() => {}
             changed = versions.changed() => if changed.is_err() { return },
         }
-        let Some(leader_since) = node.heartbeats().leader_since() else {
+        let Some(leadership) = node.heartbeats().leadership() else {
             continue;
         };
-        round(&node, leader_since).await;
+        round(&node, leadership).await;
     }
 }
 
@@ -44,7 +47,7 @@ pub(crate) fn planner_config(s: &drover_types::Settings) -> PlannerConfig {
 }
 
 /// One round: death verdicts first (they change what the planner may use), then the plan.
-async fn round(node: &Node, leader_since: Instant) {
+async fn round(node: &Node, leadership: Leadership) {
     let now = Instant::now();
     let hb = node.heartbeats();
     let (deaths, steps) = {
@@ -62,7 +65,7 @@ async fn round(node: &Node, leader_since: Instant) {
             .filter(|w| !w.dead && matches!(w.state, WorkerState::Active | WorkerState::Draining))
             .filter(|w| {
                 let applied = clock.generation_applied(&w.id, w.generation);
-                hb.decide_death(w, applied, t.death_threshold, now)
+                hb.decide_death(leadership, w, applied, t.death_threshold, now)
             })
             .map(|w| (w.id.clone(), w.generation))
             .collect();
@@ -72,16 +75,22 @@ async fn round(node: &Node, leader_since: Instant) {
         // A new leader starts no move until it has had `suspect_after` to hear every worker:
         // placing on whoever happened to heartbeat first would need undoing once the rest are
         // heard. Steps that finish moves already under way go ahead.
-        if now.saturating_duration_since(leader_since) < t.suspect_after {
+        if now.saturating_duration_since(leadership.since) < t.suspect_after {
             steps.retain(|step| !matches!(step, Step::Add { .. }));
         }
         (deaths, steps)
     };
     for (worker, generation) in deaths {
+        if hb.leadership() != Some(leadership) {
+            break; // the term ended: its verdicts were cleared with its soft state
+        }
+        // Stamped with the term it was decided in: should this node lead in another term by
+        // the time the entry is appended, `apply` refuses it (`stale_term`).
         let verdict = node
             .propose(Command::MarkDead {
                 worker: worker.clone(),
                 generation,
+                term: leadership.term,
             })
             .await;
         match verdict {
@@ -102,7 +111,7 @@ async fn round(node: &Node, leader_since: Instant) {
         }
     }
     commit_steps(steps, |step| async move {
-        if hb.leader_since() != Some(leader_since) {
+        if hb.leadership() != Some(leadership) {
             return Committed::Stop; // leadership changed mid-round: stop at once
         }
         // For the drain-duration metric: when was this worker's drain requested?

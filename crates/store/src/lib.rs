@@ -56,6 +56,12 @@ pub type LogId = openraft::LogId<NodeId>;
 pub type Vote = openraft::Vote<NodeId>;
 pub type StoredMembership = openraft::StoredMembership<NodeId, Node>;
 pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, Node>;
+
+/// Where `log_id` sits, as the state machine's `apply` sees it: the term of the leader that
+/// appended the entry, and its index.
+pub fn position(log_id: &LogId) -> drover_types::LogPosition {
+    drover_types::LogPosition::new(log_id.leader_id.term, log_id.index)
+}
 pub type StorageError = openraft::StorageError<NodeId>;
 
 /// What applying one log entry answers.

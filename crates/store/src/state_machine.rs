@@ -150,6 +150,9 @@ pub struct StateMachine {
     snapshots_installed: Arc<AtomicU64>,
     /// The applied state version, published after every applied batch, for long polls.
     versions: Arc<tokio::sync::watch::Sender<u64>>,
+    /// The state version of the last applied change to a record the planner reads (workers,
+    /// partitions, drains, the table, settings) — not KV writes, which the scheduler ignores.
+    placement: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl fmt::Debug for StateMachine {
@@ -368,8 +371,10 @@ impl StateMachine {
     pub(crate) fn open(db: Arc<DB>) -> Result<StateMachine> {
         let applied = load(&db)?;
         let (versions, _) = tokio::sync::watch::channel(applied.state.version);
+        let (placement, _) = tokio::sync::watch::channel(applied.state.version);
         Ok(StateMachine {
             versions: Arc::new(versions),
+            placement: Arc::new(placement),
             db,
             applied: StateHandle {
                 applied: Arc::new(RwLock::new(applied)),
@@ -388,6 +393,12 @@ impl StateMachine {
     /// Follows the applied state version: changes after every applied batch that changed it.
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.versions.subscribe()
+    }
+
+    /// Follows the version of the last applied change the planner cares about (see
+    /// `Changes::touch_placement`): the scheduling loop wakes on it, not on every KV write.
+    pub fn subscribe_placement(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.placement.subscribe()
     }
 
     /// Shared read access to the applied state.
@@ -415,7 +426,7 @@ impl StateMachine {
                 EntryPayload::Normal(proposal) => {
                     let batch = matches!(proposal.command, Command::Batch(_));
                     let mut answers: Vec<Reply> =
-                        apply_proposal(&mut a.state, entry.log_id.index, &proposal)
+                        apply_proposal(&mut a.state, crate::position(&entry.log_id), &proposal)
                             .into_iter()
                             .map(|result| match result {
                                 Ok(mut outcome) => {
@@ -452,6 +463,10 @@ impl StateMachine {
         // After the lock is released, so woken readers find the new state.
         self.versions
             .send_if_modified(|v| std::mem::replace(v, version) != version);
+        if changes.touch_placement() {
+            self.placement
+                .send_if_modified(|v| std::mem::replace(v, version) != version);
+        }
         Ok(replies)
     }
 
@@ -491,6 +506,8 @@ impl StateMachine {
         drop(a);
         self.snapshots_installed.fetch_add(1, Ordering::Relaxed);
         self.versions
+            .send_if_modified(|v| std::mem::replace(v, version) != version);
+        self.placement
             .send_if_modified(|v| std::mem::replace(v, version) != version);
         Ok(())
     }

@@ -251,3 +251,25 @@ fn sigkill_loses_nothing_acknowledged() {
     );
     assert_applied_is_replay(&store);
 }
+
+/// The scheduling loop follows `subscribe_placement`: KV writes move the state version but not
+/// the placement version, so a KV-heavy load does not run a planning round per write.
+#[test]
+fn kv_writes_do_not_move_the_placement_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open(dir.path());
+    let sm = &store.state_machine;
+    let (versions, placement) = (sm.subscribe(), sm.subscribe_placement());
+    // 1 creates the table; 2 activates a worker that does not exist (refused); 3–5 are KV puts.
+    sm.apply_entries(entries(1..=1)).unwrap();
+    sm.apply_entries(entries(2..=5)).unwrap();
+    assert_eq!(*versions.borrow(), 5);
+    assert_eq!(
+        *placement.borrow(),
+        1,
+        "KV writes are not placement changes"
+    );
+    // 6 registers a worker.
+    sm.apply_entries(entries(6..=6)).unwrap();
+    assert_eq!(*placement.borrow(), 6);
+}

@@ -53,6 +53,9 @@ pub enum RejectCode {
     UnderReplicated,
     /// A Draining worker still holds replicas.
     NotDrained,
+    /// A leader's decision (a death verdict) reached the log in a term other than the one it
+    /// was decided in: the leadership that justified it is over. Nothing changed.
+    StaleTerm,
 }
 
 impl RejectCode {
@@ -71,6 +74,7 @@ impl RejectCode {
             RejectCode::Unplaceable => "unplaceable",
             RejectCode::UnderReplicated => "under_replicated",
             RejectCode::NotDrained => "not_drained",
+            RejectCode::StaleTerm => "stale_term",
         }
     }
 
@@ -80,6 +84,7 @@ impl RejectCode {
             RejectCode::Invalid => 400,
             RejectCode::TooLarge => 413,
             RejectCode::NotFound => 404,
+            RejectCode::StaleTerm => 503,
             _ => 409,
         }
     }
@@ -149,6 +154,17 @@ impl Changes {
         *self == Changes::default()
     }
 
+    /// Whether any record the planner reads was touched: everything but KV entries and events.
+    /// A KV write changes the state version and nothing placement depends on.
+    pub fn touch_placement(&self) -> bool {
+        !self.workers.is_empty()
+            || !self.tombstones.is_empty()
+            || !self.partitions.is_empty()
+            || !self.drains.is_empty()
+            || self.table
+            || self.settings
+    }
+
     /// Adds what `other` touched, for persisting several applied entries in one batch.
     pub fn merge(&mut self, other: Changes) {
         self.workers.extend(other.workers);
@@ -203,23 +219,40 @@ pub struct Outcome {
     pub changes: Changes,
 }
 
-/// Apply the command of the log entry at `index` to `state`.
+/// Where a log entry sits: the term of the leader that appended it, and its index.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct LogPosition {
+    pub term: u64,
+    pub index: u64,
+}
+
+impl LogPosition {
+    pub fn new(term: u64, index: u64) -> Self {
+        LogPosition { term, index }
+    }
+}
+
+/// Apply the command of the log entry at `at` to `state`.
 ///
 /// Total: any command yields `Ok` or a typed `Rejection`, never a panic. On `Err` the state is
-/// unchanged. On a change, the state version and every touched record's version become `index`.
+/// unchanged. On a change, the state version and every touched record's version become
+/// `at.index`. A command that carries the term it was decided in (a death verdict) is refused
+/// in an entry of any other term.
 ///
 /// A [`Command::Batch`] is refused here: its commands have one answer each, from
 /// [`apply_proposal`].
 pub fn apply(
     state: &mut ClusterState,
-    index: u64,
+    at: LogPosition,
     proposal: &Proposal,
 ) -> Result<Outcome, Rejection> {
-    check_index(state, index)?;
+    check_index(state, at.index)?;
     if matches!(proposal.command, Command::Batch(_)) {
         return invalid("a batch has one answer per command: apply it with apply_proposal");
     }
-    apply_command(state, index, proposal.at_ms, &proposal.command)
+    apply_command(state, at, proposal.at_ms, &proposal.command)
 }
 
 /// Apply a log entry's proposal: one result for a command, or one per command of a batch, in
@@ -229,18 +262,18 @@ pub fn apply(
 /// key) changes nothing: every command in it is answered `invalid`.
 pub fn apply_proposal(
     state: &mut ClusterState,
-    index: u64,
+    at: LogPosition,
     proposal: &Proposal,
 ) -> Vec<Result<Outcome, Rejection>> {
     let Command::Batch(commands) = &proposal.command else {
-        return vec![apply(state, index, proposal)];
+        return vec![apply(state, at, proposal)];
     };
-    if let Err(refusal) = check_index(state, index).and_then(|()| check_batch(commands)) {
+    if let Err(refusal) = check_index(state, at.index).and_then(|()| check_batch(commands)) {
         return vec![Err(refusal); commands.len().max(1)];
     }
     commands
         .iter()
-        .map(|command| apply_command(state, index, proposal.at_ms, command))
+        .map(|command| apply_command(state, at, proposal.at_ms, command))
         .collect()
 }
 
@@ -270,16 +303,17 @@ fn check_batch(commands: &[Command]) -> Result<(), Rejection> {
     Ok(())
 }
 
-/// One command at `index`, without the index check (a batch's commands share its index).
+/// One command at `at`, without the index check (a batch's commands share its index).
 fn apply_command(
     state: &mut ClusterState,
-    index: u64,
+    at: LogPosition,
     at_ms: u64,
     command: &Command,
 ) -> Result<Outcome, Rejection> {
     let mut cx = Cx {
         s: state,
-        index,
+        index: at.index,
+        term: at.term,
         at: at_ms,
         changes: Changes::default(),
     };
@@ -297,7 +331,11 @@ fn apply_command(
             worker,
             expected_version,
         } => cx.remove(worker, *expected_version),
-        Command::MarkDead { worker, generation } => cx.mark_dead(worker, *generation),
+        Command::MarkDead {
+            worker,
+            generation,
+            term,
+        } => cx.mark_dead(worker, *generation, *term),
         Command::CreateTable {
             count,
             replication_factor,
@@ -349,7 +387,7 @@ fn apply_command(
     let changes = cx.changes;
     let changed = !changes.is_empty();
     if changed {
-        state.version = index;
+        state.version = at.index;
     }
     Ok(Outcome {
         changed,
@@ -362,6 +400,8 @@ fn apply_command(
 struct Cx<'a> {
     s: &'a mut ClusterState,
     index: u64,
+    /// The term of the entry being applied.
+    term: u64,
     at: u64,
     changes: Changes,
 }
@@ -799,7 +839,18 @@ impl Cx<'_> {
         })
     }
 
-    fn mark_dead(&mut self, id: &WorkerId, generation: u64) -> Applied {
+    fn mark_dead(&mut self, id: &WorkerId, generation: u64, term: u64) -> Applied {
+        // The verdict rests on what the leader of `term` acknowledged (docs/architecture.md,
+        // "The lease"): a leader of another term may have renewed the worker's lease since.
+        if term != self.term {
+            return reject(
+                RejectCode::StaleTerm,
+                format!(
+                    "the death of {id} was decided in term {term} and reached the log in term {}",
+                    self.term
+                ),
+            );
+        }
         let w = self.worker(id)?;
         if generation < w.generation {
             return reject(

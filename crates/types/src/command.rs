@@ -60,7 +60,13 @@ pub enum Command {
         expected_version: Option<u64>,
     },
     /// Commit `dead at generation g`: its replicas are removed without acknowledgement.
-    MarkDead { worker: WorkerId, generation: u64 },
+    /// `term` is the leader term the verdict was decided in; an entry of any other term
+    /// refuses it (`stale_term`).
+    MarkDead {
+        worker: WorkerId,
+        generation: u64,
+        term: u64,
+    },
     /// Create the partition table, once.
     CreateTable { count: u32, replication_factor: u8 },
     /// Make-before-break step 1: add `worker` as a joining replica, replacing the serving

@@ -35,7 +35,8 @@ mod state;
 mod worker;
 
 pub use apply::{
-    Changes, Outcome, RejectCode, Rejection, Response, apply, apply_proposal, check_generation,
+    Changes, LogPosition, Outcome, RejectCode, Rejection, Response, apply, apply_proposal,
+    check_generation,
 };
 pub use command::{Actor, Command, Proposal, Registration};
 pub use drain::{DrainIntent, PlannedMove};

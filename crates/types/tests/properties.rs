@@ -12,8 +12,8 @@
 use std::collections::BTreeMap;
 
 use drover_types::{
-    Actor, ClusterState, Command, Outcome, PlannedMove, Proposal, Registration, ReplicaRole,
-    SettingsPatch, WorkerId, WorkerState, apply, codec,
+    Actor, ClusterState, Command, LogPosition, Outcome, PlannedMove, Proposal, Registration,
+    ReplicaRole, SettingsPatch, WorkerId, WorkerState, apply, codec,
 };
 use proptest::prelude::*;
 
@@ -75,6 +75,8 @@ enum Op {
     MarkDead {
         w: usize,
         generation: Num,
+        /// How many terms before the entry's the verdict was decided in (0: the same term).
+        terms_back: u64,
     },
     CreateTable {
         count: u32,
@@ -140,7 +142,8 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (w.clone(), 0..4usize, 0u8..3, num(), prop::option::weighted(0.2, num()), any::<bool>())
             .prop_map(|(w, to, by, generation, expected, force)| Op::SetState { w, to, by, generation, expected, force }),
         1 => (w.clone(), prop::option::of(num())).prop_map(|(w, expected)| Op::Remove { w, expected }),
-        1 => (w.clone(), num()).prop_map(|(w, generation)| Op::MarkDead { w, generation }),
+        1 => (w.clone(), num(), prop_oneof![3 => Just(0u64), 1 => 1u64..3])
+            .prop_map(|(w, generation, terms_back)| Op::MarkDead { w, generation, terms_back }),
         1 => (prop_oneof![Just(0u32), 1u32..6, Just(70_000)], 0u8..5).prop_map(|(count, rf)| Op::CreateTable { count, rf }),
         8 => (p.clone(), w.clone(), num(), prop::option::weighted(0.3, 0..IDS.len()))
             .prop_map(|(p, w, epoch, rep)| Op::AddReplica { p, w, epoch, rep }),
@@ -188,7 +191,7 @@ fn moves_for(
     out
 }
 
-fn concretize(op: &Op, s: &ClusterState) -> Command {
+fn concretize(op: &Op, s: &ClusterState, term: u64) -> Command {
     let generation = |w: &WorkerId| s.workers.get(w).map_or(1, |w| w.generation);
     let version = |w: &WorkerId| s.workers.get(w).map_or(0, |w| w.version);
     let epoch = |p: u32| s.partition(p).map_or(0, |p| p.epoch);
@@ -239,11 +242,16 @@ fn concretize(op: &Op, s: &ClusterState) -> Command {
                 worker: id,
             }
         }
-        Op::MarkDead { w, generation: g } => {
+        Op::MarkDead {
+            w,
+            generation: g,
+            terms_back,
+        } => {
             let id = wid(w);
             Command::MarkDead {
                 generation: g.resolve(generation(&id)),
                 worker: id,
+                term: term.saturating_sub(terms_back),
             }
         }
         Op::CreateTable { count, rf } => Command::CreateTable {
@@ -421,22 +429,26 @@ fn run_sequence(ops: &[Op], times: &[u64]) -> ClusterState {
     let mut a = ClusterState::default();
     let mut b = ClusterState::default();
     let mut index = 0u64;
+    let mut term = 1u64;
     let mut now = 1_700_000_000_000u64;
     for (step, (op, dt)) in ops.iter().zip(times.iter().cycle()).enumerate() {
-        // Sometimes skip log indexes, as Raft's blank and membership entries do.
+        // Sometimes skip log indexes, as Raft's blank and membership entries do, and sometimes
+        // start a new term, as an election does.
         index += 1 + dt % 2;
+        term += u64::from(dt % 5 == 4);
         now += dt;
+        let at = LogPosition::new(term, index);
         let proposal = Proposal {
             at_ms: now,
-            command: concretize(op, &a),
+            command: concretize(op, &a, term),
         };
         let pre = a.clone();
         let pre_bytes = codec::encode(&pre).unwrap();
-        let result = apply(&mut a, index, &proposal);
+        let result = apply(&mut a, at, &proposal);
 
         // Replica B gets the entry through the log encoding.
         let decoded: Proposal = codec::decode(&codec::encode(&proposal).unwrap()).unwrap();
-        let result_b = apply(&mut b, index, &decoded);
+        let result_b = apply(&mut b, at, &decoded);
         if std::env::var("TRACE_STEPS").is_ok() {
             eprintln!(
                 "{step}: {:?} => {:?}",
@@ -681,6 +693,7 @@ fn scripted_lifecycle_keeps_invariants() {
     ops.push(Op::MarkDead {
         w: 1,
         generation: Num::Current,
+        terms_back: 0,
     });
     ops.push(Op::SetState {
         w: 2,

@@ -6,7 +6,8 @@ mod common;
 use WorkerState::{Active as A, Disabled as D, Draining as Dr, Provisioning as P};
 use common::{Harness, register_cmd};
 use drover_types::{
-    Actor, Command, Proposal, RejectCode, Response, WorkerId, WorkerState, apply_proposal,
+    Actor, Command, LogPosition, Proposal, RejectCode, Response, WorkerId, WorkerState,
+    apply_proposal,
 };
 
 /// Expected answer: accepted with a change, accepted unchanged, or rejected with a code.
@@ -366,6 +367,7 @@ fn drain_release_and_death() {
     let died = h.ok(Command::MarkDead {
         worker: "d".into(),
         generation: 1,
+        term: h.term,
     });
     assert!(matches!(
         died.response,
@@ -378,7 +380,8 @@ fn drain_release_and_death() {
     assert!(
         !h.ok(Command::MarkDead {
             worker: "d".into(),
-            generation: 1
+            generation: 1,
+            term: h.term,
         })
         .changed
     );
@@ -402,12 +405,14 @@ fn drain_release_and_death() {
     let e = h.ok(Command::MarkDead {
         worker: "d".into(),
         generation: 2,
+        term: h.term,
     });
     assert!(e.changed);
     let stale = h
         .run(Command::MarkDead {
             worker: "d".into(),
             generation: 1,
+            term: h.term,
         })
         .unwrap_err();
     assert_eq!(stale.code, RejectCode::StaleGeneration);
@@ -415,6 +420,35 @@ fn drain_release_and_death() {
 }
 
 /// Cancelling a drain withdraws its pending moves (joining targets) and keeps completed ones.
+/// A death verdict rests on what the leader of one term acknowledged: a leader of a later term
+/// may have renewed the worker's lease since. Decided in term 3 and reaching the log in term 4
+/// (the old leader was re-elected, or its round raced the election), it is refused and changes
+/// nothing; the same verdict decided in term 4 is applied.
+#[test]
+fn a_death_verdict_from_an_earlier_term_is_refused() {
+    let mut h = placed_cluster(2);
+    h.term = 4;
+    let before = h.state.clone();
+    let stale = h
+        .run(Command::MarkDead {
+            worker: "a".into(),
+            generation: 1,
+            term: 3,
+        })
+        .unwrap_err();
+    assert_eq!(stale.code, RejectCode::StaleTerm, "{stale}");
+    assert_eq!(h.state, before, "a refused verdict changes nothing");
+    assert!(!h.worker("a").dead);
+
+    let died = h.ok(Command::MarkDead {
+        worker: "a".into(),
+        generation: 1,
+        term: 4,
+    });
+    assert!(died.changed);
+    assert!(h.worker("a").dead);
+}
+
 #[test]
 fn cancel_drain_withdraws_pending_moves() {
     let mut h = placed_cluster(2);
@@ -600,7 +634,7 @@ fn batch_answers_each_write_at_the_entry_index() {
             },
         ]),
     };
-    let answers = apply_proposal(&mut h.state, index, &batch);
+    let answers = apply_proposal(&mut h.state, LogPosition::new(h.term, index), &batch);
     let codes: Vec<_> = answers
         .iter()
         .map(|a| a.as_ref().err().map(|e| e.code))
@@ -620,7 +654,7 @@ fn batch_answers_each_write_at_the_entry_index() {
     assert_eq!(h.state.kv["c"].create_version, index);
     assert!(!h.state.kv.contains_key("b"));
     // The next entry must still be above the batch's index.
-    let again = apply_proposal(&mut h.state, index, &batch);
+    let again = apply_proposal(&mut h.state, LogPosition::new(h.term, index), &batch);
     assert!(
         again
             .iter()
@@ -656,7 +690,7 @@ fn malformed_batches_change_nothing() {
             at_ms: h.now_ms,
             command: Command::Batch(commands.clone()),
         };
-        let answers = apply_proposal(&mut h.state, h.index + 1, &p);
+        let answers = apply_proposal(&mut h.state, LogPosition::new(h.term, h.index + 1), &p);
         assert_eq!(answers.len(), n, "{commands:?}");
         assert!(
             answers
@@ -666,7 +700,8 @@ fn malformed_batches_change_nothing() {
         );
         assert_eq!(h.state, before, "{commands:?}");
         // `apply` itself refuses a batch: it has one answer per command.
-        let e = drover_types::apply(&mut h.state, h.index + 1, &p).unwrap_err();
+        let e = drover_types::apply(&mut h.state, LogPosition::new(h.term, h.index + 1), &p)
+            .unwrap_err();
         assert_eq!(e.code, RejectCode::Invalid);
     }
 }

@@ -538,12 +538,20 @@ impl Node {
     /// leader's own log has grown, and answers what `apply` would answer on the current applied
     /// state — before any follower has the entry. Never used outside the harness's tests.
     async fn propose_early_ack(&self, proposal: Proposal) -> ApiResult<Outcome> {
-        let before = self.raft().metrics().borrow().last_log_index.unwrap_or(0);
+        let (before, term) = {
+            let m = self.raft().metrics();
+            let m = m.borrow();
+            (m.last_log_index.unwrap_or(0), m.current_term)
+        };
         let predicted = {
             let guard = self.state().read();
             let mut scratch = guard.state.clone();
             let index = before.max(scratch.version) + 1;
-            drover_types::apply(&mut scratch, index, &proposal)
+            drover_types::apply(
+                &mut scratch,
+                drover_types::LogPosition::new(term, index),
+                &proposal,
+            )
         };
         let rx = self
             .raft()

@@ -98,7 +98,7 @@ pub fn assert_applied_is_replay(store: &Store) {
     let upto = applied.last_applied.map_or(0, |l| l.index);
     for e in store.log.entries(from..=upto).unwrap() {
         if let EntryPayload::Normal(p) = &e.payload {
-            let _ = apply(&mut state, e.log_id.index, p);
+            let _ = apply(&mut state, drover_store::position(&e.log_id), p);
         }
     }
     assert_eq!(

@@ -5,14 +5,16 @@
 use std::collections::BTreeMap;
 
 use drover_types::{
-    Actor, ClusterState, Command, Outcome, Proposal, Registration, Rejection, WorkerId,
-    WorkerState, apply,
+    Actor, ClusterState, Command, LogPosition, Outcome, Proposal, Registration, Rejection,
+    WorkerId, WorkerState, apply,
 };
 
 #[derive(Debug)]
 pub struct Harness {
     pub state: ClusterState,
     pub index: u64,
+    /// The term of the entries `run` applies (the leader that appends them).
+    pub term: u64,
     pub now_ms: u64,
 }
 
@@ -27,6 +29,7 @@ impl Harness {
         Self {
             state: ClusterState::default(),
             index: 0,
+            term: 1,
             now_ms: 1_700_000_000_000,
         }
     }
@@ -36,7 +39,7 @@ impl Harness {
         self.now_ms += 10;
         apply(
             &mut self.state,
-            self.index,
+            LogPosition::new(self.term, self.index),
             &Proposal {
                 at_ms: self.now_ms,
                 command,
