@@ -37,7 +37,7 @@ mod worker;
 pub use apply::{
     Changes, Outcome, RejectCode, Rejection, Response, apply, apply_proposal, check_generation,
 };
-pub use command::{Actor, Command, Proposal, Registration};
+pub use command::{Actor, Command, MembershipChange, Proposal, Registration};
 pub use drain::{DrainIntent, PlannedMove};
 pub use events::{Event, EventKind, EventLog};
 pub use ids::{
