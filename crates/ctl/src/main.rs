@@ -645,10 +645,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let v = c.remove_member(id).await?;
             out.sentence(
                 &v,
-                format!(
-                    "node {id} removed from the membership; it now answers /readyz with 503 and \
-                     can be stopped"
-                ),
+                format!("node {id} removed from the membership; stop its process"),
             );
         }
         Command::Workers(cmd) => workers(&c, out, cmd, yes).await?,

@@ -488,30 +488,9 @@ async fn state_changes_speak_and_destructive_ones_ask_on_a_terminal() {
     drop(agent);
 }
 
-/// Reads `child`'s stdout lines on a thread, until one satisfies `want` or `deadline` passes.
-fn read_until(
-    child: &mut std::process::Child,
-    deadline: std::time::Duration,
-    want: impl Fn(&str) -> bool + Send + 'static,
-) -> Option<String> {
-    use std::io::BufRead;
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            if want(&line) {
-                let _ = tx.send(line);
-                return;
-            }
-        }
-    });
-    rx.recv_timeout(deadline).ok()
-}
-
 /// `droverctl events`: the newest events by default with a line saying more remain, `--tail`,
 /// `--after`/`--limit`, `--worker`, `--kind`, `--since` (RFC 3339 or an age), RFC 3339 times,
-/// `--follow`; enums list their values; workers sort naturally; `-o yaml` and `-o wide`.
+/// `--follow` into a closed pipe; enums list their values; workers sort naturally; `-o yaml` and `-o wide`.
 #[tokio::test]
 async fn events_filter_tail_and_follow_and_lists_read_well() {
     let c = Cluster::start(1, &[]);
@@ -605,35 +584,6 @@ async fn events_filter_tail_and_follow_and_lists_read_well() {
     let page: Value = serde_json::from_str(ok(&out)).unwrap();
     assert_eq!(page["events"].as_array().unwrap().len(), 2);
     assert_eq!(page["more"], true);
-
-    // --follow --worker w2: w2's activation arrives (as the newest shown, or followed, however
-    // the start races it); w10's events never do.
-    let mut follow = Command::new(env!("CARGO_BIN_EXE_droverctl"))
-        .args([
-            "--endpoints",
-            &eps,
-            "events",
-            "--follow",
-            "--worker",
-            "w2",
-            "--tail",
-            "0",
-        ])
-        .env_remove("DROVER_TOKEN")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    ok(&ctl(&eps, &["workers", "activate", "w2"]));
-    let line = read_until(&mut follow, std::time::Duration::from_secs(15), |l| {
-        l.contains("state_changed") || l.contains("w10")
-    });
-    follow.kill().unwrap();
-    follow.wait().unwrap();
-    let line = line.expect("the followed event never came");
-    assert!(
-        line.contains("worker=w2") && line.contains("to=active"),
-        "{line}"
-    );
 
     // A reader that went away ends it quietly, following or not.
     for args in [
