@@ -263,6 +263,225 @@ async fn drain_and_wait_returns_once_disabled() {
     assert!(added > 0, "nothing moved");
 }
 
+/// The regression: SIGTERM on the example worker after its drain (the worker already
+/// Disabled) failed `drain_and_wait()` with `illegal_transition` and a backtrace. A worker that
+/// is already Disabled, or still Provisioning, holds nothing: the call returns cleanly.
+#[tokio::test]
+async fn drain_and_wait_on_a_disabled_or_provisioning_worker_returns_cleanly() {
+    let c = Cluster::start(1, FLAGS);
+    c.leader_among(&[1]).await;
+    let eps = vec![c.node(1).addr.to_string()];
+    let admin = Client::new(&eps, None).unwrap();
+
+    // Still Provisioning: never asked to be ready.
+    let provisioning = Agent::start(AgentConfig::new(eps.clone(), "p1", "10.1.0.1:9001"))
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), provisioning.drain_and_wait())
+        .await
+        .expect("drain_and_wait hung on a provisioning worker")
+        .expect("drain_and_wait failed on a provisioning worker");
+    assert_eq!(
+        admin.worker("p1").await.unwrap().record.state,
+        WorkerState::Provisioning
+    );
+
+    // Already Disabled: an operator (or an earlier drain) got there first.
+    let disabled = start_agent(eps.clone(), "d1", "z0").await;
+    let mut req = drover_client::StateRequest::to(WorkerState::Disabled);
+    req.force = true;
+    admin.set_state("d1", &req).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), disabled.agent.drain_and_wait())
+        .await
+        .expect("drain_and_wait hung on a disabled worker")
+        .expect("drain_and_wait failed on a disabled worker");
+    assert_eq!(
+        admin.worker("d1").await.unwrap().record.state,
+        WorkerState::Disabled
+    );
+}
+
+/// docs/grafana-dashboard.json has the shape Grafana's dashboard schema requires (a title,
+/// a uid, a numeric schemaVersion, panels with unique ids, a type, a gridPos inside the 24
+/// column grid and Prometheus targets with refIds), and every drover_* metric its queries use
+/// is a family `text` (a node's /metrics) declares.
+fn check_dashboard(text: &str) {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/grafana-dashboard.json"
+    );
+    let d: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert!(
+        d["title"].is_string() && d["uid"].is_string(),
+        "title and uid"
+    );
+    assert!(d["schemaVersion"].is_u64(), "schemaVersion");
+    let panels = d["panels"].as_array().expect("panels");
+    assert!(!panels.is_empty());
+    let mut ids = std::collections::BTreeSet::new();
+    let families: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.split_whitespace().next())
+        .collect();
+    for p in panels {
+        let title = p["title"].as_str().expect("a panel's title");
+        assert!(
+            ids.insert(p["id"].as_u64().expect("a panel's id")),
+            "{title}: duplicate id"
+        );
+        assert!(
+            ["stat", "timeseries", "gauge", "table", "bargauge"]
+                .contains(&p["type"].as_str().unwrap_or("")),
+            "{title}: type"
+        );
+        let g = &p["gridPos"];
+        let (x, w) = (g["x"].as_u64().unwrap(), g["w"].as_u64().unwrap());
+        assert!(
+            g["h"].as_u64().unwrap() > 0 && g["y"].is_u64() && w > 0 && x + w <= 24,
+            "{title}: gridPos"
+        );
+        for t in p["targets"].as_array().expect("targets") {
+            assert!(t["refId"].is_string(), "{title}: refId");
+            let expr = t["expr"].as_str().expect("expr");
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if !word.starts_with("drover_") {
+                    continue;
+                }
+                let family = ["_total", "_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| word.strip_suffix(s))
+                    .filter(|f| families.contains(f))
+                    .unwrap_or(word);
+                // A family with no samples yet (a counter nothing has incremented) is not
+                // written out; the server must still register it under that name.
+                let base = ["_total", "_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| word.strip_suffix(s))
+                    .unwrap_or(word);
+                let registered = include_str!("../crates/server/src/api/metrics.rs")
+                    .contains(&format!("\"{base}\""));
+                assert!(
+                    families.contains(family) || registered,
+                    "{title}: {word} is not a metric /metrics declares"
+                );
+            }
+        }
+    }
+}
+
+/// The regressions: `/metrics` served OpenMetrics text (`# EOF` last) as `text/plain;
+/// version=0.0.4`; replicas on a suspect worker counted as healthy; and every heartbeat logged
+/// a request line at INFO (5,600 lines in 15 minutes from six workers), in ANSI colours even
+/// into a file.
+#[tokio::test]
+async fn metrics_see_suspect_workers_and_heartbeats_log_at_debug() {
+    let c = Cluster::start(
+        1,
+        &[
+            "--heartbeat-interval-ms",
+            "100",
+            "--suspect-after-ms",
+            "1000",
+            "--dead-after-ms",
+            "20000",
+        ],
+    );
+    c.leader_among(&[1]).await;
+    let eps = vec![c.node(1).addr.to_string()];
+    let admin = Client::new(&eps, None).unwrap();
+    let mut w1 = start_agent(eps.clone(), "w1", "z0").await;
+    admin.create_table(2, 1).await.unwrap();
+    wait_for(
+        "both partitions served",
+        Duration::from_secs(30),
+        || async {
+            let parts = admin.all_partitions().await.ok()?;
+            parts
+                .iter()
+                .all(|p| p.replicas.len() == 1 && p.replicas[0].role == ReplicaRole::Serving)
+                .then_some(())
+        },
+    )
+    .await;
+    // The node has answered some heartbeats (counted in its own metrics).
+    wait_for("five heartbeats answered", Duration::from_secs(10), || async {
+        let text = c.metrics(1).await;
+        let beats: f64 = text.lines().find_map(|l| {
+            l.strip_prefix(
+                "drover_http_requests_total{route=\"/v1/workers/{id}/heartbeat\",method=\"POST\",status=\"200\"} ",
+            )?
+            .parse()
+            .ok()
+        })?;
+        (beats >= 5.0).then_some(())
+    })
+    .await;
+
+    let r = c.http.get(c.url(1, "/metrics")).send().await.unwrap();
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let text = r.text().await.unwrap();
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    let series = [
+        "drover_partitions{healthy_serving=\"1\"} 2",
+        "drover_workers_suspect 0",
+        "drover_workers_dead 0",
+        "drover_worker_replicas{worker=\"w1\",role=\"serving\"} 2",
+        "drover_worker_leaders{worker=\"w1\"} 2",
+        "drover_build_info{version=\"",
+    ];
+    // Preferred leaders are picked by a scheduling round after placement: wait for them.
+    let missing = |text: &str| -> Vec<&str> {
+        series
+            .iter()
+            .copied()
+            .filter(|s| !text.contains(s))
+            .collect()
+    };
+    let found = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let text = c.metrics(1).await;
+            if missing(&text).is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    if found.is_err() {
+        let text = c.metrics(1).await;
+        panic!("no {:?} in\n{text}", missing(&text));
+    }
+    check_dashboard(&c.metrics(1).await);
+    let log = c.log(1);
+    assert!(
+        !log.contains("/v1/workers/{id}/heartbeat"),
+        "heartbeats logged at info:\n{log}"
+    );
+    assert!(
+        log.contains("route=/v1/partitions"),
+        "other requests still log"
+    );
+    assert!(!log.contains('\u{1b}'), "ANSI colour codes in a log file");
+
+    // w1 falls silent: suspect, so its replicas no longer count as healthy.
+    w1.agent.stop();
+    wait_for(
+        "w1 suspect in the metrics",
+        Duration::from_secs(10),
+        || async {
+            let text = c.metrics(1).await;
+            (text.contains("drover_workers_suspect 1")
+                && text.contains("drover_partitions{healthy_serving=\"0\"} 2"))
+            .then_some(())
+        },
+    )
+    .await;
+}
+
 /// The regression: an agent talking only to the leader kept its lease when that leader was cut
 /// off from the other two nodes — the cut-off leader went on acknowledging heartbeats while the
 /// majority elected a new leader and declared the worker dead. A heartbeat is acknowledged only

@@ -192,6 +192,17 @@ async fn join_promote_and_remove_a_fourth_node() {
     .await;
     c.kill(4);
     assert_eq!(c.put(1, "after/remove", "y").await.unwrap().status(), 200);
+    // Both membership changes are in the events log, in order.
+    let leader = c.leader_among(&[1, 2, 3]).await;
+    let events = support::all_events(&c, leader).await;
+    let changes: Vec<&serde_json::Value> = events
+        .iter()
+        .filter_map(|e| e["kind"].get("membership"))
+        .map(|m| &m["change"])
+        .collect();
+    assert_eq!(changes.len(), 2, "{events:?}");
+    assert_eq!(changes[0]["added"]["node"], 4, "{changes:?}");
+    assert_eq!(changes[1]["removed"]["node"], 4, "{changes:?}");
 
     // With one voter down, removing another would leave 2 voters with 1 reachable: refused.
     let leader = c.leader_among(&[1, 2, 3]).await;
@@ -397,5 +408,43 @@ async fn concurrent_writes_never_share_a_key_version() {
         "{} writes in {} entries, {shared} of them in an entry shared with another",
         answers.len(),
         value("drover_kv_writes_per_entry_count ")
+    );
+}
+
+/// The regression: with one node down, the leader logged 350 WARN/ERROR lines in 25 s — every
+/// retry of the down peer. Now the peer going down is one line, and openraft's repeats are at
+/// most one a minute per log site, however long it stays down.
+#[tokio::test]
+async fn a_down_peer_is_logged_once_not_on_every_retry() {
+    let mut c = Cluster::start(3, &[]);
+    let leader = c.leader_among(&[1, 2, 3]).await;
+    let down = (1..=3).find(|id| *id != leader).unwrap();
+    let before = c.log(leader).len();
+    c.kill(down);
+    // Five seconds of the leader working (writes that commit with the other node) while the
+    // down peer is retried; the rate of log lines is what is measured.
+    let start = Instant::now();
+    let mut n = 0;
+    while start.elapsed() < Duration::from_secs(5) {
+        let r = c.put(leader, &format!("k/{n}"), "v").await.unwrap();
+        assert_eq!(r.status(), 200);
+        n += 1;
+    }
+    let log = c.log(leader);
+    let since = &log[before..];
+    let loud: Vec<&str> = since
+        .lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .collect();
+    let downs = loud
+        .iter()
+        .filter(|l| l.contains("peer unreachable") && l.contains(&format!("peer={down}")))
+        .count();
+    assert_eq!(downs, 1, "the peer going down, once:\n{}", loud.join("\n"));
+    assert!(
+        loud.len() <= 15,
+        "{} WARN/ERROR lines in 5 s:\n{}",
+        loud.len(),
+        loud.join("\n")
     );
 }

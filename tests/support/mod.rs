@@ -144,6 +144,11 @@ impl Cluster {
         self.root.path().join(format!("node{id}.log"))
     }
 
+    /// What node `id` has logged so far (its stderr, a file).
+    pub fn log(&self, id: u64) -> String {
+        std::fs::read_to_string(self.log_path(id)).unwrap_or_default()
+    }
+
     /// Starts (or restarts) node `id` with its data dir and arguments.
     pub fn spawn(&mut self, id: u64) {
         let log = File::options()

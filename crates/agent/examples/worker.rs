@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use clap::Parser;
-use drover_agent::{Agent, AgentConfig};
+use drover_agent::{Acked, Agent, AgentConfig};
 use drover_types::ReplicaRole;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -48,6 +48,8 @@ fn parse_ms(s: &str) -> Result<Duration, String> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
+        // Colour only for a person at a terminal, never in a log file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
@@ -68,14 +70,19 @@ async fn main() -> anyhow::Result<()> {
             if task.role == ReplicaRole::Joining {
                 tokio::time::sleep(catch_up).await;
             }
-            for attempt in 0..10 {
-                match handle.ack(&task).await {
-                    Ok(()) => break,
-                    Err(e) => {
-                        tracing::warn!(partition = task.partition, attempt, error = %e, "ack failed");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
+            // Retried while the cluster is unreachable. A task the cluster has moved past
+            // (409 stale_epoch: a cancelled drain, a withdrawn move) is over: the assignments
+            // long poll brings the current view and any new task; the stale ack is not repeated.
+            match handle.ack_settled(&task, Duration::from_secs(30)).await {
+                Ok(Acked::Done) => {}
+                Ok(Acked::Superseded) => {
+                    tracing::info!(
+                        partition = task.partition,
+                        epoch = task.epoch,
+                        "task superseded; following the current assignments"
+                    )
                 }
+                Err(e) => tracing::warn!(partition = task.partition, error = %e, "ack failed"),
             }
         }
     });

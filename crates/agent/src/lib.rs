@@ -39,7 +39,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use drover_client::{Assignments, Client, ClientOptions, Registration, StateRequest};
+use drover_client::{Assignments, Client, ClientOptions, Registration, StateRequest, state_name};
 use drover_types::{MAX_DEAD_AFTER_MS, ReplicaRole, WorkerState};
 use rand::Rng;
 use tokio::sync::{mpsc, watch};
@@ -123,6 +123,16 @@ pub struct Task {
     pub assignment: Assignment,
 }
 
+/// How [`AgentHandle::ack_settled`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Acked {
+    /// The cluster applied the acknowledgement (or had already).
+    Done,
+    /// The replica changed role or epoch meanwhile (`409 stale_epoch`): nothing to do for this
+    /// task; the current assignments, and any new task in them, come from the long poll.
+    Superseded,
+}
+
 /// The running agent. Dropping it stops its background tasks.
 #[derive(Debug)]
 pub struct Agent {
@@ -183,6 +193,7 @@ impl Agent {
             ClientOptions {
                 timeout: interval.max(Duration::from_millis(300)),
                 retry_for: interval,
+                ..ClientOptions::default()
             },
         )?;
         let (tasks, tasks_rx) = mpsc::unbounded_channel();
@@ -263,7 +274,10 @@ impl Agent {
     }
 
     /// Graceful shutdown: Active → Draining, then wait until the scheduler has moved every
-    /// replica away and disabled the worker. Keep acknowledging tasks meanwhile.
+    /// replica away and disabled the worker. Keep acknowledging tasks meanwhile. A worker that
+    /// is already Disabled, or still Provisioning, holds no replica: this returns at once.
+    /// (A Provisioning worker stays listed until an operator disables it; the agent's token may
+    /// not.)
     pub async fn drain_and_wait(&self) -> Result<(), Error> {
         self.handle.drain_and_wait().await
     }
@@ -319,11 +333,68 @@ impl AgentHandle {
         Ok(())
     }
 
+    /// Acknowledges a task, retrying while the cluster cannot be reached or has no leader,
+    /// until `give_up` has passed. A `409 stale_epoch` is not retried: the replica has since
+    /// changed role or epoch (a cancelled drain, a withdrawn move), so this task is over; the
+    /// assignments long poll already carries the current view, and any new work in it comes
+    /// as a new task. Repeating the stale acknowledgement could never succeed.
+    pub async fn ack_settled(&self, task: &Task, give_up: Duration) -> Result<Acked, Error> {
+        let deadline = Instant::now() + give_up;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.ack(task).await {
+                Ok(()) => return Ok(Acked::Done),
+                Err(Error::Client(e)) if e.is(drover_client::ErrorCode::StaleEpoch) => {
+                    tracing::debug!(
+                        worker = %self.shared.cfg.worker_id,
+                        partition = task.partition,
+                        epoch = task.epoch,
+                        "task superseded (stale_epoch); following the current assignments"
+                    );
+                    return Ok(Acked::Superseded);
+                }
+                // Any other refusal (fenced, stale generation, not found) is final too.
+                Err(Error::Client(e)) if e.status().is_some_and(|s| s != 503) => {
+                    return Err(Error::Client(e));
+                }
+                Err(e @ (Error::Stopped | Error::Ended(_))) => return Err(e),
+                Err(e) => {
+                    if Instant::now() + backoff > deadline {
+                        return Err(e);
+                    }
+                    tracing::debug!(partition = task.partition, error = %e, "ack not delivered; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
     pub async fn drain_and_wait(&self) -> Result<(), Error> {
         let s = &self.shared;
         s.draining.store(true, Ordering::SeqCst);
         s.wants_active.store(false, Ordering::SeqCst);
-        s.set_state(WorkerState::Draining).await?;
+        match s.set_state(WorkerState::Draining).await {
+            Ok(()) => {}
+            // Only an Active worker drains. One that is already Disabled (the scheduler got
+            // there first, or an operator) or still Provisioning holds no replica: there is
+            // nothing to wait for, and a graceful shutdown must not fail on it.
+            Err(Error::Client(e)) if e.is(drover_client::ErrorCode::IllegalTransition) => {
+                let w = s.client.worker(&s.cfg.worker_id).await?;
+                return match w.record.state {
+                    WorkerState::Disabled | WorkerState::Provisioning => {
+                        tracing::info!(
+                            worker = %s.cfg.worker_id,
+                            state = state_name(w.record.state),
+                            "nothing to drain: the worker holds no replica"
+                        );
+                        Ok(())
+                    }
+                    WorkerState::Active | WorkerState::Draining => Err(Error::Client(e)),
+                };
+            }
+            Err(e) => return Err(e),
+        }
         let mut rx = s.assignments.subscribe();
         let mut ended = s.ended.subscribe();
         loop {

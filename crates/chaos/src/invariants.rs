@@ -316,7 +316,9 @@ impl Shadow {
                 self.partitions.entry(*partition).or_default().leader =
                     leader.as_ref().map(|l| l.to_string());
             }
-            EventKind::DrainStarted { .. } | EventKind::DrainPlanned { .. } => {}
+            EventKind::DrainStarted { .. }
+            | EventKind::DrainPlanned { .. }
+            | EventKind::Membership { .. } => {}
         }
     }
 

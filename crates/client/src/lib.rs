@@ -114,6 +114,12 @@ pub struct ClientOptions {
     /// How long to keep trying other endpoints (and the same ones again, with backoff) before
     /// giving up with [`Error::Unreachable`].
     pub retry_for: Duration,
+    /// How long one attempt may take to set up its connection.
+    pub connect_timeout: Duration,
+    /// While no endpoint has accepted a connection at all (every one refused, or timed out
+    /// connecting), give up after this instead of `retry_for`: an operator's tool wants the
+    /// real cause now, while an agent (`None`) rides out a whole cluster's restart.
+    pub unreachable_for: Option<Duration>,
 }
 
 impl Default for ClientOptions {
@@ -121,6 +127,8 @@ impl Default for ClientOptions {
         ClientOptions {
             timeout: Duration::from_secs(5),
             retry_for: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(2),
+            unreachable_for: None,
         }
     }
 }
@@ -144,6 +152,8 @@ struct Inner {
 enum Attempt {
     /// Never sent, or sent and safe to send again: try the next endpoint.
     Retry(String),
+    /// No connection could be set up (refused, or timed out connecting): try the next one.
+    NoConnection(String),
     /// Try this address next (a leader hint).
     Redirect(String, String),
     Fatal(Error),
@@ -182,7 +192,7 @@ impl Client {
         }
         let http = reqwest::Client::builder()
             .no_proxy()
-            .connect_timeout(Duration::from_secs(2))
+            .connect_timeout(opts.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
@@ -214,7 +224,10 @@ impl Client {
     ) -> Result<reqwest::Response> {
         let inner = &self.inner;
         let n = inner.endpoints.len();
-        let deadline = tokio::time::Instant::now() + inner.opts.retry_for;
+        let start = tokio::time::Instant::now();
+        let deadline = start + inner.opts.retry_for;
+        // Whether every attempt so far failed to connect at all.
+        let mut none_listen = true;
         let mut tried: Vec<String> = Vec::new();
         let mut next: Option<String> = None;
         let mut backoff = Duration::from_millis(50);
@@ -242,14 +255,26 @@ impl Client {
                     return Ok(r);
                 }
                 Err(Attempt::Fatal(e)) => return Err(e),
-                Err(Attempt::Retry(why)) => why,
+                Err(Attempt::NoConnection(why)) => why,
+                Err(Attempt::Retry(why)) => {
+                    none_listen = false;
+                    why
+                }
                 Err(Attempt::Redirect(to, why)) => {
+                    none_listen = false;
                     next = Some(to);
                     why
                 }
             };
             tracing::debug!(endpoint = %base, error = %last, "request failed; trying another endpoint");
-            if tokio::time::Instant::now() >= deadline {
+            let now = tokio::time::Instant::now();
+            let nobody_there = none_listen
+                && attempt >= n
+                && inner
+                    .opts
+                    .unreachable_for
+                    .is_some_and(|limit| now >= start + limit);
+            if now >= deadline || nobody_there {
                 return Err(Error::Unreachable { tried, last });
             }
             // Back off once every endpoint has been tried this round.
@@ -284,15 +309,15 @@ impl Client {
         let resp = match req.send().await {
             Ok(r) => r,
             // Nothing was sent: any request may go elsewhere.
-            Err(e) if e.is_connect() => return Err(Attempt::Retry(format!("{base}: {e}"))),
+            Err(e) if e.is_connect() => return Err(Attempt::NoConnection(cause(base, &e))),
             Err(e) if repeat == Repeat::Safe => {
-                return Err(Attempt::Retry(format!("{base}: {e}")));
+                return Err(Attempt::Retry(cause(base, &e)));
             }
             Err(e) => {
                 return Err(Attempt::Fatal(Error::Unknown {
                     endpoint: base.to_owned(),
                     what: format!("{method} {path}"),
-                    message: e.to_string(),
+                    message: cause(base, &e),
                 }));
             }
         };
@@ -796,6 +821,43 @@ fn api_error(status: StatusCode, text: &str, endpoint: &str) -> Error {
             leader: None,
             current_version: None,
         },
+    }
+}
+
+/// What went wrong with a request, in an operator's words: "connection refused to
+/// 127.0.0.1:7001", "timed out connecting to 10.0.0.1:7001", or the whole chain of causes —
+/// never only reqwest's top line ("error sending request for url (...)"), which hides them.
+fn cause(base: &str, e: &reqwest::Error) -> String {
+    let host = base
+        .trim_start_matches("http://")
+        .trim_start_matches("https://");
+    let mut io = None;
+    let mut chain = vec![e.to_string()];
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(i) = s.downcast_ref::<std::io::Error>() {
+            io = io.or(Some(i.kind()));
+        }
+        let text = s.to_string();
+        if !chain.iter().any(|c| c.contains(&text)) {
+            chain.push(text);
+        }
+        source = s.source();
+    }
+    match io {
+        Some(std::io::ErrorKind::ConnectionRefused) => format!("connection refused to {host}"),
+        Some(std::io::ErrorKind::ConnectionReset) => format!("connection reset by {host}"),
+        _ if e.is_connect() && e.is_timeout() => format!("timed out connecting to {host}"),
+        _ if e.is_timeout() => format!("{host} did not answer in time"),
+        _ => {
+            // The top line repeats the URL; the causes say what happened.
+            let rest = chain.split_off(1);
+            if rest.is_empty() {
+                format!("{host}: {}", chain[0])
+            } else {
+                format!("{host}: {}", rest.join(": "))
+            }
+        }
     }
 }
 

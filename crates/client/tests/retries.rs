@@ -34,6 +34,7 @@ fn client(addr: &str) -> Client {
     let opts = ClientOptions {
         timeout: Duration::from_millis(200),
         retry_for: Duration::from_secs(1),
+        ..ClientOptions::default()
     };
     Client::with_options(&[addr], None, opts).unwrap()
 }

@@ -14,6 +14,11 @@ use drover_types::{Event, Partition, ReplicaRole, WorkerState};
 use serde::Serialize;
 use serde_json::Value;
 
+mod render;
+
+/// How long connecting to one node may take before it counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
 const EXIT_CODES: &str = "EXIT CODES:
   0  success
   1  any other error (bad answer, I/O)
@@ -23,7 +28,10 @@ const EXIT_CODES: &str = "EXIT CODES:
   5  unavailable: no endpoint reachable, or no leader (503)
   6  refused: authentication (401/403), invalid request (400/413), compacted (410), a drain
      that cannot finish (drain_infeasible, or a dry run that is not feasible)
-  7  outcome unknown: a write was sent and no answer came; read the state before retrying";
+  7  outcome unknown: a write was sent and no answer came; read the state before retrying
+
+Destructive commands (workers disable --force, workers remove, members remove) ask first when
+standard input is a terminal; --yes skips the question, and declining exits 1 changing nothing.";
 
 #[derive(Debug, Parser)]
 #[command(name = "droverctl", version, about = "Operate a Drover cluster", after_help = EXIT_CODES)]
@@ -40,37 +48,59 @@ struct Cli {
     /// Bearer token (admin or worker).
     #[arg(long, global = true, env = "DROVER_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// Output format.
+    /// Output format: an aligned table, a wider one with more columns, JSON or YAML.
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Table)]
     output: Output,
-    /// Per-request timeout in seconds; failover between endpoints continues for twice that.
-    #[arg(long, global = true, default_value_t = 5)]
+    /// Per-request timeout in seconds (at least 1); failover between endpoints continues for
+    /// twice that, but an endpoint list where nothing listens fails within the connect timeout.
+    #[arg(long, global = true, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     timeout: u64,
+    /// Do not ask before destructive commands (forced disable, removals); they ask only when
+    /// standard input is a terminal.
+    #[arg(short = 'y', long, global = true)]
+    yes: bool,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Output {
+    /// An aligned table (state-changing commands print a sentence).
     Table,
+    /// The table with every column.
+    Wide,
+    /// The API's JSON.
     Json,
+    /// The API's answer as YAML.
+    Yaml,
+}
+
+impl Output {
+    fn human(self) -> bool {
+        matches!(self, Output::Table | Output::Wide)
+    }
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Cluster id, leader, term, members, indexes, state version.
     Status,
-    /// Raft members.
+    /// Raft members, with each one's reachability, role, term, applied index and lag.
     #[command(subcommand)]
     Members(MembersCmd),
+    /// Health of each endpoint, asked directly (etcdctl's `endpoint status`).
+    #[command(subcommand)]
+    Endpoint(EndpointCmd),
     /// Workers and their lifecycle.
     #[command(subcommand)]
     Workers(WorkersCmd),
     /// Drain workers as one operation (a rack, a zone); `--dry-run` shows the moves. A drain
     /// that cannot finish is refused (exit 6) unless `--allow-blocked`; so is its dry run.
     Drain {
-        #[arg(required = true)]
+        /// The workers to drain together.
+        #[arg(required = true, value_name = "WORKER")]
         workers: Vec<String>,
+        /// Only show the plan and whether it can finish; commit nothing.
         #[arg(long)]
         dry_run: bool,
         /// Start the drain even if it cannot finish: the workers stay Draining, blocked.
@@ -83,17 +113,13 @@ enum Command {
     /// Versioned metadata values.
     #[command(subcommand)]
     Kv(KvCmd),
-    /// Lifecycle events after a sequence number.
-    Events {
-        #[arg(long, default_value_t = 0)]
-        after: u64,
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
-    },
-    /// Stream lifecycle events as they are committed (Ctrl-C to stop).
+    /// Lifecycle events: by default the newest 20, oldest first; filters, `--follow`.
+    Events(EventsArgs),
+    /// Stream lifecycle events as they are committed (Ctrl-C to stop); `events --follow
+    /// --tail 0`.
     Watch {
         /// Start after this sequence number (default: now).
-        #[arg(long)]
+        #[arg(long, value_name = "SEQ")]
         after: Option<u64>,
     },
     /// Backups.
@@ -103,42 +129,131 @@ enum Command {
     #[command(subcommand)]
     Settings(SettingsCmd),
     /// Shell completions, to stdout.
-    Completions { shell: clap_complete::Shell },
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// The kinds of lifecycle events, as the API names them.
+const EVENT_KINDS: [&str; 12] = [
+    "registered",
+    "state_changed",
+    "dead",
+    "removed",
+    "table_created",
+    "replica_added",
+    "replica_role",
+    "replica_removed",
+    "leader_changed",
+    "drain_started",
+    "drain_planned",
+    "membership",
+];
+
+#[derive(Debug, clap::Args)]
+struct EventsArgs {
+    /// Events after this sequence number, oldest first, at most `--limit` (instead of the
+    /// newest `--tail`).
+    #[arg(long, value_name = "SEQ", conflicts_with = "tail")]
+    after: Option<u64>,
+    /// With `--after`: the most events to print.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    limit: usize,
+    /// The newest N matching events (default 20).
+    #[arg(long, value_name = "N")]
+    tail: Option<usize>,
+    /// Then keep printing matching events as they are committed (Ctrl-C to stop).
+    #[arg(short = 'f', long)]
+    follow: bool,
+    /// Only events from this time on: RFC 3339 (`2026-12-02T16:00:00Z`, or with an offset) or
+    /// an age (`10m`, `2h`).
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// Only events about this worker (its transitions, its replicas, drains naming it).
+    #[arg(long, value_name = "ID")]
+    worker: Option<String>,
+    /// Only events of these kinds (comma separated or repeated).
+    #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(EVENT_KINDS))]
+    kind: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
 enum MembersCmd {
+    /// Every member, asked directly: reachable or not, role, term, applied index, lag.
     List,
     /// Add a node as a learner (promoted once caught up).
     Add {
+        /// The new node's id (its `--id`).
         id: u64,
+        /// Its `--listen` address, HOST:PORT.
         address: String,
     },
-    /// Remove a node (refused if it would break quorum).
+    /// Remove a node (refused if it would break quorum). Asks first on a terminal.
     Remove {
+        /// The node's id.
         id: u64,
     },
 }
 
 #[derive(Debug, Subcommand)]
+enum EndpointCmd {
+    /// Each endpoint's id, Raft role, term, indexes and lag behind the leader, asked directly;
+    /// exits 5 if any is unreachable.
+    Status {
+        /// Ask every member of the cluster, not only the `--endpoints`.
+        #[arg(long)]
+        cluster: bool,
+    },
+}
+
+/// A worker state, for filters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum StateArg {
+    Provisioning,
+    Active,
+    Draining,
+    Disabled,
+}
+
+impl From<StateArg> for WorkerState {
+    fn from(s: StateArg) -> Self {
+        match s {
+            StateArg::Provisioning => WorkerState::Provisioning,
+            StateArg::Active => WorkerState::Active,
+            StateArg::Draining => WorkerState::Draining,
+            StateArg::Disabled => WorkerState::Disabled,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
 enum WorkersCmd {
+    /// Every worker, in natural id order (w2 before w10).
     List {
-        #[arg(long, value_parser = parse_state)]
-        state: Option<WorkerState>,
+        /// Only workers in this state.
+        #[arg(long, value_enum, ignore_case = true)]
+        state: Option<StateArg>,
+        /// Only workers in this zone.
         #[arg(long)]
         zone: Option<String>,
     },
+    /// One worker: its record, replicas, and while draining its progress and what blocks it.
     Show {
+        /// The worker's id.
         id: String,
     },
     /// Provisioning → Active.
     Activate {
+        /// The worker's id.
         id: String,
     },
     /// Active → Draining, with its move plan (`--dry-run`: only show the plan). Refused
     /// (exit 6) if it cannot finish, unless `--allow-blocked`.
     Drain {
+        /// The worker's id.
         id: String,
+        /// Only show the plan and whether it can finish; commit nothing.
         #[arg(long)]
         dry_run: bool,
         /// Start the drain even if it cannot finish: the worker stays Draining, blocked.
@@ -147,60 +262,92 @@ enum WorkersCmd {
     },
     /// Draining → Active: completed moves stay, pending ones are withdrawn.
     CancelDrain {
+        /// The worker's id.
         id: String,
     },
-    /// Provisioning → Disabled; `--force` also from Active/Draining, dropping its replicas.
+    /// Provisioning → Disabled; `--force` also from Active/Draining, dropping its replicas
+    /// (asks first on a terminal).
     Disable {
+        /// The worker's id.
         id: String,
+        /// Drop its replicas at once (they are re-created elsewhere); says how many
+        /// partitions fell below their replication factor.
         #[arg(long)]
         force: bool,
     },
-    /// Remove a Disabled worker (a tombstone keeps it fenced).
+    /// Remove a Disabled worker (a tombstone keeps it fenced). Asks first on a terminal.
     Remove {
+        /// The worker's id.
+        id: String,
+        /// The worker was declared dead: disable it first (its replicas are already gone), then
+        /// remove it — the cleanup of a worker that is not coming back, in one step.
+        #[arg(long)]
+        dead: bool,
+    },
+    /// Bring a Disabled worker back: says what to do (a worker returns by registering again,
+    /// SPEC §1), or why this one cannot.
+    Recommission {
+        /// The worker's id.
         id: String,
     },
 }
 
 #[derive(Debug, Subcommand)]
 enum PartitionsCmd {
+    /// Every partition: key range, RF, epoch, preferred leader, replicas.
     List,
+    /// One partition.
     Show {
+        /// The partition's id.
         id: u32,
     },
     /// Create the table.
     Create {
+        /// Number of partitions (1–65,536).
         #[arg(long)]
         count: u32,
+        /// Replicas per partition (1–7).
         #[arg(long = "replication-factor", alias = "rf")]
         replication_factor: u8,
     },
     /// Which partition owns a key, and where its serving replicas are.
     Locate {
+        /// A key of the u64 key space, in decimal.
         key: u64,
     },
 }
 
 #[derive(Debug, Subcommand)]
 enum KvCmd {
+    /// Read a value (linearizable).
     Get {
+        /// The key.
         key: String,
         /// Read the answering node's applied state instead of a linearizable read.
         #[arg(long)]
         stale: bool,
     },
+    /// Write a value.
     Put {
+        /// The key: 1–512 bytes of `[A-Za-z0-9/_.:-]`.
         key: String,
+        /// The value, a UTF-8 string.
         value: String,
         /// Compare-and-set: 0 means create only.
         #[arg(long)]
         expected_version: Option<u64>,
     },
+    /// Delete a key (404 if it is missing).
     Delete {
+        /// The key.
         key: String,
+        /// Compare-and-set: delete only at this version.
         #[arg(long)]
         expected_version: Option<u64>,
     },
+    /// Every key under a prefix.
     List {
+        /// Only keys starting with this.
         #[arg(long, default_value = "")]
         prefix: String,
     },
@@ -215,6 +362,7 @@ enum SettingsCmd {
     /// dead-after, join-timeout, max-moves-per-worker, max-moves-total, kv-max-value-bytes,
     /// events-retained.
     Set {
+        /// The settings to change, each KEY=VALUE.
         #[arg(required = true, value_parser = parse_setting, value_name = "KEY=VALUE")]
         changes: Vec<(Setting, u64)>,
         /// Compare-and-set on the settings' version.
@@ -307,12 +455,10 @@ fn parse_setting(s: &str) -> Result<(Setting, u64), String> {
 #[derive(Debug, Subcommand)]
 enum SnapshotCmd {
     /// Save a consistent snapshot of the replicated state to FILE.
-    Save { file: std::path::PathBuf },
-}
-
-fn parse_state(s: &str) -> Result<WorkerState, String> {
-    serde_json::from_value(Value::String(s.to_ascii_lowercase()))
-        .map_err(|_| format!("{s:?} is not one of provisioning, active, draining, disabled"))
+    Save {
+        /// Where to write it (written beside, then renamed into place).
+        file: std::path::PathBuf,
+    },
 }
 
 #[tokio::main]
@@ -395,9 +541,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let opts = drover_client::ClientOptions {
         timeout: Duration::from_secs(cli.timeout),
         retry_for: Duration::from_secs(cli.timeout * 2),
+        connect_timeout: CONNECT_TIMEOUT.min(Duration::from_secs(cli.timeout)),
+        // Nothing listening anywhere: say so (and why) now, not after the retry budget.
+        unreachable_for: Some(CONNECT_TIMEOUT.min(Duration::from_secs(cli.timeout))),
     };
     let c = Client::with_options(&cli.endpoints, cli.token.clone(), opts)?;
     let out = Printer(cli.output);
+    let yes = cli.yes;
     match cli.command {
         Command::Status => {
             let s = c.cluster().await?;
@@ -424,29 +574,81 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Members(MembersCmd::List) => {
             let s = c.cluster().await?;
-            out.emit(&s.members, || {
-                let mut t = table(&["ID", "ADDRESS", "ROLE", "LEADER"]);
-                for m in &s.members {
-                    let leader = if s.leader == Some(m.id) { "*" } else { "" };
-                    t.add_row(vec![
-                        m.id.to_string(),
-                        m.address.clone(),
-                        m.role.clone(),
-                        leader.into(),
-                    ]);
+            let addrs: Vec<String> = s.members.iter().map(|m| m.address.clone()).collect();
+            let probes = probe_all(&addrs, cli.token.clone(), cli.timeout).await;
+            let rows = health_rows(&probes, &s.members);
+            out.emit(&rows, || {
+                let mut header = vec![
+                    "ID", "ADDRESS", "ROLE", "STATE", "LEADER", "TERM", "APPLIED", "LAG",
+                ];
+                if out.0 == Output::Wide {
+                    header.extend(["COMMIT", "LAST LOG", "ERROR"]);
+                }
+                let mut t = table(&header);
+                for r in &rows {
+                    t.add_row(health_row(r, out.0 == Output::Wide));
                 }
                 t
             });
         }
+        Command::Endpoint(EndpointCmd::Status { cluster }) => {
+            let mut addrs: Vec<String> = cli.endpoints.clone();
+            let mut members = Vec::new();
+            if cluster {
+                let s = c.cluster().await?;
+                for m in &s.members {
+                    if !addrs.iter().any(|a| same_endpoint(a, &m.address)) {
+                        addrs.push(m.address.clone());
+                    }
+                }
+                members = s.members;
+            }
+            let probes = probe_all(&addrs, cli.token.clone(), cli.timeout).await;
+            let rows = health_rows(&probes, &members);
+            out.emit(&rows, || {
+                let mut header = vec![
+                    "ENDPOINT", "ID", "STATE", "LEADER", "TERM", "APPLIED", "LAG", "ERROR",
+                ];
+                if out.0 == Output::Wide {
+                    header.extend(["COMMIT", "LAST LOG", "VERSION"]);
+                }
+                let mut t = table(&header);
+                for r in &rows {
+                    t.add_row(endpoint_row(r, out.0 == Output::Wide));
+                }
+                t
+            });
+            let down = rows.iter().filter(|r| !r.reachable).count();
+            if down > 0 {
+                return Err(Failure {
+                    message: format!("{down} of {} endpoints unreachable", rows.len()),
+                    hint: None,
+                    exit: 5,
+                });
+            }
+        }
         Command::Members(MembersCmd::Add { id, address }) => {
             let v = c.add_member(id, &address).await?;
-            out.value(&v);
+            out.sentence(
+                &v,
+                format!(
+                    "node {id} ({address}) added as a learner: start it with --join; it becomes \
+                     a voter once caught up"
+                ),
+            );
         }
         Command::Members(MembersCmd::Remove { id }) => {
+            confirm(
+                yes,
+                &format!("Remove node {id} from the cluster's membership?"),
+            )?;
             let v = c.remove_member(id).await?;
-            out.value(&v);
+            out.sentence(
+                &v,
+                format!("node {id} removed from the membership; stop its process"),
+            );
         }
-        Command::Workers(cmd) => workers(&c, out, cmd).await?,
+        Command::Workers(cmd) => workers(&c, out, cmd, yes).await?,
         Command::Drain {
             workers,
             dry_run,
@@ -461,17 +663,19 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Partitions(cmd) => partitions(&c, out, cmd).await?,
         Command::Kv(cmd) => kv(&c, out, cmd).await?,
-        Command::Events { after, limit } => {
-            let page = c.events(after, Some(limit)).await?;
-            out.emit(&page, || {
-                let mut t = table(&["SEQ", "VERSION", "AT_MS", "EVENT", "DETAILS"]);
-                for e in &page.events {
-                    t.add_row(event_row(e));
-                }
-                t
-            });
+        Command::Events(args) => events(&c, out, args).await?,
+        Command::Watch { after } => {
+            let args = EventsArgs {
+                after,
+                limit: usize::MAX,
+                tail: Some(0),
+                follow: true,
+                since: None,
+                worker: None,
+                kind: Vec::new(),
+            };
+            events(&c, out, args).await?;
         }
-        Command::Watch { after } => watch(&c, out, after).await?,
         Command::Settings(SettingsCmd::Get) => print_settings(out, &c.settings().await?),
         Command::Settings(SettingsCmd::Set {
             changes,
@@ -515,7 +719,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn workers(c: &Client, out: Printer, cmd: WorkersCmd) -> Result<(), Failure> {
+async fn workers(c: &Client, out: Printer, cmd: WorkersCmd, yes: bool) -> Result<(), Failure> {
     let change = |id: String, to: WorkerState, force: bool| async move {
         let mut req = StateRequest::to(to);
         req.force = force;
@@ -523,16 +727,22 @@ async fn workers(c: &Client, out: Printer, cmd: WorkersCmd) -> Result<(), Failur
     };
     match cmd {
         WorkersCmd::List { state, zone } => {
-            let mut all = c.all_workers(state).await?;
+            let mut all = c.all_workers(state.map(Into::into)).await?;
             if let Some(z) = &zone {
                 all.retain(|w| w.record.zone.as_deref() == Some(z));
             }
+            all.sort_by(|a, b| render::natural(a.record.id.as_str(), b.record.id.as_str()));
+            let wide = out.0 == Output::Wide;
             out.emit(&all, || {
-                let mut t = table(&[
+                let mut header = vec![
                     "ID", "STATE", "LIVENESS", "ZONE", "ADDRESS", "GEN", "REPLICAS",
-                ]);
+                ];
+                if wide {
+                    header.extend(["CAPACITY", "VERSION", "STATE SINCE", "DRAIN", "LABELS"]);
+                }
+                let mut t = table(&header);
                 for w in &all {
-                    t.add_row(worker_row(w));
+                    t.add_row(worker_row(w, wide));
                 }
                 t
             });
@@ -545,6 +755,10 @@ async fn workers(c: &Client, out: Printer, cmd: WorkersCmd) -> Result<(), Failur
                 t.add_row(vec!["id".into(), r.id.to_string()]);
                 t.add_row(vec!["state".to_owned(), state_name(r.state).to_owned()]);
                 t.add_row(vec![
+                    "state since".into(),
+                    render::rfc3339_ms(r.state_since_ms),
+                ]);
+                t.add_row(vec![
                     "liveness".into(),
                     w.liveness.clone().unwrap_or("-".into()),
                 ]);
@@ -553,6 +767,7 @@ async fn workers(c: &Client, out: Printer, cmd: WorkersCmd) -> Result<(), Failur
                 t.add_row(vec!["address".into(), r.address.clone()]);
                 t.add_row(vec!["zone".into(), r.zone.clone().unwrap_or("-".into())]);
                 t.add_row(vec!["capacity".into(), r.capacity.to_string()]);
+                t.add_row(vec!["labels".into(), labels(&r.labels)]);
                 t.add_row(vec!["version".into(), r.version.to_string()]);
                 let reps: Vec<String> = w
                     .replicas
@@ -564,15 +779,7 @@ async fn workers(c: &Client, out: Printer, cmd: WorkersCmd) -> Result<(), Failur
                     .collect();
                 t.add_row(vec![format!("replicas ({})", reps.len()), reps.join(" ")]);
                 if let Some(d) = &w.drain {
-                    t.add_row(vec![
-                        "drain".into(),
-                        format!(
-                            "{} of {} replicas left, {} moving",
-                            d.replicas_remaining,
-                            opt(d.replicas_total),
-                            d.moves_in_flight
-                        ),
-                    ]);
+                    t.add_row(vec!["drain".into(), drain_progress(d)]);
                     for b in &d.blocked {
                         t.add_row(vec![
                             "blocked".into(),
@@ -585,7 +792,7 @@ async fn workers(c: &Client, out: Printer, cmd: WorkersCmd) -> Result<(), Failur
         }
         WorkersCmd::Activate { id } => {
             let r = change(id, WorkerState::Active, false).await?;
-            out.value(&r);
+            print_change(out, &r, "activated");
         }
         WorkersCmd::Drain {
             id,
@@ -601,18 +808,178 @@ async fn workers(c: &Client, out: Printer, cmd: WorkersCmd) -> Result<(), Failur
         }
         WorkersCmd::CancelDrain { id } => {
             let r = change(id, WorkerState::Active, false).await?;
-            out.value(&r);
+            print_change(out, &r, "drain cancelled");
         }
         WorkersCmd::Disable { id, force } => {
+            if force {
+                let held = c.worker(&id).await?.replicas.len();
+                confirm(
+                    yes,
+                    &format!(
+                        "Force-disable worker {id}, dropping its {held} replicas at once \
+                         (partitions may fall below their replication factor)?"
+                    ),
+                )?;
+            }
             let r = change(id, WorkerState::Disabled, force).await?;
-            out.value(&r);
+            print_change(out, &r, "disabled");
         }
-        WorkersCmd::Remove { id } => {
+        WorkersCmd::Remove { id, dead } => {
+            if dead {
+                let w = c.worker(&id).await?;
+                if !w.record.dead {
+                    return Err(Failure {
+                        message: format!(
+                            "worker {id} is not dead (it is {}, liveness {}): --dead removes \
+                             only a worker the cluster declared dead",
+                            state_name(w.record.state),
+                            w.liveness.as_deref().unwrap_or("unknown")
+                        ),
+                        hint: Some(format!(
+                            "drain it first (droverctl workers drain {id}), or disable it \
+                             with --force if it is gone for good"
+                        )),
+                        exit: 6,
+                    });
+                }
+                confirm(
+                    yes,
+                    &format!("Remove dead worker {id} (disable it, then remove it)?"),
+                )?;
+                if w.record.state != WorkerState::Disabled {
+                    // Its replicas were dropped when it was declared dead: nothing is lost.
+                    let force = w.record.state != WorkerState::Provisioning;
+                    change(id.clone(), WorkerState::Disabled, force).await?;
+                }
+            } else {
+                confirm(yes, &format!("Remove worker {id}?"))?;
+            }
             let r = c.remove_worker(&id).await?;
-            out.value(&r);
+            let sentence = match r.generation {
+                Some(g) => format!(
+                    "worker {} removed; a tombstone keeps generation {g} fenced, and the id \
+                     may register again as a new worker",
+                    r.id
+                ),
+                None => format!("worker {} removed", r.id),
+            };
+            out.sentence(&r, sentence);
+        }
+        WorkersCmd::Recommission { id } => {
+            let w = match c.worker(&id).await {
+                Ok(w) => Some(w),
+                Err(e) if e.status() == Some(404) => None,
+                Err(e) => return Err(e.into()),
+            };
+            let advice = recommission_advice(&id, w.as_ref())?;
+            let v = serde_json::json!({"worker": id, "advice": advice});
+            out.sentence(&v, advice);
         }
     }
     Ok(())
+}
+
+/// What bringing a worker back takes, from its state: SPEC §1 has Disabled → Provisioning only
+/// by registration, so the agent process must register again.
+fn recommission_advice(id: &str, w: Option<&WorkerView>) -> Result<String, Failure> {
+    let restart = format!(
+        "restart the agent process of {id} (e.g. `systemctl restart <its unit>`): it registers \
+         with a new incarnation, starts in provisioning, and becomes active when it calls \
+         ready() (or: droverctl workers activate {id}). An agent that is still running does \
+         not register again on its own"
+    );
+    let Some(w) = w else {
+        return Ok(format!(
+            "worker {id} was removed (or never registered): {restart}; it comes back as a new \
+             worker"
+        ));
+    };
+    match w.record.state {
+        WorkerState::Disabled => Ok(format!(
+            "worker {id} is disabled at generation {}: {restart}; it will hold generation {}",
+            w.record.generation,
+            w.record.generation + 1
+        )),
+        WorkerState::Draining => Err(Failure {
+            message: format!("worker {id} is draining, not disabled"),
+            hint: Some(format!(
+                "droverctl workers cancel-drain {id} keeps it (completed moves stay)"
+            )),
+            exit: 4,
+        }),
+        state => Err(Failure {
+            message: format!(
+                "worker {id} is {}: only a disabled worker is recommissioned",
+                state_name(state)
+            ),
+            hint: None,
+            exit: 4,
+        }),
+    }
+}
+
+/// A state change in words: the new state, and for a forced disable what it cost.
+fn print_change(out: Printer, r: &drover_client::StateChange, done: &str) {
+    let w = r.worker();
+    let mut line = format!(
+        "worker {}: {done}; now {} (generation {}, version {})",
+        w.id,
+        state_name(w.state),
+        w.generation,
+        w.version
+    );
+    if let drover_client::StateChange::Forced {
+        partitions_below_rf,
+        ..
+    } = r
+    {
+        line.push_str(&format!(
+            "\n{partitions_below_rf} partitions fell below their replication factor; the \
+             scheduler re-creates their replicas elsewhere (`droverctl events --follow`)"
+        ));
+    }
+    out.sentence(r, line);
+}
+
+fn drain_progress(d: &drover_client::DrainProgress) -> String {
+    format!(
+        "{} of {} replicas left, {} moving",
+        d.replicas_remaining,
+        opt(d.replicas_total),
+        d.moves_in_flight
+    )
+}
+
+fn labels(l: &std::collections::BTreeMap<String, String>) -> String {
+    if l.is_empty() {
+        return "-".into();
+    }
+    l.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Asks on the terminal before a destructive change, unless `--yes`. Off a terminal (a
+/// script, a pipe) there is nobody to ask: the command goes ahead, as `rm` does.
+fn confirm(yes: bool, question: &str) -> Result<(), Failure> {
+    use std::io::{BufRead, IsTerminal};
+    if yes || !std::io::stdin().is_terminal() {
+        return Ok(());
+    }
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+        Ok(())
+    } else {
+        Err(Failure {
+            message: "aborted: nothing was changed".into(),
+            hint: Some("--yes (-y) skips this question".into()),
+            exit: 1,
+        })
+    }
 }
 
 async fn partitions(c: &Client, out: Printer, cmd: PartitionsCmd) -> Result<(), Failure> {
@@ -620,9 +987,9 @@ async fn partitions(c: &Client, out: Printer, cmd: PartitionsCmd) -> Result<(), 
         PartitionsCmd::List => {
             let all = c.all_partitions().await?;
             out.emit(&all, || {
-                let mut t = table(&["ID", "KEYS", "RF", "EPOCH", "LEADER", "REPLICAS"]);
+                let mut t = partition_table(out);
                 for p in &all {
-                    t.add_row(partition_row(p));
+                    t.add_row(partition_row(p, out.0 == Output::Wide));
                 }
                 t
             });
@@ -630,8 +997,8 @@ async fn partitions(c: &Client, out: Printer, cmd: PartitionsCmd) -> Result<(), 
         PartitionsCmd::Show { id } => {
             let p = c.partition(id).await?;
             out.emit(&p, || {
-                let mut t = table(&["ID", "KEYS", "RF", "EPOCH", "LEADER", "REPLICAS"]);
-                t.add_row(partition_row(&p));
+                let mut t = partition_table(out);
+                t.add_row(partition_row(&p, out.0 == Output::Wide));
                 t
             });
         }
@@ -640,7 +1007,13 @@ async fn partitions(c: &Client, out: Printer, cmd: PartitionsCmd) -> Result<(), 
             replication_factor,
         } => {
             let t = c.create_table(count, replication_factor).await?;
-            out.value(&t);
+            out.sentence(
+                &t,
+                format!(
+                    "created {count} partitions at replication factor {replication_factor}; \
+                     the scheduler places them on Active workers"
+                ),
+            );
         }
         PartitionsCmd::Locate { key } => {
             let l = c.locate(key).await?;
@@ -693,7 +1066,7 @@ async fn kv(c: &Client, out: Printer, cmd: KvCmd) -> Result<(), Failure> {
             expected_version,
         } => {
             let d = c.kv_delete(&key, expected_version).await?;
-            out.value(&d);
+            out.sentence(&d, format!("deleted {key} (state version {})", d.version));
         }
         KvCmd::List { prefix } => {
             let mut items = Vec::new();
@@ -712,37 +1085,161 @@ async fn kv(c: &Client, out: Printer, cmd: KvCmd) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Polls the events log and prints each event once, in order, until interrupted.
-async fn watch(c: &Client, out: Printer, after: Option<u64>) -> Result<(), Failure> {
-    let mut after = match after {
-        Some(a) => a,
+/// Whether an event passes `droverctl events`' filters.
+struct EventFilter {
+    since_ms: Option<u64>,
+    worker: Option<String>,
+    kinds: Vec<String>,
+}
+
+impl EventFilter {
+    fn matches(&self, e: &Event) -> bool {
+        if self.since_ms.is_some_and(|t| e.at_ms < t) {
+            return false;
+        }
+        let kind = serde_json::to_value(&e.kind).unwrap_or_default();
+        let (name, fields) = match &kind {
+            Value::Object(m) => match m.iter().next() {
+                Some((name, fields)) => (name.as_str(), Some(fields)),
+                None => ("", None),
+            },
+            Value::String(s) => (s.as_str(), None),
+            _ => ("", None),
+        };
+        if !self.kinds.is_empty() && !self.kinds.iter().any(|k| k == name) {
+            return false;
+        }
+        match &self.worker {
+            None => true,
+            Some(w) => fields.is_some_and(|f| {
+                ["worker", "replaces", "leader"]
+                    .iter()
+                    .any(|k| f[*k].as_str() == Some(w))
+                    || f["workers"]
+                        .as_array()
+                        .is_some_and(|ws| ws.iter().any(|x| x.as_str() == Some(w)))
+            }),
+        }
+    }
+}
+
+/// `droverctl events`: the newest `--tail` matching events (or those after `--after`), with a
+/// line on stderr when more remain, then with `--follow` every new one as it commits.
+async fn events(c: &Client, out: Printer, args: EventsArgs) -> Result<(), Failure> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let since_ms = match &args.since {
+        Some(s) => Some(render::parse_since(s, now_ms).map_err(|message| Failure {
+            message: format!("--since: {message}"),
+            hint: None,
+            exit: 2,
+        })?),
+        None => None,
+    };
+    let filter = EventFilter {
+        since_ms,
+        worker: args.worker.clone(),
+        kinds: args.kind.clone(),
+    };
+    // What is shown first, and the sequence number to follow from.
+    let mut shown: std::collections::VecDeque<Event> = std::collections::VecDeque::new();
+    let mut left_out = 0usize;
+    let mut more_after = false;
+    let mut after = args.after.unwrap_or(0);
+    match args.after {
+        Some(_) => loop {
+            let page = c.events(after, Some(1000)).await?;
+            for e in page.events {
+                after = e.seq;
+                if !filter.matches(&e) {
+                    continue;
+                }
+                if shown.len() == args.limit {
+                    more_after = true;
+                    break;
+                }
+                shown.push_back(e);
+            }
+            if more_after {
+                // `after` is one past the last shown: continue from the last shown instead.
+                after = shown.back().map_or(after, |e| e.seq);
+                break;
+            }
+            after = page.next_after.max(after);
+            if !page.more {
+                break;
+            }
+        },
         None => {
-            // Start at the newest event: skip what is already there.
-            let mut a = 0;
+            let tail = args.tail.unwrap_or(20);
             loop {
-                let page = c.events(a, Some(1000)).await?;
-                a = page.next_after;
+                let page = c.events(after, Some(1000)).await?;
+                for e in page.events.into_iter().filter(|e| filter.matches(e)) {
+                    shown.push_back(e);
+                    if shown.len() > tail {
+                        shown.pop_front();
+                        left_out += 1;
+                    }
+                }
+                after = page.next_after.max(after);
                 if !page.more {
-                    break a;
+                    break;
                 }
             }
         }
-    };
-    let mut stdout = drover_client::stdout::stdout();
+    }
+    let shown: Vec<Event> = shown.into();
+    {
+        match (out.0, args.follow) {
+            // Following: one line (or JSON object) per event, from the first.
+            (_, true) => {
+                for e in &shown {
+                    out.event_line(e)?;
+                }
+            }
+            (Output::Json | Output::Yaml, false) => {
+                let page = serde_json::json!({
+                    "events": shown,
+                    "more": more_after || left_out > 0,
+                    "next_after": after,
+                });
+                out.emit(&page, Table::new);
+            }
+            (Output::Table | Output::Wide, false) => {
+                let wide = out.0 == Output::Wide;
+                let mut header = vec!["SEQ", "TIME", "EVENT", "DETAILS"];
+                if wide {
+                    header.insert(1, "VERSION");
+                }
+                let mut t = table(&header);
+                for e in &shown {
+                    t.add_row(event_row(e, wide));
+                }
+                outln!("{t}");
+            }
+        }
+    }
+    if left_out > 0 {
+        eprintln!(
+            "({left_out} earlier matching events not shown: --tail N shows more, --after SEQ \
+             pages from a sequence number)"
+        );
+    } else if more_after {
+        eprintln!("(more events remain: --after {after} continues)");
+    }
+    if !args.follow {
+        return Ok(());
+    }
     loop {
         let page = tokio::select! {
             p = c.events(after, Some(1000)) => p?,
             _ = tokio::signal::ctrl_c() => return Ok(()),
         };
-        for e in &page.events {
-            let line = match out.0 {
-                Output::Json => serde_json::to_string(e).unwrap_or_default(),
-                Output::Table => event_row(e).join("  "),
-            };
-            writeln!(stdout, "{line}")?;
+        for e in page.events.iter().filter(|e| filter.matches(e)) {
+            out.event_line(e)?;
         }
-        stdout.flush()?;
-        after = page.next_after;
+        after = page.next_after.max(after);
         if !page.more {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}
@@ -750,6 +1247,189 @@ async fn watch(c: &Client, out: Printer, after: Option<u64>) -> Result<(), Failu
             }
         }
     }
+}
+
+/// One node's answer to a direct `GET /v1/cluster`, or why there was none.
+struct Probe {
+    endpoint: String,
+    answer: Result<drover_client::ClusterStatus, String>,
+}
+
+/// Asks every address directly and at once (no failover: each answer is that node's own).
+async fn probe_all(addrs: &[String], token: Option<String>, timeout: u64) -> Vec<Probe> {
+    let limit = CONNECT_TIMEOUT.min(Duration::from_secs(timeout));
+    let mut tasks = Vec::new();
+    for a in addrs {
+        let (a, token) = (a.clone(), token.clone());
+        tasks.push(tokio::spawn(async move {
+            let opts = drover_client::ClientOptions {
+                timeout: limit,
+                retry_for: Duration::ZERO,
+                connect_timeout: limit,
+                unreachable_for: Some(Duration::ZERO),
+            };
+            let answer = match Client::with_options(&[&a], token, opts) {
+                Ok(c) => c.cluster().await.map_err(|e| match e {
+                    Error::Unreachable { last, .. } => last,
+                    e => e.to_string(),
+                }),
+                Err(e) => Err(e.to_string()),
+            };
+            Probe {
+                endpoint: a,
+                answer,
+            }
+        }));
+    }
+    let mut out = Vec::new();
+    for (t, a) in tasks.into_iter().zip(addrs) {
+        out.push(t.await.unwrap_or_else(|e| Probe {
+            endpoint: a.clone(),
+            answer: Err(e.to_string()),
+        }));
+    }
+    out
+}
+
+/// One endpoint's health, as `members list` and `endpoint status` print it.
+#[derive(Debug, Serialize)]
+struct Health {
+    endpoint: String,
+    reachable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    id: Option<u64>,
+    /// `voter` or `learner`, from the membership.
+    membership: Option<String>,
+    /// The node's own Raft state: leader, follower, candidate, learner.
+    state: Option<String>,
+    leader: Option<u64>,
+    term: Option<u64>,
+    commit_index: Option<u64>,
+    applied_index: Option<u64>,
+    last_log_index: Option<u64>,
+    state_version: Option<u64>,
+    /// Entries behind the highest commit index any reachable node reports (the leader's).
+    lag: Option<u64>,
+}
+
+fn health_rows(probes: &[Probe], members: &[drover_client::Member]) -> Vec<Health> {
+    let commit = probes
+        .iter()
+        .filter_map(|p| p.answer.as_ref().ok())
+        .map(|s| s.commit_index)
+        .max();
+    probes
+        .iter()
+        .map(|p| {
+            let member = |id: Option<u64>| {
+                members
+                    .iter()
+                    .find(|m| Some(m.id) == id || same_endpoint(&m.address, &p.endpoint))
+            };
+            match &p.answer {
+                Ok(s) => Health {
+                    endpoint: p.endpoint.clone(),
+                    reachable: true,
+                    error: None,
+                    id: Some(s.node),
+                    membership: member(Some(s.node)).map(|m| m.role.clone()).or_else(|| {
+                        s.members
+                            .iter()
+                            .find(|m| m.id == s.node)
+                            .map(|m| m.role.clone())
+                    }),
+                    state: Some(s.state.to_ascii_lowercase()),
+                    leader: s.leader,
+                    term: Some(s.term),
+                    commit_index: Some(s.commit_index),
+                    applied_index: Some(s.applied_index),
+                    last_log_index: Some(s.last_log_index),
+                    state_version: Some(s.state_version),
+                    lag: commit.map(|c| c.saturating_sub(s.applied_index)),
+                },
+                Err(e) => Health {
+                    endpoint: p.endpoint.clone(),
+                    reachable: false,
+                    error: Some(e.clone()),
+                    id: member(None).map(|m| m.id),
+                    membership: member(None).map(|m| m.role.clone()),
+                    state: None,
+                    leader: None,
+                    term: None,
+                    commit_index: None,
+                    applied_index: None,
+                    last_log_index: None,
+                    state_version: None,
+                    lag: None,
+                },
+            }
+        })
+        .collect()
+}
+
+fn health_row(h: &Health, wide: bool) -> Vec<String> {
+    let state = if h.reachable {
+        h.state.clone().unwrap_or_default()
+    } else {
+        "unreachable".into()
+    };
+    let mut row = vec![
+        opt(h.id),
+        h.endpoint.clone(),
+        h.membership.clone().unwrap_or("-".into()),
+        state,
+        opt(h.leader),
+        opt(h.term),
+        opt(h.applied_index),
+        opt(h.lag),
+    ];
+    if wide {
+        row.extend([
+            opt(h.commit_index),
+            opt(h.last_log_index),
+            h.error.clone().unwrap_or_default(),
+        ]);
+    }
+    row
+}
+
+fn endpoint_row(h: &Health, wide: bool) -> Vec<String> {
+    let state = if h.reachable {
+        h.state.clone().unwrap_or_default()
+    } else {
+        "unreachable".into()
+    };
+    let mut row = vec![
+        h.endpoint.clone(),
+        opt(h.id),
+        state,
+        opt(h.leader),
+        opt(h.term),
+        opt(h.applied_index),
+        opt(h.lag),
+        h.error.clone().unwrap_or_default(),
+    ];
+    if wide {
+        row.extend([
+            opt(h.commit_index),
+            opt(h.last_log_index),
+            opt(h.state_version),
+        ]);
+    }
+    row
+}
+
+/// `127.0.0.1:7001` and `http://127.0.0.1:7001/` name one endpoint.
+fn same_endpoint(a: &str, b: &str) -> bool {
+    let bare = |s: &str| {
+        s.trim()
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
+            .trim_end_matches('/')
+            .to_owned()
+    };
+    bare(a) == bare(b)
 }
 
 fn print_settings(out: Printer, s: &drover_types::Settings) {
@@ -807,7 +1487,7 @@ fn print_drain(
         }
         t
     });
-    if out.0 == Output::Table {
+    if out.0.human() {
         let verdict = match (r.dry_run, r.feasible) {
             (true, true) => "dry run: feasible; nothing committed",
             (true, false) => "dry run: NOT feasible (see BLOCKED); nothing committed",
@@ -831,7 +1511,7 @@ fn print_drain(
 struct Printer(Output);
 
 impl Printer {
-    /// Prints `v` as JSON, or the table `render` builds.
+    /// Prints `v` as JSON or YAML, or the table `render` builds.
     fn emit<T: Serialize>(self, v: &T, render: impl FnOnce() -> Table) {
         match self.0 {
             Output::Json => outln!(
@@ -839,16 +1519,32 @@ impl Printer {
                 serde_json::to_string_pretty(v)
                     .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
             ),
-            Output::Table => outln!("{}", render()),
+            Output::Yaml => {
+                let v = serde_json::to_value(v).unwrap_or_default();
+                let text = render::yaml(&v);
+                outln!("{}", text.trim_end());
+            }
+            Output::Table | Output::Wide => outln!("{}", render()),
         }
     }
 
-    /// Prints a result with no table of its own: JSON either way (compact in table mode).
-    fn value<T: Serialize>(self, v: &T) {
+    /// Prints what a state-changing command did: a sentence for people, the API's answer for
+    /// machines.
+    fn sentence<T: Serialize>(self, v: &T, line: String) {
         match self.0 {
-            Output::Json => self.emit(v, Table::new),
-            Output::Table => outln!("{}", serde_json::to_string(v).unwrap_or_default()),
+            Output::Table | Output::Wide => outln!("{line}"),
+            Output::Json | Output::Yaml => self.emit(v, Table::new),
         }
+    }
+
+    /// One event on a line of its own (following), or one JSON object per line.
+    fn event_line(self, e: &Event) -> Result<(), Failure> {
+        let line = match self.0 {
+            Output::Json | Output::Yaml => serde_json::to_string(e).unwrap_or_default(),
+            Output::Table | Output::Wide => event_row(e, self.0 == Output::Wide).join("  "),
+        };
+        outln!("{line}");
+        Ok(())
     }
 }
 
@@ -877,9 +1573,9 @@ fn code_name<T: Serialize>(c: &T) -> String {
         .unwrap_or_default()
 }
 
-fn worker_row(w: &WorkerView) -> Vec<String> {
+fn worker_row(w: &WorkerView, wide: bool) -> Vec<String> {
     let r = &w.record;
-    vec![
+    let mut row = vec![
         r.id.to_string(),
         state_name(r.state).into(),
         w.liveness.clone().unwrap_or("-".into()),
@@ -887,10 +1583,28 @@ fn worker_row(w: &WorkerView) -> Vec<String> {
         r.address.clone(),
         r.generation.to_string(),
         w.replicas.len().to_string(),
-    ]
+    ];
+    if wide {
+        row.extend([
+            r.capacity.to_string(),
+            r.version.to_string(),
+            render::rfc3339_ms(r.state_since_ms),
+            w.drain.as_ref().map_or("-".into(), drain_progress),
+            labels(&r.labels),
+        ]);
+    }
+    row
 }
 
-fn partition_row(p: &Partition) -> Vec<String> {
+fn partition_table(out: Printer) -> Table {
+    let mut header = vec!["ID", "KEYS", "RF", "EPOCH", "LEADER", "REPLICAS"];
+    if out.0 == Output::Wide {
+        header.extend(["VERSION", "ROLES SINCE"]);
+    }
+    table(&header)
+}
+
+fn partition_row(p: &Partition, wide: bool) -> Vec<String> {
     let reps: Vec<String> = p
         .replicas
         .iter()
@@ -899,14 +1613,23 @@ fn partition_row(p: &Partition) -> Vec<String> {
             role => format!("{}({})", r.worker, role_name(role)),
         })
         .collect();
-    vec![
+    let mut row = vec![
         p.id.to_string(),
         key_range(&p.key_range),
         p.replication_factor.to_string(),
         p.epoch.to_string(),
         p.leader.as_ref().map_or("-".into(), ToString::to_string),
         reps.join(" "),
-    ]
+    ];
+    if wide {
+        let since: Vec<String> = p
+            .replicas
+            .iter()
+            .map(|r| format!("{}@{}", r.worker, r.since))
+            .collect();
+        row.extend([p.version.to_string(), since.join(" ")]);
+    }
+    row
 }
 
 /// The inclusive key range, as `start..=end`.
@@ -914,7 +1637,7 @@ fn key_range(r: &drover_types::KeyRange) -> String {
     format!("{}..={}", r.start, r.end)
 }
 
-fn event_row(e: &Event) -> Vec<String> {
+fn event_row(e: &Event, wide: bool) -> Vec<String> {
     let kind = serde_json::to_value(&e.kind).unwrap_or_default();
     let (name, details) = match kind {
         Value::Object(m) => match m.into_iter().next() {
@@ -935,11 +1658,47 @@ fn event_row(e: &Event) -> Vec<String> {
         Value::String(s) => (s, String::new()),
         v => (v.to_string(), String::new()),
     };
-    vec![
+    let mut row = vec![
         e.seq.to_string(),
-        e.version.to_string(),
-        e.at_ms.to_string(),
+        render::rfc3339_ms(e.at_ms),
         name,
         details,
-    ]
+    ];
+    if wide {
+        row.insert(1, e.version.to_string());
+    }
+    row
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every subcommand and every argument says what it is for in `--help` (clap's own
+    /// `--help`/`--version` aside).
+    #[test]
+    fn every_command_and_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} <{id}>"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                let name = format!("{path} {}", sub.get_name());
+                if sub.get_name() != "help" && sub.get_about().is_none() {
+                    missing.push(name.clone());
+                }
+                walk(sub, &name, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "droverctl", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
+        Cli::command().debug_assert();
+    }
 }

@@ -51,6 +51,45 @@ async fn commands_print_and_exit_as_documented() {
     assert_eq!(status["leader"], leader);
     let out = ctl(&eps, &["members", "list"]);
     assert_eq!(ok(&out).lines().count(), 4, "{}", out.stdout);
+    let leader_row = out
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with(&leader.to_string()))
+        .unwrap();
+    assert!(leader_row.contains("leader"), "{}", out.stdout);
+
+    // endpoint status: every endpoint asked directly, with role, term, applied index and lag;
+    // one that nothing listens on is a row of its own, with the cause, and exit 5.
+    let out = ctl(&eps, &["-o", "json", "endpoint", "status"]);
+    let rows: Value = serde_json::from_str(ok(&out)).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{}", out.stdout);
+    assert!(
+        rows.iter()
+            .all(|r| r["reachable"] == true && r["term"].as_u64() > Some(0) && r["lag"].is_u64()),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        rows.iter().filter(|r| r["state"] == "leader").count(),
+        1,
+        "{}",
+        out.stdout
+    );
+    let down = unused_addr();
+    let out = ctl(&format!("{eps},{down}"), &["endpoint", "status"]);
+    assert_eq!(out.code, 5, "{}{}", out.stdout, out.stderr);
+    let row = out.stdout.lines().find(|l| l.contains(&down)).unwrap();
+    assert!(
+        row.contains("unreachable") && row.contains(&format!("connection refused to {down}")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains("1 of 4 endpoints unreachable"),
+        "{}",
+        out.stderr
+    );
 
     // KV: put, get, a create-only put on an existing key is a 409 (exit 4), delete, 404 (exit 3).
     ok(&ctl(&eps, &["kv", "put", "app/color", "blue"]));
@@ -83,7 +122,12 @@ async fn commands_print_and_exit_as_documented() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    ok(&ctl(&eps, &["workers", "activate", "w1"]));
+    let out = ctl(&eps, &["workers", "activate", "w1"]);
+    assert!(
+        ok(&out).starts_with("worker w1: activated; now active"),
+        "{}",
+        out.stdout
+    );
     let out = ctl(&eps, &["workers", "list"]);
     let row = ok(&out)
         .lines()
@@ -297,4 +341,347 @@ async fn drains_that_cannot_finish_are_refused() {
     ok(&ctl(&eps, &["drain", "w1", "--dry-run", "--allow-blocked"]));
     let out = ctl(&eps, &["drain", "w1", "--allow-blocked"]);
     assert!(ok(&out).contains("cannot finish"), "{}", out.stdout);
+}
+
+/// An address on loopback where nothing listens (bound, then closed).
+fn unused_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    drop(l);
+    addr
+}
+
+/// The regression: with nothing listening, droverctl retried for twice its timeout (10 s by
+/// default) and then said only "error sending request for url (...)". Now it gives up within
+/// the connect timeout, naming the cause; and `--timeout 0`, which could never succeed, is a
+/// usage error.
+#[test]
+fn unreachable_endpoints_fail_fast_naming_the_cause() {
+    let down = unused_addr();
+    let start = std::time::Instant::now();
+    let out = ctl(&down, &["--timeout", "5", "status"]);
+    let took = start.elapsed();
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("connection refused to {down}")),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        took < std::time::Duration::from_secs(4),
+        "took {took:?} to give up"
+    );
+    let out = ctl(&down, &["--timeout", "0", "status"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+}
+
+/// Runs droverctl under `script`, so its standard input is a terminal, typing `input`.
+fn ctl_on_a_terminal(endpoints: &str, args: &[&str], input: &str) -> Run {
+    use std::io::Write;
+    let mut cmd = format!(
+        "{} --endpoints {endpoints}",
+        env!("CARGO_BIN_EXE_droverctl")
+    );
+    for a in args {
+        cmd.push(' ');
+        cmd.push_str(a);
+    }
+    let mut child = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env_remove("DROVER_TOKEN")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("script(1) from util-linux");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The regression: `disable --force` printed raw JSON that buried `"partitions_below_rf":4`,
+/// and destructive commands never asked. State changes now print a sentence (JSON with
+/// `-o json`); on a terminal, a forced disable and a removal ask first — declining changes
+/// nothing — unless `--yes`; off a terminal (scripts) they go ahead.
+#[tokio::test]
+async fn state_changes_speak_and_destructive_ones_ask_on_a_terminal() {
+    let c = Cluster::start(1, &["--heartbeat-interval-ms", "100"]);
+    c.leader_among(&[1]).await;
+    let eps = c.node(1).addr.to_string();
+    let mut cfg = drover_agent::AgentConfig::new([eps.as_str()], "w1", "10.0.0.1:9000");
+    cfg.zone = Some("a".into());
+    let mut agent = drover_agent::Agent::start(cfg).await.unwrap();
+    let mut tasks = agent.take_tasks().unwrap();
+    let h = agent.handle();
+    tokio::spawn(async move {
+        while let Some(t) = tasks.recv().await {
+            let _ = h.ack(&t).await;
+        }
+    });
+    agent.ready().await.unwrap();
+    let out = ctl(&eps, &["partitions", "create", "--count", "4", "--rf", "1"]);
+    assert!(
+        ok(&out).starts_with("created 4 partitions"),
+        "{}",
+        out.stdout
+    );
+    let client = drover_client::Client::new(&[eps.as_str()], None).unwrap();
+    support::wait_for(
+        "4 replicas on w1",
+        std::time::Duration::from_secs(30),
+        || async { (client.worker("w1").await.ok()?.replicas.len() == 4).then_some(()) },
+    )
+    .await;
+
+    // On a terminal, declining changes nothing.
+    let out = ctl_on_a_terminal(&eps, &["workers", "disable", "w1", "--force"], "n\n");
+    assert!(
+        out.stdout
+            .contains("Force-disable worker w1, dropping its 4 replicas")
+            && out.stdout.contains("aborted: nothing was changed"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert_eq!(client.worker("w1").await.unwrap().replicas.len(), 4);
+
+    // Off a terminal it goes ahead, and says what the force cost.
+    let out = ctl(&eps, &["workers", "disable", "w1", "--force"]);
+    assert!(
+        ok(&out).contains("4 partitions fell below their replication factor")
+            && !out.stdout.contains('{'),
+        "{}",
+        out.stdout
+    );
+
+    // Remove: asked on a terminal; --yes skips the question.
+    let out = ctl_on_a_terminal(&eps, &["workers", "remove", "w1"], "\n");
+    assert!(
+        out.stdout.contains("Remove worker w1? [y/N]"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert_eq!(
+        client.worker("w1").await.unwrap().record.state,
+        drover_types::WorkerState::Disabled
+    );
+    let out = ctl_on_a_terminal(&eps, &["--yes", "workers", "remove", "w1"], "");
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert!(
+        !out.stdout.contains("[y/N]") && out.stdout.contains("worker w1 removed"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(client.worker("w1").await.unwrap_err().status(), Some(404));
+    drop(agent);
+}
+
+/// `droverctl events`: the newest events by default with a line saying more remain, `--tail`,
+/// `--after`/`--limit`, `--worker`, `--kind`, `--since` (RFC 3339 or an age), RFC 3339 times,
+/// `--follow` into a closed pipe; enums list their values; workers sort naturally; `-o yaml` and `-o wide`.
+#[tokio::test]
+async fn events_filter_tail_and_follow_and_lists_read_well() {
+    let c = Cluster::start(1, &[]);
+    c.leader_among(&[1]).await;
+    let eps = c.node(1).addr.to_string();
+    for id in ["w10", "w2"] {
+        let r = c
+            .http
+            .put(c.url(1, &format!("/v1/workers/{id}")))
+            .json(&json!({"incarnation": 1, "address": "10.0.0.1:9000", "zone": "a"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    ok(&ctl(&eps, &["workers", "activate", "w10"]));
+
+    // Natural order, and the enum's values in the usage error.
+    let out = ctl(&eps, &["workers", "list"]);
+    let ids: Vec<&str> = ok(&out)
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(ids, ["w2", "w10"], "{}", out.stdout);
+    let out = ctl(&eps, &["workers", "list", "--state", "bogus"]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr
+            .contains("possible values: provisioning, active, draining, disabled"),
+        "{}",
+        out.stderr
+    );
+    let out = ctl(&eps, &["-o", "wide", "workers", "list"]);
+    assert!(
+        ok(&out).lines().next().unwrap().contains("CAPACITY"),
+        "{}",
+        out.stdout
+    );
+    let out = ctl(&eps, &["-o", "yaml", "workers", "list"]);
+    assert!(
+        ok(&out).starts_with("- ")
+            && out.stdout.find("\n  id: \"w2\"") < out.stdout.find("\n  id: \"w10\"")
+            && out.stdout.contains("\n  state: \"provisioning\""),
+        "{}",
+        out.stdout
+    );
+
+    // Three events: two registrations and w10's activation.
+    let out = ctl(&eps, &["events"]);
+    let rows: Vec<&str> = ok(&out).lines().skip(1).collect();
+    assert_eq!(rows.len(), 3, "{}", out.stdout);
+    assert!(
+        rows.iter().all(|r| r.contains('T') && r.contains("Z ")),
+        "times in RFC 3339: {}",
+        out.stdout
+    );
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
+    let out = ctl(&eps, &["events", "--tail", "1"]);
+    assert_eq!(ok(&out).lines().count(), 2, "{}", out.stdout);
+    assert!(out.stdout.contains("state_changed"), "{}", out.stdout);
+    assert!(
+        out.stderr.contains("2 earlier matching events not shown"),
+        "{}",
+        out.stderr
+    );
+    let out = ctl(&eps, &["events", "--after", "0", "--limit", "1"]);
+    assert_eq!(ok(&out).lines().count(), 2, "{}", out.stdout);
+    assert!(
+        out.stderr
+            .contains("more events remain: --after 1 continues"),
+        "{}",
+        out.stderr
+    );
+    let out = ctl(&eps, &["events", "--worker", "w2"]);
+    assert_eq!(ok(&out).lines().count(), 2, "{}", out.stdout);
+    assert!(out.stdout.contains("worker=w2"), "{}", out.stdout);
+    let out = ctl(
+        &eps,
+        &["events", "--kind", "state_changed", "--worker", "w10"],
+    );
+    assert_eq!(ok(&out).lines().count(), 2, "{}", out.stdout);
+    let out = ctl(&eps, &["events", "--since", "1h"]);
+    assert_eq!(ok(&out).lines().count(), 4, "{}", out.stdout);
+    let out = ctl(&eps, &["events", "--since", "2999-01-01T00:00:00Z"]);
+    assert_eq!(ok(&out).lines().count(), 1, "{}", out.stdout);
+    let out = ctl(&eps, &["events", "--kind", "bogus"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("state_changed"), "{}", out.stderr);
+    let out = ctl(&eps, &["-o", "json", "events", "--tail", "2"]);
+    let page: Value = serde_json::from_str(ok(&out)).unwrap();
+    assert_eq!(page["events"].as_array().unwrap().len(), 2);
+    assert_eq!(page["more"], true);
+
+    // A reader that went away ends it quietly, following or not.
+    for args in [
+        &["events"][..],
+        &["events", "--follow"],
+        &["watch", "--after", "0"],
+    ] {
+        let out = ctl_into_closed_pipe(&eps, args);
+        assert_eq!((out.code, out.stderr.as_str()), (0, ""), "{args:?}");
+    }
+}
+
+/// The regression: a dead worker showed "active dead" forever, and cleaning it up took a forced
+/// disable and then a removal, with nothing saying so. `workers remove --dead` does both, for
+/// a worker the cluster declared dead only; `recommission` says how a disabled worker comes
+/// back; and every operator action is one structured audit line on the node that applied it.
+#[tokio::test]
+async fn dead_workers_go_in_one_step_and_recommission_says_what_to_do() {
+    let c = Cluster::start(
+        1,
+        &[
+            "--heartbeat-interval-ms",
+            "100",
+            "--suspect-after-ms",
+            "500",
+            "--dead-after-ms",
+            "1500",
+        ],
+    );
+    c.leader_among(&[1]).await;
+    let eps = c.node(1).addr.to_string();
+    for id in ["w1", "w2"] {
+        let r = c
+            .http
+            .put(c.url(1, &format!("/v1/workers/{id}")))
+            .json(&json!({"incarnation": 1, "address": "10.0.0.1:9000", "zone": "a"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        ok(&ctl(&eps, &["workers", "activate", id]));
+    }
+    // Nothing heartbeats for them: both are declared dead.
+    let client = drover_client::Client::new(&[eps.as_str()], None).unwrap();
+    support::wait_for(
+        "w1 and w2 dead",
+        std::time::Duration::from_secs(30),
+        || async {
+            let all = client.all_workers(None).await.ok()?;
+            all.iter().all(|w| w.record.dead).then_some(())
+        },
+    )
+    .await;
+    let out = ctl(&eps, &["workers", "remove", "w1"]);
+    assert_eq!(
+        out.code, 4,
+        "a plain remove of an active worker: {}",
+        out.stderr
+    );
+    let out = ctl(&eps, &["workers", "remove", "w1", "--dead"]);
+    assert!(ok(&out).contains("worker w1 removed"), "{}", out.stdout);
+    assert_eq!(client.worker("w1").await.unwrap_err().status(), Some(404));
+
+    // Recommission: an active worker is refused; a disabled one is told what to do.
+    let out = ctl(&eps, &["workers", "recommission", "w2"]);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    ok(&ctl(&eps, &["workers", "disable", "w2", "--force"]));
+    let out = ctl(&eps, &["workers", "recommission", "w2"]);
+    assert!(
+        ok(&out).contains("restart the agent process of w2") && out.stdout.contains("generation 2"),
+        "{}",
+        out.stdout
+    );
+    let out = ctl(&eps, &["workers", "remove", "w2", "--dead", "--yes"]);
+    assert!(ok(&out).contains("worker w2 removed"), "{}", out.stdout);
+    // A live worker (its agent heartbeats) is not removed by --dead.
+    let _w3 = drover_agent::Agent::start(drover_agent::AgentConfig::new(
+        [eps.as_str()],
+        "w3",
+        "10.0.0.1:9003",
+    ))
+    .await
+    .unwrap();
+    let out = ctl(&eps, &["workers", "remove", "w3", "--dead"]);
+    assert_eq!(out.code, 6, "{}", out.stderr);
+    assert!(out.stderr.contains("is not dead"), "{}", out.stderr);
+    client.worker("w3").await.unwrap();
+
+    let log = c.log(1);
+    for line in [
+        "action=\"force_disable\"",
+        "action=\"remove_worker\"",
+        "action=\"set_state\"",
+    ] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("drover::audit") && l.contains(line) && l.contains("actor=")),
+            "no audit line with {line}:\n{log}"
+        );
+    }
 }

@@ -4,9 +4,11 @@
 //! firewall rules) sees traffic from the address the node is known by. Each RPC is bounded by
 //! openraft's per-RPC deadline and by the body limit.
 
+use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::io;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use drover_types::codec;
@@ -30,6 +32,35 @@ pub struct Transport {
     peering: Peering,
     faults: Faults,
     max_rpc_bytes: usize,
+    peers: Arc<PeerLog>,
+}
+
+/// Whether each peer answered its last RPC, so that a peer going down is logged once when it
+/// goes (and once when it comes back), not on every retry: openraft retries a down peer many
+/// times a second. The lock is held only to read and flip one flag, never across an await.
+#[derive(Debug, Default)]
+struct PeerLog {
+    down: Mutex<BTreeMap<NodeId, bool>>,
+}
+
+impl PeerLog {
+    /// Records one RPC's outcome; logs if it changes what is known of the peer.
+    fn record(&self, target: NodeId, failure: Option<&str>) {
+        let was_down = {
+            let mut down = self.down.lock().unwrap_or_else(|p| p.into_inner());
+            let now_down = failure.is_some();
+            let was = down.insert(target, now_down);
+            if was == Some(now_down) {
+                return;
+            }
+            was.unwrap_or(false)
+        };
+        match failure {
+            Some(why) => tracing::warn!(peer = target, error = why, "peer unreachable"),
+            None if was_down => tracing::info!(peer = target, "peer reachable again"),
+            None => {}
+        }
+    }
 }
 
 fn network_err<E: std::error::Error>(e: impl Display) -> RPCError<NodeId, Node, E> {
@@ -56,6 +87,7 @@ impl Transport {
             peering,
             faults,
             max_rpc_bytes,
+            peers: Arc::default(),
         })
     }
 
@@ -93,7 +125,27 @@ impl Transport {
         if let Some(secret) = &self.peering.secret {
             request = request.header(CLUSTER_SECRET_HEADER, secret);
         }
-        let response = request.send().await.map_err(|e| {
+        let response = request.send().await;
+        // A peer that cannot be connected to (or does not answer in time) is down; any answer,
+        // even an error status, means it is up.
+        self.peers.record(
+            target,
+            response
+                .as_ref()
+                .err()
+                .filter(|e| e.is_connect() || e.is_timeout())
+                .map(|e| {
+                    let mut why = e.to_string();
+                    let mut source = std::error::Error::source(e);
+                    while let Some(s) = source {
+                        why = format!("{why}: {s}");
+                        source = s.source();
+                    }
+                    why
+                })
+                .as_deref(),
+        );
+        let response = response.map_err(|e| {
             if e.is_connect() {
                 // Unreachable makes openraft back off instead of retrying at once.
                 RPCError::Unreachable(Unreachable::new(&e))

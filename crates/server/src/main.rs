@@ -4,6 +4,8 @@
 use clap::Parser;
 use drover_server::config::{Cli, LogFormat};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::DynFilterFn;
+use tracing_subscriber::prelude::*;
 
 fn main() {
     let config = match Cli::parse().into_config() {
@@ -15,13 +17,18 @@ fn main() {
     };
     let filter = EnvFilter::try_from_env("DROVER_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // Colour only for a person at a terminal: never in a file, a pipe or a journal.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
-    match config.log_format {
-        LogFormat::Json => subscriber.json().init(),
-        LogFormat::Human => subscriber.init(),
-    }
+    let fmt = match config.log_format {
+        LogFormat::Json => fmt.json().boxed(),
+        LogFormat::Human => fmt.boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(fmt.with_filter(filter).with_filter(quiet_openraft()))
+        .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -41,6 +48,44 @@ fn main() {
         eprintln!("drover: {e}");
         std::process::exit(1);
     }
+}
+
+/// At most one warning or error a minute from each of openraft's log sites: it reports a down
+/// peer on every retry, many times a second (350 lines in 25 s). Drover's transport logs the
+/// peer going down and coming back once each; these repeats add nothing to that.
+fn quiet_openraft<S>() -> impl tracing_subscriber::layer::Filter<S> {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+    let noisy = |meta: &tracing::Metadata<'_>| {
+        meta.is_event()
+            && meta.target().starts_with("openraft")
+            && *meta.level() <= tracing::Level::WARN
+    };
+    // The lock is held only to read and stamp one call site's time.
+    let last: Mutex<HashMap<tracing::callsite::Identifier, Instant>> = Mutex::default();
+    DynFilterFn::new(move |meta, _cx| {
+        if !noisy(meta) {
+            return true;
+        }
+        let now = Instant::now();
+        let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
+        match last.get(&meta.callsite()) {
+            Some(at) if now.duration_since(*at) < Duration::from_secs(60) => false,
+            _ => {
+                last.insert(meta.callsite(), now);
+                true
+            }
+        }
+    })
+    // Decided per event for the noisy sites (so never cached), always for the rest.
+    .with_callsite_filter(move |meta| {
+        if noisy(meta) {
+            tracing::subscriber::Interest::sometimes()
+        } else {
+            tracing::subscriber::Interest::always()
+        }
+    })
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -208,6 +208,8 @@ pub enum Response {
         version: u64,
     },
     Settings(Settings),
+    /// An event was recorded (a membership change).
+    Recorded,
 }
 
 /// An accepted command's result. `changed` is false for idempotent repeats, which leave the
@@ -383,6 +385,12 @@ fn apply_command(
             expected_version,
         } => cx.update_settings(patch, *expected_version),
         Command::Batch(_) => invalid("batches do not nest"),
+        Command::RecordMembership(change) => {
+            cx.event(EventKind::Membership {
+                change: change.clone(),
+            });
+            Ok(Response::Recorded)
+        }
     }?;
     let changes = cx.changes;
     let changed = !changes.is_empty();

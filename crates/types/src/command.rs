@@ -132,6 +132,21 @@ pub enum Command {
     /// as their version. Distinct keys keep a key's version naming exactly one write, so
     /// compare-and-set stays exact. Only `KvPut` and `KvDelete` may be batched.
     Batch(Vec<Command>),
+    /// Records a committed Raft membership change in the events log, so that an audit of the
+    /// cluster's history shows it beside worker transitions. Proposed by the leader after the
+    /// change itself committed; it changes nothing else.
+    RecordMembership(MembershipChange),
+}
+
+/// A Raft membership change, as the events log records it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum MembershipChange {
+    /// A node joined as a learner (promoted to voter once caught up).
+    Added { node: u64, address: String },
+    /// A node was removed from the membership.
+    Removed { node: u64 },
 }
 
 impl Command {

@@ -83,6 +83,10 @@ pub enum EventKind {
         drain: u64,
         moves: u32,
     },
+    /// A Raft membership change committed (recorded by the leader right after it).
+    Membership {
+        change: crate::command::MembershipChange,
+    },
 }
 
 /// The retained tail of the events log. `first_seq` is the oldest sequence number still held;

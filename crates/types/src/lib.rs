@@ -38,7 +38,7 @@ pub use apply::{
     Changes, LogPosition, Outcome, RejectCode, Rejection, Response, apply, apply_proposal,
     check_generation,
 };
-pub use command::{Actor, Command, Proposal, Registration};
+pub use command::{Actor, Command, MembershipChange, Proposal, Registration};
 pub use drain::{DrainIntent, PlannedMove};
 pub use events::{Event, EventKind, EventLog};
 pub use ids::{

@@ -47,14 +47,18 @@ pub async fn healthz() -> Json<Health> {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Readiness {
     ready: bool,
+    /// Whether this node is in the cluster's membership: a removed node is never ready, so
+    /// a load balancer stops sending it traffic.
+    member: bool,
     /// The leader this node knows, if any.
     leader: Option<u64>,
     applied_index: u64,
     last_log_index: u64,
 }
 
-/// Ready: a leader is known and this node has applied what it has in its log (within a small
-/// window, since a follower's last entries may not be committed yet).
+/// Ready: this node is a member of the cluster, a leader is known, and this node has applied
+/// what it has in its log (within a small window, since a follower's last entries may not be
+/// committed yet).
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -62,7 +66,7 @@ pub struct Readiness {
     tag = "cluster",
     security(()),
     responses(
-        (status = 200, description = "Ready: a leader is known and this node has caught up", body = Readiness),
+        (status = 200, description = "Ready: a member, a leader is known and this node has caught up", body = Readiness),
         (status = 503, description = "Not ready (same body, `ready: false`)", body = Readiness),
     )
 )]
@@ -70,9 +74,16 @@ pub async fn readyz(State(node): State<Node>) -> Response {
     let m = node.raft().metrics().borrow().clone();
     let applied = m.last_applied.map_or(0, |l| l.index);
     let last = m.last_log_index.unwrap_or(0);
-    let ready = m.current_leader.is_some() && last.saturating_sub(applied) <= CAUGHT_UP_LAG;
+    let member = m
+        .membership_config
+        .membership()
+        .nodes()
+        .any(|(id, _)| *id == node.id());
+    let ready =
+        member && m.current_leader.is_some() && last.saturating_sub(applied) <= CAUGHT_UP_LAG;
     let body = Readiness {
         ready,
+        member,
         leader: m.current_leader,
         applied_index: applied,
         last_log_index: last,
@@ -269,7 +280,15 @@ pub async fn add_member(
         .map_err(|e| {
             ApiError::unavailable(format!("cannot add node {}: {e}", req.id), node.leader())
         })?;
-    tracing::info!(id = req.id, address = %req.address, "added learner; it becomes a voter once caught up");
+    tracing::info!(target: "drover::audit", actor = "admin", action = "add_member", id = req.id, address = %req.address, "added learner; it becomes a voter once caught up");
+    record_membership(
+        &node,
+        drover_types::MembershipChange::Added {
+            node: req.id,
+            address: req.address.clone(),
+        },
+    )
+    .await;
     let member = Member {
         id: req.id,
         address: req.address,
@@ -372,8 +391,20 @@ pub async fn remove_member(
             return Err(ApiError::outcome_unknown(msg, node.leader()));
         }
     }
-    tracing::info!(id, "removed member");
+    tracing::info!(target: "drover::audit", actor = "admin", action = "remove_member", id, "removed member");
+    record_membership(&node, drover_types::MembershipChange::Removed { node: id }).await;
     Ok(Json(MemberRemoved { id, removed: true }).into_response())
+}
+
+/// Records a committed membership change in the events log. The change itself is done: if
+/// the record cannot be committed (leadership lost meanwhile), that is logged, not failed.
+async fn record_membership(node: &Node, change: drover_types::MembershipChange) {
+    if let Err(e) = node
+        .propose(drover_types::Command::RecordMembership(change.clone()))
+        .await
+    {
+        tracing::warn!(?change, error = %e.message, "membership change committed but not recorded in the events log");
+    }
 }
 
 /// What happens to this node's Raft messages to one peer (drover-raft's `PeerFault`).

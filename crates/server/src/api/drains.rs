@@ -239,6 +239,16 @@ async fn drain(
                         "a drain was answered with something else",
                     ));
                 };
+                tracing::info!(
+                    target: "drover::audit",
+                    actor = "admin",
+                    action = "drain",
+                    workers = ?intent.workers,
+                    drain = intent.id,
+                    moves = intent.moves.len(),
+                    feasible = plan.feasible,
+                    "drain started"
+                );
                 return Ok(Json(DrainAnswer::Started(DrainStarted {
                     dry_run: false,
                     feasible: plan.feasible,

@@ -1,5 +1,7 @@
-//! `/metrics` in Prometheus text: Raft position, workers by state and liveness, partitions by
-//! healthy serving replicas, and HTTP requests by route and status with latency histograms.
+//! `/metrics` in OpenMetrics text: Raft position and per-peer lag, workers by state and
+//! liveness, replicas and leaders per worker, partitions by healthy serving replicas (a replica
+//! on a suspect worker is not healthy), HTTP requests by route and status with latency
+//! histograms, and build info.
 //!
 //! HTTP metrics are counted (and each request logged, under the `drover::http` target) by a
 //! middleware into prometheus-client families; everything derived
@@ -19,6 +21,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::liveness::Liveness;
 use crate::node::Node;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -119,6 +122,7 @@ pub async fn track(State(node): State<Node>, req: Request, next: Next) -> Respon
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
     let method = req.method().to_string();
+    let path = req.uri().path().to_owned();
     let start = Instant::now();
     let response = next.run(req).await;
     let labels = HttpLabels {
@@ -127,15 +131,34 @@ pub async fn track(State(node): State<Node>, req: Request, next: Next) -> Respon
         status: response.status().as_u16(),
     };
     let elapsed = start.elapsed();
-    // The structured request log (human or JSON, by --log-format).
-    tracing::info!(
-        target: "drover::http",
-        route = %labels.route,
-        method = %labels.method,
-        status = labels.status,
-        micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-        "request"
-    );
+    // The structured request log (human or JSON, by --log-format). Agents' routine calls —
+    // a heartbeat a second and a long poll per worker — are debug, with the path naming the
+    // worker: at info they drowned everything else (thousands of lines an hour per fleet).
+    let routine = matches!(
+        labels.route.as_str(),
+        "/v1/workers/{id}/heartbeat" | "/v1/workers/{id}/assignments"
+    ) && labels.status < 400;
+    let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+    if routine {
+        tracing::debug!(
+            target: "drover::http",
+            route = %labels.route,
+            %path,
+            method = %labels.method,
+            status = labels.status,
+            micros,
+            "request"
+        );
+    } else {
+        tracing::info!(
+            target: "drover::http",
+            route = %labels.route,
+            method = %labels.method,
+            status = labels.status,
+            micros,
+            "request"
+        );
+    }
     let m = node.http_metrics();
     m.requests.get_or_create(&labels).inc();
     m.latency
@@ -160,7 +183,7 @@ fn gauge(out: &mut String, name: &str, help: &str, samples: &[(String, f64)]) {
     operation_id = "metrics",
     tag = "cluster",
     security(()),
-    responses((status = 200, description = "Prometheus text exposition format 0.0.4", body = String, content_type = "text/plain"))
+    responses((status = 200, description = "OpenMetrics text exposition format 1.0.0", body = String, content_type = "application/openmetrics-text"))
 )]
 pub async fn render(State(node): State<Node>) -> Response {
     let mut out = String::new();
@@ -202,9 +225,52 @@ pub async fn render(State(node): State<Node>) -> Response {
         "Last log index",
         &one(m.last_log_index.unwrap_or(0) as f64),
     );
+    gauge(
+        &mut out,
+        "drover_build_info",
+        "Always 1; the labels name the build",
+        &[(
+            format!("{{version=\"{}\"}}", env!("CARGO_PKG_VERSION")),
+            1.0,
+        )],
+    );
+    // Per-peer replication lag, on the leader: entries between its last log index and what
+    // each peer has matched.
+    if let Some(replication) = &m.replication {
+        let last = m.last_log_index.unwrap_or(0);
+        let lag: Vec<(String, f64)> = replication
+            .iter()
+            .filter(|(peer, _)| **peer != node.id())
+            .map(|(peer, matched)| {
+                let matched = matched.map_or(0, |l| l.index);
+                (
+                    format!("{{peer=\"{peer}\"}}"),
+                    last.saturating_sub(matched) as f64,
+                )
+            })
+            .collect();
+        gauge(
+            &mut out,
+            "drover_raft_replication_lag_entries",
+            "Log entries each peer trails the leader by (leader only)",
+            &lag,
+        );
+    }
     {
         let guard = node.state().read();
         let s = &guard.state;
+        // Soft liveness, known only to the leader: a suspect worker (or one a new leader has
+        // not heard yet) gets no placements, and its replicas are not counted healthy.
+        let now = tokio::time::Instant::now();
+        let liveness: std::collections::BTreeMap<&drover_types::WorkerId, Liveness> = s
+            .workers
+            .values()
+            .filter_map(|w| node.liveness_of(s, w, now).map(|l| (&w.id, l)))
+            .collect();
+        let leads = node.heartbeats().leader_since().is_some();
+        let suspect = |w: &drover_types::WorkerId| {
+            matches!(liveness.get(w), Some(Liveness::Suspect | Liveness::Unknown))
+        };
         gauge(
             &mut out,
             "drover_state_version",
@@ -233,18 +299,46 @@ pub async fn render(State(node): State<Node>) -> Response {
             &states,
         );
         let total = s.workers.len() as u64;
+        let suspects = s.workers.keys().filter(|w| suspect(w)).count() as u64;
         gauge(
             &mut out,
             "drover_workers_by_liveness",
-            "Workers by committed liveness (suspicion is the scheduler's soft state)",
+            "Workers by liveness: committed dead verdicts; suspect only on the leader (soft state)",
             &[
-                ("{liveness=\"alive\"}".into(), (total - dead) as f64),
+                (
+                    "{liveness=\"alive\"}".into(),
+                    (total - dead - suspects) as f64,
+                ),
+                ("{liveness=\"suspect\"}".into(), suspects as f64),
                 ("{liveness=\"dead\"}".into(), dead as f64),
             ],
         );
+        if leads {
+            gauge(
+                &mut out,
+                "drover_workers_suspect",
+                "Workers missing heartbeats for suspect_after, or not heard yet by a new leader (leader only)",
+                &one(suspects as f64),
+            );
+        }
+        gauge(
+            &mut out,
+            "drover_workers_dead",
+            "Workers declared dead at their current generation",
+            &one(dead as f64),
+        );
         let mut healthy = std::collections::BTreeMap::new();
         for p in &s.partitions {
-            *healthy.entry(s.healthy_serving(p)).or_insert(0u64) += 1;
+            let h = p
+                .replicas
+                .iter()
+                .filter(|r| {
+                    r.role == drover_types::ReplicaRole::Serving
+                        && s.is_alive(&r.worker)
+                        && !suspect(&r.worker)
+                })
+                .count();
+            *healthy.entry(h).or_insert(0u64) += 1;
         }
         let samples: Vec<(String, f64)> = healthy
             .iter()
@@ -268,6 +362,45 @@ pub async fn render(State(node): State<Node>) -> Response {
             "Joining or leaving replicas",
             &one(in_flight as f64),
         );
+        // Replicas by worker and role, and preferred leaders by worker.
+        let mut held: std::collections::BTreeMap<(&str, &str), u64> = Default::default();
+        let mut leaders: std::collections::BTreeMap<&str, u64> = Default::default();
+        for w in s.workers.keys() {
+            leaders.insert(w.as_str(), 0);
+        }
+        for p in &s.partitions {
+            for r in &p.replicas {
+                let role = match r.role {
+                    drover_types::ReplicaRole::Joining => "joining",
+                    drover_types::ReplicaRole::Serving => "serving",
+                    drover_types::ReplicaRole::Leaving => "leaving",
+                };
+                *held.entry((r.worker.as_str(), role)).or_insert(0) += 1;
+            }
+            if let Some(l) = &p.leader {
+                *leaders.entry(l.as_str()).or_insert(0) += 1;
+            }
+        }
+        let held: Vec<(String, f64)> = held
+            .iter()
+            .map(|((w, role), n)| (format!("{{worker=\"{w}\",role=\"{role}\"}}"), *n as f64))
+            .collect();
+        gauge(
+            &mut out,
+            "drover_worker_replicas",
+            "Replicas each worker holds, by role",
+            &held,
+        );
+        let leaders: Vec<(String, f64)> = leaders
+            .iter()
+            .map(|(w, n)| (format!("{{worker=\"{w}\"}}"), *n as f64))
+            .collect();
+        gauge(
+            &mut out,
+            "drover_worker_leaders",
+            "Partitions whose preferred leader each worker is",
+            &leaders,
+        );
         let draining: Vec<(String, f64)> = s
             .workers
             .values()
@@ -290,9 +423,11 @@ pub async fn render(State(node): State<Node>) -> Response {
         let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
     }
     (
+        // prometheus-client encodes OpenMetrics text (`# EOF` last, counters as `_total`):
+        // say so, so a scraper parses it as what it is.
         [(
             http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         out,
     )

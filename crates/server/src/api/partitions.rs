@@ -59,7 +59,17 @@ pub async fn create(
         })
         .await?;
     match outcome.response {
-        Applied::Table(t) => Ok((StatusCode::CREATED, Json(t)).into_response()),
+        Applied::Table(t) => {
+            tracing::info!(
+                target: "drover::audit",
+                actor = "admin",
+                action = "create_table",
+                count = b.count,
+                replication_factor = b.replication_factor,
+                "partition table created"
+            );
+            Ok((StatusCode::CREATED, Json(t)).into_response())
+        }
         other => Err(ApiError::internal(format!("unexpected answer {other:?}"))),
     }
 }

@@ -116,7 +116,7 @@ pub async fn put(
         .await?;
     match outcome.response {
         Applied::Settings(s) => {
-            tracing::info!(actor = "admin", settings = ?s, "cluster settings changed");
+            tracing::info!(target: "drover::audit", actor = "admin", action = "set_settings", settings = ?s, "cluster settings changed");
             Ok(Json(s).into_response())
         }
         other => Err(ApiError::internal(format!("unexpected answer {other:?}"))),

@@ -429,6 +429,10 @@ pub async fn set_state(
     if let Some(fwd) = node.write_route(Method::POST, &uri, &headers, raw).await? {
         return Ok(fwd);
     }
+    let actor = match by {
+        Actor::Agent => format!("worker:{worker}"),
+        _ => "admin".to_owned(),
+    };
     let outcome = node
         .propose(Command::SetState {
             worker,
@@ -440,14 +444,36 @@ pub async fn set_state(
         })
         .await?;
     let changed = match outcome.response {
-        Applied::Worker(w) => StateChanged::Worker(w),
+        Applied::Worker(w) => {
+            tracing::info!(
+                target: "drover::audit",
+                %actor,
+                action = "set_state",
+                worker = %w.id,
+                to = %w.state,
+                version = w.version,
+                "worker state set"
+            );
+            StateChanged::Worker(w)
+        }
         Applied::ForcedDisable {
             worker,
             under_replicated,
-        } => StateChanged::ForcedDisable(ForcedDisable {
-            worker,
-            partitions_below_rf: under_replicated,
-        }),
+        } => {
+            tracing::warn!(
+                target: "drover::audit",
+                %actor,
+                action = "force_disable",
+                worker = %worker.id,
+                partitions_below_rf = under_replicated,
+                version = worker.version,
+                "worker disabled by force: its replicas were dropped"
+            );
+            StateChanged::ForcedDisable(ForcedDisable {
+                worker,
+                partitions_below_rf: under_replicated,
+            })
+        }
         other => return Err(unexpected(&other)),
     };
     Ok(Json(changed).into_response())
@@ -496,12 +522,22 @@ pub async fn remove(
         })
         .await?;
     match outcome.response {
-        Applied::Removed { worker, generation } => Ok(Json(WorkerRemoved {
-            id: worker,
-            removed: true,
-            generation,
-        })
-        .into_response()),
+        Applied::Removed { worker, generation } => {
+            tracing::info!(
+                target: "drover::audit",
+                actor = "admin",
+                action = "remove_worker",
+                %worker,
+                generation,
+                "worker removed"
+            );
+            Ok(Json(WorkerRemoved {
+                id: worker,
+                removed: true,
+                generation,
+            })
+            .into_response())
+        }
         other => Err(unexpected(&other)),
     }
 }
