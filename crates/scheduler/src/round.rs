@@ -125,7 +125,10 @@ impl Round<'_> {
                                 worker: r.worker.clone(),
                                 epoch: p.epoch,
                             });
-                            self.t.note_release(&r.worker);
+                            self.t.note_release(p.id, &r.worker);
+                            if let Some(src) = &r.replaces {
+                                self.t.keep_departing(p.id, src);
+                            }
                             self.releasing.insert((p.id, r.worker.clone()));
                         } else {
                             self.block(
@@ -196,7 +199,7 @@ impl Round<'_> {
             } else {
                 Reason::Rebalance
             };
-            self.t.note_release(&victim);
+            self.t.note_release(p.id, &victim);
             self.busy.insert(p.id);
             self.releasing.insert((p.id, victim.clone()));
             self.plan.steps.push(Step::Release {
@@ -554,7 +557,6 @@ impl Round<'_> {
     /// more, move a replica of a partition from the fuller zone to the emptier one, if the
     /// partition's zone spread stays as good.
     fn balance_zones(&mut self) {
-        let s = self.t.s;
         let zones: Vec<ZoneKey> = self.t.candidate_zones().into_iter().collect();
         if zones.len() < 2 {
             return;
@@ -578,52 +580,79 @@ impl Round<'_> {
             let Some((hi, lo)) = pair.map(|(a, b)| (a.clone(), b.clone())) else {
                 return;
             };
-            let mut planned = false;
-            for p in &s.partitions {
-                if self.busy.contains(&p.id) || self.healthy(p) < usize::from(p.replication_factor)
-                {
-                    continue;
-                }
-                let used = self.t.zones_used(p, None);
-                let n_hi = used.get(&hi).copied().unwrap_or(0);
-                let n_lo = used.get(&lo).copied().unwrap_or(0);
-                if n_hi == 0 || n_hi < n_lo + 1 {
-                    continue;
-                }
-                let from = p
-                    .replicas
-                    .iter()
-                    .filter(|r| {
-                        r.role == ReplicaRole::Serving
-                            && self.t.zone_of(&r.worker).as_ref() == Some(&hi)
-                    })
-                    .filter(|r| self.t.is_candidate(&r.worker) && self.t.has_slot(&r.worker))
-                    .max_by(|a, b| {
-                        self.t
-                            .excess(&a.worker)
-                            .total_cmp(&self.t.excess(&b.worker))
-                            .then(b.worker.cmp(&a.worker))
-                    })
-                    .map(|r| r.worker.clone());
-                let Some(from) = from else { continue };
-                // Into `lo` itself, when rule 2 allows it there. Letting the target's own zone
-                // choice decide broke ties between equally loaded zones the other way: the pair
-                // was then marked tried for the round, and a large imbalance drained at a couple
-                // of moves per round (hundreds of rounds after a drain refilled one zone).
-                let Ok(to) = self.t.choose_target_in(p, Some(&from), Some(&lo)) else {
-                    continue;
-                };
-                if self.add(p, to, Some(&from), Reason::Rebalance) {
-                    *self.t.zone_load.entry(hi.clone()).or_insert(0) -= 1;
-                    *self.t.load.entry(from).or_insert(0) -= 1;
-                    planned = true;
-                }
-                break;
-            }
+            let planned = self.zone_move(&hi, &lo);
             if !planned {
                 tried.insert((hi, lo));
             }
         }
+    }
+
+    /// One move of a replica from zone `hi` to zone `lo` for the zone balance; returns whether
+    /// it planned one. The source is the worker of `hi` furthest above its share, so the zone's
+    /// workers stay balanced among themselves as the zone empties: taking the source in
+    /// partition order instead (whichever worker held the partition) left one worker above
+    /// its ceiling and another below its floor, and the per-zone balance then moved replicas
+    /// between them — moves that only undid the choice of source. Another worker serves as the
+    /// source only while it stays within its share (the first one may have no move slot).
+    fn zone_move(&mut self, hi: &ZoneKey, lo: &ZoneKey) -> bool {
+        let s = self.t.s;
+        let mut sources: Vec<WorkerId> = self
+            .t
+            .balance_set
+            .keys()
+            .filter(|w| self.t.zone_of(w).as_ref() == Some(hi) && self.t.is_candidate(w))
+            .map(|w| (*w).clone())
+            .collect();
+        sources.sort_by(|a, b| self.t.excess(b).total_cmp(&self.t.excess(a)).then(a.cmp(b)));
+        let zone_total = self.t.zone_load.get(hi).copied().unwrap_or(0);
+        let zone_cap =
+            i64::try_from(self.t.zone_cap.get(hi).copied().unwrap_or(1).max(1)).unwrap_or(i64::MAX);
+        for (i, from) in sources.iter().enumerate() {
+            if !self.t.has_slot(from) {
+                continue;
+            }
+            if i > 0 {
+                let cap = i64::from(self.t.worker(from).map_or(1, |w| w.capacity.max(1)));
+                let floor_after = (zone_total - 1) * cap / zone_cap;
+                if self.t.load_of(from) - 1 < floor_after {
+                    continue;
+                }
+            }
+            let Some(held) = self.t.held.get(from) else {
+                continue;
+            };
+            for &pid in held {
+                let Some(p) = s.partition(pid) else { continue };
+                if self.busy.contains(&pid)
+                    || self.healthy(p) < usize::from(p.replication_factor)
+                    || !p
+                        .replica(from)
+                        .is_some_and(|r| r.role == ReplicaRole::Serving)
+                {
+                    continue;
+                }
+                let used = self.t.zones_used(p, None);
+                let n_hi = used.get(hi).copied().unwrap_or(0);
+                let n_lo = used.get(lo).copied().unwrap_or(0);
+                if n_hi == 0 || n_hi < n_lo + 1 {
+                    continue;
+                }
+                // Into `lo` itself, when rule 2 allows it there. Letting the target's own zone
+                // choice decide broke ties between equally loaded zones the other way: the
+                // pair was then marked tried for the round, and a large imbalance drained at a
+                // couple of moves per round (hundreds of rounds after a drain refilled a zone).
+                let Ok(to) = self.t.choose_target_in(p, Some(from), Some(lo)) else {
+                    continue;
+                };
+                if !self.add(p, to, Some(from), Reason::Rebalance) {
+                    return false;
+                }
+                *self.t.zone_load.entry(hi.clone()).or_insert(0) -= 1;
+                *self.t.load.entry(from.clone()).or_insert(0) -= 1;
+                return true;
+            }
+        }
+        false
     }
 
     /// Preferred leaders: every partition with a healthy serving replica has one, on a worker

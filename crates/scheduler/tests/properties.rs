@@ -629,3 +629,83 @@ fn unthrottled() -> PlannerConfig {
         ..PlannerConfig::default()
     }
 }
+
+/// Agents that answer at their own pace: each pending acknowledgement arrives before the next
+/// round with probability 1/`one_in`, drawn from `seed` (a small LCG, so runs repeat).
+fn piecemeal_acks(seed: u64, one_in: u64) -> impl FnMut(&mut Sim) {
+    let mut rng = seed;
+    move |sim: &mut Sim| {
+        sim.ack_where(|_, _| {
+            rng = rng
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (rng >> 33) % one_in == 0
+        });
+    }
+}
+
+/// Settles, counting the adds (every move starts with one), with `ack` playing the agents.
+fn count_adds(
+    sim: &mut Sim,
+    live: &Liveness,
+    cfg: &PlannerConfig,
+    ack: impl FnMut(&mut Sim),
+) -> (usize, usize) {
+    let mut adds = 0;
+    let each = |_: &Sim, plan: &drover_scheduler::Plan| {
+        adds += plan
+            .steps
+            .iter()
+            .filter(|s| matches!(s, Step::Add { .. }))
+            .count();
+    };
+    let (_, rounds) = sim.settle_acking(live, cfg, 400, each, ack);
+    (adds, rounds)
+}
+
+/// The scenario: zones a (one worker), b (two), c (two), 32 partitions at RF 3, settled;
+/// one worker joins in a new zone d. Zone d gets its even share, 24 replicas, and that is all
+/// that moves. The planner used to take its zone-balance sources in partition order, whichever
+/// worker of the zone held the partition, and counted a replica a move in flight was taking
+/// away as still there; so a zone's workers fell out of balance with each other and the
+/// per-zone balance moved replicas between them, only to move them back: 37–38 moves when the
+/// agents' acknowledgements arrive piecemeal, as they do.
+#[test]
+fn a_worker_joining_in_a_new_zone_moves_only_its_share() {
+    for seed in 0..8 {
+        for one_in in [1, 2, 3, 5] {
+            let moves = join_new_zone(piecemeal_acks(seed, one_in));
+            assert_eq!(
+                moves, 24,
+                "seed {seed}, acks 1 in {one_in}: the join made {moves} moves, not 24"
+            );
+        }
+    }
+}
+
+fn join_new_zone(ack: impl FnMut(&mut Sim)) -> usize {
+    let mut sim = Sim::new();
+    for (w, z) in [
+        ("a0", "a"),
+        ("b0", "b"),
+        ("b1", "b"),
+        ("c0", "c"),
+        ("c1", "c"),
+    ] {
+        sim.add_worker(w, Some(z), 1);
+    }
+    sim.run(Command::CreateTable {
+        count: 32,
+        replication_factor: 3,
+    })
+    .unwrap();
+    let live = Liveness::default();
+    let cfg = PlannerConfig::default();
+    let (_, rounds) = sim.settle(&live, &cfg, 200, |_, _| {});
+    assert!(rounds < 200);
+    sim.add_worker("d0", Some("d"), 1);
+    let (moves, rounds) = count_adds(&mut sim, &live, &cfg, ack);
+    assert!(rounds < 400, "the join did not settle");
+    assert_eq!(sim.state.replicas_on(&WorkerId::from("d0")).count(), 24);
+    moves
+}
