@@ -36,6 +36,12 @@ pub fn plan(s: &ClusterState, live: &Liveness, cfg: &PlannerConfig) -> Plan {
         .steps
         .sort_by_key(|step| !matches!(step, Step::Plan { .. }));
     r.plan.feasible = r.plan.blocked.iter().all(|b| b.code.is_transient());
+    if !live.unheard.is_empty() {
+        // Liveness not known yet: moves wait for it; steps that finish moves go ahead.
+        r.plan
+            .steps
+            .retain(|step| !matches!(step, Step::Add { .. }));
+    }
     r.plan
 }
 
@@ -422,7 +428,15 @@ impl Round<'_> {
                 .cloned();
             match self.t.choose_target(p, from.as_ref()) {
                 Ok(to) => {
-                    self.add(p, to, from.as_ref(), Reason::Rebalance);
+                    // The release comes once `to` has joined; count it now, so the next
+                    // partition's source is chosen on the loads this one leaves. Otherwise
+                    // every crowded partition of a round took its source from the same worker,
+                    // and the per-zone balance then had to move replicas back onto it.
+                    if self.add(p, to, from.as_ref(), Reason::Rebalance)
+                        && let Some(f) = &from
+                    {
+                        self.t.count_out(f);
+                    }
                 }
                 Err(code) => {
                     let detail =
@@ -713,7 +727,20 @@ impl Round<'_> {
                 })
                 .map(|w| (*w).clone());
             let Some(best) = best else { continue };
-            let current_ok = p.leader.as_ref().is_some_and(|l| pool.contains(&l));
+            // A leader on a worker this control-plane leader has not heard from yet stays:
+            // not hearing it is no news about it (a failover would otherwise re-pick the
+            // leader of every partition led by a worker not heard in the first moments).
+            let unheard_ok = |l: &WorkerId| {
+                self.t.live.unheard.contains(l)
+                    && !self.releasing.contains(&(p.id, l.clone()))
+                    && p.replica(l).is_some_and(|r| r.role == ReplicaRole::Serving)
+                    && s.is_alive(l)
+                    && !self.is_draining(l)
+            };
+            let current_ok = p
+                .leader
+                .as_ref()
+                .is_some_and(|l| pool.contains(&l) || unheard_ok(l));
             let overloaded = p.leader.as_ref().is_some_and(|l| {
                 led.get(l).copied().unwrap_or(0) > ceil_share(l)
                     && led.get(&best).copied().unwrap_or(0) + 1 < led.get(l).copied().unwrap_or(0)

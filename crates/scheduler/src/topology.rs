@@ -297,6 +297,15 @@ impl<'a> Topology<'a> {
         }
     }
 
+    /// Counts one replica out of `from`'s load and its zone's: a move planned this round will
+    /// take it away.
+    pub fn count_out(&mut self, from: &WorkerId) {
+        if let Some(z) = self.balance_set.get(from).map(|w| zone_key(w)) {
+            *self.zone_load.entry(z).or_insert(0) -= 1;
+            *self.load.entry(from.clone()).or_insert(0) -= 1;
+        }
+    }
+
     /// Records a planned release of `from`'s replica of `partition` (not counted again when it
     /// was already counted out as departing).
     pub fn note_release(&mut self, partition: PartitionId, from: &WorkerId) {
