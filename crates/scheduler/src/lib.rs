@@ -36,6 +36,12 @@ pub struct Liveness {
     /// Workers that missed heartbeats for `suspect_after` (or that a new leader has not heard
     /// from yet): they keep their replicas but get no new ones.
     pub suspect: BTreeSet<WorkerId>,
+    /// The workers of `suspect` that are there only because this leader has not heard from
+    /// them yet (right after a control-plane failover). Nothing is placed on them, but nothing
+    /// changes because of them either: a preferred leader on one stays, and the round starts no
+    /// move while any is unheard (placing on whoever happened to heartbeat first would need
+    /// undoing once the rest are heard).
+    pub unheard: BTreeSet<WorkerId>,
     /// The leader's wall clock, in milliseconds since the Unix epoch (for join timeouts).
     pub now_ms: u64,
 }
