@@ -9,7 +9,7 @@ use drover_types::{
 };
 
 use crate::topology::{Topology, ZoneKey, after_departures};
-use crate::{BlockCode, Blocked, Liveness, Plan, PlannerConfig, Reason, Step};
+use crate::{BlockCode, Blocked, LeaderCause, Liveness, Plan, PlannerConfig, Reason, Step};
 
 /// Plans one round. Pure and deterministic: the same inputs give the same plan.
 pub fn plan(s: &ClusterState, live: &Liveness, cfg: &PlannerConfig) -> Plan {
@@ -639,9 +639,8 @@ impl Round<'_> {
                 let Some(p) = s.partition(pid) else { continue };
                 if self.busy.contains(&pid)
                     || self.healthy(p) < usize::from(p.replication_factor)
-                    || !p
-                        .replica(from)
-                        .is_some_and(|r| r.role == ReplicaRole::Serving)
+                    || p.replica(from)
+                        .is_none_or(|r| r.role != ReplicaRole::Serving)
                 {
                     continue;
                 }
@@ -755,10 +754,16 @@ impl Round<'_> {
                 *led.entry(old.clone()).or_insert(0) -= 1;
             }
             *led.entry(best.clone()).or_insert(0) += 1;
+            let cause = match &p.leader {
+                None => LeaderCause::None,
+                Some(_) if !current_ok => LeaderCause::Unhealthy,
+                Some(_) => LeaderCause::Balance,
+            };
             steps.push(Step::SetLeader {
                 partition: p.id,
                 worker: best,
                 epoch: p.epoch,
+                cause,
             });
         }
         steps.append(&mut self.plan.steps);

@@ -639,7 +639,7 @@ fn piecemeal_acks(seed: u64, one_in: u64) -> impl FnMut(&mut Sim) {
             rng = rng
                 .wrapping_mul(6_364_136_223_846_793_005)
                 .wrapping_add(1_442_695_040_888_963_407);
-            (rng >> 33) % one_in == 0
+            (rng >> 33).is_multiple_of(one_in)
         });
     }
 }
@@ -1077,7 +1077,10 @@ fn small_worker(z: usize, i: usize) -> String {
 }
 
 /// The reference's view of the cluster: candidates, and who holds each partition.
-fn problem_of(st: &ClusterState) -> (Vec<(WorkerId, String, u32)>, Vec<BTreeSet<WorkerId>>) {
+/// Candidates as (id, zone, capacity).
+type Candidates = Vec<(WorkerId, String, u32)>;
+
+fn problem_of(st: &ClusterState) -> (Candidates, Vec<BTreeSet<WorkerId>>) {
     let candidates = st
         .workers
         .values()
