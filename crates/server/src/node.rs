@@ -121,10 +121,10 @@ impl Node {
         now: Instant,
     ) -> drover_scheduler::Liveness {
         let t = Timing::at(&s.settings, clock, now);
-        let mut suspect = std::collections::BTreeSet::new();
+        let mut suspect = BTreeSet::new();
         // Not heard yet is no news: the planner places nothing on these workers but changes
         // nothing because of them (no leader re-picked, no move started).
-        let mut unheard = std::collections::BTreeSet::new();
+        let mut unheard = BTreeSet::new();
         for w in s.workers.values() {
             let applied = clock.generation_applied(&w.id, w.generation);
             match self.heartbeats().liveness(w, applied, &t, now) {
