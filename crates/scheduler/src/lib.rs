@@ -36,6 +36,12 @@ pub struct Liveness {
     /// Workers that missed heartbeats for `suspect_after` (or that a new leader has not heard
     /// from yet): they keep their replicas but get no new ones.
     pub suspect: BTreeSet<WorkerId>,
+    /// The workers of `suspect` that are there only because this leader has not heard from
+    /// them yet (right after a control-plane failover). Nothing is placed on them, but nothing
+    /// changes because of them either: a preferred leader on one stays, and the round starts no
+    /// move while any is unheard (placing on whoever happened to heartbeat first would need
+    /// undoing once the rest are heard).
+    pub unheard: BTreeSet<WorkerId>,
     /// The leader's wall clock, in milliseconds since the Unix epoch (for join timeouts).
     pub now_ms: u64,
 }
@@ -79,6 +85,30 @@ pub enum Reason {
     Rebalance,
 }
 
+/// Why a preferred leader is (re)picked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaderCause {
+    /// The partition had no preferred leader.
+    None,
+    /// The leader stopped being a healthy serving replica on a usable worker (released,
+    /// draining, suspect, dead).
+    Unhealthy,
+    /// The leader's worker leads more than its share (rule 3).
+    Balance,
+}
+
+impl LeaderCause {
+    /// The label the metrics use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaderCause::None => "none",
+            LeaderCause::Unhealthy => "unhealthy",
+            LeaderCause::Balance => "balance",
+        }
+    }
+}
+
 /// One step to commit now. Each carries the partition epoch it was planned on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -110,6 +140,7 @@ pub enum Step {
         partition: PartitionId,
         worker: WorkerId,
         epoch: u64,
+        cause: LeaderCause,
     },
     /// A draining worker holds nothing any more.
     Disable { worker: WorkerId },
@@ -161,6 +192,7 @@ impl Step {
                 partition,
                 worker,
                 epoch,
+                ..
             } => Command::SetLeader {
                 partition,
                 leader: worker,

@@ -9,7 +9,7 @@ use drover_types::{
 };
 
 use crate::topology::{Topology, ZoneKey, after_departures};
-use crate::{BlockCode, Blocked, Liveness, Plan, PlannerConfig, Reason, Step};
+use crate::{BlockCode, Blocked, LeaderCause, Liveness, Plan, PlannerConfig, Reason, Step};
 
 /// Plans one round. Pure and deterministic: the same inputs give the same plan.
 pub fn plan(s: &ClusterState, live: &Liveness, cfg: &PlannerConfig) -> Plan {
@@ -36,6 +36,12 @@ pub fn plan(s: &ClusterState, live: &Liveness, cfg: &PlannerConfig) -> Plan {
         .steps
         .sort_by_key(|step| !matches!(step, Step::Plan { .. }));
     r.plan.feasible = r.plan.blocked.iter().all(|b| b.code.is_transient());
+    if !live.unheard.is_empty() {
+        // Liveness not known yet: moves wait for it; steps that finish moves go ahead.
+        r.plan
+            .steps
+            .retain(|step| !matches!(step, Step::Add { .. }));
+    }
     r.plan
 }
 
@@ -125,7 +131,10 @@ impl Round<'_> {
                                 worker: r.worker.clone(),
                                 epoch: p.epoch,
                             });
-                            self.t.note_release(&r.worker);
+                            self.t.note_release(p.id, &r.worker);
+                            if let Some(src) = &r.replaces {
+                                self.t.keep_departing(p.id, src);
+                            }
                             self.releasing.insert((p.id, r.worker.clone()));
                         } else {
                             self.block(
@@ -196,7 +205,7 @@ impl Round<'_> {
             } else {
                 Reason::Rebalance
             };
-            self.t.note_release(&victim);
+            self.t.note_release(p.id, &victim);
             self.busy.insert(p.id);
             self.releasing.insert((p.id, victim.clone()));
             self.plan.steps.push(Step::Release {
@@ -419,7 +428,15 @@ impl Round<'_> {
                 .cloned();
             match self.t.choose_target(p, from.as_ref()) {
                 Ok(to) => {
-                    self.add(p, to, from.as_ref(), Reason::Rebalance);
+                    // The release comes once `to` has joined; count it now, so the next
+                    // partition's source is chosen on the loads this one leaves. Otherwise
+                    // every crowded partition of a round took its source from the same worker,
+                    // and the per-zone balance then had to move replicas back onto it.
+                    if self.add(p, to, from.as_ref(), Reason::Rebalance)
+                        && let Some(f) = &from
+                    {
+                        self.t.count_out(f);
+                    }
                 }
                 Err(code) => {
                     let detail =
@@ -554,7 +571,6 @@ impl Round<'_> {
     /// more, move a replica of a partition from the fuller zone to the emptier one, if the
     /// partition's zone spread stays as good.
     fn balance_zones(&mut self) {
-        let s = self.t.s;
         let zones: Vec<ZoneKey> = self.t.candidate_zones().into_iter().collect();
         if zones.len() < 2 {
             return;
@@ -578,52 +594,78 @@ impl Round<'_> {
             let Some((hi, lo)) = pair.map(|(a, b)| (a.clone(), b.clone())) else {
                 return;
             };
-            let mut planned = false;
-            for p in &s.partitions {
-                if self.busy.contains(&p.id) || self.healthy(p) < usize::from(p.replication_factor)
-                {
-                    continue;
-                }
-                let used = self.t.zones_used(p, None);
-                let n_hi = used.get(&hi).copied().unwrap_or(0);
-                let n_lo = used.get(&lo).copied().unwrap_or(0);
-                if n_hi == 0 || n_hi < n_lo + 1 {
-                    continue;
-                }
-                let from = p
-                    .replicas
-                    .iter()
-                    .filter(|r| {
-                        r.role == ReplicaRole::Serving
-                            && self.t.zone_of(&r.worker).as_ref() == Some(&hi)
-                    })
-                    .filter(|r| self.t.is_candidate(&r.worker) && self.t.has_slot(&r.worker))
-                    .max_by(|a, b| {
-                        self.t
-                            .excess(&a.worker)
-                            .total_cmp(&self.t.excess(&b.worker))
-                            .then(b.worker.cmp(&a.worker))
-                    })
-                    .map(|r| r.worker.clone());
-                let Some(from) = from else { continue };
-                // Into `lo` itself, when rule 2 allows it there. Letting the target's own zone
-                // choice decide broke ties between equally loaded zones the other way: the pair
-                // was then marked tried for the round, and a large imbalance drained at a couple
-                // of moves per round (hundreds of rounds after a drain refilled one zone).
-                let Ok(to) = self.t.choose_target_in(p, Some(&from), Some(&lo)) else {
-                    continue;
-                };
-                if self.add(p, to, Some(&from), Reason::Rebalance) {
-                    *self.t.zone_load.entry(hi.clone()).or_insert(0) -= 1;
-                    *self.t.load.entry(from).or_insert(0) -= 1;
-                    planned = true;
-                }
-                break;
-            }
+            let planned = self.zone_move(&hi, &lo);
             if !planned {
                 tried.insert((hi, lo));
             }
         }
+    }
+
+    /// One move of a replica from zone `hi` to zone `lo` for the zone balance; returns whether
+    /// it planned one. The source is the worker of `hi` furthest above its share, so the zone's
+    /// workers stay balanced among themselves as the zone empties: taking the source in
+    /// partition order instead (whichever worker held the partition) left one worker above
+    /// its ceiling and another below its floor, and the per-zone balance then moved replicas
+    /// between them — moves that only undid the choice of source. Another worker serves as the
+    /// source only while it stays within its share (the first one may have no move slot).
+    fn zone_move(&mut self, hi: &ZoneKey, lo: &ZoneKey) -> bool {
+        let s = self.t.s;
+        let mut sources: Vec<WorkerId> = self
+            .t
+            .balance_set
+            .keys()
+            .filter(|w| self.t.zone_of(w).as_ref() == Some(hi) && self.t.is_candidate(w))
+            .map(|w| (*w).clone())
+            .collect();
+        sources.sort_by(|a, b| self.t.excess(b).total_cmp(&self.t.excess(a)).then(a.cmp(b)));
+        let zone_total = self.t.zone_load.get(hi).copied().unwrap_or(0);
+        let zone_cap =
+            i64::try_from(self.t.zone_cap.get(hi).copied().unwrap_or(1).max(1)).unwrap_or(i64::MAX);
+        for (i, from) in sources.iter().enumerate() {
+            if !self.t.has_slot(from) {
+                continue;
+            }
+            if i > 0 {
+                let cap = i64::from(self.t.worker(from).map_or(1, |w| w.capacity.max(1)));
+                let floor_after = (zone_total - 1) * cap / zone_cap;
+                if self.t.load_of(from) - 1 < floor_after {
+                    continue;
+                }
+            }
+            let Some(held) = self.t.held.get(from) else {
+                continue;
+            };
+            for &pid in held {
+                let Some(p) = s.partition(pid) else { continue };
+                if self.busy.contains(&pid)
+                    || self.healthy(p) < usize::from(p.replication_factor)
+                    || p.replica(from)
+                        .is_none_or(|r| r.role != ReplicaRole::Serving)
+                {
+                    continue;
+                }
+                let used = self.t.zones_used(p, None);
+                let n_hi = used.get(hi).copied().unwrap_or(0);
+                let n_lo = used.get(lo).copied().unwrap_or(0);
+                if n_hi == 0 || n_hi < n_lo + 1 {
+                    continue;
+                }
+                // Into `lo` itself, when rule 2 allows it there. Letting the target's own zone
+                // choice decide broke ties between equally loaded zones the other way: the
+                // pair was then marked tried for the round, and a large imbalance drained at a
+                // couple of moves per round (hundreds of rounds after a drain refilled a zone).
+                let Ok(to) = self.t.choose_target_in(p, Some(from), Some(lo)) else {
+                    continue;
+                };
+                if !self.add(p, to, Some(from), Reason::Rebalance) {
+                    return false;
+                }
+                *self.t.zone_load.entry(hi.clone()).or_insert(0) -= 1;
+                *self.t.load.entry(from.clone()).or_insert(0) -= 1;
+                return true;
+            }
+        }
+        false
     }
 
     /// Preferred leaders: every partition with a healthy serving replica has one, on a worker
@@ -684,7 +726,20 @@ impl Round<'_> {
                 })
                 .map(|w| (*w).clone());
             let Some(best) = best else { continue };
-            let current_ok = p.leader.as_ref().is_some_and(|l| pool.contains(&l));
+            // A leader on a worker this control-plane leader has not heard from yet stays:
+            // not hearing it is no news about it (a failover would otherwise re-pick the
+            // leader of every partition led by a worker not heard in the first moments).
+            let unheard_ok = |l: &WorkerId| {
+                self.t.live.unheard.contains(l)
+                    && !self.releasing.contains(&(p.id, l.clone()))
+                    && p.replica(l).is_some_and(|r| r.role == ReplicaRole::Serving)
+                    && s.is_alive(l)
+                    && !self.is_draining(l)
+            };
+            let current_ok = p
+                .leader
+                .as_ref()
+                .is_some_and(|l| pool.contains(&l) || unheard_ok(l));
             let overloaded = p.leader.as_ref().is_some_and(|l| {
                 led.get(l).copied().unwrap_or(0) > ceil_share(l)
                     && led.get(&best).copied().unwrap_or(0) + 1 < led.get(l).copied().unwrap_or(0)
@@ -699,10 +754,16 @@ impl Round<'_> {
                 *led.entry(old.clone()).or_insert(0) -= 1;
             }
             *led.entry(best.clone()).or_insert(0) += 1;
+            let cause = match &p.leader {
+                None => LeaderCause::None,
+                Some(_) if !current_ok => LeaderCause::Unhealthy,
+                Some(_) => LeaderCause::Balance,
+            };
             steps.push(Step::SetLeader {
                 partition: p.id,
                 worker: best,
                 epoch: p.epoch,
+                cause,
             });
         }
         steps.append(&mut self.plan.steps);

@@ -77,6 +77,12 @@ impl Sim {
 
     /// Acknowledges every joining and leaving replica, as healthy agents would.
     pub fn ack_all(&mut self) {
+        self.ack_where(|_, _| true);
+    }
+
+    /// Acknowledges the joining and leaving replicas `pick` chooses (agents answer at their
+    /// own pace: between two rounds some moves have finished a step and others not).
+    pub fn ack_where(&mut self, mut pick: impl FnMut(u32, &WorkerId) -> bool) {
         let pending: Vec<(u32, WorkerId, u64)> = self
             .state
             .partitions
@@ -89,6 +95,9 @@ impl Sim {
             })
             .collect();
         for (partition, worker, epoch) in pending {
+            if !pick(partition, &worker) {
+                continue;
+            }
             let generation = self.state.workers.get(&worker).map_or(0, |w| w.generation);
             let _ = self.run(Command::Acknowledge {
                 partition,
@@ -106,7 +115,19 @@ impl Sim {
         live: &Liveness,
         cfg: &PlannerConfig,
         max_rounds: usize,
+        each: impl FnMut(&Sim, &Plan),
+    ) -> (Plan, usize) {
+        self.settle_acking(live, cfg, max_rounds, each, Sim::ack_all)
+    }
+
+    /// [`Self::settle`], with `ack` playing the agents between rounds.
+    pub fn settle_acking(
+        &mut self,
+        live: &Liveness,
+        cfg: &PlannerConfig,
+        max_rounds: usize,
         mut each: impl FnMut(&Sim, &Plan),
+        mut ack: impl FnMut(&mut Sim),
     ) -> (Plan, usize) {
         for round in 0..max_rounds {
             let live = Liveness {
@@ -124,7 +145,7 @@ impl Sim {
                 return (p, round);
             }
             self.commit(&p);
-            self.ack_all();
+            ack(self);
         }
         let live = Liveness {
             now_ms: self.now_ms,

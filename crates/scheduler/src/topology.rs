@@ -32,6 +32,18 @@ pub(crate) fn after_departures(p: &Partition, departing: impl Fn(&WorkerId) -> b
     view
 }
 
+/// The serving replicas of `p` that a move in flight replaces: the named source of a joining
+/// replica, or of a serving one that joined after it (its break step is next).
+pub(crate) fn moving_away(p: &Partition) -> impl Iterator<Item = &WorkerId> {
+    p.replicas.iter().filter_map(move |r| {
+        let src = r.replaces.as_ref()?;
+        let s = p.replica(src).filter(|s| s.role == ReplicaRole::Serving)?;
+        let in_flight =
+            r.role == ReplicaRole::Joining || (r.role == ReplicaRole::Serving && s.since < r.since);
+        in_flight.then_some(src)
+    })
+}
+
 #[derive(Debug)]
 pub(crate) struct Topology<'a> {
     pub s: &'a ClusterState,
@@ -60,6 +72,13 @@ pub(crate) struct Topology<'a> {
     /// emptier than the drain is about to make it, and the rebalance would fill it first
     /// only to empty it again once the drain lands (a ping-pong of many rounds).
     pub arriving: BTreeMap<(PartitionId, WorkerId), WorkerId>,
+    /// Serving replicas a move in flight is replacing (the source of a joining replica, or of
+    /// one that has joined and waits for its break step). They are not counted in `load` or
+    /// `zone_load`: the move will take them away, and counting them would make their worker
+    /// and zone look fuller than they are about to be, so the balance would move a second
+    /// replica off them (and then back again once the first move lands: a ping-pong inside
+    /// a zone for as long as moves are in flight).
+    pub departing: BTreeSet<(PartitionId, WorkerId)>,
     /// Candidates by zone, with their capacities (rule 1), cached for the round: candidacy
     /// does not change while a round is planned.
     members: BTreeMap<ZoneKey, Vec<(WorkerId, u32)>>,
@@ -83,10 +102,15 @@ impl<'a> Topology<'a> {
         let mut inflight: HashMap<WorkerId, u32> = HashMap::new();
         let mut inflight_total = 0;
         let mut held: BTreeMap<WorkerId, Vec<PartitionId>> = BTreeMap::new();
+        let mut departing = BTreeSet::new();
         for p in &s.partitions {
+            for src in moving_away(p) {
+                departing.insert((p.id, src.clone()));
+            }
             for r in &p.replicas {
                 held.entry(r.worker.clone()).or_default().push(p.id);
                 if r.role != ReplicaRole::Leaving
+                    && !departing.contains(&(p.id, r.worker.clone()))
                     && let Some(w) = balance_set.get(&r.worker)
                 {
                     *load.entry(r.worker.clone()).or_insert(0) += 1;
@@ -113,6 +137,7 @@ impl<'a> Topology<'a> {
             excluded: BTreeSet::new(),
             held,
             arriving: BTreeMap::new(),
+            departing,
             members: BTreeMap::new(),
         };
         for m in s.drains.values().flat_map(|d| &d.moves) {
@@ -260,9 +285,33 @@ impl<'a> Topology<'a> {
         }
     }
 
-    /// Records a planned release of `from`'s replica.
-    pub fn note_release(&mut self, from: &WorkerId) {
-        if self.balance_set.contains_key(from) {
+    /// A joining replica that replaced `src`'s replica of `partition` is withdrawn: `src`
+    /// stays, and counts again.
+    pub fn keep_departing(&mut self, partition: PartitionId, src: &WorkerId) {
+        if !self.departing.remove(&(partition, src.clone())) {
+            return;
+        }
+        if let Some(z) = self.balance_set.get(src).map(|w| zone_key(w)) {
+            *self.zone_load.entry(z).or_insert(0) += 1;
+            *self.load.entry(src.clone()).or_insert(0) += 1;
+        }
+    }
+
+    /// Counts one replica out of `from`'s load and its zone's: a move planned this round will
+    /// take it away.
+    pub fn count_out(&mut self, from: &WorkerId) {
+        if let Some(z) = self.balance_set.get(from).map(|w| zone_key(w)) {
+            *self.zone_load.entry(z).or_insert(0) -= 1;
+            *self.load.entry(from.clone()).or_insert(0) -= 1;
+        }
+    }
+
+    /// Records a planned release of `from`'s replica of `partition` (not counted again when it
+    /// was already counted out as departing).
+    pub fn note_release(&mut self, partition: PartitionId, from: &WorkerId) {
+        if self.balance_set.contains_key(from)
+            && !self.departing.contains(&(partition, from.clone()))
+        {
             if let Some(z) = self.zone_of(from) {
                 *self.zone_load.entry(z).or_insert(0) -= 1;
             }

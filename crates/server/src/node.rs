@@ -121,20 +121,26 @@ impl Node {
         now: Instant,
     ) -> drover_scheduler::Liveness {
         let t = Timing::at(&s.settings, clock, now);
-        let suspect = s
-            .workers
-            .values()
-            .filter(|w| {
-                let applied = clock.generation_applied(&w.id, w.generation);
-                matches!(
-                    self.heartbeats().liveness(w, applied, &t, now),
-                    Liveness::Suspect | Liveness::Unknown
-                )
-            })
-            .map(|w| w.id.clone())
-            .collect();
+        let mut suspect = BTreeSet::new();
+        // Not heard yet is no news: the planner places nothing on these workers but changes
+        // nothing because of them (no leader re-picked, no move started).
+        let mut unheard = BTreeSet::new();
+        for w in s.workers.values() {
+            let applied = clock.generation_applied(&w.id, w.generation);
+            match self.heartbeats().liveness(w, applied, &t, now) {
+                Liveness::Suspect => {
+                    suspect.insert(w.id.clone());
+                }
+                Liveness::Unknown => {
+                    suspect.insert(w.id.clone());
+                    unheard.insert(w.id.clone());
+                }
+                Liveness::Alive | Liveness::Dead => {}
+            }
+        }
         drover_scheduler::Liveness {
             suspect,
+            unheard,
             now_ms: crate::api::now_ms(),
         }
     }

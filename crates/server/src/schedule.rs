@@ -196,7 +196,13 @@ fn record(node: &Node, step: &Step, drain_requested: Option<u64>) {
                 tracing::info!(%worker, secs, "drained worker disabled");
             }
         }
-        Step::Withdraw { .. } | Step::SetLeader { .. } | Step::Plan { .. } => {}
+        Step::SetLeader { cause, .. } => {
+            let cause = cause.as_str().to_owned();
+            m.leader_changes
+                .get_or_create(&crate::api::metrics::CauseLabels { cause })
+                .inc();
+        }
+        Step::Withdraw { .. } | Step::Plan { .. } => {}
     }
 }
 

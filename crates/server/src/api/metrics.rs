@@ -36,6 +36,11 @@ pub(crate) struct ReasonLabels {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct CauseLabels {
+    pub cause: String,
+}
+
 /// The node's HTTP and scheduler metrics and their registry.
 pub struct HttpMetrics {
     registry: Mutex<Registry>,
@@ -45,6 +50,9 @@ pub struct HttpMetrics {
     pub(crate) moves_started: Family<ReasonLabels, Counter>,
     /// Break steps this node committed as leader, by reason (the move's source released).
     pub(crate) moves_completed: Family<ReasonLabels, Counter>,
+    /// Preferred-leader changes this node committed as leader, by cause (`none`: the partition
+    /// had none; `unhealthy`: its holder stopped being a healthy serving replica; `balance`).
+    pub(crate) leader_changes: Family<CauseLabels, Counter>,
     /// Seconds from a drain request to its worker's Disabled, observed by the leader that
     /// committed the Disabled.
     pub(crate) drain_seconds: Histogram,
@@ -67,6 +75,7 @@ impl Default for HttpMetrics {
         });
         let moves_started = Family::<ReasonLabels, Counter>::default();
         let moves_completed = Family::<ReasonLabels, Counter>::default();
+        let leader_changes = Family::<CauseLabels, Counter>::default();
         // 1 s to ~9 h.
         let drain_seconds = Histogram::new(exponential_buckets(1.0, 2.0, 15));
         // 1 to 512 writes.
@@ -81,6 +90,11 @@ impl Default for HttpMetrics {
             "drover_moves_completed",
             "Break steps (source released) committed by this node as leader, by reason",
             moves_completed.clone(),
+        );
+        registry.register(
+            "drover_preferred_leader_changes",
+            "Preferred-leader changes committed by this node as leader, by cause",
+            leader_changes.clone(),
         );
         registry.register(
             "drover_drain_to_disabled_seconds",
@@ -108,6 +122,7 @@ impl Default for HttpMetrics {
             latency,
             moves_started,
             moves_completed,
+            leader_changes,
             drain_seconds,
             kv_writes_per_entry,
         }
