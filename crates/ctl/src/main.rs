@@ -578,17 +578,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let probes = probe_all(&addrs, cli.token.clone(), cli.timeout).await;
             let rows = health_rows(&probes, &s.members);
             out.emit(&rows, || {
-                let mut header = vec![
-                    "ID", "ADDRESS", "ROLE", "STATE", "LEADER", "TERM", "APPLIED", "LAG",
-                ];
-                if out.0 == Output::Wide {
-                    header.extend(["COMMIT", "LAST LOG", "ERROR"]);
-                }
-                let mut t = table(&header);
-                for r in &rows {
-                    t.add_row(health_row(r, out.0 == Output::Wide));
-                }
-                t
+                health_table(
+                    &rows,
+                    &[
+                        "ID", "ADDRESS", "ROLE", "STATE", "LEADER", "TERM", "APPLIED", "LAG",
+                    ],
+                    (out.0 == Output::Wide).then_some(&["COMMIT", "LAST LOG", "ERROR"]),
+                    health_row,
+                )
             });
         }
         Command::Endpoint(EndpointCmd::Status { cluster }) => {
@@ -606,17 +603,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let probes = probe_all(&addrs, cli.token.clone(), cli.timeout).await;
             let rows = health_rows(&probes, &members);
             out.emit(&rows, || {
-                let mut header = vec![
-                    "ENDPOINT", "ID", "STATE", "LEADER", "TERM", "APPLIED", "LAG", "ERROR",
-                ];
-                if out.0 == Output::Wide {
-                    header.extend(["COMMIT", "LAST LOG", "VERSION"]);
-                }
-                let mut t = table(&header);
-                for r in &rows {
-                    t.add_row(endpoint_row(r, out.0 == Output::Wide));
-                }
-                t
+                health_table(
+                    &rows,
+                    &[
+                        "ENDPOINT", "ID", "STATE", "LEADER", "TERM", "APPLIED", "LAG", "ERROR",
+                    ],
+                    (out.0 == Output::Wide).then_some(&["COMMIT", "LAST LOG", "VERSION"]),
+                    endpoint_row,
+                )
             });
             let down = rows.iter().filter(|r| !r.reachable).count();
             if down > 0 {
@@ -1366,6 +1360,23 @@ fn health_rows(probes: &[Probe], members: &[drover_client::Member]) -> Vec<Healt
             }
         })
         .collect()
+}
+
+/// The nodes' health as a table: `header`, then the `wide` columns when asked for, one `row`
+/// per node (`members list` and `endpoint status` differ only in their columns).
+fn health_table(
+    rows: &[Health],
+    header: &[&str],
+    wide: Option<&[&str; 3]>,
+    row: fn(&Health, bool) -> Vec<String>,
+) -> Table {
+    let mut columns = header.to_vec();
+    columns.extend(wide.into_iter().flatten());
+    let mut t = table(&columns);
+    for r in rows {
+        t.add_row(row(r, wide.is_some()));
+    }
+    t
 }
 
 fn health_row(h: &Health, wide: bool) -> Vec<String> {
