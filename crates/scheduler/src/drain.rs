@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use drover_types::{ClusterState, PlannedMove, ReplicaRole, WorkerId, WorkerState};
 use serde::{Deserialize, Serialize};
 
+use crate::target::target;
 use crate::topology::{Topology, after_departures};
 use crate::{BlockCode, Blocked, Liveness, PlannerConfig};
 
@@ -42,6 +43,10 @@ pub fn plan_drain(s: &ClusterState, live: &Liveness, workers: &BTreeSet<WorkerId
             }
         }
     }
+    // The fewest moves the rules allow, when the flow applies (see `crate::target`): the
+    // drained replicas go where the target placement wants new replicas. A partition's other
+    // changes in that placement (a rebalance the drain makes necessary) are the round's.
+    let exact = target(&t, &BTreeSet::new());
     let mut moves = Vec::new();
     let mut blocked = Vec::new();
     for p in &s.partitions {
@@ -59,7 +64,20 @@ pub fn plan_drain(s: &ClusterState, live: &Liveness, workers: &BTreeSet<WorkerId
             if !workers.contains(&r.worker) || r.role == ReplicaRole::Leaving {
                 continue;
             }
-            let to = match t.choose_target(&planned, Some(&r.worker)) {
+            let from_zone = t.zone_of(&r.worker);
+            let mut wanted: Vec<&WorkerId> = exact
+                .as_ref()
+                .and_then(|x| x.of(p.id))
+                .into_iter()
+                .flatten()
+                .filter(|w| planned.replica(w).is_none() && t.is_candidate(w))
+                .collect();
+            wanted.sort_by_key(|w| t.zone_of(w) != from_zone);
+            let choice = match wanted.first() {
+                Some(w) => Ok((*w).clone()),
+                None => t.choose_target(&planned, Some(&r.worker)),
+            };
+            let to = match choice {
                 Ok(to) => {
                     t.note_add(&to, None);
                     planned.replicas.push(drover_types::Replica {

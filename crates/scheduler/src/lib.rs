@@ -17,8 +17,10 @@
 //! rebalance; (6) throttles on moves in flight.
 
 mod drain;
+mod flow;
 mod round;
 pub mod sim;
+mod target;
 mod topology;
 
 use std::collections::BTreeSet;

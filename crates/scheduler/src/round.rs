@@ -8,6 +8,7 @@ use drover_types::{
     ClusterState, Partition, PartitionId, PlannedMove, ReplicaRole, WorkerId, WorkerState,
 };
 
+use crate::target::{Target, target};
 use crate::topology::{Topology, ZoneKey, after_departures};
 use crate::{BlockCode, Blocked, LeaderCause, Liveness, Plan, PlannerConfig, Reason, Step};
 
@@ -21,14 +22,20 @@ pub fn plan(s: &ClusterState, live: &Liveness, cfg: &PlannerConfig) -> Plan {
         },
         busy: BTreeSet::new(),
         releasing: BTreeSet::new(),
+        target: None,
     };
     r.in_flight();
+    r.target = target(&r.t, &r.releasing);
     r.restore();
     r.release_excess();
     let unplanned = r.plan_new_drains();
     r.drain(&unplanned);
-    r.zone_spread();
-    r.balance();
+    if r.target.is_some() {
+        r.follow_target();
+    } else {
+        r.zone_spread();
+        r.balance();
+    }
     r.leaders();
     r.disable_emptied();
     // Drain plans first: they were made at the epochs the round's other steps change.
@@ -52,6 +59,9 @@ struct Round<'a> {
     busy: BTreeSet<PartitionId>,
     /// Replicas this round releases or withdraws: not eligible as preferred leaders.
     releasing: BTreeSet<(PartitionId, WorkerId)>,
+    /// Where the rules want every replica with the fewest moves, when the flow applies
+    /// (see [`crate::target`]); otherwise the greedy passes choose.
+    target: Option<Target>,
 }
 
 impl Round<'_> {
@@ -78,6 +88,41 @@ impl Round<'_> {
         self.t
             .worker(w)
             .is_some_and(|w| w.state == WorkerState::Draining)
+    }
+
+    /// The target's workers for `p` that do not hold it yet, those in `from`'s zone first (a
+    /// move within a zone keeps the partition's zone spread while it is in flight).
+    fn target_adds(&self, p: &Partition, from: Option<&WorkerId>) -> Vec<WorkerId> {
+        let Some(want) = self.target.as_ref().and_then(|t| t.of(p.id)) else {
+            return Vec::new();
+        };
+        let zone = from.and_then(|f| self.t.zone_of(f));
+        let mut adds: Vec<WorkerId> = want
+            .iter()
+            .filter(|w| p.replica(w).is_none() && self.t.is_candidate(w))
+            .cloned()
+            .collect();
+        adds.sort_by_key(|w| zone.is_none() || self.t.zone_of(w) != zone);
+        adds
+    }
+
+    /// The target's choice of a new replica for `p` (replacing `from`): the first of
+    /// [`Self::target_adds`] with a free move slot; `Throttled` if all of them are busy; `None`
+    /// when the target has no opinion (the greedy choice then decides).
+    fn target_choice(
+        &self,
+        p: &Partition,
+        from: Option<&WorkerId>,
+    ) -> Option<Result<WorkerId, BlockCode>> {
+        let adds = self.target_adds(p, from);
+        if adds.is_empty() {
+            return None;
+        }
+        Some(
+            adds.into_iter()
+                .find(|w| self.t.has_slot(w))
+                .ok_or(BlockCode::Throttled),
+        )
     }
 
     /// Plans an add for `p`, honouring the global throttle; returns whether it did.
@@ -172,7 +217,10 @@ impl Round<'_> {
                 self.block(p.id, None, BlockCode::Throttled, detail);
                 continue;
             }
-            match self.t.choose_target(p, None) {
+            let choice = self
+                .target_choice(p, None)
+                .unwrap_or_else(|| self.t.choose_target(p, None));
+            match choice {
                 Ok(to) => {
                     self.add(p, to, None, Reason::Restore);
                 }
@@ -259,9 +307,20 @@ impl Round<'_> {
             score -= self.t.excess(w).clamp(-50.0, 50.0);
             score
         };
-        p.replicas
-            .iter()
-            .filter(|r| r.role == ReplicaRole::Serving && self.t.s.is_alive(&r.worker))
+        // The target's choice first: a replica it does not keep.
+        let unwanted = |w: &WorkerId| {
+            self.target
+                .as_ref()
+                .is_some_and(|t| t.of(p.id).is_some_and(|ws| !ws.contains(w)))
+        };
+        let candidates = || {
+            p.replicas
+                .iter()
+                .filter(|r| r.role == ReplicaRole::Serving && self.t.s.is_alive(&r.worker))
+        };
+        let any_unwanted = candidates().any(|r| unwanted(&r.worker));
+        candidates()
+            .filter(|r| !any_unwanted || unwanted(&r.worker))
             .map(|r| (score(&r.worker), &r.worker))
             .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(b.1)))
             .map(|(_, w)| w.clone())
@@ -328,14 +387,18 @@ impl Round<'_> {
             // The committed target is kept while it is usable; a suspect or busy target is
             // waited for, not replaced (SPEC §3: replan only moves whose target became
             // unusable — Disabled, dead, no longer Active, or now holding the partition).
+            // With a target, the committed target is in it (pinned): rule 2 holds for the
+            // placement as a whole, whichever of the partition's drain moves lands first.
+            let exact = self.target.is_some();
             let usable = |t: &WorkerId| {
-                self.t.balance_set.contains_key(t)
-                    && !self.t.excluded.contains(t)
-                    && !holders.contains(t)
-                    && self
-                        .t
-                        .zone_of(t)
-                        .is_some_and(|z| self.t.allowed_zones(&view, Some(&from)).contains(&z))
+                (exact && self.t.is_candidate(t) && !holders.contains(t))
+                    || self.t.balance_set.contains_key(t)
+                        && !self.t.excluded.contains(t)
+                        && !holders.contains(t)
+                        && self
+                            .t
+                            .zone_of(t)
+                            .is_some_and(|z| self.t.allowed_zones(&view, Some(&from)).contains(&z))
             };
             let target = match planned {
                 Some(t) if usable(t) && (self.t.live.is_suspect(t) || !self.t.has_slot(t)) => {
@@ -353,7 +416,9 @@ impl Round<'_> {
                     continue;
                 }
                 Some(t) if usable(t) => Ok(t.clone()),
-                _ => self.t.choose_target(&view, Some(&from)),
+                _ => self
+                    .target_choice(p, Some(&from))
+                    .unwrap_or_else(|| self.t.choose_target(&view, Some(&from))),
             };
             let to = match target {
                 Ok(to) => {
@@ -388,6 +453,54 @@ impl Round<'_> {
                 .into_iter()
                 .map(|(drain, moves)| Step::Plan { drain, moves }),
         );
+    }
+
+    /// Rules 2–4 by the target: a partition the target places elsewhere gets one of its new
+    /// replicas, replacing one the target does not keep (in the same zone when it can). The
+    /// surplus replica is released once the new one has joined.
+    fn follow_target(&mut self) {
+        let s = self.t.s;
+        for p in &s.partitions {
+            if self.busy.contains(&p.id) || self.healthy(p) < usize::from(p.replication_factor) {
+                continue;
+            }
+            let Some(want) = self.target.as_ref().and_then(|t| t.of(p.id)) else {
+                continue;
+            };
+            let drops: Vec<WorkerId> = p
+                .replicas
+                .iter()
+                .filter(|r| {
+                    r.role == ReplicaRole::Serving
+                        && !want.contains(&r.worker)
+                        && self.t.is_candidate(&r.worker)
+                        && !self.t.departing.contains(&(p.id, r.worker.clone()))
+                })
+                .map(|r| r.worker.clone())
+                .collect();
+            let mut chosen = None;
+            let mut throttled = false;
+            'drops: for from in &drops {
+                for to in self.target_adds(p, Some(from)) {
+                    if self.t.has_slot(from) && self.t.has_slot(&to) {
+                        chosen = Some((from.clone(), to));
+                        break 'drops;
+                    }
+                    throttled = true;
+                }
+            }
+            match chosen {
+                Some((from, to)) if self.add(p, to.clone(), Some(&from), Reason::Rebalance) => {
+                    self.t.count_out(&from);
+                }
+                Some(_) => {}
+                None if throttled => {
+                    let detail = "rebalance move waits for a throttle slot".to_owned();
+                    self.block(p.id, drops.first(), BlockCode::Throttled, detail);
+                }
+                None => {}
+            }
+        }
     }
 
     /// Rule 2: a partition whose replicas share a zone while enough zones have candidates gets

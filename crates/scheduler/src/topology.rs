@@ -218,6 +218,11 @@ impl<'a> Topology<'a> {
         self.worker(id).map(zone_key)
     }
 
+    /// Candidates by zone, with their capacities.
+    pub fn members(&self) -> &BTreeMap<ZoneKey, Vec<(WorkerId, u32)>> {
+        &self.members
+    }
+
     /// Zones that have at least one candidate.
     pub fn candidate_zones(&self) -> BTreeSet<ZoneKey> {
         self.members.keys().cloned().collect()
