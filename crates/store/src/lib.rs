@@ -22,6 +22,7 @@ mod error;
 mod keys;
 mod log_store;
 mod state_machine;
+mod timings;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -34,6 +35,7 @@ pub use error::{Error, Result};
 pub use keys::{ALL_CFS, CF_LOG, CF_RAFT, CF_SM, CF_SNAPSHOT};
 pub use log_store::LogStore;
 pub use state_machine::{Applied, ApplyClock, SnapshotBuilder, StateHandle, StateMachine};
+pub use timings::Timings;
 
 /// Node ids are small integers, as in `--initial-cluster 1=…,2=…,3=…`.
 pub type NodeId = u64;
@@ -112,6 +114,8 @@ impl SnapshotPolicy {
 pub struct Store {
     pub log: LogStore,
     pub state_machine: StateMachine,
+    /// Fsync and apply latencies, for the server's metrics.
+    pub timings: Timings,
     options: Options,
 }
 
@@ -149,11 +153,13 @@ pub fn open(path: impl AsRef<Path>) -> Result<Store> {
         ColumnFamilyDescriptor::new(*name, cf)
     });
     let db = Arc::new(DB::open_cf_descriptors(&options, path, cfs)?);
-    let log = LogStore::new(db.clone())?;
-    let state_machine = StateMachine::open(db)?;
+    let timings = Timings::default();
+    let log = LogStore::new(db.clone(), timings.fsync.clone())?;
+    let state_machine = StateMachine::open(db, timings.apply.clone())?;
     Ok(Store {
         log,
         state_machine,
+        timings,
         options,
     })
 }

@@ -8,10 +8,12 @@ use std::fmt;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::sync::{Arc, mpsc};
+use std::time::Instant;
 
 use drover_types::codec;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{AnyError, ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader, StorageIOError};
+use prometheus_client::metrics::histogram::Histogram;
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -75,7 +77,7 @@ impl Drop for Syncer {
 }
 
 impl Syncer {
-    fn start(db: Arc<DB>) -> io::Result<Syncer> {
+    fn start(db: Arc<DB>, fsync: Histogram) -> io::Result<Syncer> {
         let (tx, rx) = mpsc::channel::<LogFlushed<TypeConfig>>();
         let thread = std::thread::Builder::new()
             .name("drover-wal-sync".into())
@@ -86,7 +88,9 @@ impl Syncer {
                     waiting.extend(rx.try_iter());
                     // The fsync that makes the appends durable; only after it do we tell
                     // openraft they are.
+                    let started = Instant::now();
                     let result = db.flush_wal(true);
+                    fsync.observe(started.elapsed().as_secs_f64());
                     for callback in waiting {
                         callback.log_io_completed(
                             result
@@ -120,8 +124,8 @@ impl fmt::Debug for LogStore {
 }
 
 impl LogStore {
-    pub(crate) fn new(db: Arc<DB>) -> Result<LogStore> {
-        let syncer = Syncer::start(db.clone())
+    pub(crate) fn new(db: Arc<DB>, fsync: Histogram) -> Result<LogStore> {
+        let syncer = Syncer::start(db.clone(), fsync)
             .map_err(|e| Error::Inconsistent(format!("cannot start the WAL sync thread: {e}")))?;
         let committed: Option<LogId> = get_decoded(&db, CF_RAFT, RAFT_COMMITTED)?;
         let committed_index = committed.map_or(0, |c| c.index);

@@ -24,6 +24,7 @@ use openraft::{
     AnyError, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder,
     StorageIOError,
 };
+use prometheus_client::metrics::histogram::Histogram;
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
 use serde::{Deserialize, Serialize};
 
@@ -153,6 +154,8 @@ pub struct StateMachine {
     /// The state version of the last applied change to a record the planner reads (workers,
     /// partitions, drains, the table, settings) — not KV writes, which the scheduler ignores.
     placement: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Seconds per applied batch.
+    apply_seconds: Histogram,
 }
 
 impl fmt::Debug for StateMachine {
@@ -368,7 +371,7 @@ fn load(db: &DB) -> Result<Applied> {
 }
 
 impl StateMachine {
-    pub(crate) fn open(db: Arc<DB>) -> Result<StateMachine> {
+    pub(crate) fn open(db: Arc<DB>, apply_seconds: Histogram) -> Result<StateMachine> {
         let applied = load(&db)?;
         let (versions, _) = tokio::sync::watch::channel(applied.state.version);
         let (placement, _) = tokio::sync::watch::channel(applied.state.version);
@@ -382,6 +385,7 @@ impl StateMachine {
             },
             snapshots_built: Arc::new(AtomicU64::new(0)),
             snapshots_installed: Arc::new(AtomicU64::new(0)),
+            apply_seconds,
         })
     }
 
@@ -412,6 +416,7 @@ impl StateMachine {
         let mut a = self.applied.write();
         let mut clock = self.applied.clock();
         let now = Instant::now();
+        let started = std::time::Instant::now();
         let events_before = (a.state.events.first_seq(), a.state.events.next_seq);
         let mut changes = Changes::default();
         let mut replies = Vec::new();
@@ -457,6 +462,7 @@ impl StateMachine {
         // only behind a snapshot, and WAL recovery keeps a prefix, so a lost write here is
         // re-applied from the log on restart.
         self.db.write(batch)?;
+        self.apply_seconds.observe(started.elapsed().as_secs_f64());
         let version = a.state.version;
         drop(clock);
         drop(a);
