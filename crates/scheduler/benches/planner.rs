@@ -72,6 +72,28 @@ fn benches(c: &mut Criterion) {
         b.iter(|| plan(&zone_lost.state, &live, &PlannerConfig::default()))
     });
     g.finish();
+
+    // The target placement by min-cost flow (`target.rs`) plans rounds of clusters under its
+    // budget: the round after a worker joins a settled one, at the sizes named.
+    let mut g = c.benchmark_group("planner_exact_after_a_join");
+    g.sample_size(10).measurement_time(Duration::from_secs(10));
+    for (workers, partitions) in [(6, 32), (24, 128), (48, 256)] {
+        let mut sim = Sim::new();
+        for i in 0..workers {
+            sim.add_worker(&format!("w{i:03}"), Some(&format!("z{}", i % 3)), 1);
+        }
+        sim.run(Command::CreateTable {
+            count: partitions,
+            replication_factor: 3,
+        })
+        .expect("table");
+        sim.settle(&live, &cfg, 50, |_, _| {});
+        sim.add_worker("new", Some("z0"), 1);
+        g.bench_function(format!("{workers}w_{partitions}p_rf3"), |b| {
+            b.iter(|| plan(&sim.state, &live, &PlannerConfig::default()))
+        });
+    }
+    g.finish();
 }
 
 criterion_group!(planner, benches);
