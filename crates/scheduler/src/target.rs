@@ -31,8 +31,10 @@ use crate::flow::Network;
 use crate::topology::{Topology, ZoneKey};
 
 /// Largest (edges × units) a round solves by flow; beyond it the greedy passes plan alone.
-/// At this size one solve is a few tens of milliseconds in a release build.
-const BUDGET: u64 = 20_000_000;
+/// About 200 partitions over 30 workers at RF 3; a solve at that size takes ~30 ms in a
+/// release build (`cargo bench -p drover-scheduler --bench planner -- planner_exact`:
+/// 1 ms at 32 partitions over 6 workers, 20 ms at 128 over 24, 122 ms at 256 over 48).
+const BUDGET: u64 = 4_000_000;
 
 /// Most choices of the zones holding ⌈R/Z⌉ tried; beyond it, only the fullest zones.
 const MOST_ZONE_CHOICES: usize = 32;
