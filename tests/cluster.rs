@@ -235,6 +235,77 @@ async fn join_promote_and_remove_a_fourth_node() {
     assert_eq!(c.put(leader, "still", "up").await.unwrap().status(), 200);
 }
 
+/// `/readyz` of node `id`: its status and JSON body.
+async fn readyz(c: &Cluster, id: u64) -> Option<(u16, serde_json::Value)> {
+    let r = c.http.get(c.url(id, "/readyz")).send().await.ok()?;
+    let status = r.status().as_u16();
+    Some((status, r.json().await.ok()?))
+}
+
+/// The regression (issue 21): a node removed from the cluster kept answering `/readyz` with
+/// 200 (`{"ready":true}`), so a load balancer kept sending it traffic — its own membership view
+/// still listed it, since the leader stops replicating to a removed node before the final
+/// configuration reaches it. Removed, it answers 503 naming the reason, `not_a_member`, in the
+/// API's error shape, and keeps doing so; the nodes that remain stay ready.
+#[tokio::test]
+async fn a_removed_node_is_not_ready() {
+    let c = Cluster::start(3, &[]);
+    let leader = c.leader_among(&[1, 2, 3]).await;
+    wait_for("every node ready", Duration::from_secs(30), || async {
+        for id in 1..=3 {
+            if readyz(&c, id).await?.0 != 200 {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    let removed = (1..=3).find(|id| *id != leader).unwrap();
+    let stay: Vec<u64> = (1..=3).filter(|id| *id != removed).collect();
+    let r = c
+        .http
+        .delete(c.url(leader, &format!("/v1/cluster/members/{removed}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+
+    let start = Instant::now();
+    let mut seen = None;
+    let body = loop {
+        if let Some((status, body)) = readyz(&c, removed).await {
+            if status == 503 && body["error"]["code"] == "not_a_member" {
+                break body;
+            }
+            seen = Some((status, body));
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "removed node {removed} never answered 503 not_a_member; last answer: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(body["ready"], false, "{body}");
+    assert_eq!(body["member"], false, "{body}");
+    assert!(body["error"]["message"].is_string(), "{body}");
+
+    // The cluster goes on without it, and it stays unready.
+    let leader = c.leader_among(&stay).await;
+    assert_eq!(
+        c.put(leader, "after/remove", "y").await.unwrap().status(),
+        200
+    );
+    for id in &stay {
+        let (status, body) = readyz(&c, *id).await.unwrap();
+        assert_eq!(status, 200, "remaining node {id}: {body}");
+        assert_eq!(body["ready"], true, "{body}");
+        assert!(body.get("error").is_none(), "{body}");
+    }
+    let (status, body) = readyz(&c, removed).await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "not_a_member", "{body}");
+}
+
 /// With no leader (two of three nodes down), a write is 503 with the error shape.
 #[tokio::test]
 async fn no_quorum_answers_503() {

@@ -6,7 +6,7 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::{Cluster, all_events, check_serving_floor, wait_for};
@@ -19,6 +19,20 @@ fn spawn_worker(
     zone: String,
     incarnation: u64,
     stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    spawn_worker_beating(base, id, zone, incarnation, stop, Duration::ZERO)
+}
+
+/// [`spawn_worker`] heartbeating once per `every` (zero: on every turn of its loop, about ten
+/// times a second), as an agent does at its `heartbeat_interval`: a round that fails on every
+/// node it tries waits for the next period.
+fn spawn_worker_beating(
+    base: Vec<String>,
+    id: String,
+    zone: String,
+    incarnation: u64,
+    stop: Arc<AtomicBool>,
+    every: Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let http = reqwest::Client::builder()
@@ -52,8 +66,15 @@ fn spawn_worker(
             .send()
             .await;
         let mut after = 0;
+        // When the last heartbeat round began: one a period, each trying up to three nodes.
+        let mut beat: Option<Instant> = None;
         while !stop.load(Ordering::Relaxed) {
-            for _ in 0..3 {
+            let due = beat.is_none_or(|at| at.elapsed() >= every);
+            if due {
+                beat = Some(Instant::now());
+            }
+            let tries = if due { 3 } else { 0 };
+            for _ in 0..tries {
                 let sent = http
                     .post(url(&format!("/v1/workers/{id}/heartbeat")))
                     .json(&json!({"generation": generation}))
@@ -148,15 +169,27 @@ struct Fleet {
 
 /// Starts `n` test workers on a fresh cluster and waits until all are Active.
 async fn start_workers(c: &Cluster, leader: u64, n: usize) -> Fleet {
-    let base: Vec<String> = (1..=3).map(|id| c.url(id, "")).collect();
-    let mut zones = BTreeMap::new();
-    let mut stops = BTreeMap::new();
-    for i in 0..n {
-        let (id, zone) = (format!("w{i}"), format!("z{}", i % 3));
-        let stop = Arc::new(AtomicBool::new(false));
-        spawn_worker(base.clone(), id.clone(), zone.clone(), 1, stop.clone());
-        zones.insert(id.clone(), zone);
-        stops.insert(id, stop);
+    let workers: Vec<(String, String)> = (0..n)
+        .map(|i| (format!("w{i}"), format!("z{}", i % 3)))
+        .collect();
+    start_fleet(c, leader, &workers, Duration::ZERO).await
+}
+
+/// Starts test workers `(id, zone)` heartbeating once per `every` (see
+/// [`spawn_worker_beating`]) and waits until all are Active.
+async fn start_fleet(
+    c: &Cluster,
+    leader: u64,
+    workers: &[(String, String)],
+    every: Duration,
+) -> Fleet {
+    let mut fleet = Fleet {
+        base: (1..=3).map(|id| c.url(id, "")).collect(),
+        zones: BTreeMap::new(),
+        stops: BTreeMap::new(),
+    };
+    for (id, zone) in workers {
+        fleet.join(id, zone, every);
     }
     wait_for("every worker active", Duration::from_secs(30), || async {
         let r = c
@@ -165,10 +198,33 @@ async fn start_workers(c: &Cluster, leader: u64, n: usize) -> Fleet {
             .send()
             .await
             .ok()?;
-        (r.json::<Value>().await.ok()?["items"].as_array()?.len() == n).then_some(())
+        (r.json::<Value>().await.ok()?["items"].as_array()?.len() == workers.len()).then_some(())
     })
     .await;
-    Fleet { base, zones, stops }
+    fleet
+}
+
+impl Fleet {
+    /// Starts one more test worker (it registers and activates itself).
+    fn join(&mut self, id: &str, zone: &str, every: Duration) {
+        let stop = Arc::new(AtomicBool::new(false));
+        spawn_worker_beating(
+            self.base.clone(),
+            id.to_owned(),
+            zone.to_owned(),
+            1,
+            stop.clone(),
+            every,
+        );
+        self.zones.insert(id.to_owned(), zone.to_owned());
+        self.stops.insert(id.to_owned(), stop);
+    }
+
+    fn stop(&self) {
+        for s in self.stops.values() {
+            s.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Creates a table of `count` partitions at RF 3 and waits until every partition has 3
@@ -721,4 +777,262 @@ async fn a_dry_run_right_after_a_failover_plans_what_it_did_before() {
     for s in stops.values() {
         s.store(true, Ordering::Relaxed);
     }
+}
+
+/// Each partition's epoch and preferred leader: what a move or a leader change alters.
+type Placement = BTreeMap<u64, (u64, Option<String>)>;
+
+fn placement(parts: &[Value]) -> Placement {
+    parts
+        .iter()
+        .map(|p| {
+            let leader = p["leader"].as_str().map(str::to_owned);
+            (
+                p["id"].as_u64().unwrap(),
+                (p["epoch"].as_u64().unwrap(), leader),
+            )
+        })
+        .collect()
+}
+
+/// How long placement must stay unchanged to count as settled: the scheduler plans on every
+/// applied change and at least every 250 ms, so this is several rounds that planned nothing.
+const QUIET: Duration = Duration::from_millis(1500);
+
+/// Waits until placement, read through `node`, has settled: every partition has 3 serving
+/// replicas in 3 zones, nothing joining or leaving, a preferred leader, and no epoch or leader
+/// changed for [`QUIET`]. Returns the partitions.
+async fn settled(c: &Cluster, node: u64, zones: &BTreeMap<String, String>) -> Vec<Value> {
+    let deadline = Duration::from_secs(90);
+    let start = Instant::now();
+    let mut last: Option<(Placement, Instant)> = None;
+    loop {
+        assert!(
+            start.elapsed() < deadline,
+            "placement did not settle within {deadline:?}; last seen: {last:?}"
+        );
+        if let Some(parts) = partitions(c, node).await {
+            let now = placement(&parts);
+            let whole = healthy(&parts, zones, 3, &BTreeSet::new())
+                && now.values().all(|(_, leader)| leader.is_some());
+            match &last {
+                Some((seen, since)) if *seen == now => {
+                    if whole && since.elapsed() >= QUIET {
+                        return parts;
+                    }
+                }
+                _ => last = Some((now, Instant::now())),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The sequence number of the newest event, read through `node`.
+async fn events_cursor(c: &Cluster, node: u64) -> u64 {
+    let events = all_events(c, node).await;
+    events.last().map_or(0, |e| e["seq"].as_u64().unwrap())
+}
+
+/// Heartbeats `node` answered 200, from its `/metrics` (a follower counts those it forwarded;
+/// a leader, every heartbeat acknowledged in the cluster).
+fn heartbeats_served(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("drover_http_requests_total{")
+                && l.contains("route=\"/v1/workers/{id}/heartbeat\"")
+                && l.contains("status=\"200\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// Whether the leader `node` has heard all `n` workers: each one's liveness is `alive` (a
+/// worker a new leader has not heard yet shows as `suspect`).
+async fn all_heard(c: &Cluster, node: u64, n: usize) -> Option<()> {
+    let r = c.http.get(c.url(node, "/v1/workers")).send().await.ok()?;
+    let page: Value = r.json().await.ok()?;
+    let items = page["items"].as_array()?;
+    (items.len() == n && items.iter().all(|w| w["liveness"] == "alive")).then_some(())
+}
+
+/// Issue 16's failover, the regression: a new control-plane leader treated the workers it had
+/// not heard from yet as suspect and re-picked the preferred leader of every partition they
+/// led (21–24 `leader_changed` events within a second of a failover, some partitions twice).
+/// Six workers heartbeat once a second, as agents do by default, so the new leader's first
+/// rounds run before it has heard most of them. With a settled table of 32 partitions at RF 3,
+/// SIGKILLing the leader and giving the new one every worker's heartbeats and then time for
+/// two dozen rounds — past `suspect_after` since it took over, when it may start moves —
+/// changes no partition's preferred leader or epoch and logs no replica or leader event.
+#[tokio::test]
+async fn control_plane_failover_with_a_settled_fleet_changes_nothing() {
+    let mut c = Cluster::start(
+        3,
+        &[
+            "--heartbeat-interval-ms",
+            "1000",
+            "--suspect-after-ms",
+            "5000",
+            "--dead-after-ms",
+            "30000",
+        ],
+    );
+    let leader = c.leader_among(&[1, 2, 3]).await;
+    let workers: Vec<(String, String)> = (0..6)
+        .map(|i| (format!("w{i}"), format!("z{}", i % 3)))
+        .collect();
+    let fleet = start_fleet(&c, leader, &workers, Duration::from_secs(1)).await;
+    place(&c, leader, &fleet, 32).await;
+    let before = placement(&settled(&c, leader, &fleet.zones).await);
+    let cursor = events_cursor(&c, leader).await;
+
+    c.kill(leader);
+    let others: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    let new_leader = c.leader_among(&others).await;
+    wait_for(
+        "the new leader to hear every worker",
+        Duration::from_secs(30),
+        || all_heard(&c, new_leader, workers.len()),
+    )
+    .await;
+    // Time for the scheduler to act, counted in heartbeats: each worker sends at most one a
+    // second, so seven more per worker take over six seconds — past `suspect_after` (5 s)
+    // since the new leader took over, and some two dozen scheduling rounds.
+    let served = heartbeats_served(&c.metrics(new_leader).await);
+    let more = 7 * workers.len() as u64;
+    wait_for(
+        "the new leader to acknowledge seven more heartbeats per worker",
+        Duration::from_secs(60),
+        || async {
+            (heartbeats_served(&c.metrics(new_leader).await) >= served + more).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        c.leader_among(&others).await,
+        new_leader,
+        "leadership moved again during the test"
+    );
+
+    let after = placement(&partitions(&c, new_leader).await.unwrap());
+    let changed: Vec<String> = before
+        .iter()
+        .filter(|(p, was)| after.get(p) != Some(was))
+        .map(|(p, was)| format!("partition {p}: {was:?} -> {:?}", after.get(p)))
+        .collect();
+    assert!(
+        changed.is_empty(),
+        "the failover changed {} partitions' epoch or preferred leader:\n{}",
+        changed.len(),
+        changed.join("\n")
+    );
+    let churn: Vec<Value> = all_events(&c, new_leader)
+        .await
+        .into_iter()
+        .filter(|e| e["seq"].as_u64() > Some(cursor))
+        .filter(|e| {
+            [
+                "leader_changed",
+                "replica_added",
+                "replica_role",
+                "replica_removed",
+            ]
+            .iter()
+            .any(|k| e["kind"].get(*k).is_some())
+        })
+        .collect();
+    assert!(
+        churn.is_empty(),
+        "{} replica or leader events after the failover: {churn:?}",
+        churn.len()
+    );
+    let text = c.metrics(new_leader).await;
+    assert!(
+        !text.contains("drover_preferred_leader_changes_total{"),
+        "the new leader counted preferred-leader changes:\n{text}"
+    );
+    fleet.stop();
+}
+
+/// Issue 16's join, with real nodes and agents acknowledging at their own pace: five workers
+/// in zones a (one), b (two) and c (two) hold a settled table of 32 partitions at RF 3, every
+/// partition in all three zones. A worker joins in a new zone d, whose even share of the 96
+/// replicas is 24 — 8 from each zone, keeping each zone's workers even. The join makes exactly
+/// those 24 moves (Drover made 38: the zone balance took sources that the per-zone balance
+/// then had to even out), make-before-break: no partition ever had fewer than 3 serving
+/// replicas.
+#[tokio::test]
+async fn a_worker_joining_a_new_zone_moves_only_its_share() {
+    let c = Cluster::start(
+        3,
+        &[
+            "--heartbeat-interval-ms",
+            "100",
+            "--suspect-after-ms",
+            "2000",
+            "--dead-after-ms",
+            "20000",
+        ],
+    );
+    let leader = c.leader_among(&[1, 2, 3]).await;
+    let workers: Vec<(String, String)> = [("a0", "a"), ("b0", "b"), ("b1", "b")]
+        .into_iter()
+        .chain([("c0", "c"), ("c1", "c")])
+        .map(|(w, z)| (w.to_owned(), z.to_owned()))
+        .collect();
+    let mut fleet = start_fleet(&c, leader, &workers, Duration::ZERO).await;
+    place(&c, leader, &fleet, 32).await;
+    settled(&c, leader, &fleet.zones).await;
+    let from = c.status(leader).await.unwrap()["state_version"]
+        .as_u64()
+        .unwrap();
+
+    fleet.join("d0", "d", Duration::ZERO);
+    wait_for(
+        "d0 to receive its first replica",
+        Duration::from_secs(30),
+        || async {
+            let w = worker(&c, leader, "d0").await?;
+            (!w["replicas"].as_array()?.is_empty()).then_some(())
+        },
+    )
+    .await;
+    let parts = settled(&c, leader, &fleet.zones).await;
+
+    let mut held: BTreeMap<&str, usize> = BTreeMap::new();
+    for p in &parts {
+        for r in p["replicas"].as_array().unwrap() {
+            *held.entry(r["worker"].as_str().unwrap()).or_insert(0) += 1;
+        }
+    }
+    let events = all_events(&c, leader).await;
+    let moves: Vec<String> = events
+        .iter()
+        .filter(|e| e["version"].as_u64() > Some(from))
+        .filter_map(|e| {
+            let a = e["kind"].get("replica_added")?;
+            Some(format!(
+                "p{}: {} -> {}",
+                a["partition"], a["replaces"], a["worker"]
+            ))
+        })
+        .collect();
+    let added = check_serving_floor(&events, from, 3);
+    assert_eq!(
+        added,
+        24,
+        "the join made {added} moves, not 24:\n{}",
+        moves.join("\n")
+    );
+    let expected = BTreeMap::from([
+        ("a0", 24),
+        ("b0", 12),
+        ("b1", 12),
+        ("c0", 12),
+        ("c1", 12),
+        ("d0", 24),
+    ]);
+    assert_eq!(held, expected, "moves:\n{}", moves.join("\n"));
+    fleet.stop();
 }

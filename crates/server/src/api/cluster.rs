@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{
-    BadRequest, Conflict, Forbidden, NotFound, StandardErrors, TooLarge, Unauthorized,
+    BadRequest, Conflict, ErrorDetail, Forbidden, NotFound, StandardErrors, TooLarge, Unauthorized,
 };
 use super::{ApiError, ApiPath, ApiResult, Route, body, parse_json};
 use crate::node::Node;
@@ -47,18 +47,30 @@ pub async fn healthz() -> Json<Health> {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Readiness {
     ready: bool,
-    /// Whether this node is in the cluster's membership: a removed node is never ready, so
-    /// a load balancer stops sending it traffic.
+    /// Whether this node is in the cluster's membership as far as it knows: a removed node is
+    /// never ready, so a load balancer stops sending it traffic.
     member: bool,
     /// The leader this node knows, if any.
     leader: Option<u64>,
     applied_index: u64,
     last_log_index: u64,
+    /// Why the node is not ready, in the API's error shape (absent when ready): `not_a_member`,
+    /// `no_leader`, `out_of_contact` (no word from a leader, or for a leader from a quorum,
+    /// for longer than an election timeout) or `catching_up`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorDetail>,
 }
 
-/// Ready: this node is a member of the cluster, a leader is known, and this node has applied
-/// what it has in its log (within a small window, since a follower's last entries may not be
-/// committed yet).
+/// Ready: this node is a member of the cluster, it has heard from a leader (or, leading, from a
+/// quorum) within an election timeout, and it has applied what it has in its log (within a
+/// small window, since a follower's last entries may not be committed yet).
+///
+/// Membership is read from the latest configuration this node has, and a joint one counts by
+/// the configuration it moves to: a removed voter receives the joint entry that still lists it
+/// and then nothing more (the leader stops replicating to it once the final configuration is
+/// appended), so "listed" alone kept a removed node ready. Should it be cut off before even
+/// the joint entry reaches it, it never learns of its removal: then it hears from no leader,
+/// and that alone makes it not ready.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -66,34 +78,93 @@ pub struct Readiness {
     tag = "cluster",
     security(()),
     responses(
-        (status = 200, description = "Ready: a member, a leader is known and this node has caught up", body = Readiness),
-        (status = 503, description = "Not ready (same body, `ready: false`)", body = Readiness),
+        (status = 200, description = "Ready: a member, in contact with a leader, caught up", body = Readiness),
+        (status = 503, description = "Not ready: `ready: false` and an `error` naming why", body = Readiness),
     )
 )]
 pub async fn readyz(State(node): State<Node>) -> Response {
     let m = node.raft().metrics().borrow().clone();
     let applied = m.last_applied.map_or(0, |l| l.index);
     let last = m.last_log_index.unwrap_or(0);
-    let member = m
-        .membership_config
-        .membership()
-        .nodes()
-        .any(|(id, _)| *id == node.id());
-    let ready =
-        member && m.current_leader.is_some() && last.saturating_sub(applied) <= CAUGHT_UP_LAG;
-    let body = Readiness {
-        ready,
-        member,
-        leader: m.current_leader,
-        applied_index: applied,
-        last_log_index: last,
+    let id = node.id();
+    let membership = m.membership_config.membership();
+    let member = membership.learner_ids().any(|l| l == id)
+        || membership
+            .get_joint_config()
+            .last()
+            .is_some_and(|voters| voters.contains(&id));
+    let limit = node.config().raft.election_timeout_max;
+    let reason = if !member {
+        Some((
+            "not_a_member",
+            format!("node {id} is not in the cluster's membership (removed, or not added yet)"),
+        ))
+    } else if m.current_leader.is_none() || m.state == ServerState::Candidate {
+        Some(("no_leader", format!("node {id} knows no leader")))
+    } else if !in_contact(&node, &m, limit).await {
+        let whom = if m.state == ServerState::Leader {
+            "a quorum"
+        } else {
+            "the leader"
+        };
+        Some((
+            "out_of_contact",
+            format!("node {id} has not heard from {whom} for over {limit:?}"),
+        ))
+    } else if last.saturating_sub(applied) > CAUGHT_UP_LAG {
+        Some((
+            "catching_up",
+            format!("node {id} has applied {applied} of the {last} entries in its log"),
+        ))
+    } else {
+        None
     };
-    let status = if ready {
+    let status = if reason.is_none() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    let body = Readiness {
+        ready: reason.is_none(),
+        member,
+        leader: m.current_leader,
+        applied_index: applied,
+        last_log_index: last,
+        error: reason.map(|(code, message)| ErrorDetail {
+            code,
+            message,
+            leader: None,
+            current_version: None,
+        }),
+    };
     (status, Json(body)).into_response()
+}
+
+/// Whether this node heard from its leader within `limit` (a leader: had its leadership
+/// acknowledged by a quorum within `limit`). A follower's vote is touched by every append
+/// (heartbeats included) from the leader it follows, so the time since it changed is the time
+/// since the leader was last heard.
+async fn in_contact(
+    node: &Node,
+    m: &openraft::RaftMetrics<drover_raft::NodeId, drover_raft::Node>,
+    limit: std::time::Duration,
+) -> bool {
+    if m.state == ServerState::Leader {
+        let alone = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .all(|v| v == node.id());
+        return alone
+            || m.millis_since_quorum_ack
+                .is_some_and(|ms| u128::from(ms) <= limit.as_millis());
+    }
+    let since = node
+        .raft()
+        .with_raft_state(|st| st.vote_last_modified().map(|t| t.elapsed()));
+    // The Raft core answers at once unless it is busy (installing a snapshot, say): a core
+    // that cannot answer within an election timeout is not serving either.
+    matches!(tokio::time::timeout(limit, since).await, Ok(Ok(Some(d))) if d <= limit)
 }
 
 /// A voter counts towards quorums; a learner only receives the log.
