@@ -97,9 +97,18 @@ impl Round<'_> {
             return Vec::new();
         };
         let zone = from.and_then(|f| self.t.zone_of(f));
+        // A committed drain move's target is that move's: a restore or a rebalance taking it
+        // would make the drain replan the move its dry run showed.
+        let arriving: BTreeSet<&WorkerId> = self
+            .t
+            .arriving
+            .range((p.id, WorkerId::from(""))..)
+            .take_while(|((pid, _), _)| *pid == p.id)
+            .map(|(_, to)| to)
+            .collect();
         let mut adds: Vec<WorkerId> = want
             .iter()
-            .filter(|w| p.replica(w).is_none() && self.t.is_candidate(w))
+            .filter(|w| p.replica(w).is_none() && self.t.is_candidate(w) && !arriving.contains(w))
             .cloned()
             .collect();
         adds.sort_by_key(|w| zone.is_none() || self.t.zone_of(w) != zone);
@@ -386,19 +395,15 @@ impl Round<'_> {
             let view = after_departures(p, |w| self.is_draining(w));
             // The committed target is kept while it is usable; a suspect or busy target is
             // waited for, not replaced (SPEC §3: replan only moves whose target became
-            // unusable — Disabled, dead, no longer Active, or now holding the partition).
-            // With a target, the committed target is in it (pinned): rule 2 holds for the
-            // placement as a whole, whichever of the partition's drain moves lands first.
-            let exact = self.target.is_some();
+            // unusable — Disabled, dead, no longer Active, or now holding the partition). Not
+            // re-judged by rule 2 one move at a time: the plan was made for all of the drain's
+            // moves together (by the target placement, or on `view` by the greedy choice), and
+            // a round that judged one of them alone — say while a worker elsewhere is suspect
+            // and the target placement does not apply — replanned a move the dry run showed.
             let usable = |t: &WorkerId| {
-                (exact && self.t.is_candidate(t) && !holders.contains(t))
-                    || self.t.balance_set.contains_key(t)
-                        && !self.t.excluded.contains(t)
-                        && !holders.contains(t)
-                        && self
-                            .t
-                            .zone_of(t)
-                            .is_some_and(|z| self.t.allowed_zones(&view, Some(&from)).contains(&z))
+                self.t.balance_set.contains_key(t)
+                    && !self.t.excluded.contains(t)
+                    && !holders.contains(t)
             };
             let target = match planned {
                 Some(t) if usable(t) && (self.t.live.is_suspect(t) || !self.t.has_slot(t)) => {

@@ -37,7 +37,7 @@ use crate::topology::{Topology, ZoneKey};
 const BUDGET: u64 = 4_000_000;
 
 /// Most choices of the zones holding ⌈R/Z⌉ tried; beyond it, only the fullest zones.
-const MOST_ZONE_CHOICES: usize = 32;
+const MOST_ZONE_CHOICES: usize = 256;
 
 /// The workers each partition should end on.
 #[derive(Debug, Default)]
@@ -89,6 +89,13 @@ pub(crate) fn target(
         }
     }
     let nz = zones.len() as i64;
+    let zone_index: BTreeMap<&ZoneKey, usize> = zones
+        .iter()
+        .enumerate()
+        .map(|(z, (k, _))| (*k, z))
+        .collect();
+    // Replicas in each zone now, on any worker (for the fallback choice of zone totals).
+    let mut located = vec![0i64; zones.len()];
     let mut parts = Vec::with_capacity(t.s.partitions.len());
     for p in &t.s.partitions {
         let mut part = Part {
@@ -98,6 +105,11 @@ pub(crate) fn target(
             kept: BTreeSet::new(),
         };
         for r in &p.replicas {
+            if r.role != ReplicaRole::Leaving
+                && let Some(z) = t.zone_of(&r.worker).and_then(|k| zone_index.get(&k))
+            {
+                located[*z] += 1;
+            }
             let Some(&i) = index.get(&r.worker) else {
                 continue;
             };
@@ -131,9 +143,10 @@ pub(crate) fn target(
         parts.push(part);
     }
     let units: i64 = parts.iter().map(|p| p.rf).sum();
-    let edges =
-        (parts.len() as u64) * (workers.len() as u64 + nz as u64 + 1) + workers.len() as u64;
-    let choices = zone_choices(&zones, &parts, &workers, units);
+    // Per partition: its source edge, two per zone, one per worker; two per worker to its zone.
+    let edges = (parts.len() as u64) * (workers.len() as u64 + 2 * nz as u64 + 1)
+        + 2 * workers.len() as u64;
+    let choices = zone_choices(&located, units);
     if edges * (units.max(1) as u64) * (choices.len() as u64) > BUDGET {
         return None;
     }
@@ -154,14 +167,11 @@ pub(crate) fn target(
 }
 
 /// The zone totals to try: each way of giving ⌈R/Z⌉ to R mod Z zones, or — when there are
-/// too many ways — only the zones that hold the most now.
-fn zone_choices(
-    zones: &[(&ZoneKey, &Vec<(WorkerId, u32)>)],
-    parts: &[Part],
-    workers: &[(usize, i64)],
-    units: i64,
-) -> Vec<Vec<i64>> {
-    let nz = zones.len();
+/// more than [`MOST_ZONE_CHOICES`] ways — the one that gives it to the zones where the most
+/// replicas are now (counting those about to leave them: a zone a drain empties still needs
+/// what its drained workers held).
+fn zone_choices(located: &[i64], units: i64) -> Vec<Vec<i64>> {
+    let nz = located.len();
     let (lo, extra) = (units / nz as i64, (units % nz as i64) as usize);
     let mut choices = Vec::new();
     if nz <= 16 {
@@ -175,14 +185,8 @@ fn zone_choices(
         }
     }
     if choices.is_empty() || choices.len() > MOST_ZONE_CHOICES {
-        let mut held = vec![0i64; nz];
-        for p in parts {
-            for &i in p.kept.iter().chain(&p.pinned) {
-                held[workers[i].0] += 1;
-            }
-        }
         let mut order: Vec<usize> = (0..nz).collect();
-        order.sort_by_key(|&z| (std::cmp::Reverse(held[z]), z));
+        order.sort_by_key(|&z| (std::cmp::Reverse(located[z]), z));
         let mut totals = vec![lo; nz];
         for &z in order.iter().take(extra) {
             totals[z] += 1;
