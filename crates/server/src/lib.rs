@@ -1,12 +1,11 @@
-//! The Drover server: configuration ([`config`]), the node that composes storage, Raft and the
-//! admin API ([`run`]), and the API itself.
+//! The Drover server: configuration ([`config`]), the node's core ([`core`]: Raft, proposals,
+//! reads, membership, scheduling, liveness; no HTTP), the admin HTTP API above it ([`api`]),
+//! and [`run`], which composes the two on a listener.
 
 pub mod api;
-mod batcher;
 pub mod config;
-pub mod liveness;
-mod node;
-mod read_index;
-mod schedule;
+pub mod core;
+mod run;
 
-pub use node::{Error, Node, run};
+pub use crate::core::Node;
+pub use run::{Error, run};

@@ -8,8 +8,8 @@ use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::ApiError;
-use crate::node::Node;
+use super::error::ApiError;
+use crate::core::Node;
 
 /// Who is calling, as the token says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -14,13 +14,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{
-    BadRequest, Conflict, ErrorDetail, Forbidden, NotFound, StandardErrors, TooLarge, Unauthorized,
+    ApiError, ApiResult, BadRequest, Conflict, ErrorDetail, Forbidden, NotFound, StandardErrors,
+    TooLarge, Unauthorized,
 };
-use super::{ApiError, ApiPath, ApiResult, Route, body, parse_json};
-use crate::node::Node;
-
-/// How far (in log entries) a follower may trail the leader and still count as caught up.
-pub(crate) const CAUGHT_UP_LAG: u64 = 64;
+use super::extract::{ApiPath, body, parse_json};
+use super::forward::{Forward, Route};
+use crate::core::{CAUGHT_UP_LAG, Node};
 
 /// How long a membership change may take to commit before the API gives up waiting.
 const MEMBERSHIP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -474,7 +473,7 @@ async fn record_membership(node: &Node, change: drover_types::MembershipChange) 
         .propose(drover_types::Command::RecordMembership(change.clone()))
         .await
     {
-        tracing::warn!(?change, error = %e.message, "membership change committed but not recorded in the events log");
+        tracing::warn!(?change, error = %e, "membership change committed but not recorded in the events log");
     }
 }
 
@@ -584,9 +583,4 @@ pub async fn set_fault(
 pub async fn clear_faults(State(node): State<Node>) -> Json<Faults> {
     node.faults().clear();
     Faults::of(&node)
-}
-
-/// Whether this node is leader right now (for background tasks).
-pub(crate) fn is_leader(node: &Node) -> bool {
-    node.raft().metrics().borrow().state == ServerState::Leader
 }

@@ -20,9 +20,10 @@ use drover_types::{
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::error::{Conflict, NotFound, StandardErrors, TooLarge};
-use super::{ApiError, ApiPath, ApiResult, WorkerPath, body, parse_json};
-use crate::node::Node;
+use super::error::{ApiError, ApiResult, Conflict, NotFound, StandardErrors, TooLarge};
+use super::extract::{ApiPath, WorkerPath, body, parse_json};
+use super::forward::Forward;
+use crate::core::{Error as CoreError, Node};
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -257,8 +258,8 @@ async fn drain(
                 }))
                 .into_response());
             }
-            Err(e) if e.code == RejectCode::StaleEpoch.as_str() => continue,
-            Err(e) => return Err(e),
+            Err(CoreError::Rejected(r)) if r.code == RejectCode::StaleEpoch => continue,
+            Err(e) => return Err(e.into()),
         }
     }
     Err(ApiError::unavailable(

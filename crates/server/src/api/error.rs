@@ -1,20 +1,15 @@
 //! The API's one error shape (SPEC §4): `{"error": {"code", "message"}}` with the right status,
-//! plus the leader's id and address when a request reached a node that cannot serve it.
+//! plus the leader's id and address when a request reached a node that cannot serve it. The
+//! core's error becomes this shape here and nowhere else (`From<CoreError>`).
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use drover_types::Rejection;
+use drover_types::{RejectCode, Rejection};
 use serde::Serialize;
 use utoipa::{IntoResponses, ToResponse, ToSchema};
 
-/// Where the leader is, as far as this node knows.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq, ToSchema)]
-pub struct LeaderHint {
-    pub id: u64,
-    /// The leader's `HOST:PORT`; also sent as the `x-drover-leader` header.
-    pub address: String,
-}
+use crate::core::{Error as CoreError, LeaderHint};
 
 #[derive(Clone, Debug)]
 pub struct ApiError {
@@ -89,12 +84,51 @@ impl ApiError {
     }
 }
 
+/// The status of each refusal of the state machine.
+fn rejection_status(code: RejectCode) -> StatusCode {
+    match code {
+        RejectCode::Invalid => StatusCode::BAD_REQUEST,
+        RejectCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        RejectCode::NotFound => StatusCode::NOT_FOUND,
+        // A leader's decision that reached the log after its term ended: nothing changed, and
+        // the next leader decides again.
+        RejectCode::StaleTerm => StatusCode::SERVICE_UNAVAILABLE,
+        RejectCode::AlreadyExists
+        | RejectCode::IllegalTransition
+        | RejectCode::VersionConflict
+        | RejectCode::StaleEpoch
+        | RejectCode::StaleGeneration
+        | RejectCode::Fenced
+        | RejectCode::IncarnationConflict
+        | RejectCode::Unplaceable
+        | RejectCode::UnderReplicated
+        | RejectCode::NotDrained => StatusCode::CONFLICT,
+    }
+}
+
+/// The one mapping from the core's answers to HTTP. `unavailable` always means nothing was
+/// proposed (safe to retry); `outcome_unknown` that a client must read before retrying.
+impl From<CoreError> for ApiError {
+    fn from(e: CoreError) -> Self {
+        let message = e.to_string();
+        match e {
+            CoreError::Rejected(r) => {
+                let mut e = ApiError::new(rejection_status(r.code), r.code.as_str(), message);
+                e.current_version = r.current_version;
+                e
+            }
+            CoreError::NotLeader { leader } | CoreError::Unavailable { leader, .. } => {
+                ApiError::unavailable(message, leader)
+            }
+            CoreError::ShuttingDown => ApiError::unavailable(message, None),
+            CoreError::OutcomeUnknown { leader, .. } => ApiError::outcome_unknown(message, leader),
+        }
+    }
+}
+
 impl From<Rejection> for ApiError {
     fn from(r: Rejection) -> Self {
-        let status = StatusCode::from_u16(r.code.http_status()).unwrap_or(StatusCode::CONFLICT);
-        let mut e = ApiError::new(status, r.code.as_str(), r.message);
-        e.current_version = r.current_version;
-        e
+        CoreError::Rejected(r).into()
     }
 }
 

@@ -10,9 +10,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Role;
-use super::error::{Forbidden, Gone, StandardErrors, Unauthorized, Unavailable};
-use super::{ApiError, ApiResult, page_limit, parse_query};
-use crate::node::Node;
+use super::error::{
+    ApiError, ApiResult, Forbidden, Gone, StandardErrors, Unauthorized, Unavailable,
+};
+use super::extract::{page_limit, parse_query};
+use super::forward::Forward;
+use crate::core::Node;
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

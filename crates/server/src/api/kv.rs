@@ -11,12 +11,12 @@ use drover_types::{Command, KvEntry, Response as Applied, validate_kv_key};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::{Conflict, NotFound, StandardErrors, TooLarge};
-use super::{
-    ApiError, ApiPath, ApiResult, ReadQuery, Route, body, no_dot_segments, page_limit, parse_json,
-    parse_query,
+use super::error::{ApiError, ApiResult, Conflict, NotFound, StandardErrors, TooLarge};
+use super::extract::{
+    ApiPath, ReadQuery, body, no_dot_segments, page_limit, parse_json, parse_query,
 };
-use crate::node::Node;
+use super::forward::{Forward, Route};
+use crate::core::Node;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct KvItem {

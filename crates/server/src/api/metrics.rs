@@ -9,7 +9,7 @@
 //! never drift from what the node reports elsewhere.
 
 use std::fmt::Write;
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -19,10 +19,10 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
 
-use crate::liveness::Liveness;
-use crate::node::Node;
+use crate::core::Node;
+use crate::core::liveness::Liveness;
+use crate::core::metrics::Metrics;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
@@ -31,81 +31,22 @@ struct HttpLabels {
     status: u16,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct ReasonLabels {
-    pub reason: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct CauseLabels {
-    pub cause: String,
-}
-
-/// The node's HTTP and scheduler metrics and their registry.
+/// The HTTP layer's request metrics, registered in the node's registry beside the core's.
+#[derive(Debug)]
 pub struct HttpMetrics {
-    registry: Mutex<Registry>,
     requests: Family<HttpLabels, Counter>,
     latency: Family<HttpLabels, Histogram>,
-    /// Make steps this node committed as leader, by reason.
-    pub(crate) moves_started: Family<ReasonLabels, Counter>,
-    /// Break steps this node committed as leader, by reason (the move's source released).
-    pub(crate) moves_completed: Family<ReasonLabels, Counter>,
-    /// Preferred-leader changes this node committed as leader, by cause (`none`: the partition
-    /// had none; `unhealthy`: its holder stopped being a healthy serving replica; `balance`).
-    pub(crate) leader_changes: Family<CauseLabels, Counter>,
-    /// Seconds from a drain request to its worker's Disabled, observed by the leader that
-    /// committed the Disabled.
-    pub(crate) drain_seconds: Histogram,
-    /// KV writes per proposed log entry (group commit), observed by the leader's batcher.
-    pub(crate) kv_writes_per_entry: Histogram,
 }
 
-impl std::fmt::Debug for HttpMetrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpMetrics").finish_non_exhaustive()
-    }
-}
-
-impl Default for HttpMetrics {
-    fn default() -> Self {
+impl HttpMetrics {
+    /// New request families, registered in `registry` (once per node: a second registration
+    /// would show every family twice).
+    pub fn registered(registry: &Metrics) -> Self {
         let requests = Family::<HttpLabels, Counter>::default();
         let latency = Family::<HttpLabels, Histogram>::new_with_constructor(|| {
             // 100 µs to ~6.5 s.
             Histogram::new(exponential_buckets(0.0001, 2.0, 17))
         });
-        let moves_started = Family::<ReasonLabels, Counter>::default();
-        let moves_completed = Family::<ReasonLabels, Counter>::default();
-        let leader_changes = Family::<CauseLabels, Counter>::default();
-        // 1 s to ~9 h.
-        let drain_seconds = Histogram::new(exponential_buckets(1.0, 2.0, 15));
-        // 1 to 512 writes.
-        let kv_writes_per_entry = Histogram::new(exponential_buckets(1.0, 2.0, 10));
-        let mut registry = Registry::default();
-        registry.register(
-            "drover_moves_started",
-            "Make steps committed by this node as leader, by reason",
-            moves_started.clone(),
-        );
-        registry.register(
-            "drover_moves_completed",
-            "Break steps (source released) committed by this node as leader, by reason",
-            moves_completed.clone(),
-        );
-        registry.register(
-            "drover_preferred_leader_changes",
-            "Preferred-leader changes committed by this node as leader, by cause",
-            leader_changes.clone(),
-        );
-        registry.register(
-            "drover_drain_to_disabled_seconds",
-            "Time from a drain request to the worker's Disabled",
-            drain_seconds.clone(),
-        );
-        registry.register(
-            "drover_kv_writes_per_entry",
-            "KV writes the leader proposed together in one log entry (group commit)",
-            kv_writes_per_entry.clone(),
-        );
         registry.register(
             "drover_http_requests",
             "HTTP requests by route, method and status",
@@ -116,22 +57,13 @@ impl Default for HttpMetrics {
             "HTTP request latency by route, method and status",
             latency.clone(),
         );
-        Self {
-            registry: Mutex::new(registry),
-            requests,
-            latency,
-            moves_started,
-            moves_completed,
-            leader_changes,
-            drain_seconds,
-            kv_writes_per_entry,
-        }
+        Self { requests, latency }
     }
 }
 
 /// Middleware counting every request under its route pattern (not its raw path, so label
 /// values stay bounded).
-pub async fn track(State(node): State<Node>, req: Request, next: Next) -> Response {
+pub async fn track(State(m): State<Arc<HttpMetrics>>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -174,7 +106,6 @@ pub async fn track(State(node): State<Node>, req: Request, next: Next) -> Respon
             "request"
         );
     }
-    let m = node.http_metrics();
     m.requests.get_or_create(&labels).inc();
     m.latency
         .get_or_create(&labels)
@@ -434,9 +365,7 @@ pub async fn render(State(node): State<Node>) -> Response {
             &draining,
         );
     }
-    if let Ok(registry) = node.http_metrics().registry.lock() {
-        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
-    }
+    node.metrics().encode(&mut out);
     (
         // prometheus-client encodes OpenMetrics text (`# EOF` last, counters as `_total`):
         // say so, so a scraper parses it as what it is.

@@ -12,10 +12,11 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::error::{
-    BadRequest, Conflict, ErrorBody, ErrorDetail, Forbidden, Gone, LeaderHint, NotFound, TooLarge,
+    BadRequest, Conflict, ErrorBody, ErrorDetail, Forbidden, Gone, NotFound, TooLarge,
     Unauthorized, Unavailable,
 };
 use super::{cluster, drains, events, kv, metrics, partitions, settings, workers};
+use crate::core::LeaderHint;
 
 #[derive(Debug, OpenApi)]
 #[openapi(

@@ -12,9 +12,12 @@ use drover_types::{
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::{AgentErrors, Conflict, NotFound, StandardErrors, TooLarge};
-use super::{ApiError, ApiPath, ApiResult, ReadQuery, body, page_limit, parse_json, parse_query};
-use crate::node::Node;
+use super::error::{
+    AgentErrors, ApiError, ApiResult, Conflict, NotFound, StandardErrors, TooLarge,
+};
+use super::extract::{ApiPath, ReadQuery, body, page_limit, parse_json, parse_query};
+use super::forward::Forward;
+use crate::core::Node;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -13,9 +13,10 @@ use drover_types::{Command, Response as Applied, Settings, SettingsPatch};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::error::{Conflict, StandardErrors, TooLarge};
-use super::{ApiError, ApiResult, ReadQuery, body, parse_json, parse_query};
-use crate::node::Node;
+use super::error::{ApiError, ApiResult, Conflict, StandardErrors, TooLarge};
+use super::extract::{ReadQuery, body, parse_json, parse_query};
+use super::forward::Forward;
+use crate::core::Node;
 
 /// The cluster settings, through the leader (or this node's applied state with `stale`).
 #[utoipa::path(

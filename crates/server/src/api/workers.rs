@@ -18,13 +18,16 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Role;
-use super::error::{AgentErrors, BadRequest, Conflict, NotFound, StandardErrors, Unauthorized};
-use super::{
-    ApiError, ApiPath, ApiResult, ReadQuery, WorkerPath, body, no_dot_segments, page_limit,
-    parse_json, parse_query,
+use super::error::{
+    AgentErrors, ApiError, ApiResult, BadRequest, Conflict, NotFound, StandardErrors, Unauthorized,
 };
-use crate::liveness::{Liveness, Timing};
-use crate::node::Node;
+use super::extract::{
+    ApiPath, ReadQuery, WorkerPath, body, no_dot_segments, page_limit, parse_json, parse_query,
+};
+use super::forward::Forward;
+use crate::core::Node;
+use crate::core::liveness::{Liveness, Timing};
+use crate::core::schedule::planner_config;
 
 fn worker_id(id: &str) -> ApiResult<WorkerId> {
     validate_worker_id(id).map_err(ApiError::bad_request)?;
@@ -133,7 +136,7 @@ fn drain_progress(
         .count();
     let plan = round.get_or_init(|| {
         let view = node.planner_view(s, &node.state().clock(), tokio::time::Instant::now());
-        drover_scheduler::plan(s, &view, &crate::schedule::planner_config(&s.settings))
+        drover_scheduler::plan(s, &view, &planner_config(&s.settings))
     });
     let mine: BTreeSet<u32> = held.iter().map(|p| p.id).collect();
     let blocked = plan

@@ -12,9 +12,11 @@ use tokio::time::Instant;
 use drover_scheduler::{PlannerConfig, Reason, Step, plan};
 use drover_types::{Command, WorkerId, WorkerState};
 
-use crate::api::now_ms;
-use crate::liveness::{Leadership, Timing};
-use crate::node::Node;
+use super::clock::now_ms;
+use super::error::Error;
+use super::liveness::{Leadership, Timing};
+use super::metrics::{CauseLabels, ReasonLabels};
+use super::node::Node;
 
 /// How often the loop plans even when nothing was applied (timeouts, liveness changes).
 const TICK: Duration = Duration::from_millis(250);
@@ -101,11 +103,11 @@ async fn round(node: &Node, leadership: Leadership) {
             // Perhaps committed, perhaps not: it stays pending until the applied state tells
             // (above) or leadership is lost, which clears it — a later leader applies every
             // entry of earlier terms before it acknowledges anything.
-            Err(e) if e.code == "outcome_unknown" => {
-                tracing::warn!(%worker, generation, error = %e.message, "death verdict outcome unknown");
+            Err(e @ Error::OutcomeUnknown { .. }) => {
+                tracing::warn!(%worker, generation, error = %e, "death verdict outcome unknown");
             }
             Err(e) => {
-                tracing::debug!(%worker, error = %e.message, "death verdict not applied");
+                tracing::debug!(%worker, error = %e, "death verdict not applied");
                 hb.settle(&worker);
             }
         }
@@ -130,7 +132,7 @@ async fn round(node: &Node, leadership: Leadership) {
                 Committed::Yes
             }
             Err(e) => {
-                tracing::debug!(?step, error = %e.message, "step not applied; replanning");
+                tracing::debug!(?step, error = %e, "step not applied; replanning");
                 Committed::No
             }
         }
@@ -166,20 +168,20 @@ where
     }
 }
 
-fn reason_label(reason: Reason) -> crate::api::metrics::ReasonLabels {
+fn reason_label(reason: Reason) -> ReasonLabels {
     let reason = match reason {
         Reason::Restore => "restore",
         Reason::Drain => "drain",
         Reason::Rebalance => "rebalance",
     };
-    crate::api::metrics::ReasonLabels {
+    ReasonLabels {
         reason: reason.to_owned(),
     }
 }
 
 /// Counts a committed step in the scheduler metrics.
 fn record(node: &Node, step: &Step, drain_requested: Option<u64>) {
-    let m = node.http_metrics();
+    let m = node.metrics();
     match step {
         Step::Add { reason, .. } => {
             m.moves_started.get_or_create(&reason_label(*reason)).inc();
@@ -198,9 +200,7 @@ fn record(node: &Node, step: &Step, drain_requested: Option<u64>) {
         }
         Step::SetLeader { cause, .. } => {
             let cause = cause.as_str().to_owned();
-            m.leader_changes
-                .get_or_create(&crate::api::metrics::CauseLabels { cause })
-                .inc();
+            m.leader_changes.get_or_create(&CauseLabels { cause }).inc();
         }
         Step::Withdraw { .. } | Step::Plan { .. } => {}
     }

@@ -12,13 +12,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{Notify, watch};
 
-use crate::api::ApiError;
+use super::error::Error;
 
 /// The last finished round: the highest ticket it covers and its outcome.
 #[derive(Clone, Debug)]
 struct Round {
     covers: u64,
-    outcome: Result<(), ApiError>,
+    outcome: Result<(), Error>,
 }
 
 #[derive(Debug)]
@@ -45,7 +45,7 @@ impl ReadIndex {
     pub(crate) async fn run<F, Fut>(self: Arc<Self>, confirm: F)
     where
         F: Fn() -> Fut,
-        Fut: Future<Output = Result<(), ApiError>>,
+        Fut: Future<Output = Result<(), Error>>,
     {
         let mut covered = 0;
         loop {
@@ -62,7 +62,7 @@ impl ReadIndex {
     }
 
     /// Waits for a confirmation that started after this call.
-    pub(crate) async fn wait(&self) -> Result<(), ApiError> {
+    pub(crate) async fn wait(&self) -> Result<(), Error> {
         let mut rx = self.done.subscribe();
         let ticket = self.tickets.fetch_add(1, Ordering::SeqCst) + 1;
         self.wake.notify_one();
@@ -74,7 +74,7 @@ impl ReadIndex {
                 }
             }
             if rx.changed().await.is_err() {
-                return Err(ApiError::unavailable("the node is shutting down", None));
+                return Err(Error::ShuttingDown);
             }
         }
     }
@@ -130,9 +130,9 @@ mod tests {
         let ri = ReadIndex::new();
         tokio::spawn(
             ri.clone()
-                .run(|| async { Err(ApiError::unavailable("not the leader", None)) }),
+                .run(|| async { Err(Error::unavailable("not the leader", None)) }),
         );
         let e = ri.wait().await.unwrap_err();
-        assert_eq!(e.code, "unavailable");
+        assert!(matches!(e, Error::Unavailable { .. }));
     }
 }

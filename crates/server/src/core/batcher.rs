@@ -21,7 +21,7 @@ use drover_types::{Command, Outcome};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::api::{ApiError, ApiResult};
+use super::error::{Error, Result};
 
 /// Proposals outstanding at once. Two keeps one batch forming behind the leader's append of
 /// the previous one, so appends and replication overlap without splitting the load into many
@@ -35,7 +35,7 @@ const MAX_BYTES: usize = 64 << 10;
 
 struct Waiting {
     command: Command,
-    answer: oneshot::Sender<ApiResult<Outcome>>,
+    answer: oneshot::Sender<Result<Outcome>>,
     /// Past this, the write is answered `unavailable` instead of proposed: its request timeout
     /// covers the wait for a slot as well as the commit.
     deadline: Instant,
@@ -48,7 +48,7 @@ fn still_wanted(w: Waiting) -> Option<Waiting> {
         return None;
     }
     if Instant::now() >= w.deadline {
-        let _ = w.answer.send(Err(ApiError::unavailable(
+        let _ = w.answer.send(Err(Error::unavailable(
             "the write waited for the request timeout without being proposed (is this leader \
              cut off from the others?); nothing was proposed",
             None,
@@ -106,7 +106,7 @@ impl Batcher {
 
     /// Proposes a KV write (a command with a `batch_key`) in the next batch and returns its
     /// own answer.
-    pub(crate) async fn propose(&self, command: Command) -> ApiResult<Outcome> {
+    pub(crate) async fn propose(&self, command: Command) -> Result<Outcome> {
         let (answer, rx) = oneshot::channel();
         let deadline = Instant::now() + self.request_timeout;
         self.tx
@@ -115,9 +115,9 @@ impl Batcher {
                 answer,
                 deadline,
             })
-            .map_err(|_| ApiError::unavailable("this node is shutting down", None))?;
+            .map_err(|_| Error::ShuttingDown)?;
         rx.await.unwrap_or_else(|_| {
-            Err(ApiError::outcome_unknown(
+            Err(Error::outcome_unknown(
                 "the write was dropped while being proposed; its outcome is unknown",
                 None,
             ))
@@ -131,7 +131,7 @@ impl Queue {
     pub(crate) async fn run<F, Fut>(mut self, propose: F)
     where
         F: Fn(Vec<Command>) -> Fut,
-        Fut: Future<Output = Vec<ApiResult<Outcome>>> + Send + 'static,
+        Fut: Future<Output = Vec<Result<Outcome>>> + Send + 'static,
     {
         let slots = Arc::new(Semaphore::new(IN_FLIGHT));
         loop {
@@ -219,9 +219,7 @@ mod tests {
         }
     }
 
-    fn queue(
-        commands: Vec<Command>,
-    ) -> (Batcher, Queue, Vec<oneshot::Receiver<ApiResult<Outcome>>>) {
+    fn queue(commands: Vec<Command>) -> (Batcher, Queue, Vec<oneshot::Receiver<Result<Outcome>>>) {
         let (batcher, queue) = Batcher::new(Duration::from_secs(60));
         let answers = commands
             .into_iter()
@@ -234,7 +232,7 @@ mod tests {
         batcher: &Batcher,
         command: Command,
         deadline: Instant,
-    ) -> oneshot::Receiver<ApiResult<Outcome>> {
+    ) -> oneshot::Receiver<Result<Outcome>> {
         let (answer, rx) = oneshot::channel();
         let w = Waiting {
             command,
@@ -303,12 +301,12 @@ mod tests {
         tokio::spawn(q.run(|commands: Vec<Command>| async move {
             commands
                 .iter()
-                .map(|c| Err(ApiError::bad_request(c.batch_key().unwrap_or_default())))
+                .map(|c| Err(Error::unavailable(c.batch_key().unwrap_or_default(), None)))
                 .collect()
         }));
         for (i, answer) in answers.into_iter().enumerate() {
             let e = answer.await.unwrap().unwrap_err();
-            assert_eq!(e.message, format!("k{}", i % 30));
+            assert_eq!(e.to_string(), format!("k{}", i % 30));
         }
     }
 
@@ -328,6 +326,6 @@ mod tests {
         let batch = q.next_batch().await.unwrap();
         assert_eq!(keys(&batch), ["ok"]);
         let e = late.await.unwrap().unwrap_err();
-        assert_eq!(e.code, "unavailable", "{}", e.message);
+        assert!(matches!(e, Error::Unavailable { .. }), "{e}");
     }
 }

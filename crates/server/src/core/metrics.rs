@@ -1,0 +1,108 @@
+//! The core's own metrics — what the scheduling loop and group commit record — and the node's
+//! one prometheus-client registry, which the HTTP layer adds its request metrics to and
+//! encodes at `/metrics`.
+//!
+//! Concurrency: the registry's `std::sync::Mutex` is held only to register a family or to
+//! encode, never across `.await`. The families themselves are lock-free handles.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Metric, Registry};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ReasonLabels {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct CauseLabels {
+    pub cause: String,
+}
+
+/// The scheduler and group-commit metrics, and the registry every family of the node is in.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    /// Make steps this node committed as leader, by reason.
+    pub(crate) moves_started: Family<ReasonLabels, Counter>,
+    /// Break steps this node committed as leader, by reason (the move's source released).
+    pub(crate) moves_completed: Family<ReasonLabels, Counter>,
+    /// Preferred-leader changes this node committed as leader, by cause (`none`: the partition
+    /// had none; `unhealthy`: its holder stopped being a healthy serving replica; `balance`).
+    pub(crate) leader_changes: Family<CauseLabels, Counter>,
+    /// Seconds from a drain request to its worker's Disabled, observed by the leader that
+    /// committed the Disabled.
+    pub(crate) drain_seconds: Histogram,
+    /// KV writes per proposed log entry (group commit), observed by the leader's batcher.
+    pub(crate) kv_writes_per_entry: Histogram,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let moves_started = Family::<ReasonLabels, Counter>::default();
+        let moves_completed = Family::<ReasonLabels, Counter>::default();
+        let leader_changes = Family::<CauseLabels, Counter>::default();
+        // 1 s to ~9 h.
+        let drain_seconds = Histogram::new(exponential_buckets(1.0, 2.0, 15));
+        // 1 to 512 writes.
+        let kv_writes_per_entry = Histogram::new(exponential_buckets(1.0, 2.0, 10));
+        let mut registry = Registry::default();
+        registry.register(
+            "drover_moves_started",
+            "Make steps committed by this node as leader, by reason",
+            moves_started.clone(),
+        );
+        registry.register(
+            "drover_moves_completed",
+            "Break steps (source released) committed by this node as leader, by reason",
+            moves_completed.clone(),
+        );
+        registry.register(
+            "drover_preferred_leader_changes",
+            "Preferred-leader changes committed by this node as leader, by cause",
+            leader_changes.clone(),
+        );
+        registry.register(
+            "drover_drain_to_disabled_seconds",
+            "Time from a drain request to the worker's Disabled",
+            drain_seconds.clone(),
+        );
+        registry.register(
+            "drover_kv_writes_per_entry",
+            "KV writes the leader proposed together in one log entry (group commit)",
+            kv_writes_per_entry.clone(),
+        );
+        Self {
+            registry: Mutex::new(registry),
+            moves_started,
+            moves_completed,
+            leader_changes,
+            drain_seconds,
+            kv_writes_per_entry,
+        }
+    }
+}
+
+impl Metrics {
+    /// Adds a family of another layer (the HTTP layer's request counters) to the registry, so
+    /// one encoding shows them all.
+    pub fn register(&self, name: &str, help: &str, metric: impl Metric) {
+        let mut registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        registry.register(name, help, metric);
+    }
+
+    /// Appends every registered family to `out`, in OpenMetrics text.
+    pub fn encode(&self, out: &mut String) {
+        let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = prometheus_client::encoding::text::encode(out, &registry);
+    }
+}

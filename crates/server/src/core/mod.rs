@@ -1,0 +1,29 @@
+//! The server's core: a node's Raft instance and state with everything it does that is not
+//! HTTP — proposals and group commit, linearizable reads, membership, leadership, the
+//! leader-only scheduling loop, liveness and the core's metrics. Nothing here imports the
+//! HTTP layer (`api/`); the core answers with its own [`Error`], which `api/error.rs` maps to
+//! statuses in one place.
+//!
+//! Files import each other in one direction: `start.rs` assembles the node from the leaves
+//! (`node.rs` and what it holds) and spawns the tasks; the files with `impl Node` blocks
+//! (`propose.rs`, `commit.rs`, `reads.rs`, `membership.rs`) build on `node.rs`.
+
+mod batcher;
+pub mod clock;
+mod commit;
+mod error;
+mod leadership;
+pub mod liveness;
+mod membership;
+pub mod metrics;
+mod node;
+mod propose;
+mod read_index;
+mod reads;
+pub(crate) mod schedule;
+mod start;
+
+pub use error::{Error, LeaderHint, Result};
+pub use membership::CAUGHT_UP_LAG;
+pub use node::Node;
+pub use start::{StartError, start};

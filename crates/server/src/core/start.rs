@@ -1,0 +1,129 @@
+//! Starting a node's core: opens the store, starts Raft, assembles the [`Node`] and spawns the
+//! tasks that run for its life — group commit, shared read confirmations, bootstrap or join
+//! (only when the data dir is new), learner promotion, leadership tracking and the
+//! scheduling loop. Serving it is the caller's (`run.rs`: the HTTP layer and Raft's routes).
+
+use std::time::Duration;
+
+use drover_raft::{Faults, Peering, Raft, Transport};
+
+use super::batcher::Batcher;
+use super::node::{Inner, Node};
+use super::read_index::ReadIndex;
+use super::{leadership, membership, schedule};
+use crate::config::{Config, Membership};
+
+/// Why a node's core could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("storage: {0}")]
+    Store(#[from] drover_store::Error),
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("http client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// Opens the store and starts Raft and the node's background tasks; the returned node is
+/// ready to serve. Stop it with `node.raft().shutdown()`.
+pub async fn start(config: Config) -> Result<Node, StartError> {
+    let store = drover_store::open(config.data_dir.join("store"))?;
+    let commit_index = store.log.committed_index();
+    let peering = Peering {
+        cluster_id: config.cluster_id.clone(),
+        secret: config.cluster_secret.clone(),
+    };
+    if peering.secret.is_none() {
+        tracing::warn!(
+            "NO CLUSTER SECRET: any process that knows the cluster id can send Raft messages to this node"
+        );
+    }
+    if config.unsafe_test.any() {
+        tracing::error!(
+            switches = ?config.unsafe_test,
+            "UNSAFE TEST SWITCHES ON: this node breaks linearizability or durability on purpose; \
+             never run it outside the fault-injection harness's tests"
+        );
+    }
+    let faults = Faults::default();
+    let transport = Transport::new(
+        config.listen.ip(),
+        peering.clone(),
+        faults.clone(),
+        config.raft.max_rpc_bytes,
+    )?;
+    let raft_config = config
+        .raft
+        .openraft_config(&config.cluster_id)
+        .map_err(StartError::Raft)?;
+    let state = store.state_machine.handle();
+    let state_machine = store.state_machine.clone();
+    let raft = Raft::new(
+        config.id,
+        raft_config,
+        transport,
+        store.log,
+        store.state_machine,
+    )
+    .await
+    .map_err(|e| StartError::Raft(e.to_string()))?;
+    let peer_client = reqwest::Client::builder()
+        .local_address(config.listen.ip())
+        // Long enough for the leader to answer any proposal (bounded by the request timeout) or
+        // membership change (10 s); short enough that a request forwarded to a leader that was
+        // just cut off comes back `outcome_unknown` instead of hanging.
+        .timeout(config.raft.request_timeout() + Duration::from_secs(10))
+        .no_proxy()
+        .build()?;
+
+    let (writes, write_queue) = Batcher::new(config.raft.request_timeout());
+    let node = Node::new(Inner {
+        config: config.clone(),
+        peering,
+        raft: raft.clone(),
+        state,
+        state_machine,
+        commit_index,
+        faults,
+        peer_client,
+        metrics: Default::default(),
+        heartbeats: Default::default(),
+        reads: ReadIndex::new(),
+        writes,
+    });
+    let proposing = node.clone();
+    tokio::spawn(write_queue.run(move |commands| {
+        let node = proposing.clone();
+        async move {
+            let writes = commands.len() as f64;
+            node.metrics().kv_writes_per_entry.observe(writes);
+            node.propose_batch(commands).await
+        }
+    }));
+    let confirming = node.clone();
+    tokio::spawn(node.read_index().clone().run(move || {
+        let node = confirming.clone();
+        async move { node.confirm_leadership().await }
+    }));
+
+    let initialized = raft
+        .is_initialized()
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+    match &config.membership {
+        _ if initialized => tracing::info!(
+            id = config.id,
+            "restarting with existing data; not bootstrapping"
+        ),
+        Membership::Initial(members) => {
+            tokio::spawn(membership::bootstrap(node.clone(), members.clone()));
+        }
+        Membership::Join(via) => {
+            tokio::spawn(membership::join(node.clone(), via.clone()));
+        }
+    }
+    tokio::spawn(membership::promote_learners(node.clone()));
+    tokio::spawn(leadership::track_leadership(node.clone()));
+    tokio::spawn(schedule::run(node.clone()));
+    Ok(node)
+}
