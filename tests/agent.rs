@@ -629,3 +629,45 @@ async fn two_processes_with_one_id_do_not_take_it_from_each_other() {
     );
     assert!(second.agent.holds_lease());
 }
+
+/// The metrics an operator reads for where time goes and why placement waits: the WAL fsync
+/// and apply latencies, the scheduler's round duration, blocked partitions by reason, and the
+/// Raft leader changes a node saw.
+#[tokio::test]
+async fn metrics_time_fsyncs_applies_and_rounds_and_count_blocked_partitions() {
+    let c = Cluster::start(1, &[]);
+    c.leader_among(&[1]).await;
+    let eps = vec![c.node(1).addr.to_string()];
+    let admin = Client::new(&eps, None).unwrap();
+    let _w1 = start_agent(eps.clone(), "w1", "z0").await;
+    // RF 2 with one worker: each partition gets one replica and waits for a second.
+    admin.create_table(3, 2).await.unwrap();
+    let value = |text: &str, series: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    };
+    let wanted = [
+        ("drover_raft_fsync_duration_seconds_count", 1.0),
+        ("drover_raft_apply_duration_seconds_count", 1.0),
+        ("drover_scheduler_round_duration_seconds_count", 1.0),
+        ("drover_raft_leader_changes_total", 1.0),
+        ("drover_scheduler_blocked{code=\"no_candidate\"}", 3.0),
+    ];
+    let text = wait_for(
+        "the metrics to show it",
+        Duration::from_secs(30),
+        || async {
+            let text = c.metrics(1).await;
+            wanted
+                .iter()
+                .all(|(series, at_least)| value(&text, series).is_some_and(|v| v >= *at_least))
+                .then_some(text)
+        },
+    )
+    .await;
+    assert_eq!(value(&text, "drover_raft_leader_changes_total"), Some(1.0));
+    assert_eq!(
+        value(&text, "drover_scheduler_blocked{code=\"throttled\"}"),
+        Some(0.0)
+    );
+}

@@ -15,11 +15,21 @@ use super::node::Node;
 pub(super) async fn track_leadership(node: Node) {
     let mut metrics = node.raft().metrics();
     let mut leading_in: Option<u64> = None;
+    let mut leader: Option<u64> = None;
     loop {
-        let now_leading_in = {
+        let (now_leading_in, now_leader) = {
             let m = metrics.borrow();
-            (m.state == openraft::ServerState::Leader).then_some(m.current_term)
+            (
+                (m.state == openraft::ServerState::Leader).then_some(m.current_term),
+                m.current_leader,
+            )
         };
+        if now_leader.is_some() && now_leader != leader {
+            node.metrics().raft_leader_changes.inc();
+        }
+        if now_leader.is_some() {
+            leader = now_leader;
+        }
         if now_leading_in != leading_in {
             leading_in = now_leading_in;
             if let Some(term) = leading_in {

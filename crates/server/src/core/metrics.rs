@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Metric, Registry};
 
@@ -21,6 +22,11 @@ pub(crate) struct ReasonLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct CauseLabels {
     pub cause: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct CodeLabels {
+    pub code: String,
 }
 
 /// The scheduler and group-commit metrics, and the registry every family of the node is in.
@@ -38,6 +44,13 @@ pub struct Metrics {
     pub(crate) drain_seconds: Histogram,
     /// KV writes per proposed log entry (group commit), observed by the leader's batcher.
     pub(crate) kv_writes_per_entry: Histogram,
+    /// Changes of the Raft leader this node saw (an election it learned the result of).
+    pub(crate) raft_leader_changes: Counter,
+    /// Seconds a scheduling round spends planning (under the state's read lock), as leader.
+    pub(crate) round_seconds: Histogram,
+    /// Partitions the last round found blocked, by reason (`no_candidate`, `zone_constraint`,
+    /// `throttled`, `awaiting_ack`); set by the leader after every round.
+    pub(crate) blocked: Family<CodeLabels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -55,7 +68,26 @@ impl Default for Metrics {
         let drain_seconds = Histogram::new(exponential_buckets(1.0, 2.0, 15));
         // 1 to 512 writes.
         let kv_writes_per_entry = Histogram::new(exponential_buckets(1.0, 2.0, 10));
+        let raft_leader_changes = Counter::default();
+        // 10 µs to ~5 s.
+        let round_seconds = Histogram::new(exponential_buckets(0.000_01, 2.0, 20));
+        let blocked = Family::<CodeLabels, Gauge>::default();
         let mut registry = Registry::default();
+        registry.register(
+            "drover_raft_leader_changes",
+            "Changes of the Raft leader this node observed",
+            raft_leader_changes.clone(),
+        );
+        registry.register(
+            "drover_scheduler_round_duration_seconds",
+            "Time a scheduling round spent planning, on the leader",
+            round_seconds.clone(),
+        );
+        registry.register(
+            "drover_scheduler_blocked",
+            "Partitions the leader's last scheduling round found blocked, by reason",
+            blocked.clone(),
+        );
         registry.register(
             "drover_moves_started",
             "Make steps committed by this node as leader, by reason",
@@ -88,6 +120,9 @@ impl Default for Metrics {
             leader_changes,
             drain_seconds,
             kv_writes_per_entry,
+            raft_leader_changes,
+            round_seconds,
+            blocked,
         }
     }
 }
@@ -98,6 +133,20 @@ impl Metrics {
     pub fn register(&self, name: &str, help: &str, metric: impl Metric) {
         let mut registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
         registry.register(name, help, metric);
+    }
+
+    /// Adds the store's fsync and apply latencies.
+    pub fn register_store(&self, timings: &drover_store::Timings) {
+        self.register(
+            "drover_raft_fsync_duration_seconds",
+            "Time of one WAL fsync of appended log entries (appends waiting together share one)",
+            timings.fsync.clone(),
+        );
+        self.register(
+            "drover_raft_apply_duration_seconds",
+            "Time to apply one batch of committed entries to the state machine and RocksDB",
+            timings.apply.clone(),
+        );
     }
 
     /// Appends every registered family to `out`, in OpenMetrics text.

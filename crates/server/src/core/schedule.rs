@@ -15,7 +15,7 @@ use drover_types::{Command, WorkerId, WorkerState};
 use super::clock::now_ms;
 use super::error::Error;
 use super::liveness::{Leadership, Timing};
-use super::metrics::{CauseLabels, ReasonLabels};
+use super::metrics::{CauseLabels, CodeLabels, ReasonLabels};
 use super::node::Node;
 
 /// How often the loop plans even when nothing was applied (timeouts, liveness changes).
@@ -73,7 +73,10 @@ async fn round(node: &Node, leadership: Leadership) {
             .collect();
         let view = node.planner_view(s, &clock, now);
         drop(clock);
-        let mut steps = plan(s, &view, &planner_config(&s.settings)).steps;
+        let started = std::time::Instant::now();
+        let planned = plan(s, &view, &planner_config(&s.settings));
+        record_round(node, &planned, started.elapsed());
+        let mut steps = planned.steps;
         // A new leader starts no move until it has had `suspect_after` to hear every worker:
         // placing on whoever happened to heartbeat first would need undoing once the rest are
         // heard. Steps that finish moves already under way go ahead.
@@ -176,6 +179,29 @@ fn reason_label(reason: Reason) -> ReasonLabels {
     };
     ReasonLabels {
         reason: reason.to_owned(),
+    }
+}
+
+/// A round's planning time, and what it found blocked, by reason (every reason written, so a
+/// reason that cleared reads 0 rather than its last value).
+fn record_round(node: &Node, planned: &drover_scheduler::Plan, took: Duration) {
+    use drover_scheduler::BlockCode;
+    let m = node.metrics();
+    m.round_seconds.observe(took.as_secs_f64());
+    for code in [
+        BlockCode::NoCandidate,
+        BlockCode::ZoneConstraint,
+        BlockCode::Throttled,
+        BlockCode::AwaitingAck,
+    ] {
+        let n = planned.blocked.iter().filter(|b| b.code == code).count();
+        let code = serde_json::to_value(code)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        m.blocked
+            .get_or_create(&CodeLabels { code })
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 }
 

@@ -28,6 +28,7 @@ pub enum StartError {
 /// ready to serve. Stop it with `node.raft().shutdown()`.
 pub async fn start(config: Config) -> Result<Node, StartError> {
     let store = drover_store::open(config.data_dir.join("store"))?;
+    let timings = store.timings.clone();
     let commit_index = store.log.committed_index();
     let peering = Peering {
         cluster_id: config.cluster_id.clone(),
@@ -91,6 +92,7 @@ pub async fn start(config: Config) -> Result<Node, StartError> {
         reads: ReadIndex::new(),
         writes,
     });
+    node.metrics().register_store(&timings);
     let proposing = node.clone();
     tokio::spawn(write_queue.run(move |commands| {
         let node = proposing.clone();
