@@ -26,7 +26,7 @@ use std::collections::BTreeSet;
 use drover_types::{Command, PartitionId, WorkerId, WorkerState};
 use serde::{Deserialize, Serialize};
 
-pub use drain::{DrainPlan, plan_drain};
+pub use drain::{DrainPlan, DrainWarning, WarningCode, plan_drain};
 pub use round::plan;
 pub use topology::{ZoneKey, zone_key};
 
