@@ -9,7 +9,9 @@ use drover_types::{
 };
 use serde::{Deserialize, Serialize};
 
-pub use drover_scheduler::{BlockCode, Blocked};
+pub use drover_scheduler::{
+    BlockCode, Blocked, DrainRate, DrainWarning, Wait, WaitOn, WarningCode,
+};
 
 /// `GET /v1/cluster`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,15 +85,21 @@ pub struct HeldReplica {
 }
 
 /// Progress of a draining worker, and what holds it up.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DrainProgress {
     pub drain: Option<u64>,
     pub requested_ms: Option<u64>,
     pub replicas_total: Option<u32>,
     pub replicas_remaining: u64,
     pub moves_in_flight: u64,
+    /// One entry per partition.
     #[serde(default)]
     pub blocked: Vec<Blocked>,
+    /// The transient ones of `blocked`, one per thing waited for.
+    #[serde(default)]
+    pub waits: Vec<Wait>,
+    #[serde(default)]
+    pub rate: Option<DrainRate>,
 }
 
 /// A state change's answer: the record, or — for a forced disable — the record and how many
@@ -173,6 +181,9 @@ pub struct DrainReply {
     pub drain: Option<DrainIntent>,
     #[serde(default)]
     pub blocked: Vec<Blocked>,
+    /// Partitions that lose zone spread or their preferred leader.
+    #[serde(default)]
+    pub warnings: Vec<DrainWarning>,
 }
 
 impl DrainReply {

@@ -774,10 +774,26 @@ async fn workers(c: &Client, out: Printer, cmd: WorkersCmd, yes: bool) -> Result
                 t.add_row(vec![format!("replicas ({})", reps.len()), reps.join(" ")]);
                 if let Some(d) = &w.drain {
                     t.add_row(vec!["drain".into(), drain_progress(d)]);
-                    for b in &d.blocked {
+                    if let Some(r) = &d.rate {
+                        t.add_row(vec!["rate".into(), drain_rate(r)]);
+                    }
+                    // Faults per partition; waits (throttles, acknowledgements) once per thing
+                    // waited for, not once per partition.
+                    for b in d.blocked.iter().filter(|b| !b.code.is_transient()) {
                         t.add_row(vec![
                             "blocked".into(),
-                            format!("{}: {}", code_name(&b.code), b.detail),
+                            format!(
+                                "{}: partition {}: {}",
+                                code_name(&b.code),
+                                b.partition,
+                                b.detail
+                            ),
+                        ]);
+                    }
+                    for wait in &d.waits {
+                        t.add_row(vec![
+                            "blocked".into(),
+                            format!("{}: {}", code_name(&wait.code), wait.detail),
                         ]);
                     }
                 }
@@ -941,6 +957,30 @@ fn drain_progress(d: &drover_client::DrainProgress) -> String {
         d.replicas_remaining,
         opt(d.replicas_total),
         d.moves_in_flight
+    )
+}
+
+/// `12 moves/min, ETA 35s`; `ETA unknown` until a move has completed.
+fn drain_rate(r: &drover_client::DrainRate) -> String {
+    let pace = if r.moves_per_minute >= 10.0 || r.moves_per_minute == 0.0 {
+        format!("{:.0}", r.moves_per_minute)
+    } else {
+        format!("{:.1}", r.moves_per_minute)
+    };
+    let eta = match r.eta_ms {
+        Some(ms) => {
+            let secs = ms.div_ceil(1000);
+            format!(
+                "ETA {}",
+                humantime::format_duration(std::time::Duration::from_secs(secs))
+            )
+        }
+        None => "ETA unknown".into(),
+    };
+    let window = humantime::format_duration(std::time::Duration::from_secs(r.window_ms / 1000));
+    format!(
+        "{pace} moves/min, {eta} ({} moves completed in the last {window})",
+        r.moves_completed
     )
 }
 
@@ -1499,13 +1539,38 @@ fn print_drain(
         t
     });
     if out.0.human() {
+        if !r.warnings.is_empty() {
+            let mut t = table(&["WARNINGS", "PARTITION", "DETAIL"]);
+            for w in &r.warnings {
+                t.add_row(vec![
+                    code_name(&w.code),
+                    w.partition.to_string(),
+                    w.detail.clone(),
+                ]);
+            }
+            outln!("\n{t}");
+        }
         let verdict = match (r.dry_run, r.feasible) {
             (true, true) => "dry run: feasible; nothing committed",
             (true, false) => "dry run: NOT feasible (see BLOCKED); nothing committed",
             (false, true) => "drain started",
             (false, false) => "drain started, but it cannot finish yet (see BLOCKED)",
         };
-        outln!("\n{verdict}");
+        let warned = match r.warnings.len() {
+            0 => String::new(),
+            n => {
+                let count = |c: drover_client::WarningCode| {
+                    r.warnings.iter().filter(|w| w.code == c).count()
+                };
+                format!(
+                    "\nwarnings: {} partitions lose zone spread, {} preferred leaders move \
+                     ({n} in all, see WARNINGS)",
+                    count(drover_client::WarningCode::LostZoneSpread),
+                    count(drover_client::WarningCode::LeaderMoves),
+                )
+            }
+        };
+        outln!("\n{verdict}{warned}");
     }
     if r.dry_run && !r.feasible && !allow_blocked {
         return Err(Failure {

@@ -343,6 +343,228 @@ async fn drains_that_cannot_finish_are_refused() {
     assert!(ok(&out).contains("cannot finish"), "{}", out.stdout);
 }
 
+/// An agent in `zone` that acknowledges its tasks only while `permits` lasts (each ack takes
+/// one), so a test can hold moves in flight.
+async fn agent_with_permits(
+    eps: &str,
+    id: &str,
+    zone: &str,
+    permits: std::sync::Arc<std::sync::atomic::AtomicI64>,
+) -> drover_agent::Agent {
+    use std::sync::atomic::Ordering;
+    let mut cfg = drover_agent::AgentConfig::new(eps.split(','), id, "10.0.0.1:9000");
+    cfg.zone = Some(zone.into());
+    let mut agent = drover_agent::Agent::start(cfg).await.unwrap();
+    let mut tasks = agent.take_tasks().unwrap();
+    let h = agent.handle();
+    tokio::spawn(async move {
+        while let Some(t) = tasks.recv().await {
+            while permits.fetch_sub(1, Ordering::SeqCst) <= 0 {
+                permits.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            let _ = h.ack(&t).await;
+        }
+    });
+    agent.ready().await.unwrap();
+    agent
+}
+
+/// `droverctl -o json workers show`, parsed.
+fn show(eps: &str, id: &str) -> Value {
+    serde_json::from_str(ok(&ctl(eps, &["-o", "json", "workers", "show", id]))).unwrap()
+}
+
+/// The regressions of issue 16's "drains a script can trust": a dry run draining all of zone b
+/// said only "feasible", and `workers show` of a drain at its move limit printed one
+/// `throttled: planned target a1 is suspect or busy` line per partition. Now the dry run exits
+/// 0 with a WARNINGS section (every partition loses its zone spread; the leaders on b0 move),
+/// also in its JSON; the throttled moves are one line naming the slot they wait for and its
+/// limit; and `workers show` gives a rate and an ETA — unknown until a move completes.
+// Two threads: the agents keep heartbeating while the test waits on droverctl processes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drains_warn_aggregate_their_throttles_and_give_an_eta() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, Ordering};
+    let c = Cluster::start(
+        1,
+        &[
+            "--heartbeat-interval-ms",
+            "100",
+            "--suspect-after-ms",
+            "1000",
+            "--dead-after-ms",
+            "20000",
+        ],
+    );
+    c.leader_among(&[1]).await;
+    let eps = c.node(1).addr.to_string();
+    let unlimited = || Arc::new(AtomicI64::new(i64::MAX / 2));
+    let a1_permits = unlimited();
+    let mut agents = Vec::new();
+    for (id, zone, permits) in [
+        ("a0", "a", unlimited()),
+        ("a1", "a", a1_permits.clone()),
+        ("b0", "b", unlimited()),
+        ("c0", "c", unlimited()),
+    ] {
+        agents.push(agent_with_permits(&eps, id, zone, permits).await);
+    }
+    ok(&ctl(
+        &eps,
+        &["partitions", "create", "--count", "8", "--rf", "3"],
+    ));
+    let client = drover_client::Client::new(&[eps.as_str()], None).unwrap();
+    let parts = support::wait_for(
+        "every partition placed in three zones, with a leader",
+        std::time::Duration::from_secs(30),
+        || async {
+            let parts = client.all_partitions().await.ok()?;
+            parts
+                .iter()
+                .all(|p| {
+                    p.leader.is_some()
+                        && p.replicas.len() == 3
+                        && p.replicas
+                            .iter()
+                            .all(|r| r.role == drover_types::ReplicaRole::Serving)
+                })
+                .then_some(parts)
+        },
+    )
+    .await;
+
+    // Draining zone b leaves two zones for RF 3: feasible, with warnings.
+    let out = ctl(&eps, &["drain", "b0", "--dry-run"]);
+    let text = ok(&out);
+    assert!(text.contains("dry run: feasible"), "{text}");
+    assert!(text.contains("WARNINGS"), "{text}");
+    assert_eq!(text.matches("lost_zone_spread").count(), 8, "{text}");
+    let out = ctl(&eps, &["-o", "json", "drain", "b0", "--dry-run"]);
+    let dry: Value = serde_json::from_str(ok(&out)).unwrap();
+    let warnings = dry["warnings"].as_array().unwrap();
+    let codes = |code: &str| -> Vec<u64> {
+        warnings
+            .iter()
+            .filter(|w| w["code"] == code)
+            .map(|w| w["partition"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(
+        codes("lost_zone_spread"),
+        (0..8).collect::<Vec<u64>>(),
+        "{dry}"
+    );
+    let led_by_b0: Vec<u64> = parts
+        .iter()
+        .filter(|p| p.leader.as_ref().is_some_and(|l| l.as_str() == "b0"))
+        .map(|p| u64::from(p.id))
+        .collect();
+    assert_eq!(codes("leader_moves"), led_by_b0, "{dry}");
+
+    // One move at a time per worker, and a1 holding its acknowledgements: a0's replicas can
+    // only go to a1 (zone a), so one joins and the rest wait for a1's slot.
+    ok(&ctl(&eps, &["settings", "set", "max_moves_per_worker=1"]));
+    a1_permits.store(0, Ordering::SeqCst);
+    let held = show(&eps, "a0")["replicas"].as_array().unwrap().len();
+    assert!(held >= 2, "a0 holds {held} replicas");
+    ok(&ctl(&eps, &["workers", "drain", "a0"]));
+    let w = support::wait_for(
+        "a0's moves waiting for a1's slot",
+        std::time::Duration::from_secs(20),
+        || async {
+            let w = show(&eps, "a0");
+            let waits = w["drain"]["waits"].as_array()?;
+            waits
+                .iter()
+                .any(|x| x["code"] == "throttled" && x["moves"].as_u64() == Some(held as u64 - 1))
+                .then_some(w)
+        },
+    )
+    .await;
+    let waits = w["drain"]["waits"].as_array().unwrap();
+    let throttled: Vec<&Value> = waits.iter().filter(|x| x["code"] == "throttled").collect();
+    assert_eq!(throttled.len(), 1, "{w}");
+    assert_eq!(
+        (
+            throttled[0]["on"].as_str(),
+            throttled[0]["worker"].as_str(),
+            throttled[0]["in_flight"].as_u64(),
+            throttled[0]["limit"].as_u64()
+        ),
+        (Some("worker_slot"), Some("a1"), Some(1), Some(1)),
+        "{w}"
+    );
+    assert!(
+        waits
+            .iter()
+            .any(|x| x["on"] == "join_ack" && x["worker"] == "a1" && x["moves"] == 1),
+        "{w}"
+    );
+    // The per-partition list stays in the JSON.
+    assert!(
+        w["drain"]["blocked"].as_array().unwrap().len() >= held - 1,
+        "{w}"
+    );
+    let out = ctl(&eps, &["workers", "show", "a0"]);
+    let text = ok(&out);
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains("throttled:")).collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    let moves = if held == 2 {
+        "1 move waits".to_owned()
+    } else {
+        format!("{} moves wait", held - 1)
+    };
+    assert!(
+        lines[0].contains(&format!(
+            "{moves} for a slot on a1 (1 of max_moves_per_worker 1 in flight)"
+        )),
+        "{text}"
+    );
+    let rate = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("rate"))
+        .unwrap();
+    assert!(rate.contains("ETA unknown"), "{text}");
+
+    // One acknowledgement from a1: one move completes, the next joins and waits. Now there
+    // is a rate, and an ETA for what is left.
+    a1_permits.store(1, Ordering::SeqCst);
+    support::wait_for(
+        "a0's first move completed",
+        std::time::Duration::from_secs(20),
+        || async {
+            let w = show(&eps, "a0");
+            (w["drain"]["rate"]["moves_completed"].as_u64()? >= 1).then_some(())
+        },
+    )
+    .await;
+    let out = ctl(&eps, &["workers", "show", "a0"]);
+    let text = ok(&out);
+    let rate = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("rate"))
+        .unwrap();
+    assert!(
+        rate.contains(" moves/min, ETA ") && !rate.contains("unknown"),
+        "{text}"
+    );
+    let w = show(&eps, "a0");
+    let r = &w["drain"]["rate"];
+    assert!(r["moves_per_minute"].as_f64().unwrap() > 0.0, "{w}");
+    assert_eq!(r["remaining"].as_u64(), Some(held as u64 - 1), "{w}");
+    assert!(r["eta_ms"].as_u64().is_some(), "{w}");
+
+    a1_permits.store(i64::MAX / 2, Ordering::SeqCst);
+    support::wait_for(
+        "a0 drained and disabled",
+        std::time::Duration::from_secs(30),
+        || async { (show(&eps, "a0")["state"] == "disabled").then_some(()) },
+    )
+    .await;
+    drop(agents);
+}
+
 /// An address on loopback where nothing listens (bound, then closed).
 fn unused_addr() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -1,14 +1,49 @@
-//! Drain plans: where each replica of the drained workers goes. `StartDrain` commits exactly
-//! this, and a dry run shows it, so the preview is what happens.
+//! Drain plans: where each replica of the drained workers goes, and what the drain costs the
+//! partitions it touches (warnings). `StartDrain` commits exactly these moves, and a dry run
+//! shows them, so the preview — warnings included — is what happens.
 
 use std::collections::BTreeSet;
 
-use drover_types::{ClusterState, PlannedMove, ReplicaRole, WorkerId, WorkerState};
+use drover_types::{
+    ClusterState, Partition, PartitionId, PlannedMove, ReplicaRole, WorkerId, WorkerState,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::target::target;
-use crate::topology::{Topology, after_departures};
+use crate::topology::{Topology, after_departures, zone_key};
 use crate::{BlockCode, Blocked, Liveness, PlannerConfig};
+
+/// What a drain costs a partition it does not block (machine-readable, SPEC §3: "dry runs and
+/// drain answers also warn of partitions that would lose zone spread or their preferred
+/// leader").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum WarningCode {
+    /// Once the planned moves land, the partition's replicas span fewer distinct zones than
+    /// they do now (the zones left cannot take the drained zone's share).
+    LostZoneSpread,
+    /// The partition's preferred leader is on a drained worker: the scheduler picks another
+    /// leader among the replicas that stay as soon as the drain starts.
+    LeaderMoves,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DrainWarning {
+    #[cfg_attr(feature = "openapi", schema(value_type = u32))]
+    pub partition: PartitionId,
+    pub code: WarningCode,
+    /// For `leader_moves`, the preferred leader now (a drained worker); for
+    /// `lost_zone_spread`, none.
+    pub worker: Option<WorkerId>,
+    /// Distinct zones the partition's replicas span now.
+    pub zones_before: u32,
+    /// Distinct zones they span once the drain's planned moves have landed (a replica with no
+    /// target stays where it is).
+    pub zones_after: u32,
+    pub detail: String,
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DrainPlan {
@@ -19,6 +54,8 @@ pub struct DrainPlan {
     pub blocked: Vec<Blocked>,
     /// Whether every replica has a target.
     pub feasible: bool,
+    /// Partitions that lose zone spread or their preferred leader, by partition then code.
+    pub warnings: Vec<DrainWarning>,
 }
 
 /// Plans the drain of `workers` (one, or a rack or zone as one operation). Targets spread as
@@ -49,7 +86,9 @@ pub fn plan_drain(s: &ClusterState, live: &Liveness, workers: &BTreeSet<WorkerId
     let exact = target(&t, &BTreeSet::new());
     let mut moves = Vec::new();
     let mut blocked = Vec::new();
+    let mut warnings = Vec::new();
     for p in &s.partitions {
+        let first_move = moves.len();
         // A copy of the partition that also holds the targets chosen so far, so two drained
         // replicas of one partition never get the same target. Rule 2 is judged on the
         // replicas that stay: those on the drained workers (and on any other draining worker)
@@ -110,6 +149,7 @@ pub fn plan_drain(s: &ClusterState, live: &Liveness, workers: &BTreeSet<WorkerId
                 epoch: p.epoch,
             });
         }
+        warnings.extend(warn(s, p, workers, &moves[first_move..]));
     }
     let feasible = blocked
         .iter()
@@ -118,5 +158,70 @@ pub fn plan_drain(s: &ClusterState, live: &Liveness, workers: &BTreeSet<WorkerId
         moves,
         blocked,
         feasible,
+        warnings,
     }
+}
+
+/// The warnings for partition `p` once `moves` (its moves in this drain) have landed. Judged
+/// on the plan itself, so a dry run and the drain it previews warn alike.
+fn warn(
+    s: &ClusterState,
+    p: &Partition,
+    drained: &BTreeSet<WorkerId>,
+    moves: &[PlannedMove],
+) -> Vec<DrainWarning> {
+    let mut out = Vec::new();
+    if moves.is_empty() {
+        return out;
+    }
+    let zone = |w: &WorkerId| s.workers.get(w).map(zone_key);
+    // Leaving replicas are already going, with or without this drain.
+    let staying = p.replicas.iter().filter(|r| r.role != ReplicaRole::Leaving);
+    let before: BTreeSet<String> = staying.clone().filter_map(|r| zone(&r.worker)).collect();
+    let after: BTreeSet<String> = staying
+        .map(|r| &r.worker)
+        .filter(|w| !moves.iter().any(|m| &m.from == *w && m.to.is_some()))
+        .chain(moves.iter().filter_map(|m| m.to.as_ref()))
+        .filter_map(zone)
+        .collect();
+    let (zb, za) = (count(before.len()), count(after.len()));
+    if za < zb {
+        let names = |z: &BTreeSet<String>| {
+            z.iter()
+                .map(|z| if z.is_empty() { "(none)" } else { z.as_str() })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        out.push(DrainWarning {
+            partition: p.id,
+            code: WarningCode::LostZoneSpread,
+            worker: None,
+            zones_before: zb,
+            zones_after: za,
+            detail: format!(
+                "replicas span {zb} zones now ({}) and {za} after the drain ({}): the zones \
+                 left cannot take the drained replicas' share",
+                names(&before),
+                names(&after)
+            ),
+        });
+    }
+    if let Some(l) = p.leader.as_ref().filter(|l| drained.contains(*l)) {
+        out.push(DrainWarning {
+            partition: p.id,
+            code: WarningCode::LeaderMoves,
+            worker: Some(l.clone()),
+            zones_before: zb,
+            zones_after: za,
+            detail: format!(
+                "preferred leader {l} is drained: leadership moves to a replica that stays \
+                 when the drain starts"
+            ),
+        });
+    }
+    out
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }

@@ -18,6 +18,7 @@
 
 mod drain;
 mod flow;
+mod progress;
 mod round;
 pub mod sim;
 mod target;
@@ -28,7 +29,8 @@ use std::collections::BTreeSet;
 use drover_types::{Command, PartitionId, WorkerId, WorkerState};
 use serde::{Deserialize, Serialize};
 
-pub use drain::{DrainPlan, plan_drain};
+pub use drain::{DrainPlan, DrainWarning, WarningCode, plan_drain};
+pub use progress::{DrainRate, RATE_WINDOW_MS, Wait, WaitOn, drain_rate, waits};
 pub use round::plan;
 pub use topology::{ZoneKey, zone_key};
 

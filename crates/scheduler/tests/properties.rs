@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use drover_scheduler::sim::Sim;
-use drover_scheduler::{Liveness, PlannerConfig, Reason, Step, plan_drain, zone_key};
+use drover_scheduler::{Liveness, PlannerConfig, Reason, Step, WarningCode, plan_drain, zone_key};
 use drover_types::{ClusterState, Command, ReplicaRole, WorkerId, WorkerState};
 use proptest::prelude::*;
 
@@ -378,6 +378,23 @@ proptest! {
             prop_assert!(!dp.blocked.is_empty());
             return Ok(());
         }
+        // What the drain will cost, as its dry run warned: zones spanned before, per partition,
+        // and the preferred leaders on drained workers.
+        let zones_of = |st: &ClusterState, p: usize| -> usize {
+            st.partitions[p].replicas.iter().map(|r| zone_key(&st.workers[&r.worker])).collect::<BTreeSet<_>>().len()
+        };
+        let zones_before: Vec<usize> = (0..sim.state.partitions.len()).map(|p| zones_of(&sim.state, p)).collect();
+        let leaders_before: Vec<Option<WorkerId>> = sim.state.partitions.iter().map(|p| p.leader.clone()).collect();
+        let warned = |code: WarningCode| -> BTreeSet<u32> {
+            dp.warnings.iter().filter(|w| w.code == code).map(|w| w.partition).collect()
+        };
+        for w in &dp.warnings {
+            let p = w.partition as usize;
+            prop_assert_eq!(w.zones_before as usize, zones_before[p]);
+            if w.code == WarningCode::LeaderMoves {
+                prop_assert_eq!(&w.worker, &leaders_before[p]);
+            }
+        }
         let workers: Vec<WorkerId> = drained.iter().cloned().collect();
         if bare {
             sim.run(Command::SetState {
@@ -413,6 +430,25 @@ proptest! {
         prop_assert_eq!(done_set, previewed.into_iter().collect::<BTreeSet<_>>(), "the drain made other moves than its dry run showed");
         let restore_adds = steps.iter().filter(|s| matches!(s, Step::Add { reason: Reason::Restore, .. })).count();
         prop_assert_eq!(restore_adds, 0);
+        // The warnings were the truth: exactly the partitions that span fewer zones once the
+        // drain settled were warned of it, and exactly those whose preferred leader sat on a
+        // drained worker were warned that it moves (and it did).
+        let lost: BTreeSet<u32> = (0..sim.state.partitions.len())
+            .filter(|&p| zones_of(&sim.state, p) < zones_before[p])
+            .map(|p| p as u32)
+            .collect();
+        prop_assert_eq!(warned(WarningCode::LostZoneSpread), lost, "lost_zone_spread warnings differ from the zones lost");
+        let led: BTreeSet<u32> = leaders_before
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.as_ref().is_some_and(|l| drained.contains(l)))
+            .map(|(p, _)| p as u32)
+            .collect();
+        prop_assert_eq!(warned(WarningCode::LeaderMoves), led.clone());
+        for p in led {
+            let now = &sim.state.partitions[p as usize].leader;
+            prop_assert!(now.as_ref().is_none_or(|l| !drained.contains(l)), "partition {} still led by a drained worker", p);
+        }
         for w in &drained {
             prop_assert_eq!(sim.state.workers[w].state, WorkerState::Disabled);
         }
@@ -444,6 +480,70 @@ fn impossible_drain_is_refused_up_front() {
             .all(|b| b.code == drover_scheduler::BlockCode::NoCandidate)
     );
     assert!(dp.moves.iter().all(|m| m.to.is_none()));
+}
+
+/// The example: three zones with one replica of every partition in each, and all of
+/// zone b drained. The drain can finish (two zones keep two workers each), and it used to say
+/// only "feasible": now every partition is warned that it loses its zone spread (3 zones to
+/// 2), and every partition led from zone b that its leadership moves, naming the leader now.
+/// The real drain answers from the same plan, so it warns alike.
+#[test]
+fn draining_a_whole_zone_warns_of_lost_spread_and_moving_leaders() {
+    let mut sim = Sim::new();
+    for z in ["a", "b", "c"] {
+        for i in 0..2 {
+            sim.add_worker(&format!("{z}{i}"), Some(z), 1);
+        }
+    }
+    sim.run(Command::CreateTable {
+        count: 12,
+        replication_factor: 3,
+    })
+    .unwrap();
+    let live = Liveness::default();
+    let cfg = PlannerConfig::default();
+    let (_, rounds) = sim.settle(&live, &cfg, 50, |_, _| {});
+    assert!(rounds < 50);
+    let zone_b = BTreeSet::from([WorkerId::from("b0"), WorkerId::from("b1")]);
+    let dp = plan_drain(&sim.state, &live, &zone_b);
+    assert!(dp.feasible, "{:?}", dp.blocked);
+    let lost: Vec<_> = dp
+        .warnings
+        .iter()
+        .filter(|w| w.code == WarningCode::LostZoneSpread)
+        .collect();
+    assert_eq!(lost.len(), 12, "{:#?}", dp.warnings);
+    assert!(
+        lost.iter()
+            .all(|w| w.zones_before == 3 && w.zones_after == 2 && w.worker.is_none()),
+        "{lost:#?}"
+    );
+    assert!(lost[0].detail.contains("(a, b, c)") && lost[0].detail.contains("(a, c)"));
+    let led_from_b: BTreeMap<u32, WorkerId> = sim
+        .state
+        .partitions
+        .iter()
+        .filter_map(|p| Some((p.id, p.leader.clone().filter(|l| zone_b.contains(l))?)))
+        .collect();
+    assert!(!led_from_b.is_empty());
+    let moving: BTreeMap<u32, WorkerId> = dp
+        .warnings
+        .iter()
+        .filter(|w| w.code == WarningCode::LeaderMoves)
+        .map(|w| (w.partition, w.worker.clone().unwrap()))
+        .collect();
+    assert_eq!(moving, led_from_b);
+
+    // Draining one worker of zone b keeps every partition's spread: zone b keeps b1.
+    let one = BTreeSet::from([WorkerId::from("b0")]);
+    let dp = plan_drain(&sim.state, &live, &one);
+    assert!(
+        dp.warnings
+            .iter()
+            .all(|w| w.code == WarningCode::LeaderMoves),
+        "{:#?}",
+        dp.warnings
+    );
 }
 
 /// Same input, same plan.

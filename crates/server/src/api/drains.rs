@@ -2,7 +2,8 @@
 //! zone). The leader plans with the same `plan_drain` the scheduler executes; a dry run returns
 //! the moves and the verdict and commits nothing, a real drain commits the intent with that
 //! plan. One that cannot finish is refused (`409 drain_infeasible`, with the reasons) unless it
-//! asks `allow_blocked`: then its workers stay Draining with `blocked` reasons.
+//! asks `allow_blocked`: then its workers stay Draining with `blocked` reasons. Both answers
+//! carry the plan's `warnings` (partitions that lose zone spread or their preferred leader).
 
 use std::collections::BTreeSet;
 
@@ -12,7 +13,7 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use drover_scheduler::{Blocked, plan_drain};
+use drover_scheduler::{Blocked, DrainWarning, plan_drain};
 use drover_types::{
     Command, DrainIntent, PlannedMove, RejectCode, Response as Applied, WorkerId,
     validate_worker_id,
@@ -62,6 +63,9 @@ pub struct DrainPreview {
     feasible: bool,
     moves: Vec<PlannedMove>,
     blocked: Vec<Blocked>,
+    /// Partitions that would lose zone spread or their preferred leader (the drain is not
+    /// refused for them).
+    warnings: Vec<DrainWarning>,
 }
 
 /// A started drain: the committed intent with its move plan. An infeasible drain starts too;
@@ -73,6 +77,8 @@ pub struct DrainStarted {
     feasible: bool,
     drain: DrainIntent,
     blocked: Vec<Blocked>,
+    /// Partitions that lose zone spread or their preferred leader: the same as the dry run's.
+    warnings: Vec<DrainWarning>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -202,6 +208,7 @@ async fn drain(
                 feasible: plan.feasible,
                 moves: plan.moves,
                 blocked: plan.blocked,
+                warnings: plan.warnings,
             }))
             .into_response());
         }
@@ -248,6 +255,7 @@ async fn drain(
                     drain = intent.id,
                     moves = intent.moves.len(),
                     feasible = plan.feasible,
+                    warnings = plan.warnings.len(),
                     "drain started"
                 );
                 return Ok(Json(DrainAnswer::Started(DrainStarted {
@@ -255,6 +263,7 @@ async fn drain(
                     feasible: plan.feasible,
                     drain: intent,
                     blocked: plan.blocked,
+                    warnings: plan.warnings,
                 }))
                 .into_response());
             }

@@ -9,7 +9,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
-use drover_scheduler::Blocked;
+use drover_scheduler::{Blocked, DrainRate, Wait};
 use drover_types::{
     Actor, Command, Registration, ReplicaRole, Response as Applied, Worker, WorkerId, WorkerState,
     validate_address, validate_labels, validate_worker_id, validate_zone,
@@ -56,8 +56,14 @@ pub struct DrainProgress {
     /// Replicas this worker still holds.
     replicas_remaining: usize,
     moves_in_flight: usize,
-    /// Why moves of this worker's replicas cannot progress now.
+    /// Why moves of this worker's replicas cannot progress now, one entry per partition.
     blocked: Vec<Blocked>,
+    /// The transient entries of `blocked` (throttled, awaiting an acknowledgement), one per
+    /// thing waited for: a worker's or the cluster's move slot (with its in-flight count and
+    /// limit), a suspect planned target, an acknowledgement.
+    waits: Vec<Wait>,
+    /// Moves completed per minute over the last minutes, and the ETA at that pace.
+    rate: Option<DrainRate>,
 }
 
 /// A worker record with what is not in it: the replicas it holds (replicated) and, when this
@@ -75,10 +81,11 @@ pub struct WorkerView {
     drain: Option<DrainProgress>,
 }
 
-/// The planning round drain progress reads its `blocked` reasons from, made at most once per
-/// request: a list of draining workers would otherwise plan the whole table once per worker,
-/// all under the state's read lock, which holds off apply.
-type RoundOnce = std::cell::OnceCell<drover_scheduler::Plan>;
+/// The planning round drain progress reads its `blocked` reasons from, with the liveness view
+/// it was planned on, made at most once per request: a list of draining workers would
+/// otherwise plan the whole table once per worker, all under the state's read lock, which
+/// holds off apply.
+type RoundOnce = std::cell::OnceCell<(drover_scheduler::Liveness, drover_scheduler::Plan)>;
 
 fn worker_view(
     node: &Node,
@@ -134,17 +141,23 @@ fn drain_progress(
                     .any(|r| r.role == ReplicaRole::Joining && r.replaces.as_ref() == Some(&w.id))
         })
         .count();
-    let plan = round.get_or_init(|| {
+    let cfg = planner_config(&s.settings);
+    let (view, plan) = round.get_or_init(|| {
         let view = node.planner_view(s, &node.state().clock(), tokio::time::Instant::now());
-        drover_scheduler::plan(s, &view, &planner_config(&s.settings))
+        let plan = drover_scheduler::plan(s, &view, &cfg);
+        (view, plan)
     });
     let mine: BTreeSet<u32> = held.iter().map(|p| p.id).collect();
-    let blocked = plan
+    let blocked: Vec<Blocked> = plan
         .blocked
         .iter()
         .filter(|b| b.worker.as_ref() == Some(&w.id) || mine.contains(&b.partition))
         .cloned()
         .collect();
+    let waits = drover_scheduler::waits(s, view, &cfg, plan, &blocked);
+    // The clock the round was planned at: the leader's wall clock, as it stamps proposals.
+    let rate =
+        drover_scheduler::drain_rate(s, &w.id, view.now_ms, drover_scheduler::RATE_WINDOW_MS);
     DrainProgress {
         drain: intent.map(|d| d.id),
         requested_ms: intent.map(|d| d.requested_ms),
@@ -152,6 +165,8 @@ fn drain_progress(
         replicas_remaining: held.len(),
         moves_in_flight: in_flight,
         blocked,
+        waits,
+        rate,
     }
 }
 
