@@ -617,6 +617,7 @@ impl Client {
 
     /// A linearizable read (or the answering node's applied state with `stale`).
     pub async fn kv_get(&self, key: &str, stale: bool) -> Result<KvItem> {
+        let key = key_path(key);
         let path = format!("/v1/kv/{key}{}", if stale { "?stale=true" } else { "" });
         self.json(Method::GET, &path, None, Repeat::Safe).await
     }
@@ -632,12 +633,13 @@ impl Client {
             Some(v) => json!({"value": value, "expected_version": v}),
             None => json!({"value": value}),
         };
-        let path = format!("/v1/kv/{key}");
+        let path = format!("/v1/kv/{}", key_path(key));
         self.json(Method::PUT, &path, Some(&body), Repeat::Once)
             .await
     }
 
     pub async fn kv_delete(&self, key: &str, expected_version: Option<u64>) -> Result<KvDeleted> {
+        let key = key_path(key);
         let path = match expected_version {
             Some(v) => format!("/v1/kv/{key}?expected_version={v}"),
             None => format!("/v1/kv/{key}"),
@@ -883,6 +885,13 @@ fn seg(s: &str) -> String {
         }
     }
     out
+}
+
+/// A KV key as the path of `/v1/kv/{*key}`: each `/`-separated part percent-encoded, the
+/// slashes kept (the route takes the rest of the path as the key). Unescaped, a key with `?`,
+/// `#`, `%` or a space was cut short or sent as another key.
+fn key_path(key: &str) -> String {
+    key.split('/').map(seg).collect::<Vec<_>>().join("/")
 }
 
 fn with_query(path: &str, q: &[String]) -> String {

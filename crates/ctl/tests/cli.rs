@@ -108,6 +108,18 @@ async fn commands_print_and_exit_as_documented() {
     let out = ctl(&eps, &["kv", "get", "app/color"]);
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert!(out.stderr.starts_with("error: "), "{}", out.stderr);
+    // A key with characters a URL gives meaning to is sent as itself: refused as invalid, and
+    // nothing written (unescaped, `app/q?x` wrote `app/q` and `app/h#x` wrote `app/h`).
+    for odd in ["app/q?x=1", "app/h#x", "app/p%41"] {
+        let out = ctl(&eps, &["kv", "put", odd, "odd"]);
+        assert_ne!(out.code, 0, "{odd}: {}", out.stdout);
+        assert!(out.stderr.contains("invalid"), "{odd}: {}", out.stderr);
+    }
+    let out = ctl(&eps, &["kv", "list", "--prefix", "app/"]);
+    let listed = ok(&out);
+    for cut in ["app/q", "app/h", "app/p"] {
+        assert!(!listed.contains(cut), "{cut} written: {listed}");
+    }
 
     // Workers: an unknown one is 404; a registered one activates, drains (dry run shows the
     // verdict), and an illegal transition is 409.
