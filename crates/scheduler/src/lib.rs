@@ -209,6 +209,7 @@ impl Step {
                 generation: None,
                 expected_version: None,
                 force: false,
+                reason: Some("drained: it holds no replica".into()),
             },
             Step::Plan { drain, moves } => Command::PlanDrain { drain, moves },
         }

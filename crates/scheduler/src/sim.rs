@@ -64,6 +64,7 @@ impl Sim {
             generation: None,
             expected_version: None,
             force: false,
+            reason: None,
         });
     }
 

@@ -37,6 +37,7 @@ fn draining_a0(per_zone: usize) -> (Sim, WorkerId, Vec<drover_types::PlannedMove
     sim.run(Command::StartDrain {
         workers: vec![a0.clone()],
         moves: dp.moves.clone(),
+        reason: None,
     })
     .unwrap();
     (sim, a0, dp.moves)

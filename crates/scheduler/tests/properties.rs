@@ -117,6 +117,7 @@ fn build(s: &Setup) -> (Sim, Liveness) {
                     generation: None,
                     expected_version: None,
                     force: false,
+                    reason: None,
                 });
             }
             2 => {
@@ -404,10 +405,11 @@ proptest! {
                 generation: None,
                 expected_version: None,
                 force: false,
+                reason: None,
             })
             .unwrap();
         } else {
-            sim.run(Command::StartDrain { workers, moves: dp.moves.clone() }).unwrap();
+            sim.run(Command::StartDrain { workers, moves: dp.moves.clone(), reason: None }).unwrap();
         }
         let (after, steps) = settle(&mut sim, &live, &cfg);
         // The dry run is the drain: exactly its moves complete, each once.
@@ -629,6 +631,7 @@ fn drain_of_two_replicas_of_one_partition_keeps_its_dry_run() {
     sim.run(Command::StartDrain {
         workers: drained.iter().cloned().collect(),
         moves: dp.moves.clone(),
+        reason: None,
     })
     .unwrap();
     let mut done = BTreeSet::new();
@@ -685,6 +688,7 @@ fn rebalance_does_not_fill_a_zone_a_drain_is_about_to_fill() {
         generation: None,
         expected_version: None,
         force: false,
+        reason: None,
     })
     .unwrap();
     let mut adds: BTreeMap<Reason, usize> = BTreeMap::new();
@@ -1270,6 +1274,7 @@ fn check_one_change(c: &Small) -> Result<(), TestCaseError> {
                     .run(Command::StartDrain {
                         workers: drained.into_iter().collect(),
                         moves: dp.moves,
+                        reason: None,
                     })
                     .is_ok()
         };
@@ -1534,6 +1539,7 @@ fn start_drain(sim: &mut Sim, workers: &[&str]) -> Vec<drover_types::PlannedMove
     sim.run(Command::StartDrain {
         workers: set.into_iter().collect(),
         moves: dp.moves.clone(),
+        reason: None,
     })
     .unwrap();
     dp.moves

@@ -9,6 +9,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::brakes::{Brakes, validate_reason};
 use crate::command::{Actor, Command, Proposal, Registration};
 use crate::drain::{DrainIntent, PlannedMove};
 use crate::events::EventKind;
@@ -21,6 +22,8 @@ use crate::partition::{Partition, RECENT_RELEASES, Release, Replica, ReplicaRole
 use crate::settings::{Settings, SettingsPatch};
 use crate::state::{ClusterState, Table};
 use crate::worker::{Worker, WorkerState};
+
+mod operator;
 
 /// Most workers one drain request may name.
 pub const MAX_DRAIN_WORKERS: usize = 1024;
@@ -147,6 +150,8 @@ pub struct Changes {
     pub table: bool,
     pub settings: bool,
     pub events: bool,
+    /// The scheduler's brakes (a pause).
+    pub brakes: bool,
 }
 
 impl Changes {
@@ -163,6 +168,7 @@ impl Changes {
             || !self.drains.is_empty()
             || self.table
             || self.settings
+            || self.brakes
     }
 
     /// Adds what `other` touched, for persisting several applied entries in one batch.
@@ -175,6 +181,7 @@ impl Changes {
         self.table |= other.table;
         self.settings |= other.settings;
         self.events |= other.events;
+        self.brakes |= other.brakes;
     }
 }
 
@@ -210,6 +217,8 @@ pub enum Response {
     Settings(Settings),
     /// An event was recorded (a membership change).
     Recorded,
+    /// The scheduler's brakes after a pause, resume or expiry.
+    Brakes(Brakes),
 }
 
 /// An accepted command's result. `changed` is false for idempotent repeats, which leave the
@@ -328,7 +337,16 @@ fn apply_command(
             generation,
             expected_version,
             force,
-        } => cx.set_state(worker, *to, *by, *generation, *expected_version, *force),
+            reason,
+        } => cx.set_state(
+            worker,
+            *to,
+            *by,
+            *generation,
+            *expected_version,
+            *force,
+            reason.as_deref(),
+        ),
         Command::Remove {
             worker,
             expected_version,
@@ -369,7 +387,11 @@ fn apply_command(
             leader,
             expected_epoch,
         } => cx.set_leader(*partition, leader, *expected_epoch),
-        Command::StartDrain { workers, moves } => cx.start_drain(workers, moves),
+        Command::StartDrain {
+            workers,
+            moves,
+            reason,
+        } => cx.start_drain(workers, moves, reason.as_deref()),
         Command::PlanDrain { drain, moves } => cx.plan_drain(*drain, moves),
         Command::KvPut {
             key,
@@ -391,6 +413,21 @@ fn apply_command(
             });
             Ok(Response::Recorded)
         }
+        Command::Cordon {
+            worker,
+            holder,
+            reason,
+            until_ms,
+        } => cx.cordon(worker, holder, reason, *until_ms),
+        Command::Uncordon { worker, holder } => cx.uncordon(worker, holder),
+        Command::ExpireCordon {
+            worker,
+            holder,
+            version,
+        } => cx.expire_cordon(worker, holder, *version),
+        Command::PauseScheduler { reason, until_ms } => cx.pause(reason, *until_ms),
+        Command::ResumeScheduler => cx.resume(),
+        Command::ExpirePause { version } => cx.expire_pause(*version),
     }?;
     let changes = cx.changes;
     let changed = !changes.is_empty();
@@ -593,19 +630,33 @@ impl Cx<'_> {
         u32::try_from(held.len()).unwrap_or(u32::MAX)
     }
 
-    fn set_worker_state(&mut self, id: &WorkerId, to: WorkerState, forced: bool) {
+    /// Moves a worker to `to`, recording who asked and why on the record and in the event.
+    fn set_worker_state(
+        &mut self,
+        id: &WorkerId,
+        to: WorkerState,
+        forced: bool,
+        by: Actor,
+        reason: Option<&str>,
+    ) {
         let at = self.at;
+        let actor = by.name(id);
+        let reason = reason.map(str::to_owned);
         let Some(w) = self.worker_mut(id) else {
             return;
         };
         let from = w.state;
         w.state = to;
         w.state_since_ms = at;
+        w.state_reason = reason.clone();
+        w.state_actor = actor.clone();
         self.event(EventKind::StateChanged {
             worker: id.clone(),
             from,
             to,
             forced,
+            reason,
+            actor,
         });
     }
 
@@ -652,15 +703,20 @@ impl Cx<'_> {
         if self.s.tombstones.remove(&r.worker).is_some() {
             self.changes.tombstones.insert(r.worker.clone());
         }
-        let previous = self
-            .s
-            .workers
-            .get(&r.worker)
-            .map(|w| (w.state, w.state_since_ms));
-        let state_since_ms = match previous {
-            Some((s, since)) if s == state => since,
-            _ => self.at,
+        let previous = self.s.workers.get(&r.worker);
+        // A restart keeps the state, and with it when, why and by whom it was entered; a new
+        // or recommissioned worker entered Provisioning by its agent's registration now.
+        let (state_since_ms, state_reason, state_actor) = match previous {
+            Some(w) if w.state == state => (
+                w.state_since_ms,
+                w.state_reason.clone(),
+                w.state_actor.clone(),
+            ),
+            _ => (self.at, None, Actor::Agent.name(&r.worker)),
         };
+        // Cordons are the operator's, not the process's: they outlive restarts and
+        // recommissions, and go only with the record (removal) or their holders.
+        let cordons = previous.map(|w| w.cordons.clone()).unwrap_or_default();
         let worker = Worker {
             id: r.worker.clone(),
             generation,
@@ -674,6 +730,9 @@ impl Cx<'_> {
             version: self.index,
             state_since_ms,
             assignments_version: self.index,
+            state_reason,
+            state_actor,
+            cordons,
         };
         self.s.workers.insert(r.worker.clone(), worker.clone());
         self.changes.workers.insert(r.worker.clone());
@@ -693,7 +752,11 @@ impl Cx<'_> {
         generation: Option<u64>,
         expected_version: Option<u64>,
         force: bool,
+        reason: Option<&str>,
     ) -> Applied {
+        if let Some(reason) = reason {
+            validate_reason(reason).or_else(invalid)?;
+        }
         let w = self.worker(id)?;
         if by == Actor::Agent {
             let Some(g) = generation else {
@@ -753,7 +816,7 @@ impl Cx<'_> {
                 moves: 0,
             });
         }
-        self.set_worker_state(id, to, force && to == WorkerState::Disabled);
+        self.set_worker_state(id, to, force && to == WorkerState::Disabled, by, reason);
         let worker = self.worker(id)?.clone();
         // A forced disable always says how many partitions fell below RF, zero included.
         let forced = force && to == WorkerState::Disabled && from != WorkerState::Provisioning;
@@ -1248,7 +1311,15 @@ impl Cx<'_> {
         Ok(out)
     }
 
-    fn start_drain(&mut self, workers: &[WorkerId], moves: &[PlannedMove]) -> Applied {
+    fn start_drain(
+        &mut self,
+        workers: &[WorkerId],
+        moves: &[PlannedMove],
+        reason: Option<&str>,
+    ) -> Applied {
+        if let Some(reason) = reason {
+            validate_reason(reason).or_else(invalid)?;
+        }
         if workers.is_empty() || workers.len() > MAX_DRAIN_WORKERS {
             return invalid(format!(
                 "a drain names 1-{MAX_DRAIN_WORKERS} workers, got {}",
@@ -1316,7 +1387,7 @@ impl Cx<'_> {
             moves,
         };
         for id in &set {
-            self.set_worker_state(id, WorkerState::Draining, false);
+            self.set_worker_state(id, WorkerState::Draining, false, Actor::Operator, reason);
         }
         self.event(EventKind::DrainStarted {
             drain: self.index,

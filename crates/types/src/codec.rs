@@ -9,8 +9,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// Format of log entries and snapshots written by this release. 2: replicated liveness and
-/// scheduler settings (`Settings` grew, `UpdateSettings` carries a patch).
-pub const FORMAT_VERSION: u8 = 2;
+/// scheduler settings (`Settings` grew, `UpdateSettings` carries a patch). 3: cordons, the
+/// scheduler pause, and reason and actor on state changes (`Worker`, `ClusterState`, `SetState`,
+/// `StartDrain` and `StateChanged` grew).
+pub const FORMAT_VERSION: u8 = 3;
 
 /// Largest encoded value accepted when decoding (a snapshot of 65,536 partitions at RF 7 with
 /// full KV and events is far below this).

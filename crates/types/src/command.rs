@@ -18,7 +18,8 @@ pub struct Proposal {
     pub command: Command,
 }
 
-/// Who asks for a worker state change; SPEC §1's "who" column is enforced by `apply`.
+/// Who asks for a worker state change; SPEC §1's "who" column is enforced by `apply`. Records
+/// and events name it as SPEC §1's actor ([`Actor::name`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Actor {
@@ -26,6 +27,23 @@ pub enum Actor {
     Agent,
     Scheduler,
 }
+
+impl Actor {
+    /// SPEC §1's actor on records and events: `admin`, `worker:<id>` (an agent acts for the
+    /// worker it is) or `scheduler`.
+    pub fn name(self, worker: &WorkerId) -> String {
+        match self {
+            Actor::Operator => ADMIN.to_owned(),
+            Actor::Agent => format!("worker:{worker}"),
+            Actor::Scheduler => SCHEDULER.to_owned(),
+        }
+    }
+}
+
+/// The actor of operator requests (the admin token, or a node running open).
+pub const ADMIN: &str = "admin";
+/// The actor of the leader's own decisions.
+pub const SCHEDULER: &str = "scheduler";
 
 /// `PUT /v1/workers/{id}` (SPEC §1).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +71,8 @@ pub enum Command {
         generation: Option<u64>,
         expected_version: Option<u64>,
         force: bool,
+        /// Why, as the requester gave it (SPEC §1: optional, ≤ 256 bytes).
+        reason: Option<String>,
     },
     /// Remove a Disabled worker, leaving a tombstone with its last generation.
     Remove {
@@ -108,6 +128,8 @@ pub enum Command {
     StartDrain {
         workers: Vec<WorkerId>,
         moves: Vec<PlannedMove>,
+        /// Why, recorded on each worker's state change (optional, ≤ 256 bytes).
+        reason: Option<String>,
     },
     /// Commit (or replace, per partition and source) planned moves of an existing drain.
     PlanDrain { drain: u64, moves: Vec<PlannedMove> },
@@ -136,6 +158,32 @@ pub enum Command {
     /// cluster's history shows it beside worker transitions. Proposed by the leader after the
     /// change itself committed; it changes nothing else.
     RecordMembership(MembershipChange),
+    /// An operator's cordon of `worker` under `holder` (SPEC §1): placed, or its reason and
+    /// expiry replaced. `until_ms` must be after the proposer's time.
+    Cordon {
+        worker: WorkerId,
+        holder: String,
+        reason: String,
+        until_ms: Option<u64>,
+    },
+    /// Remove `holder`'s cordon; a holder that has none succeeds unchanged (safe retries).
+    Uncordon { worker: WorkerId, holder: String },
+    /// The scheduler lifts `holder`'s cordon at its `until`: only the cordon at `version` (not
+    /// one renewed since), and only once the proposer's time has reached `until`.
+    ExpireCordon {
+        worker: WorkerId,
+        holder: String,
+        version: u64,
+    },
+    /// An operator pauses new moves (SPEC §3), or replaces the reason and expiry of a pause.
+    PauseScheduler {
+        reason: String,
+        until_ms: Option<u64>,
+    },
+    /// An operator ends the pause; not paused: succeeds unchanged.
+    ResumeScheduler,
+    /// The scheduler ends the pause at `version` once the proposer's time reached its `until`.
+    ExpirePause { version: u64 },
 }
 
 /// A Raft membership change, as the events log records it.

@@ -33,6 +33,10 @@ pub enum EventKind {
         from: WorkerState,
         to: WorkerState,
         forced: bool,
+        /// Why, as the requester gave it.
+        reason: Option<String>,
+        /// `admin`, `worker:<id>` or `scheduler`.
+        actor: String,
     },
     Dead {
         worker: WorkerId,
@@ -86,6 +90,32 @@ pub enum EventKind {
     /// A Raft membership change committed (recorded by the leader right after it).
     Membership {
         change: crate::command::MembershipChange,
+    },
+    /// A cordon was placed, or its reason or expiry changed.
+    Cordoned {
+        worker: WorkerId,
+        holder: String,
+        reason: String,
+        actor: String,
+        until_ms: Option<u64>,
+    },
+    /// A cordon was removed (`expired`: by the scheduler at its `until`).
+    Uncordoned {
+        worker: WorkerId,
+        holder: String,
+        actor: String,
+        expired: bool,
+    },
+    /// The scheduler was paused, or its pause changed.
+    SchedulerPaused {
+        reason: String,
+        actor: String,
+        until_ms: Option<u64>,
+    },
+    /// The pause ended (`expired`: at its `until`).
+    SchedulerResumed {
+        actor: String,
+        expired: bool,
     },
 }
 

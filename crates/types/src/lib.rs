@@ -23,6 +23,7 @@
 )]
 
 mod apply;
+mod brakes;
 pub mod codec;
 mod command;
 mod drain;
@@ -38,7 +39,11 @@ pub use apply::{
     Changes, LogPosition, Outcome, RejectCode, Rejection, Response, apply, apply_proposal,
     check_generation,
 };
-pub use command::{Actor, Command, MembershipChange, Proposal, Registration};
+pub use brakes::{
+    Brakes, MAX_CORDONS, MAX_HOLDER_BYTES, MAX_REASON_BYTES, Pause, validate_holder,
+    validate_reason, validate_until,
+};
+pub use command::{ADMIN, Actor, Command, MembershipChange, Proposal, Registration, SCHEDULER};
 pub use drain::{DrainIntent, PlannedMove};
 pub use events::{Event, EventKind, EventLog};
 pub use ids::{
@@ -50,4 +55,4 @@ pub use kv::KvEntry;
 pub use partition::{KeyRange, Partition, Replica, ReplicaRole, key_range, partition_for_key};
 pub use settings::{LeaseFloor, MAX_DEAD_AFTER_MS, Settings, SettingsPatch};
 pub use state::{ClusterState, InvariantViolation, Table};
-pub use worker::{Worker, WorkerState};
+pub use worker::{Cordon, Worker, WorkerState};

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::brakes::Brakes;
 use crate::drain::DrainIntent;
 use crate::events::EventLog;
 use crate::ids::{PartitionId, WorkerId};
@@ -35,6 +36,8 @@ pub struct ClusterState {
     pub kv: BTreeMap<String, KvEntry>,
     pub drains: BTreeMap<u64, DrainIntent>,
     pub events: EventLog,
+    /// The scheduler's brakes (SPEC §3): an operator's pause.
+    pub brakes: Brakes,
 }
 
 /// A broken SPEC §6 invariant, for tests and the fault-injection checker.

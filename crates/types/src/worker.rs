@@ -72,4 +72,34 @@ pub struct Worker {
     /// State version of the last change to what this worker is assigned: its record, or any
     /// replica of a partition it holds or held (roles, epochs, peers). Long polls wait on it.
     pub assignments_version: u64,
+    /// Why `state` last changed, as its requester gave it (SPEC §1; none if not given).
+    pub state_reason: Option<String>,
+    /// Who last changed `state`: `admin`, `worker:<id>` or `scheduler` (SPEC §1).
+    pub state_actor: String,
+    /// Cordons by holder name (SPEC §1): while any is held, no new replica is placed here; the
+    /// worker keeps and serves what it holds.
+    pub cordons: BTreeMap<String, Cordon>,
+}
+
+impl Worker {
+    /// Whether any holder cordons the worker.
+    pub fn is_cordoned(&self) -> bool {
+        !self.cordons.is_empty()
+    }
+}
+
+/// One holder's cordon on a worker (SPEC §1 "Cordon and maintenance").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Cordon {
+    pub reason: String,
+    /// Who placed it: `admin` (SPEC §1's actors).
+    pub actor: String,
+    /// Proposer time it was placed (or last changed), in milliseconds since the Unix epoch.
+    pub since_ms: u64,
+    /// Proposer time after which the scheduler lifts it; none: until removed.
+    pub until_ms: Option<u64>,
+    /// State version of its last change: an expiry names it, so a renewed cordon is not lifted
+    /// by an expiry decided on the old one.
+    pub version: u64,
 }

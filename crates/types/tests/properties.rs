@@ -131,7 +131,34 @@ enum Op {
         kv_max: u32,
         retained: u32,
     },
+    /// A cordon by one of `HOLDERS`; `until`: ms from now (negative: in the past).
+    Cordon {
+        w: usize,
+        holder: usize,
+        reason: usize,
+        until: Option<i64>,
+    },
+    Uncordon {
+        w: usize,
+        holder: usize,
+    },
+    ExpireCordon {
+        w: usize,
+        holder: usize,
+        version: Num,
+    },
+    Pause {
+        reason: usize,
+        until: Option<i64>,
+    },
+    Resume,
+    ExpirePause {
+        version: Num,
+    },
 }
+
+const HOLDERS: [&str; 4] = ["ops", "upgrade:7", "", "no/slash"];
+const REASONS: [&str; 3] = ["kernel upgrade", "", "   "];
 
 fn op() -> impl Strategy<Value = Op> {
     let w = 0..IDS.len();
@@ -153,12 +180,20 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (p, w.clone(), num()).prop_map(|(p, w, epoch)| Op::SetLeader { p, w, epoch }),
         2 => (prop::collection::vec(w.clone(), 0..3), prop::collection::vec(w.clone(), 0..12), prop::bool::weighted(0.8))
             .prop_map(|(ws, targets, complete)| Op::StartDrain { ws, targets, complete }),
-        1 => (0usize..3, prop::collection::vec(w, 0..12)).prop_map(|(which, targets)| Op::PlanDrain { which, targets }),
+        1 => (0usize..3, prop::collection::vec(w.clone(), 0..12)).prop_map(|(which, targets)| Op::PlanDrain { which, targets }),
         2 => (0..KEYS.len(), prop_oneof![Just(0usize), 1usize..8, Just(70_000)], prop::option::of(num()))
             .prop_map(|(key, len, expected)| Op::KvPut { key, len, expected }),
         1 => (0..KEYS.len(), prop::option::of(num())).prop_map(|(key, expected)| Op::KvDelete { key, expected }),
         1 => (prop_oneof![Just(0u32), Just(4), Just(65_536)], prop_oneof![Just(0u32), 1u32..6, Just(10_000)])
             .prop_map(|(kv_max, retained)| Op::Settings { kv_max, retained }),
+        2 => (w.clone(), 0..HOLDERS.len(), prop_oneof![4 => Just(0usize), 1 => 0..REASONS.len()], prop::option::of(-5i64..20))
+            .prop_map(|(w, holder, reason, until)| Op::Cordon { w, holder, reason, until }),
+        1 => (w.clone(), 0..HOLDERS.len()).prop_map(|(w, holder)| Op::Uncordon { w, holder }),
+        1 => (w, 0..HOLDERS.len(), num()).prop_map(|(w, holder, version)| Op::ExpireCordon { w, holder, version }),
+        1 => (prop_oneof![4 => Just(0usize), 1 => 0..REASONS.len()], prop::option::of(-5i64..20))
+            .prop_map(|(reason, until)| Op::Pause { reason, until }),
+        1 => Just(Op::Resume),
+        1 => num().prop_map(|version| Op::ExpirePause { version }),
     ]
 }
 
@@ -191,7 +226,14 @@ fn moves_for(
     out
 }
 
-fn concretize(op: &Op, s: &ClusterState, term: u64) -> Command {
+fn concretize(op: &Op, s: &ClusterState, term: u64, now: u64) -> Command {
+    let until = |u: Option<i64>| u.map(|d| now.saturating_add_signed(d));
+    let cordon_version = |w: &WorkerId, h: &str| {
+        s.workers
+            .get(w)
+            .and_then(|w| w.cordons.get(h))
+            .map_or(0, |c| c.version)
+    };
     let generation = |w: &WorkerId| s.workers.get(w).map_or(1, |w| w.generation);
     let version = |w: &WorkerId| s.workers.get(w).map_or(0, |w| w.version);
     let epoch = |p: u32| s.partition(p).map_or(0, |p| p.epoch);
@@ -233,6 +275,7 @@ fn concretize(op: &Op, s: &ClusterState, term: u64) -> Command {
                 to: STATES[to],
                 by: [Actor::Operator, Actor::Agent, Actor::Scheduler][usize::from(by)],
                 force,
+                reason: None,
             }
         }
         Op::Remove { w, expected } => {
@@ -312,6 +355,7 @@ fn concretize(op: &Op, s: &ClusterState, term: u64) -> Command {
             Command::StartDrain {
                 moves: moves_for(s, &workers, &targets, complete),
                 workers,
+                reason: None,
             }
         }
         Op::PlanDrain { which, targets } => {
@@ -350,6 +394,34 @@ fn concretize(op: &Op, s: &ClusterState, term: u64) -> Command {
                 ..SettingsPatch::default()
             },
             expected_version: None,
+        },
+        Op::Cordon {
+            w,
+            holder,
+            reason,
+            until: u,
+        } => Command::Cordon {
+            worker: wid(w),
+            holder: HOLDERS[holder].into(),
+            reason: REASONS[reason].into(),
+            until_ms: until(u),
+        },
+        Op::Uncordon { w, holder } => Command::Uncordon {
+            worker: wid(w),
+            holder: HOLDERS[holder].into(),
+        },
+        Op::ExpireCordon { w, holder, version } => Command::ExpireCordon {
+            worker: wid(w),
+            holder: HOLDERS[holder].into(),
+            version: version.resolve(cordon_version(&wid(w), HOLDERS[holder])),
+        },
+        Op::Pause { reason, until: u } => Command::PauseScheduler {
+            reason: REASONS[reason].into(),
+            until_ms: until(u),
+        },
+        Op::Resume => Command::ResumeScheduler,
+        Op::ExpirePause { version } => Command::ExpirePause {
+            version: version.resolve(s.brakes.pause.as_ref().map_or(0, |p| p.version)),
         },
     }
 }
@@ -400,6 +472,9 @@ fn overlay(pre: &ClusterState, post: &ClusterState, o: &Outcome) -> ClusterState
     if c.events {
         s.events = post.events.clone();
     }
+    if c.brakes {
+        s.brakes = post.brakes.clone();
+    }
     s
 }
 
@@ -440,7 +515,7 @@ fn run_sequence(ops: &[Op], times: &[u64]) -> ClusterState {
         let at = LogPosition::new(term, index);
         let proposal = Proposal {
             at_ms: now,
-            command: concretize(op, &a, term),
+            command: concretize(op, &a, term, now),
         };
         let pre = a.clone();
         let pre_bytes = codec::encode(&pre).unwrap();

@@ -102,6 +102,7 @@ fn expected_version_is_compare_and_set() {
         generation: None,
         expected_version: Some(ev),
         force: false,
+        reason: None,
     };
     assert!(!h.run(cmd(A, v + 100)).unwrap().changed);
     let e = h.run(cmd(Dr, v - 1)).unwrap_err();
@@ -156,6 +157,7 @@ fn registration_and_restart() {
             generation: Some(1),
             expected_version: None,
             force: false,
+            reason: None,
         })
         .unwrap_err();
     assert_eq!(stale.code, RejectCode::StaleGeneration);
@@ -218,6 +220,7 @@ fn recommission_after_disabled_and_after_removal() {
             generation: Some(2),
             expected_version: None,
             force: false,
+            reason: None,
         })
         .unwrap_err();
     assert_eq!(
@@ -465,6 +468,7 @@ fn cancel_drain_withdraws_pending_moves() {
     let started = h.ok(Command::StartDrain {
         workers: vec!["a".into()],
         moves,
+        reason: None,
     });
     assert!(
         matches!(started.response, Response::Drain(ref d) if d.replicas_total == 2 && d.planned)
@@ -503,6 +507,7 @@ fn cancel_drain_withdraws_pending_moves() {
         .run(Command::StartDrain {
             workers: vec!["b".into()],
             moves: vec![],
+            reason: None,
         })
         .unwrap_err();
     assert_eq!(e.code, RejectCode::Invalid);
@@ -528,6 +533,7 @@ fn cancel_drain_withdraws_every_pending_move_recorded_or_not() {
             to: Some("d".into()),
             epoch,
         }],
+        reason: None,
     });
     // The move goes to `e`, which the record does not name.
     let e = h.state.partitions[0].epoch;

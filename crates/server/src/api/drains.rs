@@ -239,6 +239,7 @@ async fn drain(
         let command = Command::StartDrain {
             workers: workers.iter().cloned().collect(),
             moves: plan.moves.clone(),
+            reason: None,
         };
         match node.propose(command).await {
             Ok(outcome) => {

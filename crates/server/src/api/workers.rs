@@ -459,6 +459,7 @@ pub async fn set_state(
             generation: b.generation,
             expected_version: b.expected_version,
             force: b.force,
+            reason: None,
         })
         .await?;
     let changed = match outcome.response {

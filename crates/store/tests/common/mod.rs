@@ -45,6 +45,7 @@ pub fn entry(index: u64) -> Entry {
             generation: None,
             expected_version: None,
             force: false,
+            reason: None,
         },
         _ => Command::KvPut {
             key: format!("k{}", index % 37),

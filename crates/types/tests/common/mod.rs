@@ -76,6 +76,7 @@ impl Harness {
             generation,
             expected_version: None,
             force,
+            reason: None,
         })
     }
 
