@@ -10,8 +10,8 @@
 //! plan is empty. [`plan_drain`] computes the moves a drain will make (what `StartDrain`
 //! commits, and what a dry run shows).
 //!
-//! Rules, in priority order: (1) replicas only on Active, live, unsuspected workers, one per
-//! worker; (2) distinct zones while at least RF zones have candidates, else as even as possible;
+//! Rules, in priority order: (1) replicas only on Active, live, unsuspected, uncordoned
+//! workers, one per worker; (2) distinct zones while at least RF zones have candidates, else as even as possible;
 //! (3) each worker within floor/ceil of its capacity share of its zone's replicas, zones as even
 //! as rule 2 allows, preferred leaders balanced too; (4) minimal movement; (5) restore > drain >
 //! rebalance; (6) throttles on moves in flight.
@@ -237,12 +237,17 @@ pub enum BlockCode {
     Throttled,
     /// A make or break step waits for the worker's acknowledgement.
     AwaitingAck,
+    /// An operator paused the scheduler (SPEC §3): the move starts once it is resumed.
+    Paused,
 }
 
 impl BlockCode {
     /// Whether waiting can resolve it (acks arrive, throttle slots free up).
     pub fn is_transient(self) -> bool {
-        matches!(self, BlockCode::Throttled | BlockCode::AwaitingAck)
+        matches!(
+            self,
+            BlockCode::Throttled | BlockCode::AwaitingAck | BlockCode::Paused
+        )
     }
 }
 

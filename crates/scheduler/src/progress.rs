@@ -125,7 +125,7 @@ pub fn waits(
                     _ => (WaitOn::SuspectTarget, target(b.partition, w)),
                 }
             }
-            BlockCode::NoCandidate | BlockCode::ZoneConstraint => continue,
+            BlockCode::NoCandidate | BlockCode::ZoneConstraint | BlockCode::Paused => continue,
         };
         let parts = groups.entry((b.code, key.0, key.1)).or_default();
         if !parts.contains(&b.partition) {

@@ -49,6 +49,9 @@ pub fn plan(s: &ClusterState, live: &Liveness, cfg: &PlannerConfig) -> Plan {
             .steps
             .retain(|step| !matches!(step, Step::Add { .. }));
     }
+    if let Some(pause) = &s.brakes.pause {
+        r.hold_new_moves(&pause.reason);
+    }
     r.plan
 }
 
@@ -65,6 +68,32 @@ struct Round<'a> {
 }
 
 impl Round<'_> {
+    /// SPEC §3 pause: no new move starts — the adds of drains and rebalances are held back and
+    /// reported `paused`. Everything that finishes a move in flight goes ahead (releases after
+    /// a completed join, withdrawals, disabling an emptied worker, committing drain targets),
+    /// and so do restores of under-replicated partitions: deaths are still judged, and their
+    /// replicas re-created, as SPEC §3 keeps for the pause (the mass-failure brake is the one
+    /// that stops re-replication).
+    fn hold_new_moves(&mut self, why: &str) {
+        let mut held = Vec::new();
+        self.plan.steps.retain(|step| match step {
+            Step::Add {
+                partition,
+                replaces,
+                reason: Reason::Drain | Reason::Rebalance,
+                ..
+            } => {
+                held.push((*partition, replaces.clone()));
+                false
+            }
+            _ => true,
+        });
+        for (p, from) in held {
+            let detail = format!("the scheduler is paused: {why}");
+            self.block(p, from.as_ref(), BlockCode::Paused, detail);
+        }
+    }
+
     fn block(
         &mut self,
         p: PartitionId,
@@ -400,8 +429,10 @@ impl Round<'_> {
             // moves together (by the target placement, or on `view` by the greedy choice), and
             // a round that judged one of them alone — say while a worker elsewhere is suspect
             // and the target placement does not apply — replanned a move the dry run showed.
+            // A planned target cordoned since the plan is replanned: the operator wants
+            // nothing new on it, however long the cordon lasts.
             let usable = |t: &WorkerId| {
-                self.t.balance_set.contains_key(t)
+                self.t.balance_set.get(t).is_some_and(|w| !w.is_cordoned())
                     && !self.t.excluded.contains(t)
                     && !holders.contains(t)
             };
