@@ -162,6 +162,7 @@ impl Shadow {
                 from,
                 to,
                 forced,
+                ..
             } => {
                 let held = self.held(worker.as_str());
                 let w = self.workers.entry(worker.to_string()).or_default();
@@ -316,9 +317,14 @@ impl Shadow {
                 self.partitions.entry(*partition).or_default().leader =
                     leader.as_ref().map(|l| l.to_string());
             }
+            // Cordons and pauses change no replica or state the invariants read.
             EventKind::DrainStarted { .. }
             | EventKind::DrainPlanned { .. }
-            | EventKind::Membership { .. } => {}
+            | EventKind::Membership { .. }
+            | EventKind::Cordoned { .. }
+            | EventKind::Uncordoned { .. }
+            | EventKind::SchedulerPaused { .. }
+            | EventKind::SchedulerResumed { .. } => {}
         }
     }
 
@@ -477,6 +483,8 @@ mod tests {
                     from: WorkerState::Provisioning,
                     to: WorkerState::Active,
                     forced: false,
+                    reason: None,
+                    actor: "admin".into(),
                 },
             ),
             ev(

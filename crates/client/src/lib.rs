@@ -536,18 +536,7 @@ impl Client {
     /// Drains `ids` as one operation with `opts`. A real drain is sent once (its outcome may
     /// depend on what happened in between); a dry run is a read.
     pub async fn drain_workers(&self, ids: &[String], opts: DrainOptions) -> Result<DrainReply> {
-        let body = json!({
-            "workers": ids,
-            "dry_run": opts.dry_run,
-            "allow_blocked": opts.allow_blocked,
-        });
-        let repeat = if opts.dry_run {
-            Repeat::Safe
-        } else {
-            Repeat::Once
-        };
-        self.json(Method::POST, "/v1/drain", Some(&body), repeat)
-            .await
+        self.drain_with_reason(ids, opts, None).await
     }
 
     // ---- partitions ---------------------------------------------------------------------
@@ -757,6 +746,78 @@ impl Client {
         self.json(Method::GET, "/openapi.json", None, Repeat::Safe)
             .await
     }
+
+    // ---- operator safety (SPEC §1 cordons, §3 pause) ---------------------------------------
+
+    /// Cordons worker `id` under `holder`: nothing new is placed on it. Placing the same cordon
+    /// again changes nothing, so it is repeated on an unknown outcome.
+    pub async fn cordon(
+        &self,
+        id: &str,
+        holder: &str,
+        reason: &str,
+        expiry: &Expiry,
+    ) -> Result<drover_types::Worker> {
+        let mut body = json!({"reason": reason});
+        expiry.fill(&mut body);
+        let path = format!("/v1/workers/{}/cordon/{}", seg(id), seg(holder));
+        self.json(Method::PUT, &path, Some(&body), Repeat::Safe)
+            .await
+    }
+
+    /// Removes `holder`'s cordon on `id`. Sent once: repeated after another cordon by the same
+    /// holder, it would remove that one.
+    pub async fn uncordon(&self, id: &str, holder: &str) -> Result<drover_types::Worker> {
+        let path = format!("/v1/workers/{}/cordon/{}", seg(id), seg(holder));
+        self.json(Method::DELETE, &path, None, Repeat::Once).await
+    }
+
+    /// Pauses new moves. Sent once: repeated after someone resumed, it would pause again.
+    pub async fn pause_scheduler(
+        &self,
+        reason: &str,
+        expiry: &Expiry,
+    ) -> Result<drover_types::Brakes> {
+        let mut body = json!({"reason": reason});
+        expiry.fill(&mut body);
+        self.json(
+            Method::POST,
+            "/v1/scheduler/pause",
+            Some(&body),
+            Repeat::Once,
+        )
+        .await
+    }
+
+    /// Ends the pause. Sent once: repeated after someone paused again, it would end that pause.
+    pub async fn resume_scheduler(&self) -> Result<drover_types::Brakes> {
+        self.json(Method::POST, "/v1/scheduler/resume", None, Repeat::Once)
+            .await
+    }
+
+    /// [`Client::drain_workers`] with a reason, recorded on each worker and in its event.
+    pub async fn drain_with_reason(
+        &self,
+        ids: &[String],
+        opts: DrainOptions,
+        reason: Option<&str>,
+    ) -> Result<DrainReply> {
+        let mut body = json!({
+            "workers": ids,
+            "dry_run": opts.dry_run,
+            "allow_blocked": opts.allow_blocked,
+        });
+        if let Some(r) = reason {
+            body["reason"] = json!(r);
+        }
+        let repeat = if opts.dry_run {
+            Repeat::Safe
+        } else {
+            Repeat::Once
+        };
+        self.json(Method::POST, "/v1/drain", Some(&body), repeat)
+            .await
+    }
 }
 
 /// How to drain.
@@ -778,6 +839,9 @@ pub struct StateRequest {
     pub force: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub generation: Option<u64>,
+    /// Why (recorded on the worker and in its event; at most 256 bytes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl StateRequest {
@@ -787,6 +851,29 @@ impl StateRequest {
             expected_version: None,
             force: false,
             generation: None,
+            reason: None,
+        }
+    }
+}
+
+/// When a cordon or pause ends by itself: never (until removed), at a time, or after a
+/// duration counted on the leader's clock (the clock that judges the expiry).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Expiry {
+    #[default]
+    Never,
+    /// Milliseconds since the Unix epoch.
+    At(u64),
+    /// From when the leader receives the request.
+    After(Duration),
+}
+
+impl Expiry {
+    fn fill(&self, body: &mut Value) {
+        match self {
+            Expiry::Never => {}
+            Expiry::At(ms) => body["until"] = json!(ms),
+            Expiry::After(d) => body["for"] = json!(format!("{}ms", d.as_millis())),
         }
     }
 }

@@ -32,6 +32,9 @@ pub struct ClusterStatus {
     pub snapshot_index: Option<u64>,
     #[serde(default)]
     pub purged_index: Option<u64>,
+    /// The scheduler's brakes: an operator's pause, if one holds.
+    #[serde(default)]
+    pub brakes: drover_types::Brakes,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

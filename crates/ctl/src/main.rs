@@ -128,6 +128,9 @@ enum Command {
     /// Replicated cluster settings: liveness timing, move throttles, limits.
     #[command(subcommand)]
     Settings(SettingsCmd),
+    /// The scheduler's brakes: pause new moves (moves in flight finish), resume.
+    #[command(subcommand)]
+    Scheduler(SchedulerCmd),
     /// Shell completions, to stdout.
     Completions {
         /// The shell to complete for.
@@ -136,7 +139,7 @@ enum Command {
 }
 
 /// The kinds of lifecycle events, as the API names them.
-const EVENT_KINDS: [&str; 12] = [
+const EVENT_KINDS: [&str; 16] = [
     "registered",
     "state_changed",
     "dead",
@@ -149,7 +152,42 @@ const EVENT_KINDS: [&str; 12] = [
     "drain_started",
     "drain_planned",
     "membership",
+    "cordoned",
+    "uncordoned",
+    "scheduler_paused",
+    "scheduler_resumed",
 ];
+
+#[derive(Debug, Subcommand)]
+enum SchedulerCmd {
+    /// Pause new moves (drains, rebalances) with a reason, until resumed or for a while; moves
+    /// in flight finish, acknowledgements apply, deaths are still judged and their replicas
+    /// re-created.
+    Pause {
+        /// Why (shown in status, events and metrics).
+        #[arg(long)]
+        reason: String,
+        /// Resume by itself after this long, on the leader's clock (`30m`, `2h`).
+        #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+        for_: Option<Duration>,
+    },
+    /// End the pause: the held-back moves start in the next round.
+    Resume,
+}
+
+/// A duration such as `30m` or `2h`, for clap.
+fn parse_duration(value: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(value)
+        .map_err(|e| format!("{value:?} is not a duration like 30m or 2h ({e})"))?;
+    if d.is_zero() {
+        return Err("must be more than 0".into());
+    }
+    Ok(d)
+}
+
+fn expiry(for_: Option<Duration>) -> drover_client::Expiry {
+    for_.map_or(drover_client::Expiry::Never, drover_client::Expiry::After)
+}
 
 #[derive(Debug, clap::Args)]
 struct EventsArgs {
@@ -247,6 +285,9 @@ enum WorkersCmd {
     Activate {
         /// The worker's id.
         id: String,
+        /// Why (recorded on the worker and in its event).
+        #[arg(long)]
+        reason: Option<String>,
     },
     /// Active → Draining, with its move plan (`--dry-run`: only show the plan). Refused
     /// (exit 6) if it cannot finish, unless `--allow-blocked`.
@@ -259,11 +300,17 @@ enum WorkersCmd {
         /// Start the drain even if it cannot finish: the worker stays Draining, blocked.
         #[arg(long)]
         allow_blocked: bool,
+        /// Why (recorded on the worker and in its event).
+        #[arg(long)]
+        reason: Option<String>,
     },
     /// Draining → Active: completed moves stay, pending ones are withdrawn.
     CancelDrain {
         /// The worker's id.
         id: String,
+        /// Why (recorded on the worker and in its event).
+        #[arg(long)]
+        reason: Option<String>,
     },
     /// Provisioning → Disabled; `--force` also from Active/Draining, dropping its replicas
     /// (asks first on a terminal).
@@ -274,6 +321,9 @@ enum WorkersCmd {
         /// partitions fell below their replication factor.
         #[arg(long)]
         force: bool,
+        /// Why (recorded on the worker and in its event).
+        #[arg(long)]
+        reason: Option<String>,
     },
     /// Remove a Disabled worker (a tombstone keeps it fenced). Asks first on a terminal.
     Remove {
@@ -289,6 +339,29 @@ enum WorkersCmd {
     Recommission {
         /// The worker's id.
         id: String,
+    },
+    /// Cordon a worker under a holder's name: nothing new is placed on it; it keeps and serves
+    /// its replicas. Several holders may cordon one worker; it lifts when the last is gone.
+    Cordon {
+        /// The worker's id.
+        id: String,
+        /// Who holds this cordon (you, a team, a tool): `uncordon --holder` removes it.
+        #[arg(long)]
+        holder: String,
+        /// Why (shown on the worker and in events).
+        #[arg(long)]
+        reason: String,
+        /// Lift it by itself after this long, on the leader's clock (`30m`, `2h`).
+        #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+        for_: Option<Duration>,
+    },
+    /// Remove a holder's cordon (the worker stays cordoned while other holders remain).
+    Uncordon {
+        /// The worker's id.
+        id: String,
+        /// Whose cordon to remove.
+        #[arg(long)]
+        holder: String,
     },
 }
 
@@ -563,6 +636,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 t.add_row(vec!["commit index".into(), s.commit_index.to_string()]);
                 t.add_row(vec!["applied index".into(), s.applied_index.to_string()]);
                 t.add_row(vec!["state version".into(), s.state_version.to_string()]);
+                let scheduler = s.brakes.pause.as_ref().map_or("running".into(), pause_text);
+                t.add_row(vec!["scheduler".into(), scheduler]);
                 let members: Vec<String> = s
                     .members
                     .iter()
@@ -670,6 +745,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             };
             events(&c, out, args).await?;
         }
+        Command::Scheduler(cmd) => scheduler(&c, out, cmd).await?,
         Command::Settings(SettingsCmd::Get) => print_settings(out, &c.settings().await?),
         Command::Settings(SettingsCmd::Set {
             changes,
@@ -714,9 +790,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
 }
 
 async fn workers(c: &Client, out: Printer, cmd: WorkersCmd, yes: bool) -> Result<(), Failure> {
-    let change = |id: String, to: WorkerState, force: bool| async move {
+    let change = |id: String, to: WorkerState, force: bool, reason: Option<String>| async move {
         let mut req = StateRequest::to(to);
         req.force = force;
+        req.reason = reason;
         c.set_state(&id, &req).await
     };
     match cmd {
@@ -732,7 +809,14 @@ async fn workers(c: &Client, out: Printer, cmd: WorkersCmd, yes: bool) -> Result
                     "ID", "STATE", "LIVENESS", "ZONE", "ADDRESS", "GEN", "REPLICAS",
                 ];
                 if wide {
-                    header.extend(["CAPACITY", "VERSION", "STATE SINCE", "DRAIN", "LABELS"]);
+                    header.extend([
+                        "CAPACITY",
+                        "VERSION",
+                        "STATE SINCE",
+                        "DRAIN",
+                        "LABELS",
+                        "CORDONS",
+                    ]);
                 }
                 let mut t = table(&header);
                 for w in &all {
@@ -756,6 +840,10 @@ async fn workers(c: &Client, out: Printer, cmd: WorkersCmd, yes: bool) -> Result
                     "liveness".into(),
                     w.liveness.clone().unwrap_or("-".into()),
                 ]);
+                t.add_row(vec!["state by".into(), state_by(r)]);
+                for (holder, cordon) in &r.cordons {
+                    t.add_row(vec![format!("cordon {holder}"), cordon_text(cordon)]);
+                }
                 t.add_row(vec!["dead".into(), r.dead.to_string()]);
                 t.add_row(vec!["generation".into(), r.generation.to_string()]);
                 t.add_row(vec!["address".into(), r.address.clone()]);
@@ -800,27 +888,28 @@ async fn workers(c: &Client, out: Printer, cmd: WorkersCmd, yes: bool) -> Result
                 t
             });
         }
-        WorkersCmd::Activate { id } => {
-            let r = change(id, WorkerState::Active, false).await?;
+        WorkersCmd::Activate { id, reason } => {
+            let r = change(id, WorkerState::Active, false, reason).await?;
             print_change(out, &r, "activated");
         }
         WorkersCmd::Drain {
             id,
             dry_run,
             allow_blocked,
+            reason,
         } => {
             let opts = drover_client::DrainOptions {
                 dry_run,
                 allow_blocked,
             };
-            let r = c.drain_workers(&[id], opts).await?;
+            let r = c.drain_with_reason(&[id], opts, reason.as_deref()).await?;
             print_drain(out, &r, allow_blocked)?;
         }
-        WorkersCmd::CancelDrain { id } => {
-            let r = change(id, WorkerState::Active, false).await?;
+        WorkersCmd::CancelDrain { id, reason } => {
+            let r = change(id, WorkerState::Active, false, reason).await?;
             print_change(out, &r, "drain cancelled");
         }
-        WorkersCmd::Disable { id, force } => {
+        WorkersCmd::Disable { id, force, reason } => {
             if force {
                 let held = c.worker(&id).await?.replicas.len();
                 confirm(
@@ -831,7 +920,7 @@ async fn workers(c: &Client, out: Printer, cmd: WorkersCmd, yes: bool) -> Result
                     ),
                 )?;
             }
-            let r = change(id, WorkerState::Disabled, force).await?;
+            let r = change(id, WorkerState::Disabled, force, reason).await?;
             print_change(out, &r, "disabled");
         }
         WorkersCmd::Remove { id, dead } => {
@@ -859,7 +948,9 @@ async fn workers(c: &Client, out: Printer, cmd: WorkersCmd, yes: bool) -> Result
                 if w.record.state != WorkerState::Disabled {
                     // Its replicas were dropped when it was declared dead: nothing is lost.
                     let force = w.record.state != WorkerState::Provisioning;
-                    change(id.clone(), WorkerState::Disabled, force).await?;
+                    let why =
+                        Some("declared dead; removed by droverctl workers remove --dead".into());
+                    change(id.clone(), WorkerState::Disabled, force, why).await?;
                 }
             } else {
                 confirm(yes, &format!("Remove worker {id}?"))?;
@@ -874,6 +965,38 @@ async fn workers(c: &Client, out: Printer, cmd: WorkersCmd, yes: bool) -> Result
                 None => format!("worker {} removed", r.id),
             };
             out.sentence(&r, sentence);
+        }
+        WorkersCmd::Cordon {
+            id,
+            holder,
+            reason,
+            for_,
+        } => {
+            let w = c.cordon(&id, &holder, &reason, &expiry(for_)).await?;
+            let holders: Vec<&str> = w.cordons.keys().map(String::as_str).collect();
+            let line = format!(
+                "worker {}: cordoned by {holder}; nothing new is placed on it (holders: {})",
+                w.id,
+                holders.join(", ")
+            );
+            out.sentence(&w, line);
+        }
+        WorkersCmd::Uncordon { id, holder } => {
+            let w = c.uncordon(&id, &holder).await?;
+            let line = if w.is_cordoned() {
+                let holders: Vec<&str> = w.cordons.keys().map(String::as_str).collect();
+                format!(
+                    "worker {}: {holder}'s cordon removed; still cordoned by {}",
+                    w.id,
+                    holders.join(", ")
+                )
+            } else {
+                format!(
+                    "worker {}: not cordoned; the scheduler may place on it",
+                    w.id
+                )
+            };
+            out.sentence(&w, line);
         }
         WorkersCmd::Recommission { id } => {
             let w = match c.worker(&id).await {
@@ -1651,9 +1774,15 @@ fn code_name<T: Serialize>(c: &T) -> String {
 
 fn worker_row(w: &WorkerView, wide: bool) -> Vec<String> {
     let r = &w.record;
+    // kubectl's `Ready,SchedulingDisabled`: the cordon beside the state it does not change.
+    let state = if r.is_cordoned() {
+        format!("{},cordoned", state_name(r.state))
+    } else {
+        state_name(r.state).into()
+    };
     let mut row = vec![
         r.id.to_string(),
-        state_name(r.state).into(),
+        state,
         w.liveness.clone().unwrap_or("-".into()),
         r.zone.clone().unwrap_or("-".into()),
         r.address.clone(),
@@ -1667,9 +1796,69 @@ fn worker_row(w: &WorkerView, wide: bool) -> Vec<String> {
             render::rfc3339_ms(r.state_since_ms),
             w.drain.as_ref().map_or("-".into(), drain_progress),
             labels(&r.labels),
+            if r.cordons.is_empty() {
+                "-".into()
+            } else {
+                r.cordons.keys().cloned().collect::<Vec<_>>().join(",")
+            },
         ]);
     }
     row
+}
+
+/// Who last changed a worker's state, and why.
+fn state_by(r: &drover_types::Worker) -> String {
+    let actor = if r.state_actor.is_empty() {
+        "-"
+    } else {
+        &r.state_actor
+    };
+    match &r.state_reason {
+        Some(why) => format!("{actor}: {why}"),
+        None => actor.to_owned(),
+    }
+}
+
+/// A cordon as `workers show` prints it: why, by whom, since and until when.
+fn cordon_text(c: &drover_types::Cordon) -> String {
+    let until = c.until_ms.map_or("until removed".to_owned(), |u| {
+        format!("until {}", render::rfc3339_ms(u))
+    });
+    format!(
+        "{} (by {}, since {}, {until})",
+        c.reason,
+        c.actor,
+        render::rfc3339_ms(c.since_ms)
+    )
+}
+
+/// A pause as `status` and `scheduler pause` print it.
+fn pause_text(p: &drover_types::Pause) -> String {
+    let until = p.until_ms.map_or("until resumed".to_owned(), |u| {
+        format!("until {}", render::rfc3339_ms(u))
+    });
+    format!(
+        "paused: {} (by {}, since {}, {until})",
+        p.reason,
+        p.actor,
+        render::rfc3339_ms(p.since_ms)
+    )
+}
+
+async fn scheduler(c: &Client, out: Printer, cmd: SchedulerCmd) -> Result<(), Failure> {
+    let brakes = match cmd {
+        SchedulerCmd::Pause { reason, for_ } => c.pause_scheduler(&reason, &expiry(for_)).await?,
+        SchedulerCmd::Resume => c.resume_scheduler().await?,
+    };
+    let line = match &brakes.pause {
+        Some(p) => format!(
+            "scheduler {}; moves in flight finish, no new move starts",
+            pause_text(p)
+        ),
+        None => "scheduler running: held-back moves start in the next round".to_owned(),
+    };
+    out.sentence(&brakes, line);
+    Ok(())
 }
 
 fn partition_table(out: Printer) -> Table {
@@ -1722,6 +1911,7 @@ fn event_row(e: &Event, wide: bool) -> Vec<String> {
                     .into_iter()
                     .filter(|(_, v)| !v.is_null())
                     .map(|(k, v)| match v {
+                        Value::String(s) if s.contains(char::is_whitespace) => format!("{k}={s:?}"),
                         Value::String(s) => format!("{k}={s}"),
                         v => format!("{k}={v}"),
                     })

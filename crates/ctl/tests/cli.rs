@@ -919,3 +919,170 @@ async fn dead_workers_go_in_one_step_and_recommission_says_what_to_do() {
         );
     }
 }
+
+/// Cordons, the scheduler pause and reasons through the binary: two holders on one worker
+/// (it stays cordoned until both are gone), `--for` expiries, the pause in `status`, a state
+/// change's reason and actor in `workers show` and `events`, and bad input refused with its
+/// exit code (3 unknown worker, 6 invalid, 2 a bad `--for`), changing nothing.
+#[tokio::test]
+async fn cordons_pause_and_reasons_through_the_cli() {
+    let c = Cluster::start(1, &[]);
+    c.leader_among(&[1]).await;
+    let eps = c.node(1).addr.to_string();
+    let client = drover_client::Client::new(&[eps.as_str()], None).unwrap();
+    for id in ["w1", "w2"] {
+        let reg = drover_client::Registration {
+            incarnation: 1,
+            address: "10.0.0.1:9000".into(),
+            ..Default::default()
+        };
+        client.register(id, &reg).await.unwrap();
+        ok(&ctl(&eps, &["workers", "activate", id]));
+    }
+
+    let out = ctl(
+        &eps,
+        &[
+            "workers",
+            "cordon",
+            "w1",
+            "--holder",
+            "alice",
+            "--reason",
+            "disk alarm",
+        ],
+    );
+    assert!(ok(&out).contains("cordoned by alice"), "{}", out.stdout);
+    ok(&ctl(
+        &eps,
+        &[
+            "workers", "cordon", "w1", "--holder", "bot", "--reason", "kernel", "--for", "2h",
+        ],
+    ));
+    let out = ctl(&eps, &["-o", "json", "workers", "show", "w1"]);
+    let w: Value = serde_json::from_str(ok(&out)).unwrap();
+    assert_eq!(w["cordons"]["alice"]["reason"], "disk alarm", "{w}");
+    assert_eq!(w["cordons"]["alice"]["actor"], "admin", "{w}");
+    assert!(w["cordons"]["alice"]["until"].is_null(), "{w}");
+    assert!(w["cordons"]["bot"]["until"].as_u64() > Some(0), "{w}");
+    let out = ctl(&eps, &["workers", "list"]);
+    let row = ok(&out).lines().find(|l| l.starts_with("w1")).unwrap();
+    assert!(row.contains("active,cordoned"), "{}", out.stdout);
+    let out = ctl(&eps, &["workers", "show", "w1"]);
+    assert!(
+        ok(&out).contains("cordon alice") && out.stdout.contains("disk alarm (by admin"),
+        "{}",
+        out.stdout
+    );
+
+    // Bad input: refused with its exit code, and the record is untouched.
+    let version = w["version"].clone();
+    for (args, code) in [
+        (
+            &[
+                "workers", "cordon", "nope", "--holder", "a", "--reason", "r",
+            ][..],
+            3,
+        ),
+        (
+            &["workers", "cordon", "w1", "--holder", "a", "--reason", ""],
+            6,
+        ),
+        (
+            &[
+                "workers", "cordon", "w1", "--holder", "a/b", "--reason", "r",
+            ],
+            6,
+        ),
+        (
+            &[
+                "workers", "cordon", "w1", "--holder", "a", "--reason", "r", "--for", "soon",
+            ],
+            2,
+        ),
+        (&["workers", "cordon", "w1", "--reason", "r"], 2),
+        (&["scheduler", "pause", "--reason", " "], 6),
+    ] {
+        let out = ctl(&eps, args);
+        assert_eq!(out.code, code, "{args:?}: {}{}", out.stdout, out.stderr);
+    }
+    let out = ctl(&eps, &["-o", "json", "workers", "show", "w1"]);
+    let after: Value = serde_json::from_str(ok(&out)).unwrap();
+    assert_eq!(
+        after["version"], version,
+        "a refused cordon changed the worker"
+    );
+
+    // Two holders: removing one leaves the worker cordoned; removing both lifts it.
+    let out = ctl(&eps, &["workers", "uncordon", "w1", "--holder", "alice"]);
+    assert!(ok(&out).contains("still cordoned by bot"), "{}", out.stdout);
+    let out = ctl(&eps, &["workers", "uncordon", "w1", "--holder", "bot"]);
+    assert!(ok(&out).contains("not cordoned"), "{}", out.stdout);
+    let out = ctl(
+        &eps,
+        &["-o", "json", "events", "--kind", "cordoned,uncordoned"],
+    );
+    let events: Value = serde_json::from_str(ok(&out)).unwrap();
+    assert_eq!(
+        events["events"].as_array().map(Vec::len),
+        Some(4),
+        "{events}"
+    );
+
+    // The pause: in status (table and JSON), then gone after resume.
+    let out = ctl(
+        &eps,
+        &[
+            "scheduler",
+            "pause",
+            "--reason",
+            "incident 7",
+            "--for",
+            "30m",
+        ],
+    );
+    assert!(ok(&out).contains("paused: incident 7"), "{}", out.stdout);
+    let out = ctl(&eps, &["status"]);
+    assert!(
+        ok(&out).contains("paused: incident 7 (by admin"),
+        "{}",
+        out.stdout
+    );
+    let out = ctl(&eps, &["-o", "json", "status"]);
+    let s: Value = serde_json::from_str(ok(&out)).unwrap();
+    assert_eq!(s["brakes"]["pause"]["reason"], "incident 7", "{s}");
+    ok(&ctl(&eps, &["scheduler", "resume"]));
+    let out = ctl(&eps, &["-o", "json", "status"]);
+    let s: Value = serde_json::from_str(ok(&out)).unwrap();
+    assert!(s["brakes"]["pause"].is_null(), "{s}");
+
+    // A state change's reason and actor: on the record, in `show`, in the event.
+    ok(&ctl(
+        &eps,
+        &[
+            "workers",
+            "disable",
+            "w2",
+            "--force",
+            "--reason",
+            "host retired",
+        ],
+    ));
+    let out = ctl(&eps, &["-o", "json", "workers", "show", "w2"]);
+    let w2: Value = serde_json::from_str(ok(&out)).unwrap();
+    assert_eq!(
+        (&w2["state_reason"], &w2["state_actor"]),
+        (&json!("host retired"), &json!("admin"))
+    );
+    let out = ctl(&eps, &["workers", "show", "w2"]);
+    assert!(ok(&out).contains("admin: host retired"), "{}", out.stdout);
+    let out = ctl(
+        &eps,
+        &["events", "--worker", "w2", "--kind", "state_changed"],
+    );
+    assert!(
+        ok(&out).contains("reason=\"host retired\"") && out.stdout.contains("actor=admin"),
+        "{}",
+        out.stdout
+    );
+}

@@ -17,6 +17,7 @@
 //! rebalance; (6) throttles on moves in flight.
 
 mod drain;
+mod expiry;
 mod flow;
 mod progress;
 mod round;
@@ -30,6 +31,7 @@ use drover_types::{Command, PartitionId, WorkerId, WorkerState};
 use serde::{Deserialize, Serialize};
 
 pub use drain::{DrainPlan, DrainWarning, WarningCode, plan_drain};
+pub use expiry::due_expiries;
 pub use progress::{DrainRate, RATE_WINDOW_MS, Wait, WaitOn, drain_rate, waits};
 pub use round::plan;
 pub use topology::{ZoneKey, zone_key};

@@ -744,6 +744,8 @@ impl Cx<'_> {
         Ok(Response::Worker(worker))
     }
 
+    // One argument per field of `Command::SetState`.
+    #[allow(clippy::too_many_arguments)]
     fn set_state(
         &mut self,
         id: &WorkerId,

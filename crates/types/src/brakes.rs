@@ -31,6 +31,7 @@ pub struct Pause {
     /// Proposer time of the pause, in milliseconds since the Unix epoch.
     pub since_ms: u64,
     /// Proposer time at which the scheduler resumes by itself; none: until resumed.
+    #[serde(rename = "until")]
     pub until_ms: Option<u64>,
     /// State version of the pause: its expiry names it.
     pub version: u64,

@@ -97,6 +97,7 @@ pub enum EventKind {
         holder: String,
         reason: String,
         actor: String,
+        #[serde(rename = "until")]
         until_ms: Option<u64>,
     },
     /// A cordon was removed (`expired`: by the scheduler at its `until`).
@@ -110,6 +111,7 @@ pub enum EventKind {
     SchedulerPaused {
         reason: String,
         actor: String,
+        #[serde(rename = "until")]
         until_ms: Option<u64>,
     },
     /// The pause ended (`expired`: at its `until`).

@@ -74,10 +74,13 @@ pub struct Worker {
     pub assignments_version: u64,
     /// Why `state` last changed, as its requester gave it (SPEC §1; none if not given).
     pub state_reason: Option<String>,
-    /// Who last changed `state`: `admin`, `worker:<id>` or `scheduler` (SPEC §1).
+    /// Who last changed `state`: `admin`, `worker:<id>` or `scheduler` (SPEC §1). (`default`
+    /// only lets JSON from an older server decode; the log's encoding is unaffected.)
+    #[serde(default)]
     pub state_actor: String,
     /// Cordons by holder name (SPEC §1): while any is held, no new replica is placed here; the
     /// worker keeps and serves what it holds.
+    #[serde(default)]
     pub cordons: BTreeMap<String, Cordon>,
 }
 
@@ -98,6 +101,7 @@ pub struct Cordon {
     /// Proposer time it was placed (or last changed), in milliseconds since the Unix epoch.
     pub since_ms: u64,
     /// Proposer time after which the scheduler lifts it; none: until removed.
+    #[serde(rename = "until")]
     pub until_ms: Option<u64>,
     /// State version of its last change: an expiry names it, so a renewed cordon is not lifted
     /// by an expiry decided on the old one.
