@@ -842,7 +842,10 @@ async fn workers(c: &Client, out: Printer, cmd: WorkersCmd, yes: bool) -> Result
                 ]);
                 t.add_row(vec!["state by".into(), state_by(r)]);
                 for (holder, cordon) in &r.cordons {
-                    t.add_row(vec![format!("cordon {holder}"), cordon_text(cordon)]);
+                    t.add_row(vec![
+                        format!("cordon {holder}"),
+                        hold_text(cordon, "until removed"),
+                    ]);
                 }
                 t.add_row(vec!["dead".into(), r.dead.to_string()]);
                 t.add_row(vec!["generation".into(), r.generation.to_string()]);
@@ -1819,30 +1822,21 @@ fn state_by(r: &drover_types::Worker) -> String {
     }
 }
 
-/// A cordon as `workers show` prints it: why, by whom, since and until when.
-fn cordon_text(c: &drover_types::Cordon) -> String {
-    let until = c.until_ms.map_or("until removed".to_owned(), |u| {
+/// A cordon or pause as `workers show` and `status` print it: why, by whom, since and until.
+fn hold_text(h: &drover_types::Hold, open_ended: &str) -> String {
+    let until = h.until_ms.map_or(open_ended.to_owned(), |u| {
         format!("until {}", render::rfc3339_ms(u))
     });
     format!(
         "{} (by {}, since {}, {until})",
-        c.reason,
-        c.actor,
-        render::rfc3339_ms(c.since_ms)
+        h.reason,
+        h.actor,
+        render::rfc3339_ms(h.since_ms)
     )
 }
 
-/// A pause as `status` and `scheduler pause` print it.
 fn pause_text(p: &drover_types::Pause) -> String {
-    let until = p.until_ms.map_or("until resumed".to_owned(), |u| {
-        format!("until {}", render::rfc3339_ms(u))
-    });
-    format!(
-        "paused: {} (by {}, since {}, {until})",
-        p.reason,
-        p.actor,
-        render::rfc3339_ms(p.since_ms)
-    )
+    format!("paused: {}", hold_text(p, "until resumed"))
 }
 
 async fn scheduler(c: &Client, out: Printer, cmd: SchedulerCmd) -> Result<(), Failure> {

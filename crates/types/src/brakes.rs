@@ -21,21 +21,29 @@ pub struct Brakes {
     pub pause: Option<Pause>,
 }
 
-/// `POST /v1/scheduler/pause`: no new move starts while it holds; moves in flight finish.
+/// An operator's hold (SPEC §1, §3): a cordon on a worker, or the scheduler's pause. Each has
+/// a reason, an actor and an optional expiry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct Pause {
+pub struct Hold {
     pub reason: String,
-    /// Who paused: `admin`.
+    /// Who placed it: `admin`.
     pub actor: String,
-    /// Proposer time of the pause, in milliseconds since the Unix epoch.
+    /// Proposer time it was placed (or last changed), in milliseconds since the Unix epoch.
     pub since_ms: u64,
-    /// Proposer time at which the scheduler resumes by itself; none: until resumed.
+    /// Proposer time at which the scheduler lifts it; none: until removed.
     #[serde(rename = "until")]
     pub until_ms: Option<u64>,
-    /// State version of the pause: its expiry names it.
+    /// State version of its last change: an expiry names it, so a hold renewed since is not
+    /// lifted by an expiry decided on the old one.
     pub version: u64,
 }
+
+/// One holder's cordon on a worker: no new replica is placed there while any holder has one.
+pub type Cordon = Hold;
+
+/// `POST /v1/scheduler/pause`: no new move starts while it holds; moves in flight finish.
+pub type Pause = Hold;
 
 /// A reason as a state change carries it: optional, but when given 1–256 bytes of printable
 /// text (an empty one says nothing and is a client mistake).

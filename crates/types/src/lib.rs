@@ -40,7 +40,7 @@ pub use apply::{
     check_generation,
 };
 pub use brakes::{
-    Brakes, MAX_CORDONS, MAX_HOLDER_BYTES, MAX_REASON_BYTES, Pause, validate_holder,
+    Brakes, Cordon, Hold, MAX_CORDONS, MAX_HOLDER_BYTES, MAX_REASON_BYTES, Pause, validate_holder,
     validate_reason, validate_until,
 };
 pub use command::{ADMIN, Actor, Command, MembershipChange, Proposal, Registration, SCHEDULER};
@@ -55,4 +55,4 @@ pub use kv::KvEntry;
 pub use partition::{KeyRange, Partition, Replica, ReplicaRole, key_range, partition_for_key};
 pub use settings::{LeaseFloor, MAX_DEAD_AFTER_MS, Settings, SettingsPatch};
 pub use state::{ClusterState, InvariantViolation, Table};
-pub use worker::{Cordon, Worker, WorkerState};
+pub use worker::{Worker, WorkerState};

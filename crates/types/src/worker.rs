@@ -5,6 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::brakes::Cordon;
 use crate::ids::WorkerId;
 
 /// Where a worker is in its lifecycle. Serialized in lower case.
@@ -89,21 +90,4 @@ impl Worker {
     pub fn is_cordoned(&self) -> bool {
         !self.cordons.is_empty()
     }
-}
-
-/// One holder's cordon on a worker (SPEC §1 "Cordon and maintenance").
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct Cordon {
-    pub reason: String,
-    /// Who placed it: `admin` (SPEC §1's actors).
-    pub actor: String,
-    /// Proposer time it was placed (or last changed), in milliseconds since the Unix epoch.
-    pub since_ms: u64,
-    /// Proposer time after which the scheduler lifts it; none: until removed.
-    #[serde(rename = "until")]
-    pub until_ms: Option<u64>,
-    /// State version of its last change: an expiry names it, so a renewed cordon is not lifted
-    /// by an expiry decided on the old one.
-    pub version: u64,
 }

@@ -4,11 +4,10 @@
 //! time stamped in the entry, never a clock of its own, so every node applies it the same way.
 
 use super::{Applied, Cx, RejectCode, Response, invalid, reject, version_conflict};
-use crate::brakes::{MAX_CORDONS, Pause, validate_holder, validate_reason, validate_until};
+use crate::brakes::{Cordon, MAX_CORDONS, Pause, validate_holder, validate_reason, validate_until};
 use crate::command::{ADMIN, SCHEDULER};
 use crate::events::EventKind;
 use crate::ids::WorkerId;
-use crate::worker::Cordon;
 
 impl Cx<'_> {
     pub(super) fn cordon(
