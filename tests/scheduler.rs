@@ -1036,3 +1036,140 @@ async fn a_worker_joining_a_new_zone_moves_only_its_share() {
     assert_eq!(held, expected, "moves:\n{}", moves.join("\n"));
     fleet.stop();
 }
+
+/// The partitions `id` holds, as its record lists them.
+async fn held_by(c: &Cluster, node: u64, id: &str) -> Option<BTreeSet<u64>> {
+    let w = worker(c, node, id).await?;
+    Some(
+        w["replicas"]
+            .as_array()?
+            .iter()
+            .filter_map(|r| r["partition"].as_u64())
+            .collect(),
+    )
+}
+
+/// SPEC §1 cordons and §3 pause end to end, across a leader failover. w3 is cordoned by two
+/// holders and the scheduler paused; the leader is killed. The new leader keeps both (they are
+/// replicated): the pause shows in `/v1/cluster` and `/metrics`; after resume, draining w0 —
+/// whose zone's only other worker is w3 — sends nothing to w3, which keeps exactly what it
+/// held. Removing one holder leaves w3 cordoned; removing the second lifts it, and the
+/// scheduler then restores zone spread onto it.
+#[tokio::test]
+async fn a_cordon_survives_failover_and_lifts_only_when_both_holders_are_gone() {
+    let mut c = Cluster::start(
+        3,
+        &[
+            "--heartbeat-interval-ms",
+            "100",
+            "--suspect-after-ms",
+            "2000",
+            "--dead-after-ms",
+            "20000",
+        ],
+    );
+    let leader = c.leader_among(&[1, 2, 3]).await;
+    let Fleet { zones, stops, .. } = fleet(&c, leader, 16).await;
+    assert_eq!(zones["w0"], zones["w3"], "w0 and w3 share a zone");
+    let before = held_by(&c, leader, "w3").await.unwrap();
+    for (holder, body) in [
+        ("alice", json!({"reason": "disk alarm"})),
+        ("bob", json!({"reason": "kernel rollout", "for": "1h"})),
+    ] {
+        let r = c
+            .http
+            .put(c.url(leader, &format!("/v1/workers/w3/cordon/{holder}")))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+    let r = c
+        .http
+        .post(c.url(leader, "/v1/scheduler/pause"))
+        .json(&json!({"reason": "failover drill"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    c.kill(leader);
+    let others: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    let new_leader = c.leader_among(&others).await;
+    let status = c.status(new_leader).await.unwrap();
+    assert_eq!(
+        status["brakes"]["pause"]["reason"], "failover drill",
+        "{status}"
+    );
+    assert!(
+        c.metrics(new_leader)
+            .await
+            .lines()
+            .any(|l| l == "drover_scheduler_paused 1"),
+        "the pause gauge"
+    );
+    let w3 = worker(&c, new_leader, "w3").await.unwrap();
+    let holders: Vec<&String> = w3["cordons"].as_object().unwrap().keys().collect();
+    assert_eq!(holders, ["alice", "bob"], "{w3}");
+    let r = c
+        .http
+        .post(c.url(new_leader, "/v1/scheduler/resume"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Drain w0: the new leader places none of its replicas on the cordoned w3.
+    let r = c
+        .http
+        .post(c.url(new_leader, "/v1/drain"))
+        .json(&json!({"workers": ["w0"], "allow_blocked": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    wait_for("w0 drained", Duration::from_secs(60), || async {
+        let w = worker(&c, new_leader, "w0").await?;
+        (w["state"] == "disabled").then_some(())
+    })
+    .await;
+    assert_eq!(
+        held_by(&c, new_leader, "w3").await.unwrap(),
+        before,
+        "the cordoned worker keeps exactly what it held"
+    );
+
+    // One holder gone: still cordoned, still nothing new.
+    let uncordon = |holder: &'static str| {
+        let url = c.url(new_leader, &format!("/v1/workers/w3/cordon/{holder}"));
+        let http = c.http.clone();
+        async move {
+            http.delete(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let w3 = uncordon("alice").await;
+    assert_eq!(w3["cordons"].as_object().map(|m| m.len()), Some(1), "{w3}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(held_by(&c, new_leader, "w3").await.unwrap(), before);
+
+    // Both gone: lifted, and the scheduler gives w3 its zone's share again.
+    let w3 = uncordon("bob").await;
+    assert_eq!(w3["cordons"], json!({}), "{w3}");
+    wait_for(
+        "w3 receives replicas once uncordoned",
+        Duration::from_secs(60),
+        || async { (held_by(&c, new_leader, "w3").await?.len() > before.len()).then_some(()) },
+    )
+    .await;
+    c.spawn(leader);
+    for s in stops.values() {
+        s.store(true, Ordering::Relaxed);
+    }
+}

@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 use tokio::time::Instant;
 
 use drover_types::{
-    Changes, ClusterState, Command, DrainIntent, Event, KvEntry, Partition, Response, Settings,
-    Table, Worker, WorkerId, apply_proposal, codec,
+    Brakes, Changes, ClusterState, Command, DrainIntent, Event, KvEntry, Partition, Response,
+    Settings, Table, Worker, WorkerId, apply_proposal, codec,
 };
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
@@ -50,6 +50,8 @@ struct Header {
     settings: Settings,
     table: Option<Table>,
     events_next_seq: u64,
+    /// The scheduler's brakes (SPEC §3): small, and in the header written with every batch.
+    brakes: Brakes,
 }
 
 /// The current snapshot as stored: openraft's metadata and our encoded state.
@@ -197,6 +199,7 @@ fn write_header(batch: &mut WriteBatch, family: &rocksdb::ColumnFamily, a: &Appl
         settings: a.state.settings.clone(),
         table: a.state.table.clone(),
         events_next_seq: a.state.events.next_seq,
+        brakes: a.state.brakes.clone(),
     };
     batch.put_cf(
         family,
@@ -364,6 +367,7 @@ fn load(db: &DB) -> Result<Applied> {
         a.state.settings = h.settings;
         a.state.table = h.table;
         a.state.events.next_seq = h.events_next_seq;
+        a.state.brakes = h.brakes;
     }
     a.state.partitions = partitions;
     a.state.events.events = events;

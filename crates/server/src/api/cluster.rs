@@ -222,6 +222,8 @@ pub struct ClusterStatus {
     purged_index: Option<u64>,
     /// Snapshots this node received from a leader since it started.
     snapshots_installed: u64,
+    /// The scheduler's brakes (SPEC §3): an operator's pause, if one holds.
+    brakes: drover_types::Brakes,
 }
 
 /// The cluster as the answering node sees it: leader, term, members, indexes, state version.
@@ -267,6 +269,7 @@ pub async fn status(State(node): State<Node>) -> Json<ClusterStatus> {
         snapshot_index: m.snapshot.map(|l| l.index),
         purged_index: m.purged.map(|l| l.index),
         snapshots_installed: node.snapshots_installed(),
+        brakes: node.state().read().state.brakes.clone(),
     })
 }
 

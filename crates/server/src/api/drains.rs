@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ApiResult, Conflict, NotFound, StandardErrors, TooLarge};
-use super::extract::{ApiPath, WorkerPath, body, parse_json};
+use super::extract::{ApiPath, WorkerPath, body, check_reason, parse_json};
 use super::forward::Forward;
 use crate::core::{Error as CoreError, Node};
 
@@ -36,6 +36,9 @@ pub struct DrainOneRequest {
     /// a drain is refused with `drain_infeasible`.
     #[serde(default)]
     allow_blocked: bool,
+    /// Why (SPEC §1: optional, at most 256 bytes), recorded on the worker and in its event.
+    #[schema(min_length = 1, max_length = 256)]
+    reason: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -51,6 +54,9 @@ pub struct DrainSetRequest {
     /// a drain is refused with `drain_infeasible`.
     #[serde(default)]
     allow_blocked: bool,
+    /// Why (SPEC §1: optional, at most 256 bytes), recorded on the worker and in its event.
+    #[schema(min_length = 1, max_length = 256)]
+    reason: Option<String>,
 }
 
 /// A dry run's answer: the moves a drain started from this state would make, and whether it
@@ -123,6 +129,7 @@ pub async fn drain_one(
         vec![id],
         b.dry_run,
         b.allow_blocked,
+        b.reason,
         uri,
         headers,
         raw,
@@ -158,6 +165,7 @@ pub async fn drain_set(
         b.workers,
         b.dry_run,
         b.allow_blocked,
+        b.reason,
         uri,
         headers,
         raw,
@@ -170,10 +178,14 @@ async fn drain(
     ids: Vec<String>,
     dry_run: bool,
     allow_blocked: bool,
+    reason: Option<String>,
     uri: Uri,
     headers: HeaderMap,
     raw: Bytes,
 ) -> ApiResult<Response> {
+    if let Some(r) = &reason {
+        check_reason(r)?;
+    }
     let mut workers = BTreeSet::new();
     for id in &ids {
         validate_worker_id(id).map_err(|e| ApiError::bad_request(format!("field workers: {e}")))?;
@@ -239,7 +251,7 @@ async fn drain(
         let command = Command::StartDrain {
             workers: workers.iter().cloned().collect(),
             moves: plan.moves.clone(),
-            reason: None,
+            reason: reason.clone(),
         };
         match node.propose(command).await {
             Ok(outcome) => {

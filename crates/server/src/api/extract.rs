@@ -115,6 +115,46 @@ pub(crate) fn parse_query<T: DeserializeOwned>(uri: &Uri) -> ApiResult<T> {
         .map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))
 }
 
+/// A request's `reason` (SPEC §1: 1-256 bytes), or 400 naming the field.
+pub(crate) fn check_reason(reason: &str) -> ApiResult<()> {
+    drover_types::validate_reason(reason)
+        .map_err(|e| ApiError::bad_request(format!("field reason: {e}")))
+}
+
+/// Longest `for` a cordon or pause may ask: a year.
+const MAX_FOR: std::time::Duration = std::time::Duration::from_secs(366 * 24 * 3600);
+
+/// The expiry a cordon or pause request asks for: `until` (ms since the Unix epoch) or `for` (a
+/// duration such as `30m` or `2h`, from `now_ms`, the proposer's clock), not both. `apply`
+/// refuses an `until` that is not after the proposer's time; this answers it first.
+pub(crate) fn expiry(
+    until: Option<u64>,
+    for_: Option<&str>,
+    now_ms: u64,
+) -> ApiResult<Option<u64>> {
+    let until = match (until, for_) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request("give until or for, not both"));
+        }
+        (Some(u), None) => Some(u),
+        (None, Some(f)) => {
+            let d = humantime::parse_duration(f)
+                .map_err(|e| ApiError::bad_request(format!("field for: {f:?}: {e}")))?;
+            if d.is_zero() || d > MAX_FOR {
+                return Err(ApiError::bad_request(
+                    "field for: must be more than 0 and at most a year",
+                ));
+            }
+            let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+            Some(now_ms.saturating_add(ms))
+        }
+        (None, None) => None,
+    };
+    drover_types::validate_until(until, now_ms)
+        .map_err(|e| ApiError::bad_request(format!("field until: {e}")))?;
+    Ok(until)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

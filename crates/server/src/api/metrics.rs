@@ -273,6 +273,19 @@ pub async fn render(State(node): State<Node>) -> Response {
             "Workers declared dead at their current generation",
             &one(dead as f64),
         );
+        let cordoned = s.workers.values().filter(|w| w.is_cordoned()).count();
+        gauge(
+            &mut out,
+            "drover_workers_cordoned",
+            "Workers with at least one cordon (no new replicas)",
+            &one(cordoned as f64),
+        );
+        gauge(
+            &mut out,
+            "drover_scheduler_paused",
+            "1 while an operator has paused new moves",
+            &one(f64::from(u8::from(s.brakes.pause.is_some()))),
+        );
         let mut healthy = std::collections::BTreeMap::new();
         for p in &s.partitions {
             let h = p

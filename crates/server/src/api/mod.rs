@@ -6,6 +6,7 @@
 
 pub mod auth;
 mod cluster;
+mod cordon;
 mod drains;
 pub mod error;
 mod events;
@@ -15,6 +16,7 @@ mod kv;
 pub mod metrics;
 pub mod openapi;
 mod partitions;
+mod scheduler;
 mod settings;
 mod workers;
 
@@ -115,6 +117,20 @@ fn table() -> Vec<(RouteInfo, MethodRouter<Node>)> {
         ),
         route(M::POST, "/v1/workers/{id}/drain", Token, drains::drain_one),
         route(M::POST, "/v1/drain", Token, drains::drain_set),
+        route(
+            M::PUT,
+            "/v1/workers/{id}/cordon/{holder}",
+            Token,
+            cordon::put,
+        ),
+        route(
+            M::DELETE,
+            "/v1/workers/{id}/cordon/{holder}",
+            Token,
+            cordon::delete,
+        ),
+        route(M::POST, "/v1/scheduler/pause", Token, scheduler::pause),
+        route(M::POST, "/v1/scheduler/resume", Token, scheduler::resume),
         route(
             M::POST,
             "/v1/partitions/{p}/replicas/{worker}/ack",

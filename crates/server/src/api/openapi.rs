@@ -15,7 +15,9 @@ use super::error::{
     BadRequest, Conflict, ErrorBody, ErrorDetail, Forbidden, Gone, NotFound, TooLarge,
     Unauthorized, Unavailable,
 };
-use super::{cluster, drains, events, kv, metrics, partitions, settings, workers};
+use super::{
+    cluster, cordon, drains, events, kv, metrics, partitions, scheduler, settings, workers,
+};
 use crate::core::LeaderHint;
 
 #[derive(Debug, OpenApi)]
@@ -48,6 +50,10 @@ use crate::core::LeaderHint;
         workers::heartbeat,
         drains::drain_one,
         drains::drain_set,
+        cordon::put,
+        cordon::delete,
+        scheduler::pause,
+        scheduler::resume,
         partitions::create,
         partitions::list,
         partitions::show,

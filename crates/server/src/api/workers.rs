@@ -22,7 +22,8 @@ use super::error::{
     AgentErrors, ApiError, ApiResult, BadRequest, Conflict, NotFound, StandardErrors, Unauthorized,
 };
 use super::extract::{
-    ApiPath, ReadQuery, WorkerPath, body, no_dot_segments, page_limit, parse_json, parse_query,
+    ApiPath, ReadQuery, WorkerPath, body, check_reason, no_dot_segments, page_limit, parse_json,
+    parse_query,
 };
 use super::forward::Forward;
 use crate::core::Node;
@@ -402,6 +403,9 @@ pub struct StateRequest {
     /// Agents send their generation; it fences a stale process. Required with the worker
     /// token.
     generation: Option<u64>,
+    /// Why (SPEC §1: optional, at most 256 bytes), recorded on the worker and in its event.
+    #[schema(min_length = 1, max_length = 256)]
+    reason: Option<String>,
 }
 
 /// Changes a worker's lifecycle state (SPEC §1); illegal transitions are 409.
@@ -434,6 +438,9 @@ pub async fn set_state(
     let raw = body(raw)?;
     let worker = worker_id(&id)?;
     let b: StateRequest = parse_json(&raw)?;
+    if let Some(r) = &b.reason {
+        check_reason(r)?;
+    }
     let by = if role == Role::Worker || b.generation.is_some() {
         Actor::Agent
     } else {
@@ -459,7 +466,7 @@ pub async fn set_state(
             generation: b.generation,
             expected_version: b.expected_version,
             force: b.force,
-            reason: None,
+            reason: b.reason.clone(),
         })
         .await?;
     let changed = match outcome.response {

@@ -318,6 +318,9 @@ mod tests {
             version: 1,
             state_since_ms: 0,
             assignments_version: 1,
+            state_reason: None,
+            state_actor: "worker:w".into(),
+            cordons: Default::default(),
         }
     }
 

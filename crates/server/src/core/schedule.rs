@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use drover_scheduler::{PlannerConfig, Reason, Step, plan};
+use drover_scheduler::{PlannerConfig, Reason, Step, due_expiries, plan};
 use drover_types::{Command, WorkerId, WorkerState};
 
 use super::clock::now_ms;
@@ -52,7 +52,7 @@ pub(crate) fn planner_config(s: &drover_types::Settings) -> PlannerConfig {
 async fn round(node: &Node, leadership: Leadership) {
     let now = Instant::now();
     let hb = node.heartbeats();
-    let (deaths, steps) = {
+    let (deaths, expiries, steps) = {
         let guard = node.state().read();
         let s = &guard.state;
         // Verdicts left pending by an unknown outcome are settled once the state tells.
@@ -71,6 +71,9 @@ async fn round(node: &Node, leadership: Leadership) {
             })
             .map(|w| (w.id.clone(), w.generation))
             .collect();
+        // Cordons and pauses whose `until` this leader's clock has reached (SPEC §1: the
+        // expiry is the scheduler's, committed, never apply's).
+        let expiries = due_expiries(s, now_ms());
         let view = node.planner_view(s, &clock, now);
         drop(clock);
         let started = std::time::Instant::now();
@@ -83,7 +86,7 @@ async fn round(node: &Node, leadership: Leadership) {
         if now.saturating_duration_since(leadership.since) < t.suspect_after {
             steps.retain(|step| !matches!(step, Step::Add { .. }));
         }
-        (deaths, steps)
+        (deaths, expiries, steps)
     };
     for (worker, generation) in deaths {
         if hb.leadership() != Some(leadership) {
@@ -113,6 +116,18 @@ async fn round(node: &Node, leadership: Leadership) {
                 tracing::debug!(%worker, error = %e, "death verdict not applied");
                 hb.settle(&worker);
             }
+        }
+    }
+    for expiry in expiries {
+        if hb.leadership() != Some(leadership) {
+            break;
+        }
+        // A refusal (renewed or lifted meanwhile) is the operator's newer word: nothing to do.
+        match node.propose(expiry.clone()).await {
+            Ok(_) => {
+                tracing::info!(target: "drover::audit", actor = "scheduler", command = ?expiry, "expired")
+            }
+            Err(e) => tracing::debug!(command = ?expiry, error = %e, "expiry not applied"),
         }
     }
     commit_steps(steps, |step| async move {
@@ -193,6 +208,7 @@ fn record_round(node: &Node, planned: &drover_scheduler::Plan, took: Duration) {
         BlockCode::ZoneConstraint,
         BlockCode::Throttled,
         BlockCode::AwaitingAck,
+        BlockCode::Paused,
     ] {
         let n = planned.blocked.iter().filter(|b| b.code == code).count();
         let code = serde_json::to_value(code)
