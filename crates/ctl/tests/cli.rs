@@ -966,7 +966,10 @@ async fn cordons_pause_and_reasons_through_the_cli() {
     assert!(w["cordons"]["alice"]["until"].is_null(), "{w}");
     assert!(w["cordons"]["bot"]["until"].as_u64() > Some(0), "{w}");
     let out = ctl(&eps, &["workers", "list"]);
-    let row = ok(&out).lines().find(|l| l.starts_with("w1")).unwrap();
+    let row = ok(&out)
+        .lines()
+        .find(|l| l.trim_start().starts_with("w1 "))
+        .unwrap();
     assert!(row.contains("active,cordoned"), "{}", out.stdout);
     let out = ctl(&eps, &["workers", "show", "w1"]);
     assert!(
