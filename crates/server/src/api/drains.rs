@@ -173,6 +173,8 @@ pub async fn drain_set(
     .await
 }
 
+// The request's fields, then what forwarding needs.
+#[allow(clippy::too_many_arguments)]
 async fn drain(
     node: Node,
     ids: Vec<String>,
