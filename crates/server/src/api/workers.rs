@@ -560,19 +560,11 @@ pub async fn remove(
     }
 }
 
-/// Parses `30s`, `500ms`, `1m` or a plain number of seconds.
+/// Parses a duration in human form (`30s`, `500ms`, `1m`) or a plain number of seconds.
 fn parse_wait(s: &str) -> Option<std::time::Duration> {
-    use std::time::Duration;
-    let (n, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: u64 = n.parse().ok()?;
-    match unit {
-        "ms" => Some(Duration::from_millis(n)),
-        "s" => Some(Duration::from_secs(n)),
-        "m" => Some(Duration::from_secs(n.checked_mul(60)?)),
-        _ => None,
+    match s.parse::<u64>() {
+        Ok(secs) => Some(std::time::Duration::from_secs(secs)),
+        Err(_) => humantime::parse_duration(s).ok(),
     }
 }
 
