@@ -20,6 +20,7 @@ mod drain;
 mod flow;
 mod progress;
 mod round;
+#[cfg(feature = "test-util")]
 pub mod sim;
 mod target;
 mod topology;
