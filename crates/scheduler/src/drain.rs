@@ -46,6 +46,7 @@ pub struct DrainWarning {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DrainPlan {
     /// One move per replica the drained workers hold (leaving replicas excepted: they are
     /// already going), sorted by partition.

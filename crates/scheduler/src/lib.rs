@@ -24,6 +24,7 @@ mod round;
 pub mod sim;
 mod target;
 mod topology;
+mod what_if;
 
 use std::collections::BTreeSet;
 
@@ -34,6 +35,7 @@ pub use drain::{DrainPlan, DrainWarning, WarningCode, plan_drain};
 pub use progress::{DrainRate, RATE_WINDOW_MS, Wait, WaitOn, drain_rate, waits};
 pub use round::plan;
 pub use topology::{ZoneKey, zone_key};
+pub use what_if::{Shortfall, WhatIf, WhatIfAction, majority, what_if};
 
 /// The leader's soft view of worker liveness, and its clock.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod openapi;
 mod partitions;
 mod settings;
+mod what_if;
 mod workers;
 
 use std::sync::Arc;
@@ -115,6 +116,7 @@ fn table() -> Vec<(RouteInfo, MethodRouter<Node>)> {
         ),
         route(M::POST, "/v1/workers/{id}/drain", Token, drains::drain_one),
         route(M::POST, "/v1/drain", Token, drains::drain_set),
+        route(M::POST, "/v1/what-if", Token, what_if::what_if_action),
         route(
             M::POST,
             "/v1/partitions/{p}/replicas/{worker}/ack",

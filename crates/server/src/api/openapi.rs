@@ -15,7 +15,7 @@ use super::error::{
     BadRequest, Conflict, ErrorBody, ErrorDetail, Forbidden, Gone, NotFound, TooLarge,
     Unauthorized, Unavailable,
 };
-use super::{cluster, drains, events, kv, metrics, partitions, settings, workers};
+use super::{cluster, drains, events, kv, metrics, partitions, settings, what_if, workers};
 use crate::core::LeaderHint;
 
 #[derive(Debug, OpenApi)]
@@ -48,6 +48,7 @@ use crate::core::LeaderHint;
         workers::heartbeat,
         drains::drain_one,
         drains::drain_set,
+        what_if::what_if_action,
         partitions::create,
         partitions::list,
         partitions::show,
