@@ -9,7 +9,11 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use comfy_table::{Table, presets};
-use drover_client::{Client, Error, StateRequest, WorkerView, outln, state_name};
+use drover_api::{
+    ClusterStatus, DrainAnswer, DrainProgress, DrainRate, KvItem, Member, MemberRole, NodeState,
+    StateChanged, StateRequest, WarningCode, WorkerView,
+};
+use drover_client::{Client, Error, ErrorCode, outln};
 use drover_types::{Event, Partition, ReplicaRole, WorkerState};
 use serde::Serialize;
 use serde_json::Value;
@@ -486,7 +490,7 @@ impl From<Error> for Failure {
     fn from(e: Error) -> Self {
         let (exit, hint) = match &e {
             Error::Api {
-                code: drover_client::ErrorCode::DrainInfeasible,
+                code: ErrorCode::DrainInfeasible,
                 ..
             } => (6, Some("--allow-blocked starts it anyway")),
             Error::Api { status, .. } => match status {
@@ -747,15 +751,12 @@ async fn workers(c: &Client, out: Printer, cmd: WorkersCmd, yes: bool) -> Result
                 let mut t = table(&["FIELD", "VALUE"]);
                 let r = &w.record;
                 t.add_row(vec!["id".into(), r.id.to_string()]);
-                t.add_row(vec!["state".to_owned(), state_name(r.state).to_owned()]);
+                t.add_row(vec!["state".to_owned(), r.state.as_str().to_owned()]);
                 t.add_row(vec![
                     "state since".into(),
                     render::rfc3339_ms(r.state_since_ms),
                 ]);
-                t.add_row(vec![
-                    "liveness".into(),
-                    w.liveness.clone().unwrap_or("-".into()),
-                ]);
+                t.add_row(vec!["liveness".into(), opt(w.liveness)]);
                 t.add_row(vec!["dead".into(), r.dead.to_string()]);
                 t.add_row(vec!["generation".into(), r.generation.to_string()]);
                 t.add_row(vec!["address".into(), r.address.clone()]);
@@ -842,8 +843,8 @@ async fn workers(c: &Client, out: Printer, cmd: WorkersCmd, yes: bool) -> Result
                         message: format!(
                             "worker {id} is not dead (it is {}, liveness {}): --dead removes \
                              only a worker the cluster declared dead",
-                            state_name(w.record.state),
-                            w.liveness.as_deref().unwrap_or("unknown")
+                            w.record.state,
+                            opt_or(w.liveness, "unknown")
                         ),
                         hint: Some(format!(
                             "drain it first (droverctl workers drain {id}), or disable it \
@@ -865,14 +866,11 @@ async fn workers(c: &Client, out: Printer, cmd: WorkersCmd, yes: bool) -> Result
                 confirm(yes, &format!("Remove worker {id}?"))?;
             }
             let r = c.remove_worker(&id).await?;
-            let sentence = match r.generation {
-                Some(g) => format!(
-                    "worker {} removed; a tombstone keeps generation {g} fenced, and the id \
-                     may register again as a new worker",
-                    r.id
-                ),
-                None => format!("worker {} removed", r.id),
-            };
+            let sentence = format!(
+                "worker {} removed; a tombstone keeps generation {} fenced, and the id may \
+                 register again as a new worker",
+                r.id, r.generation
+            );
             out.sentence(&r, sentence);
         }
         WorkersCmd::Recommission { id } => {
@@ -918,10 +916,7 @@ fn recommission_advice(id: &str, w: Option<&WorkerView>) -> Result<String, Failu
             exit: 4,
         }),
         state => Err(Failure {
-            message: format!(
-                "worker {id} is {}: only a disabled worker is recommissioned",
-                state_name(state)
-            ),
+            message: format!("worker {id} is {state}: only a disabled worker is recommissioned"),
             hint: None,
             exit: 4,
         }),
@@ -929,19 +924,16 @@ fn recommission_advice(id: &str, w: Option<&WorkerView>) -> Result<String, Failu
 }
 
 /// A state change in words: the new state, and for a forced disable what it cost.
-fn print_change(out: Printer, r: &drover_client::StateChange, done: &str) {
+fn print_change(out: Printer, r: &StateChanged, done: &str) {
     let w = r.worker();
     let mut line = format!(
         "worker {}: {done}; now {} (generation {}, version {})",
-        w.id,
-        state_name(w.state),
-        w.generation,
-        w.version
+        w.id, w.state, w.generation, w.version
     );
-    if let drover_client::StateChange::Forced {
+    if let StateChanged::ForcedDisable(drover_api::ForcedDisable {
         partitions_below_rf,
         ..
-    } = r
+    }) = r
     {
         line.push_str(&format!(
             "\n{partitions_below_rf} partitions fell below their replication factor; the \
@@ -951,7 +943,7 @@ fn print_change(out: Printer, r: &drover_client::StateChange, done: &str) {
     out.sentence(r, line);
 }
 
-fn drain_progress(d: &drover_client::DrainProgress) -> String {
+fn drain_progress(d: &DrainProgress) -> String {
     format!(
         "{} of {} replicas left, {} moving",
         d.replicas_remaining,
@@ -961,7 +953,7 @@ fn drain_progress(d: &drover_client::DrainProgress) -> String {
 }
 
 /// `12 moves/min, ETA 35s`; `ETA unknown` until a move has completed.
-fn drain_rate(r: &drover_client::DrainRate) -> String {
+fn drain_rate(r: &DrainRate) -> String {
     let pace = if r.moves_per_minute >= 10.0 || r.moves_per_minute == 0.0 {
         format!("{:.0}", r.moves_per_minute)
     } else {
@@ -1070,7 +1062,7 @@ async fn partitions(c: &Client, out: Printer, cmd: PartitionsCmd) -> Result<(), 
 }
 
 async fn kv(c: &Client, out: Printer, cmd: KvCmd) -> Result<(), Failure> {
-    let kv_table = |items: &[drover_client::KvItem]| {
+    let kv_table = |items: &[KvItem]| {
         let mut t = table(&["KEY", "VALUE", "VERSION", "CREATED"]);
         for i in items {
             t.add_row(vec![
@@ -1286,7 +1278,7 @@ async fn events(c: &Client, out: Printer, args: EventsArgs) -> Result<(), Failur
 /// One node's answer to a direct `GET /v1/cluster`, or why there was none.
 struct Probe {
     endpoint: String,
-    answer: Result<drover_client::ClusterStatus, String>,
+    answer: Result<ClusterStatus, String>,
 }
 
 /// Asks every address directly and at once (no failover: each answer is that node's own).
@@ -1334,9 +1326,9 @@ struct Health {
     error: Option<String>,
     id: Option<u64>,
     /// `voter` or `learner`, from the membership.
-    membership: Option<String>,
+    membership: Option<MemberRole>,
     /// The node's own Raft state: leader, follower, candidate, learner.
-    state: Option<String>,
+    state: Option<NodeState>,
     leader: Option<u64>,
     term: Option<u64>,
     commit_index: Option<u64>,
@@ -1347,7 +1339,7 @@ struct Health {
     lag: Option<u64>,
 }
 
-fn health_rows(probes: &[Probe], members: &[drover_client::Member]) -> Vec<Health> {
+fn health_rows(probes: &[Probe], members: &[Member]) -> Vec<Health> {
     let commit = probes
         .iter()
         .filter_map(|p| p.answer.as_ref().ok())
@@ -1367,13 +1359,10 @@ fn health_rows(probes: &[Probe], members: &[drover_client::Member]) -> Vec<Healt
                     reachable: true,
                     error: None,
                     id: Some(s.node),
-                    membership: member(Some(s.node)).map(|m| m.role.clone()).or_else(|| {
-                        s.members
-                            .iter()
-                            .find(|m| m.id == s.node)
-                            .map(|m| m.role.clone())
-                    }),
-                    state: Some(s.state.to_ascii_lowercase()),
+                    membership: member(Some(s.node))
+                        .map(|m| m.role)
+                        .or_else(|| s.members.iter().find(|m| m.id == s.node).map(|m| m.role)),
+                    state: Some(s.state),
                     leader: s.leader,
                     term: Some(s.term),
                     commit_index: Some(s.commit_index),
@@ -1387,7 +1376,7 @@ fn health_rows(probes: &[Probe], members: &[drover_client::Member]) -> Vec<Healt
                     reachable: false,
                     error: Some(e.clone()),
                     id: member(None).map(|m| m.id),
-                    membership: member(None).map(|m| m.role.clone()),
+                    membership: member(None).map(|m| m.role),
                     state: None,
                     leader: None,
                     term: None,
@@ -1421,14 +1410,14 @@ fn health_table(
 
 fn health_row(h: &Health, wide: bool) -> Vec<String> {
     let state = if h.reachable {
-        h.state.clone().unwrap_or_default()
+        opt_or(h.state, "")
     } else {
         "unreachable".into()
     };
     let mut row = vec![
         opt(h.id),
         h.endpoint.clone(),
-        h.membership.clone().unwrap_or("-".into()),
+        opt(h.membership),
         state,
         opt(h.leader),
         opt(h.term),
@@ -1447,7 +1436,7 @@ fn health_row(h: &Health, wide: bool) -> Vec<String> {
 
 fn endpoint_row(h: &Health, wide: bool) -> Vec<String> {
     let state = if h.reachable {
-        h.state.clone().unwrap_or_default()
+        opt_or(h.state, "")
     } else {
         "unreachable".into()
     };
@@ -1515,16 +1504,12 @@ fn print_settings(out: Printer, s: &drover_types::Settings) {
 
 /// Prints a drain's plan and verdict; a dry run that cannot finish is a refusal (exit 6), so a
 /// script can trust the exit code, unless `--allow-blocked` said blocked is fine.
-fn print_drain(
-    out: Printer,
-    r: &drover_client::DrainReply,
-    allow_blocked: bool,
-) -> Result<(), Failure> {
+fn print_drain(out: Printer, r: &DrainAnswer, allow_blocked: bool) -> Result<(), Failure> {
     out.emit(r, || {
         let mut t = table(&["PARTITION", "FROM", "TO", "BLOCKED"]);
         for m in r.planned_moves() {
             let blocked = r
-                .blocked
+                .blocked()
                 .iter()
                 .find(|b| b.partition == m.partition && b.worker.as_ref() == Some(&m.from))
                 .map(|b| format!("{}: {}", code_name(&b.code), b.detail))
@@ -1539,9 +1524,9 @@ fn print_drain(
         t
     });
     if out.0.human() {
-        if !r.warnings.is_empty() {
+        if !r.warnings().is_empty() {
             let mut t = table(&["WARNINGS", "PARTITION", "DETAIL"]);
-            for w in &r.warnings {
+            for w in r.warnings() {
                 t.add_row(vec![
                     code_name(&w.code),
                     w.partition.to_string(),
@@ -1550,29 +1535,27 @@ fn print_drain(
             }
             outln!("\n{t}");
         }
-        let verdict = match (r.dry_run, r.feasible) {
+        let verdict = match (r.dry_run(), r.feasible()) {
             (true, true) => "dry run: feasible; nothing committed",
             (true, false) => "dry run: NOT feasible (see BLOCKED); nothing committed",
             (false, true) => "drain started",
             (false, false) => "drain started, but it cannot finish yet (see BLOCKED)",
         };
-        let warned = match r.warnings.len() {
+        let warned = match r.warnings().len() {
             0 => String::new(),
             n => {
-                let count = |c: drover_client::WarningCode| {
-                    r.warnings.iter().filter(|w| w.code == c).count()
-                };
+                let count = |c: WarningCode| r.warnings().iter().filter(|w| w.code == c).count();
                 format!(
                     "\nwarnings: {} partitions lose zone spread, {} preferred leaders move \
                      ({n} in all, see WARNINGS)",
-                    count(drover_client::WarningCode::LostZoneSpread),
-                    count(drover_client::WarningCode::LeaderMoves),
+                    count(WarningCode::LostZoneSpread),
+                    count(WarningCode::LeaderMoves),
                 )
             }
         };
         outln!("\n{verdict}{warned}");
     }
-    if r.dry_run && !r.feasible && !allow_blocked {
+    if r.dry_run() && !r.feasible() && !allow_blocked {
         return Err(Failure {
             message: "the drain cannot finish: a real drain would be refused (drain_infeasible)"
                 .into(),
@@ -1631,6 +1614,11 @@ fn table(header: &[&str]) -> Table {
     t
 }
 
+/// `v`, or `none` when there is none.
+fn opt_or<T: ToString>(v: Option<T>, none: &str) -> String {
+    v.map_or_else(|| none.to_owned(), |v| v.to_string())
+}
+
 fn opt<T: ToString>(v: Option<T>) -> String {
     v.map_or("-".into(), |v| v.to_string())
 }
@@ -1653,8 +1641,8 @@ fn worker_row(w: &WorkerView, wide: bool) -> Vec<String> {
     let r = &w.record;
     let mut row = vec![
         r.id.to_string(),
-        state_name(r.state).into(),
-        w.liveness.clone().unwrap_or("-".into()),
+        r.state.as_str().into(),
+        opt(w.liveness),
         r.zone.clone().unwrap_or("-".into()),
         r.address.clone(),
         r.generation.to_string(),
