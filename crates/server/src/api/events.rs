@@ -6,7 +6,7 @@ use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use drover_api::{ErrorCode, EventPage};
-use drover_types::codec;
+use drover_types::{Event, codec};
 use serde::Deserialize;
 use utoipa::IntoParams;
 

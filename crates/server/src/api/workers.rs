@@ -1,7 +1,7 @@
 //! `/v1/workers`: registration, records, lifecycle state changes and removal (SPEC §1, §4).
 //! Soft fields (liveness, drain progress) arrive with the scheduler.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use axum::Json;
 use axum::body::Bytes;
