@@ -5,58 +5,10 @@
 
 use std::collections::BTreeSet;
 
-use drover_types::{ClusterState, Partition, PartitionId, ReplicaRole, WorkerId};
-use serde::{Deserialize, Serialize};
+use drover_api::{DrainPreview, Shortfall, WhatIf, WhatIfAction};
+use drover_types::{ClusterState, Partition, ReplicaRole, WorkerId};
 
-use crate::{DrainPlan, Liveness, plan_drain};
-
-/// What the operator is about to do to the workers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub enum WhatIfAction {
-    /// The processes stop (a restart, a power-off, a lost zone): their replicas stop serving
-    /// until they return, or for good once the cluster declares them dead.
-    Stop,
-    /// A drain of the set as one operation: replicas move off make-before-break.
-    Drain,
-}
-
-/// A partition the action leaves short of serving replicas.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct Shortfall {
-    #[cfg_attr(feature = "openapi", schema(value_type = u32))]
-    pub partition: PartitionId,
-    pub replication_factor: u8,
-    /// Serving replicas on healthy workers now (alive, not suspect; as everywhere, a joining or
-    /// leaving replica does not count).
-    pub serving_now: u32,
-    /// Of those, the ones left once the action is taken.
-    pub serving_after: u32,
-}
-
-/// The what-if answer.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct WhatIf {
-    pub action: WhatIfAction,
-    /// The workers the action is taken on (a zone named by its workers).
-    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
-    pub workers: Vec<WorkerId>,
-    /// Partitions left with fewer than their RF serving replicas. A planned drain moves
-    /// make-before-break, so for `drain` this is always empty.
-    pub below_rf: Vec<Shortfall>,
-    /// Partitions left without a majority of their RF serving (a subset of `below_rf`): their
-    /// own service loses its quorum.
-    pub below_majority: Vec<Shortfall>,
-    /// Partitions whose preferred leader is on one of the workers: leadership moves.
-    #[cfg_attr(feature = "openapi", schema(value_type = Vec<u32>))]
-    pub leaders_lost: Vec<PartitionId>,
-    /// For `drain`: the plan a drain started now would commit — whether it can finish, its
-    /// moves, what blocks it and what it costs (the drain dry run's answer).
-    pub drain: Option<DrainPlan>,
-}
+use crate::{Liveness, plan_drain};
 
 /// A majority of `rf` replicas.
 pub fn majority(rf: u8) -> u32 {
@@ -111,13 +63,22 @@ pub fn what_if(
         below_rf,
         below_majority,
         leaders_lost,
-        drain: (action == WhatIfAction::Drain).then(|| plan_drain(s, live, workers)),
+        drain: (action == WhatIfAction::Drain).then(|| {
+            let plan = plan_drain(s, live, workers);
+            DrainPreview {
+                dry_run: true,
+                feasible: plan.feasible,
+                moves: plan.moves,
+                blocked: plan.blocked,
+                warnings: plan.warnings,
+            }
+        }),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use drover_types::Command;
+    use drover_types::{Command, PartitionId};
 
     use super::*;
     use crate::sim::Sim;
@@ -216,7 +177,9 @@ mod tests {
         let d = what_if(&sim.state, &live, &workers, WhatIfAction::Drain);
         assert!(d.below_rf.is_empty() && d.below_majority.is_empty());
         let drain = d.drain.unwrap();
-        assert_eq!(drain, plan_drain(&sim.state, &live, &workers));
+        let planned = plan_drain(&sim.state, &live, &workers);
+        assert_eq!(drain.moves, planned.moves);
+        assert_eq!(drain.warnings, planned.warnings);
         assert!(drain.feasible);
         assert_eq!(drain.moves.len(), 6);
         // And a round right after it: the state it was judged on is unchanged (nothing written).

@@ -26,6 +26,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
 use axum::http::{Method, StatusCode, Uri};
 use axum::routing::{MethodFilter, MethodRouter, on};
+use drover_api::ErrorCode;
 
 pub use error::{ApiError, ApiResult};
 pub use forward::FORWARDED_HEADER;
@@ -192,7 +193,7 @@ async fn not_found(uri: Uri) -> ApiError {
 async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         format!("{} does not serve {method}", uri.path()),
     )
 }

@@ -11,12 +11,12 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
+use drover_api::{ErrorBody, ErrorDetail, LeaderHint};
+
 use super::error::{
-    BadRequest, Conflict, ErrorBody, ErrorDetail, Forbidden, Gone, NotFound, TooLarge,
-    Unauthorized, Unavailable,
+    BadRequest, Conflict, Forbidden, Gone, NotFound, TooLarge, Unauthorized, Unavailable,
 };
 use super::{cluster, drains, events, kv, metrics, partitions, settings, what_if, workers};
-use crate::core::LeaderHint;
 
 #[derive(Debug, OpenApi)]
 #[openapi(

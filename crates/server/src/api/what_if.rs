@@ -11,26 +11,14 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
-use drover_scheduler::{WhatIf, WhatIfAction, what_if};
+use drover_api::{WhatIf, WhatIfRequest};
+use drover_scheduler::what_if;
 use drover_types::{WorkerId, validate_worker_id};
-use serde::Deserialize;
-use utoipa::ToSchema;
 
 use super::error::{ApiError, ApiResult, NotFound, StandardErrors, TooLarge};
 use super::extract::{body, parse_json};
 use super::forward::Forward;
 use crate::core::Node;
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct WhatIfRequest {
-    /// The workers the action is taken on, each named once; or give `zone`.
-    #[schema(value_type = Option<Vec<WorkerId>>, min_items = 1)]
-    workers: Option<Vec<String>>,
-    /// Every worker of this zone (removed workers aside); or give `workers`.
-    zone: Option<String>,
-    action: WhatIfAction,
-}
 
 /// What an action on a set of workers or a zone would do; nothing is changed.
 #[utoipa::path(
