@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod openapi;
 mod partitions;
 mod settings;
+mod what_if;
 mod workers;
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
 use axum::http::{Method, StatusCode, Uri};
 use axum::routing::{MethodFilter, MethodRouter, on};
+use drover_api::ErrorCode;
 
 pub use auth::Access;
 pub use error::{ApiError, ApiResult};
@@ -105,6 +107,7 @@ fn table() -> Vec<(RouteInfo, MethodRouter<Node>)> {
         ),
         route(M::POST, "/v1/workers/{id}/drain", Token, drains::drain_one),
         route(M::POST, "/v1/drain", Token, drains::drain_set),
+        route(M::POST, "/v1/what-if", Token, what_if::what_if_action),
         route(
             M::POST,
             "/v1/partitions/{p}/replicas/{worker}/ack",
@@ -182,7 +185,7 @@ async fn not_found(uri: Uri) -> ApiError {
 async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         format!("{} does not serve {method}", uri.path()),
     )
 }

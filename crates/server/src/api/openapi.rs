@@ -11,12 +11,12 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
+use drover_api::{ErrorBody, ErrorDetail, LeaderHint};
+
 use super::error::{
-    BadRequest, Conflict, ErrorBody, ErrorDetail, Forbidden, Gone, NotFound, TooLarge,
-    Unauthorized, Unavailable,
+    BadRequest, Conflict, Forbidden, Gone, NotFound, TooLarge, Unauthorized, Unavailable,
 };
-use super::{cluster, drains, events, kv, metrics, partitions, settings, workers};
-use crate::core::LeaderHint;
+use super::{cluster, drains, events, kv, metrics, partitions, settings, what_if, workers};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -48,6 +48,7 @@ use crate::core::LeaderHint;
         workers::heartbeat,
         drains::drain_one,
         drains::drain_set,
+        what_if::what_if_action,
         partitions::create,
         partitions::list,
         partitions::show,
