@@ -288,7 +288,7 @@ async fn drain_and_wait_on_a_disabled_or_provisioning_worker_returns_cleanly() {
 
     // Already Disabled: an operator (or an earlier drain) got there first.
     let disabled = start_agent(eps.clone(), "d1", "z0").await;
-    let mut req = drover_client::StateRequest::to(WorkerState::Disabled);
+    let mut req = drover_api::StateRequest::to(WorkerState::Disabled);
     req.force = true;
     admin.set_state("d1", &req).await.unwrap();
     tokio::time::timeout(Duration::from_secs(10), disabled.agent.drain_and_wait())

@@ -1173,3 +1173,167 @@ async fn a_cordon_survives_failover_and_lifts_only_when_both_holders_are_gone() 
         s.store(true, Ordering::Relaxed);
     }
 }
+
+/// `POST /v1/what-if` to node `node`, its status and body.
+async fn what_if(c: &Cluster, node: u64, body: Value) -> (u16, Value) {
+    let r = c
+        .http
+        .post(c.url(node, "/v1/what-if"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json::<Value>().await.unwrap())
+}
+
+fn partition_ids(v: &Value) -> BTreeSet<u64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["partition"].as_u64().or(f.as_u64()).unwrap())
+        .collect()
+}
+
+/// What-if (SPEC §3) answers what then happens: stopping zone z0 leaves every partition one
+/// replica short but with its majority, two zones take the majority; a drain's answer is the
+/// plan the drain then commits, and the partitions it says lose their preferred leader are the
+/// ones whose leader moves; a forced disable drops below RF exactly the partitions a stop of
+/// that worker was said to. Bad input changes nothing.
+#[tokio::test]
+async fn what_if_answers_what_then_happens() {
+    let c = Cluster::start(
+        3,
+        &[
+            "--heartbeat-interval-ms",
+            "100",
+            "--suspect-after-ms",
+            "1000",
+            "--dead-after-ms",
+            "3000",
+        ],
+    );
+    let leader = c.leader_among(&[1, 2, 3]).await;
+    let fleet = fleet(&c, leader, 24).await;
+    settled(&c, leader, &fleet.zones).await;
+    let follower = (1..=3).find(|&n| n != leader).unwrap();
+    let version = c.status(leader).await.unwrap()["state_version"].clone();
+
+    // A follower forwards it: the leader knows who is alive.
+    let (code, zone) = what_if(&c, follower, json!({"zone": "z0", "action": "stop"})).await;
+    assert_eq!(code, 200, "{zone}");
+    assert_eq!(zone["workers"], json!(["w0", "w3"]));
+    assert_eq!(partition_ids(&zone["below_rf"]).len(), 24, "{zone}");
+    assert!(zone["below_majority"].as_array().unwrap().is_empty());
+    let (_, two) = what_if(
+        &c,
+        leader,
+        json!({"workers": ["w0", "w3", "w1", "w4"], "action": "stop"}),
+    )
+    .await;
+    assert_eq!(partition_ids(&two["below_majority"]).len(), 24, "{two}");
+
+    // Bad input is refused with its code and changes nothing.
+    for (body, status, code) in [
+        (json!({"action": "stop"}), 400, "invalid"),
+        (
+            json!({"workers": ["w0"], "zone": "z0", "action": "stop"}),
+            400,
+            "invalid",
+        ),
+        (
+            json!({"workers": ["w0"], "action": "reboot"}),
+            400,
+            "invalid",
+        ),
+        (
+            json!({"workers": ["w0", "w0"], "action": "stop"}),
+            400,
+            "invalid",
+        ),
+        (
+            json!({"workers": ["nope"], "action": "stop"}),
+            404,
+            "not_found",
+        ),
+        (json!({"zone": "z9", "action": "drain"}), 404, "not_found"),
+    ] {
+        let (s, e) = what_if(&c, leader, body.clone()).await;
+        assert_eq!(
+            (s, e["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{body}: {e}"
+        );
+    }
+    assert_eq!(
+        c.status(leader).await.unwrap()["state_version"],
+        version,
+        "what-if changed the state"
+    );
+
+    // A drain: the answer's plan is what the drain commits, and its lost leaders move.
+    let (_, d) = what_if(&c, leader, json!({"workers": ["w1"], "action": "drain"})).await;
+    assert_eq!(d["drain"]["feasible"], true, "{d}");
+    assert!(d["below_rf"].as_array().unwrap().is_empty());
+    let lost = partition_ids(&d["leaders_lost"]);
+    assert!(!lost.is_empty(), "{d}");
+    let r = c
+        .http
+        .post(c.url(leader, "/v1/workers/w1/drain"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let started: Value = r.json().await.unwrap();
+    assert_eq!(started["drain"]["moves"], d["drain"]["moves"]);
+    wait_for(
+        "w1's leaderships to move",
+        Duration::from_secs(30),
+        || async {
+            let parts = partitions(&c, leader).await?;
+            let led: BTreeSet<u64> = parts
+                .iter()
+                .filter(|p| p["leader"] == "w1")
+                .map(|p| p["id"].as_u64().unwrap())
+                .collect();
+            led.is_empty().then_some(())
+        },
+    )
+    .await;
+
+    wait_for("w1 drained", Duration::from_secs(60), || async {
+        (worker(&c, leader, "w1").await?["state"] == "disabled").then_some(())
+    })
+    .await;
+    let parts = settled(&c, leader, &fleet.zones).await;
+
+    // A stop, then the forced disable of that worker: the same partitions fall below RF.
+    let (_, stop) = what_if(&c, leader, json!({"workers": ["w2"], "action": "stop"})).await;
+    let said = partition_ids(&stop["below_rf"]);
+    let held: BTreeSet<u64> = parts
+        .iter()
+        .filter(|p| {
+            p["replicas"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["worker"] == "w2")
+        })
+        .map(|p| p["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(said, held, "{stop}");
+    let r = c
+        .http
+        .post(c.url(leader, "/v1/workers/w2/state"))
+        .json(&json!({"state": "disabled", "force": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let forced: Value = r.json().await.unwrap();
+    assert_eq!(
+        forced["partitions_below_rf"].as_u64(),
+        Some(said.len() as u64),
+        "{forced}"
+    );
+    fleet.stop();
+}

@@ -34,15 +34,8 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1:9000")]
     address: String,
     /// Simulated catch-up time per joining replica.
-    #[arg(long, default_value = "200ms", value_parser = parse_ms)]
+    #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
     catch_up: Duration,
-}
-
-fn parse_ms(s: &str) -> Result<Duration, String> {
-    let ms = s.strip_suffix("ms").ok_or("use milliseconds, e.g. 200ms")?;
-    ms.parse()
-        .map(Duration::from_millis)
-        .map_err(|e| e.to_string())
 }
 
 #[tokio::main]

@@ -39,14 +39,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use drover_client::{Assignments, Client, ClientOptions, Registration, StateRequest, state_name};
+use drover_api::{Assignments, HeartbeatAck, RegisterRequest, StateRequest};
+use drover_client::{Client, ClientOptions};
 use drover_types::{MAX_DEAD_AFTER_MS, ReplicaRole, WorkerState};
 use rand::Rng;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-pub use drover_client::{Assignment, Error as ClientError};
+pub use drover_api::Assignment;
+pub use drover_client::Error as ClientError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -385,7 +387,7 @@ impl AgentHandle {
                     WorkerState::Disabled | WorkerState::Provisioning => {
                         tracing::info!(
                             worker = %s.cfg.worker_id,
-                            state = state_name(w.record.state),
+                            state = w.record.state.as_str(),
                             "nothing to drain: the worker holds no replica"
                         );
                         Ok(())
@@ -419,7 +421,7 @@ impl AgentHandle {
 impl Shared {
     /// Registers with a new random incarnation: a new generation, fencing any older process.
     async fn register(&self) -> Result<(), Error> {
-        let reg = Registration {
+        let reg = RegisterRequest {
             incarnation: rand::rng().random_range(1..u64::MAX),
             address: self.cfg.address.clone(),
             zone: self.cfg.zone.clone(),
@@ -505,11 +507,7 @@ fn set_lease(lease: &watch::Sender<bool>, held: bool) -> bool {
 }
 
 /// What one heartbeat answer grants: the lease's new expiry, or why none.
-fn lease_from(
-    reply: &drover_client::HeartbeatReply,
-    sent: Instant,
-    margin: Duration,
-) -> Result<Instant, String> {
+fn lease_from(reply: &HeartbeatAck, sent: Instant, margin: Duration) -> Result<Instant, String> {
     // The cluster validates its settings; an answer outside them is not to be trusted with a
     // lease (a dead_after no longer than the heartbeat interval could never be kept up).
     if reply.dead_after_ms <= reply.heartbeat_interval_ms || reply.dead_after_ms > MAX_DEAD_AFTER_MS

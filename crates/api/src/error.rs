@@ -1,10 +1,47 @@
-//! The `code` of SPEC §4's error shape `{"error": {"code", "message"}}`.
+//! SPEC §4's error shape `{"error": {"code", "message"}}`: the body, its `code` as an enum, and
+//! the leader hint a node that cannot serve a request sends along.
 
 use std::fmt;
 use std::str::FromStr;
 
 use drover_types::RejectCode;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Every error answer of the API: `{"error": {"code", "message", ...}}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorDetail {
+    /// Stable and machine-readable: `invalid`, `unauthorized`, `forbidden`, `not_found`,
+    /// `too_large`, `compacted`, `unavailable`, or for 409 `illegal_transition`,
+    /// `version_conflict`, `stale_generation`, `stale_epoch`, `fenced`, `already_exists`,
+    /// `incarnation_conflict`, `unplaceable`, `under_replicated`, `not_drained`, `quorum_loss`,
+    /// `drain_infeasible`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "not_found"))]
+    pub code: ErrorCode,
+    /// For people; may change between releases.
+    pub message: String,
+    /// Where to retry, when this node knows the leader (503 only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader: Option<LeaderHint>,
+    /// The record's current version, with `version_conflict`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_version: Option<u64>,
+}
+
+/// Where the leader is, as far as this node knows.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LeaderHint {
+    pub id: u64,
+    /// The leader's `HOST:PORT`; also sent as the `x-drover-leader` header.
+    pub address: String,
+}
 
 /// Every code the API answers: the state machine's rejections and the transport's own.
 ///
@@ -59,13 +96,22 @@ pub enum ErrorCode {
     DrainInfeasible,
     /// 500.
     Internal,
+    // -- why `/readyz` answers 503 (in its `error`, never as an error answer) -----------------
+    /// The node is not in the cluster's membership (removed, or not added yet).
+    NotAMember,
+    /// The node knows no leader.
+    NoLeader,
+    /// No word from a leader (or, for a leader, from a quorum) for over an election timeout.
+    OutOfContact,
+    /// The node has not applied what its log holds yet.
+    CatchingUp,
     /// A code this release does not know.
     Other(String),
 }
 
 impl ErrorCode {
     /// Every known code, for tests and documentation.
-    pub const KNOWN: [ErrorCode; 23] = [
+    pub const KNOWN: [ErrorCode; 27] = [
         ErrorCode::Invalid,
         ErrorCode::TooLarge,
         ErrorCode::NotFound,
@@ -89,6 +135,10 @@ impl ErrorCode {
         ErrorCode::QuorumLoss,
         ErrorCode::DrainInfeasible,
         ErrorCode::Internal,
+        ErrorCode::NotAMember,
+        ErrorCode::NoLeader,
+        ErrorCode::OutOfContact,
+        ErrorCode::CatchingUp,
     ];
 
     pub fn as_str(&self) -> &str {
@@ -116,6 +166,10 @@ impl ErrorCode {
             ErrorCode::QuorumLoss => "quorum_loss",
             ErrorCode::DrainInfeasible => "drain_infeasible",
             ErrorCode::Internal => "internal",
+            ErrorCode::NotAMember => "not_a_member",
+            ErrorCode::NoLeader => "no_leader",
+            ErrorCode::OutOfContact => "out_of_contact",
+            ErrorCode::CatchingUp => "catching_up",
             ErrorCode::Other(s) => s,
         }
     }
@@ -157,6 +211,13 @@ impl FromStr for ErrorCode {
             .into_iter()
             .find(|c| c.as_str() == s)
             .unwrap_or_else(|| ErrorCode::Other(s.to_owned())))
+    }
+}
+
+/// For callers that name a code by its wire text (an unknown one becomes [`ErrorCode::Other`]).
+impl From<&str> for ErrorCode {
+    fn from(s: &str) -> Self {
+        s.parse().unwrap_or_else(|_| ErrorCode::Other(s.to_owned()))
     }
 }
 

@@ -10,7 +10,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::{Target, Workload, parse_duration};
+use crate::{Target, Workload};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -24,10 +24,10 @@ pub struct RunArgs {
     /// Concurrent clients, each with its own connection and one request in flight.
     #[arg(long, default_value_t = 16)]
     clients: usize,
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     duration: Duration,
     /// Untimed warm-up before measuring.
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     warmup: Duration,
     #[arg(long, default_value_t = 256)]
     value_size: usize,

@@ -10,8 +10,6 @@
 mod failover;
 mod load;
 
-use std::time::Duration;
-
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
@@ -49,24 +47,6 @@ pub enum Workload {
     Get,
     /// Worker state changes (etcd: a compare-and-set transaction on the worker's key).
     Transition,
-}
-
-/// `10s`, `500ms`, `2m`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("{s:?} is not a duration like 10s, 500ms or 2m");
-    if let Some(ms) = s.strip_suffix("ms") {
-        return ms.parse().map(Duration::from_millis).map_err(|_| bad());
-    }
-    if let Some(secs) = s.strip_suffix('s') {
-        return secs.parse().map(Duration::from_secs_f64).map_err(|_| bad());
-    }
-    if let Some(m) = s.strip_suffix('m') {
-        return m
-            .parse::<u64>()
-            .map(|m| Duration::from_secs(m * 60))
-            .map_err(|_| bad());
-    }
-    Err(bad())
 }
 
 #[tokio::main]

@@ -22,7 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use drover_client::{Client, StateRequest};
+use drover_api::StateRequest;
+use drover_client::Client;
 use drover_types::WorkerState;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -416,7 +417,7 @@ impl Fleet {
         for _ in 0..50 {
             match self.admin.create_table(PARTITIONS, RF).await {
                 Ok(_) => break,
-                Err(e) if e.is(drover_client::ErrorCode::AlreadyExists) => break,
+                Err(e) if e.is(drover_api::ErrorCode::AlreadyExists) => break,
                 Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             }
         }

@@ -9,7 +9,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::post;
-use drover_client::{Client, ClientOptions, Error, StateRequest};
+use drover_api::StateRequest;
+use drover_client::{Client, ClientOptions, Error};
 use drover_types::WorkerState;
 use tokio::net::TcpListener;
 

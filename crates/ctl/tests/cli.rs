@@ -931,7 +931,7 @@ async fn cordons_pause_and_reasons_through_the_cli() {
     let eps = c.node(1).addr.to_string();
     let client = drover_client::Client::new(&[eps.as_str()], None).unwrap();
     for id in ["w1", "w2"] {
-        let reg = drover_client::Registration {
+        let reg = drover_api::RegisterRequest {
             incarnation: 1,
             address: "10.0.0.1:9000".into(),
             ..Default::default()
@@ -1088,4 +1088,71 @@ async fn cordons_pause_and_reasons_through_the_cli() {
         "{}",
         out.stdout
     );
+}
+
+/// `events --follow --worker W` streams that worker's events as they commit and nothing of
+/// any other worker's: the lines arrive in commit order, so an event of another worker
+/// committed before W's would arrive before it.
+#[tokio::test]
+async fn events_follow_one_worker_as_they_commit() {
+    use std::io::{BufRead, BufReader};
+    use std::sync::mpsc;
+
+    let c = Cluster::start(1, &[]);
+    c.leader_among(&[1]).await;
+    let eps = c.node(1).addr.to_string();
+    let register = |id: &'static str| {
+        let (http, url) = (c.http.clone(), c.url(1, &format!("/v1/workers/{id}")));
+        async move {
+            let r = http
+                .put(url)
+                .json(&json!({"incarnation": 1, "address": "10.0.0.1:9000", "zone": "a"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+    };
+    register("w2").await;
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_droverctl"))
+        .args(["--endpoints", &eps, "events", "--follow", "--worker", "w2"])
+        .env_remove("DROVER_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next_line = |what: &str| {
+        rx.recv_timeout(std::time::Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("waiting for {what}: {e}"))
+    };
+
+    // w2's registration, from before the follow started.
+    let first = next_line("w2's registration");
+    assert!(
+        first.contains("worker=w2") && first.contains("registered"),
+        "{first}"
+    );
+
+    // Another worker's events commit first, then w2's activation: the next line is w2's.
+    register("w10").await;
+    ok(&ctl(&eps, &["workers", "activate", "w10"]));
+    ok(&ctl(&eps, &["workers", "activate", "w2"]));
+    let next = next_line("w2's activation");
+    assert!(
+        next.contains("worker=w2") && next.contains("state_changed"),
+        "another worker's event, or none: {next}"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

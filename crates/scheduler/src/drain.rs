@@ -4,46 +4,12 @@
 
 use std::collections::BTreeSet;
 
-use drover_types::{
-    ClusterState, Partition, PartitionId, PlannedMove, ReplicaRole, WorkerId, WorkerState,
-};
+use drover_types::{ClusterState, Partition, PlannedMove, ReplicaRole, WorkerId, WorkerState};
 use serde::{Deserialize, Serialize};
 
 use crate::target::target;
 use crate::topology::{Topology, after_departures, zone_key};
-use crate::{BlockCode, Blocked, Liveness, PlannerConfig};
-
-/// What a drain costs a partition it does not block (machine-readable, SPEC §3: "dry runs and
-/// drain answers also warn of partitions that would lose zone spread or their preferred
-/// leader").
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub enum WarningCode {
-    /// Once the planned moves land, the partition's replicas span fewer distinct zones than
-    /// they do now (the zones left cannot take the drained zone's share).
-    LostZoneSpread,
-    /// The partition's preferred leader is on a drained worker: the scheduler picks another
-    /// leader among the replicas that stay as soon as the drain starts.
-    LeaderMoves,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct DrainWarning {
-    #[cfg_attr(feature = "openapi", schema(value_type = u32))]
-    pub partition: PartitionId,
-    pub code: WarningCode,
-    /// For `leader_moves`, the preferred leader now (a drained worker); for
-    /// `lost_zone_spread`, none.
-    pub worker: Option<WorkerId>,
-    /// Distinct zones the partition's replicas span now.
-    pub zones_before: u32,
-    /// Distinct zones they span once the drain's planned moves have landed (a replica with no
-    /// target stays where it is).
-    pub zones_after: u32,
-    pub detail: String,
-}
+use crate::{BlockCode, Blocked, DrainWarning, Liveness, PlannerConfig, WarningCode};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DrainPlan {

@@ -21,20 +21,27 @@ mod expiry;
 mod flow;
 mod progress;
 mod round;
+#[cfg(feature = "test-util")]
 pub mod sim;
 mod target;
 mod topology;
+mod what_if;
 
 use std::collections::BTreeSet;
 
 use drover_types::{Command, PartitionId, WorkerId, WorkerState};
 use serde::{Deserialize, Serialize};
 
-pub use drain::{DrainPlan, DrainWarning, WarningCode, plan_drain};
+// The explanations the planner gives (blocked reasons, waits, drain warnings and rates) are
+// what the API answers: declared once, in the wire crate.
+pub use drain::{DrainPlan, plan_drain};
+pub use drover_api::{BlockCode, Blocked, DrainRate, DrainWarning, Wait, WaitOn, WarningCode};
+pub use drover_api::{Shortfall, WhatIf, WhatIfAction};
 pub use expiry::due_expiries;
-pub use progress::{DrainRate, RATE_WINDOW_MS, Wait, WaitOn, drain_rate, waits};
+pub use progress::{RATE_WINDOW_MS, drain_rate, waits};
 pub use round::plan;
 pub use topology::{ZoneKey, zone_key};
+pub use what_if::{majority, what_if};
 
 /// The leader's soft view of worker liveness, and its clock.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -223,45 +230,6 @@ impl Step {
             _ => None,
         }
     }
-}
-
-/// Machine-readable reasons a partition or worker cannot progress.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub enum BlockCode {
-    /// No Active, live worker that does not already hold the partition can take it.
-    NoCandidate,
-    /// Candidates exist, but only in zones the partition already uses while rule 2 asks for a
-    /// new one.
-    ZoneConstraint,
-    /// The move waits for a throttle slot.
-    Throttled,
-    /// A make or break step waits for the worker's acknowledgement.
-    AwaitingAck,
-    /// An operator paused the scheduler (SPEC §3): the move starts once it is resumed.
-    Paused,
-}
-
-impl BlockCode {
-    /// Whether waiting can resolve it (acks arrive, throttle slots free up).
-    pub fn is_transient(self) -> bool {
-        matches!(
-            self,
-            BlockCode::Throttled | BlockCode::AwaitingAck | BlockCode::Paused
-        )
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct Blocked {
-    #[cfg_attr(feature = "openapi", schema(value_type = u32))]
-    pub partition: PartitionId,
-    /// The worker whose replica is stuck, when there is one.
-    pub worker: Option<WorkerId>,
-    pub code: BlockCode,
-    pub detail: String,
 }
 
 /// One round's decisions.

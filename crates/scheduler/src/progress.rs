@@ -6,50 +6,9 @@
 use std::collections::BTreeMap;
 
 use drover_types::{ClusterState, EventKind, PartitionId, ReplicaRole, WorkerId};
-use serde::{Deserialize, Serialize};
 
 use crate::topology::Topology;
-use crate::{BlockCode, Blocked, Liveness, Plan, PlannerConfig, Step};
-
-/// What a waiting move waits for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub enum WaitOn {
-    /// A slot under `max_moves_per_worker` on `worker` (the draining worker itself or
-    /// the move's target); with no `worker`, every worker that could take the move is at it.
-    WorkerSlot,
-    /// A slot under `max_moves_total`.
-    TotalSlot,
-    /// The move's planned target is suspect: it is waited for, not replaced, while it may come
-    /// back (SPEC §3: only moves whose target became unusable are replanned).
-    SuspectTarget,
-    /// The joining replica on `worker` has not acknowledged its catch-up yet.
-    JoinAck,
-    /// The leaving replica on `worker` has not acknowledged its release yet.
-    ReleaseAck,
-}
-
-/// Moves that wait for the same thing, counted once.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct Wait {
-    /// `throttled` or `awaiting_ack`.
-    pub code: BlockCode,
-    pub on: WaitOn,
-    /// The worker waited on, when there is one.
-    pub worker: Option<WorkerId>,
-    /// How many moves wait for it.
-    pub moves: u32,
-    /// Their partitions.
-    #[cfg_attr(feature = "openapi", schema(value_type = Vec<u32>))]
-    pub partitions: Vec<PartitionId>,
-    /// For a slot: the moves in flight that hold it (on `worker`, or in the cluster).
-    pub in_flight: Option<u32>,
-    /// For a slot: the limit (`max_moves_per_worker` or `max_moves_total`).
-    pub limit: Option<u32>,
-    pub detail: String,
-}
+use crate::{BlockCode, Blocked, DrainRate, Liveness, Plan, PlannerConfig, Step, Wait, WaitOn};
 
 /// Aggregates the transient entries of `blocked` (throttled, awaiting an acknowledgement),
 /// which `plan` reported for one draining worker's moves, into one [`Wait`] per thing waited
@@ -204,22 +163,6 @@ fn opt(w: Option<&WorkerId>) -> String {
 
 /// How long a window [`drain_rate`] measures over by default.
 pub const RATE_WINDOW_MS: u64 = 5 * 60_000;
-
-/// How fast a draining worker's moves complete, and when it will be empty at that pace.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct DrainRate {
-    /// The span the rate is measured over: the last `window` of the drain (shorter while the
-    /// drain is younger, or when older events were compacted).
-    pub window_ms: u64,
-    /// The worker's replicas released (moves completed) within it.
-    pub moves_completed: u32,
-    pub moves_per_minute: f64,
-    /// Replicas the worker still holds.
-    pub remaining: u32,
-    /// `remaining` at `moves_per_minute`; none until a move has completed within the window.
-    pub eta_ms: Option<u64>,
-}
 
 /// The move rate of draining `worker`'s drain at `now_ms` (the caller's clock, ms since the
 /// Unix epoch): its replicas removed since its drain started (events of the replicated log

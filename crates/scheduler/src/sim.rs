@@ -3,69 +3,50 @@
 //! plan is settled. Everything goes through `drover_types::apply`, so what it shows is what a
 //! cluster would do.
 
-use std::collections::BTreeMap;
+use std::ops::{Deref, DerefMut};
 
-use drover_types::{
-    Actor, ClusterState, Command, LogPosition, Outcome, Proposal, Registration, Rejection,
-    ReplicaRole, WorkerId, WorkerState, apply,
-};
+use drover_types::testing::Harness;
+use drover_types::{Command, ReplicaRole, WorkerId};
 
 use crate::{Liveness, Plan, PlannerConfig, Step, plan};
 
-/// A cluster state with its next log index, driven by commands.
-#[derive(Clone, Debug, Default)]
-pub struct Sim {
-    pub state: ClusterState,
-    pub index: u64,
-    /// The term of the entries `run` applies (death verdicts carry it).
-    pub term: u64,
-    pub now_ms: u64,
+/// A cluster driven by commands (the types crate's [`Harness`], whose fields and methods it
+/// derefs to), with the planner's rounds on top.
+#[derive(Clone, Debug)]
+pub struct Sim(Harness);
+
+impl Deref for Sim {
+    type Target = Harness;
+    fn deref(&self) -> &Harness {
+        &self.0
+    }
+}
+
+impl DerefMut for Sim {
+    fn deref_mut(&mut self) -> &mut Harness {
+        &mut self.0
+    }
+}
+
+impl Default for Sim {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Sim {
+    /// An empty cluster whose clock starts at 1,000 s and moves 1 ms per entry.
     pub fn new() -> Self {
-        Self {
-            state: ClusterState::default(),
-            index: 0,
-            term: 1,
-            now_ms: 1_000_000,
-        }
+        Self(Harness::starting_at(1_000_000, 1))
     }
 
-    pub fn run(&mut self, command: Command) -> Result<Outcome, Rejection> {
-        self.index += 1;
-        self.now_ms += 1;
-        apply(
-            &mut self.state,
-            LogPosition::new(self.term, self.index),
-            &Proposal {
-                at_ms: self.now_ms,
-                command,
-            },
-        )
-    }
-
-    /// Registers and activates a worker.
-    pub fn add_worker(&mut self, id: &str, zone: Option<&str>, capacity: u32) {
-        let worker = WorkerId::from(id);
-        let reg = Registration {
-            worker: worker.clone(),
-            incarnation: 1,
-            address: "10.0.0.1:80".into(),
-            zone: zone.map(str::to_owned),
-            capacity,
-            labels: BTreeMap::new(),
-        };
-        let _ = self.run(Command::Register(reg));
-        let _ = self.run(Command::SetState {
-            worker,
-            to: WorkerState::Active,
-            by: Actor::Operator,
-            generation: None,
-            expected_version: None,
-            force: false,
-            reason: None,
-        });
+    /// Applies `command` as the next entry ([`Harness::run`]; a method of its own so that a
+    /// command can read the simulator's fields, `sim.run(… sim.term …)`).
+    pub fn run(
+        &mut self,
+        command: Command,
+    ) -> Result<drover_types::Outcome, drover_types::Rejection> {
+        self.0.run(command)
     }
 
     /// Commits every step of `plan`; returns how many were accepted.

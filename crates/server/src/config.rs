@@ -1,145 +1,345 @@
-//! One configuration tree, layered defaults < TOML file (`--config`) < `DROVER_*` environment <
-//! flags, validated once at start-up into a typed [`Config`]. Every validation error is one line
-//! naming the setting.
+//! One configuration tree, validated once at start-up into a typed [`Config`].
+//!
+//! The tree (`Settings` below) is serde structs nested by concern — the node's identity at
+//! the top, then `storage`, `raft`, `api`, `liveness` and `test` — each with its defaults. It is
+//! layered by figment: defaults < the TOML file (`--config`) < `DROVER_*` environment < flags.
+//! The environment and the flags come through clap (each flag's `env`, so a flag wins over its
+//! variable and `--help` shows both), and clap's parse is the top layer, holding only what was
+//! given. Durations are in human form (`500ms`, `30s`) through humantime; the older
+//! millisecond flags still take a plain number of milliseconds. Every error, from the file or
+//! from validation, is one line naming the setting.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Args, Parser};
 use drover_raft::{RaftOptions, SnapshotPolicy};
-use serde::Deserialize;
+use figment::Figment;
+use figment::providers::{Data, Format, Serialized};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
-/// The command line. Every flag can also come from its `DROVER_*` variable or the TOML file.
-#[derive(Debug, Default, Parser)]
+/// The command line: the top layer of the tree, shaped like it, holding only the flags (and
+/// `DROVER_*` variables) that were given.
+#[derive(Debug, Default, Parser, Serialize)]
 #[command(
     name = "drover",
     version,
     about = "Drover: a Raft-replicated metadata store for worker lifecycles and partition placement"
 )]
 pub struct Cli {
-    /// TOML file with any of the settings below (flags and environment win over it).
+    /// TOML file with any of the settings (see docs/operations.md); the environment and flags
+    /// win over it.
     #[arg(long, env = "DROVER_CONFIG")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// This node's id (a positive integer, unique in the cluster).
     #[arg(long, env = "DROVER_ID")]
+    // Parsed by `into_config` rather than clap, so that its error is one line naming the flag.
+    #[serde(skip)]
     pub id: Option<String>,
     /// The one address of this node, for the API and Raft traffic (HOST:PORT).
     #[arg(long, env = "DROVER_LISTEN")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
-    /// Where this node keeps its data.
-    #[arg(long, env = "DROVER_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
     /// Bootstrap members, `1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003`.
     #[arg(long, env = "DROVER_INITIAL_CLUSTER")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub initial_cluster: Option<String>,
     /// Join an existing cluster through this node (HOST:PORT) instead of bootstrapping.
     #[arg(long, env = "DROVER_JOIN")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub join: Option<String>,
     /// Name shared by every node of the cluster; Raft messages from other clusters are refused.
     #[arg(long, env = "DROVER_CLUSTER_ID")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster_id: Option<String>,
-    /// Token for administrators (everything).
-    #[arg(long, env = "DROVER_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
-    #[arg(long, env = "DROVER_ADMIN_TOKEN_FILE")]
-    pub admin_token_file: Option<PathBuf>,
-    /// Fleet-wide token for worker agents.
-    #[arg(long, env = "DROVER_WORKER_TOKEN", hide_env_values = true)]
-    pub worker_token: Option<String>,
-    #[arg(long, env = "DROVER_WORKER_TOKEN_FILE")]
-    pub worker_token_file: Option<PathBuf>,
-    /// Secret every node presents on Raft traffic.
-    #[arg(long, env = "DROVER_CLUSTER_SECRET", hide_env_values = true)]
-    pub cluster_secret: Option<String>,
-    #[arg(long, env = "DROVER_CLUSTER_SECRET_FILE")]
-    pub cluster_secret_file: Option<PathBuf>,
-    /// Raft heartbeat interval in milliseconds (default 100).
-    #[arg(long, env = "DROVER_HEARTBEAT_MS")]
-    pub heartbeat_ms: Option<u64>,
-    /// Election timeout lower bound in milliseconds (default 500).
-    #[arg(long, env = "DROVER_ELECTION_TIMEOUT_MIN_MS")]
-    pub election_timeout_min_ms: Option<u64>,
-    /// Election timeout upper bound in milliseconds (default 1000).
-    #[arg(long, env = "DROVER_ELECTION_TIMEOUT_MAX_MS")]
-    pub election_timeout_max_ms: Option<u64>,
+    /// Log format: `human` or `json` (default human).
+    #[arg(long, env = "DROVER_LOG_FORMAT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<String>,
+    #[command(flatten)]
+    pub storage: StorageFlags,
+    #[command(flatten)]
+    pub raft: RaftFlags,
+    #[command(flatten)]
+    pub api: ApiFlags,
+    #[command(flatten)]
+    pub liveness: LivenessFlags,
+    #[command(flatten)]
+    pub test: TestFlags,
+    #[command(flatten)]
+    #[serde(skip)]
+    pub unsafe_test: UnsafeTestFlags,
+}
+
+/// Flags of the `storage` section.
+#[derive(Debug, Default, Args, Serialize)]
+pub struct StorageFlags {
+    /// Where this node keeps its data.
+    #[arg(long, env = "DROVER_DATA_DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Flags of the `raft` section.
+#[derive(Debug, Default, Args, Serialize)]
+#[command(next_help_heading = "Raft")]
+pub struct RaftFlags {
+    /// Raft heartbeat interval: milliseconds, or a duration such as `100ms` (default 100ms).
+    #[arg(long = "heartbeat-ms", env = "DROVER_HEARTBEAT_MS", value_name = "DURATION", value_parser = millis)]
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub heartbeat: Option<Duration>,
+    /// Election timeout lower bound: milliseconds or a duration (default 500ms).
+    #[arg(long = "election-timeout-min-ms", env = "DROVER_ELECTION_TIMEOUT_MIN_MS", value_name = "DURATION", value_parser = millis)]
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub election_timeout_min: Option<Duration>,
+    /// Election timeout upper bound: milliseconds or a duration (default 1s).
+    #[arg(long = "election-timeout-max-ms", env = "DROVER_ELECTION_TIMEOUT_MAX_MS", value_name = "DURATION", value_parser = millis)]
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub election_timeout_max: Option<Duration>,
     /// Snapshot after this many log entries (default 10000).
     #[arg(long, env = "DROVER_SNAPSHOT_EVERY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot_every: Option<u64>,
     /// Log entries kept behind a snapshot for lagging followers (default 5000).
     #[arg(long, env = "DROVER_LOGS_TO_KEEP")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub logs_to_keep: Option<u64>,
+    /// Secret every node presents on Raft traffic.
+    #[arg(long, env = "DROVER_CLUSTER_SECRET", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_secret: Option<String>,
+    /// File holding the cluster secret (so it does not show in `ps`).
+    #[arg(long, env = "DROVER_CLUSTER_SECRET_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_secret_file: Option<PathBuf>,
+}
+
+/// Flags of the `api` section.
+#[derive(Debug, Default, Args, Serialize)]
+#[command(next_help_heading = "API")]
+pub struct ApiFlags {
     /// Largest API request body in bytes (default 1 MiB).
     #[arg(long, env = "DROVER_MAX_BODY_BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_body_bytes: Option<usize>,
-    /// Log format: `human` or `json` (default human).
-    #[arg(long, env = "DROVER_LOG_FORMAT")]
-    pub log_format: Option<String>,
+    /// Token for administrators (everything).
+    #[arg(long, env = "DROVER_ADMIN_TOKEN", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_token: Option<String>,
+    /// File holding the admin token.
+    #[arg(long, env = "DROVER_ADMIN_TOKEN_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Fleet-wide token for worker agents.
+    #[arg(long, env = "DROVER_WORKER_TOKEN", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_token: Option<String>,
+    /// File holding the worker token.
+    #[arg(long, env = "DROVER_WORKER_TOKEN_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_token_file: Option<PathBuf>,
+}
+
+/// Flags of the `liveness` section: initial cluster settings. The first leader of a new cluster
+/// commits this node's; afterwards they are replicated and changed with `droverctl settings set`.
+#[derive(Debug, Default, Args, Serialize)]
+#[command(next_help_heading = "Liveness (initial cluster settings)")]
+pub struct LivenessFlags {
+    /// How often agents heartbeat: milliseconds or a duration (default 1s).
+    #[arg(long = "heartbeat-interval-ms", env = "DROVER_HEARTBEAT_INTERVAL_MS", value_name = "DURATION", value_parser = millis)]
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub heartbeat_interval: Option<Duration>,
+    /// A worker unheard this long is suspect: milliseconds or a duration (default 5s).
+    #[arg(long = "suspect-after-ms", env = "DROVER_SUSPECT_AFTER_MS", value_name = "DURATION", value_parser = millis)]
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub suspect_after: Option<Duration>,
+    /// A worker unheard this long may be declared dead: milliseconds or a duration
+    /// (default 30s).
+    #[arg(long = "dead-after-ms", env = "DROVER_DEAD_AFTER_MS", value_name = "DURATION", value_parser = millis)]
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub dead_after: Option<Duration>,
+}
+
+/// Flags of the `test` section.
+#[derive(Debug, Default, Args, Serialize)]
+#[command(next_help_heading = "Tests only")]
+pub struct TestFlags {
     /// Serve `/debug/faults`, which drops or delays this node's outgoing Raft messages. Tests only.
     #[arg(long, env = "DROVER_ENABLE_FAULT_INJECTION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub enable_fault_injection: Option<bool>,
-    /// Initial cluster setting: how often agents heartbeat, in milliseconds (default 1000).
-    /// The first leader of a new cluster commits this node's liveness settings; afterwards they
-    /// are replicated and changed with `droverctl settings set`.
-    #[arg(long, env = "DROVER_HEARTBEAT_INTERVAL_MS")]
-    pub heartbeat_interval_ms: Option<u64>,
-    /// Initial cluster setting: a worker unheard this long is suspect, in ms (default 5000).
-    #[arg(long, env = "DROVER_SUSPECT_AFTER_MS")]
-    pub suspect_after_ms: Option<u64>,
-    /// Initial cluster setting: a worker unheard this long may be declared dead, in ms
-    /// (default 30000).
-    #[arg(long, env = "DROVER_DEAD_AFTER_MS")]
-    pub dead_after_ms: Option<u64>,
+}
+
+/// Deliberate bugs, from flags or the environment only: never from the file, so no
+/// configuration file left lying around can turn one on. Outside the tree for that reason.
+#[derive(Debug, Default, Args)]
+pub struct UnsafeTestFlags {
     /// DANGEROUS, tests only: serve "linearizable" reads from this node's local state without
     /// confirming leadership. Breaks linearizability; exists so the fault-injection harness can
-    /// show it catches that. Flag or env only, never the file.
+    /// show it catches that.
     #[arg(long, env = "DROVER_UNSAFE_TEST_LOCAL_READS", hide = true)]
     pub unsafe_test_local_reads: Option<bool>,
     /// DANGEROUS, tests only: acknowledge a write once it is in the leader's local log, before
     /// a majority has it. Loses acknowledged writes; exists so the fault-injection harness can
-    /// show it catches that. Flag or env only, never the file.
+    /// show it catches that.
     #[arg(long, env = "DROVER_UNSAFE_TEST_EARLY_ACK", hide = true)]
     pub unsafe_test_early_ack: Option<bool>,
     /// DANGEROUS, tests only: acknowledge agents' heartbeats on whichever node receives them,
     /// without forwarding to the leader or confirming leadership. Breaks the lease; exists so
-    /// the fault-injection harness can show it catches that. Flag or env only, never the file.
+    /// the fault-injection harness can show it catches that.
     #[arg(long, env = "DROVER_UNSAFE_TEST_LOCAL_HEARTBEATS", hide = true)]
     pub unsafe_test_local_heartbeats: Option<bool>,
     /// DANGEROUS, tests only: grant a new process of a worker its lease at once, without
     /// waiting out the older process's. Lets two processes hold one worker's lease; exists so
-    /// the fault-injection harness can show it catches that. Flag or env only, never the file.
+    /// the fault-injection harness can show it catches that.
     #[arg(long, env = "DROVER_UNSAFE_TEST_NO_LEASE_WAIT", hide = true)]
     pub unsafe_test_no_lease_wait: Option<bool>,
 }
 
-/// The same settings as they may appear in the TOML file (snake_case keys).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
+/// A millisecond flag's value: a plain number of milliseconds, as these flags have always
+/// taken, or a duration in human form (`500ms`, `30s`).
+fn millis(s: &str) -> Result<Duration, String> {
+    match s.parse::<u64>() {
+        Ok(ms) => Ok(Duration::from_millis(ms)),
+        Err(_) => humantime::parse_duration(s).map_err(|e| e.to_string()),
+    }
+}
+
+/// The tree as the TOML file spells it, every key optional: a missing one takes its default.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Settings {
     id: Option<u64>,
     listen: Option<String>,
-    data_dir: Option<PathBuf>,
     initial_cluster: Option<String>,
     join: Option<String>,
-    cluster_id: Option<String>,
+    cluster_id: String,
+    log_format: String,
+    storage: StorageSettings,
+    raft: RaftSettings,
+    api: ApiSettings,
+    liveness: LivenessSettings,
+    test: TestSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            id: None,
+            listen: None,
+            initial_cluster: None,
+            join: None,
+            cluster_id: "drover".into(),
+            log_format: "human".into(),
+            storage: StorageSettings::default(),
+            raft: RaftSettings::default(),
+            api: ApiSettings::default(),
+            liveness: LivenessSettings::default(),
+            test: TestSettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct StorageSettings {
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RaftSettings {
+    #[serde(with = "humantime_serde")]
+    heartbeat: Duration,
+    #[serde(with = "humantime_serde")]
+    election_timeout_min: Duration,
+    #[serde(with = "humantime_serde")]
+    election_timeout_max: Duration,
+    snapshot_every: u64,
+    logs_to_keep: u64,
+    cluster_secret: Option<String>,
+    cluster_secret_file: Option<PathBuf>,
+}
+
+impl Default for RaftSettings {
+    fn default() -> Self {
+        let d = RaftOptions::default();
+        Self {
+            heartbeat: d.heartbeat,
+            election_timeout_min: d.election_timeout_min,
+            election_timeout_max: d.election_timeout_max,
+            snapshot_every: d.snapshot.snapshot_every,
+            logs_to_keep: d.snapshot.logs_to_keep,
+            cluster_secret: None,
+            cluster_secret_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct ApiSettings {
+    max_body_bytes: usize,
     admin_token: Option<String>,
     admin_token_file: Option<PathBuf>,
     worker_token: Option<String>,
     worker_token_file: Option<PathBuf>,
-    cluster_secret: Option<String>,
-    cluster_secret_file: Option<PathBuf>,
-    heartbeat_ms: Option<u64>,
-    election_timeout_min_ms: Option<u64>,
-    election_timeout_max_ms: Option<u64>,
-    snapshot_every: Option<u64>,
-    logs_to_keep: Option<u64>,
-    max_body_bytes: Option<usize>,
-    log_format: Option<String>,
-    enable_fault_injection: Option<bool>,
-    heartbeat_interval_ms: Option<u64>,
-    suspect_after_ms: Option<u64>,
-    dead_after_ms: Option<u64>,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1 << 20,
+            admin_token: None,
+            admin_token_file: None,
+            worker_token: None,
+            worker_token_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct LivenessSettings {
+    #[serde(with = "humantime_serde")]
+    heartbeat_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    suspect_after: Duration,
+    #[serde(with = "humantime_serde")]
+    dead_after: Duration,
+}
+
+impl Default for LivenessSettings {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: Duration::from_secs(1),
+            suspect_after: Duration::from_secs(5),
+            dead_after: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct TestSettings {
+    enable_fault_injection: bool,
+}
+
+/// TOML for figment, parsed by the workspace's `toml` (figment's own feature brings an older
+/// one).
+struct Toml;
+
+impl Format for Toml {
+    type Error = toml::de::Error;
+    const NAME: &'static str = "TOML";
+
+    fn from_str<T: DeserializeOwned>(string: &str) -> Result<T, Self::Error> {
+        toml::from_str(string)
+    }
 }
 
 /// How this node enters its cluster.
@@ -285,43 +485,74 @@ fn check_data_dir(dir: &Path) -> Result<(), ConfigError> {
 }
 
 impl Cli {
-    /// Layers the TOML file under the flags and environment, then validates.
+    /// Layers defaults, the TOML file and these flags (with the environment) into the tree,
+    /// then validates it.
     pub fn into_config(self) -> Result<Config, ConfigError> {
-        let file = match &self.config {
-            None => FileConfig::default(),
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .or_else(|e| err(format!("--config {}: {e}", path.display())))?;
-                toml::from_str(&text).or_else(|e| {
-                    let msg = e.to_string().replace('\n', " ");
-                    err(format!("--config {}: {}", path.display(), msg.trim()))
-                })?
-            }
-        };
-
-        let id = match (self.id, file.id) {
-            (Some(s), _) => match s.parse::<u64>() {
-                Ok(n) if n > 0 => n,
+        let id = match &self.id {
+            None => None,
+            Some(s) => match s.parse::<u64>() {
+                Ok(n) if n > 0 => Some(n),
                 _ => return err(format!("--id: {s:?} is not a positive integer")),
             },
-            (None, Some(n)) if n > 0 => n,
-            (None, Some(_)) => return err("id: must be a positive integer"),
-            (None, None) => return err("--id is required"),
         };
-        let Some(listen) = self.listen.or(file.listen) else {
+        let mut figment = Figment::new();
+        if let Some(path) = &self.config {
+            // Read here rather than by figment, which takes a missing file for an empty one.
+            let text = std::fs::read_to_string(path)
+                .or_else(|e| err(format!("--config {}: {e}", path.display())))?;
+            figment = figment.merge(Data::<Toml>::string(&text));
+        }
+        figment = figment.merge(Serialized::defaults(&self));
+        if let Some(id) = id {
+            figment = figment.merge(Serialized::default("id", id));
+        }
+        // The flags are typed already, so what fails to extract is the file's.
+        let settings: Settings = figment.extract().map_err(|e| {
+            let file = self.config.as_deref().unwrap_or(Path::new("-"));
+            file_error(file, &e)
+        })?;
+        settings.validate(&self.unsafe_test)
+    }
+}
+
+/// One line naming the file and the key: figment's `Display` adds the profile to the key and
+/// chains further errors on more lines.
+fn file_error(file: &Path, e: &figment::Error) -> ConfigError {
+    let kind = match &e.kind {
+        figment::error::Kind::UnknownField(_, expected) => {
+            format!("unknown key (expected one of {})", expected.join(", "))
+        }
+        other => other.to_string(),
+    };
+    let kind = kind.split_whitespace().collect::<Vec<_>>().join(" ");
+    if e.path.is_empty() {
+        ConfigError(format!("--config {}: {kind}", file.display()))
+    } else {
+        let key = e.path.join(".");
+        ConfigError(format!("--config {}: {key}: {kind}", file.display()))
+    }
+}
+
+impl Settings {
+    /// Checks the tree and resolves it into the typed configuration; the errors name the flag
+    /// (its file key is the same name in its section).
+    fn validate(self, unsafe_test: &UnsafeTestFlags) -> Result<Config, ConfigError> {
+        let id = match self.id {
+            Some(n) if n > 0 => n,
+            Some(_) => return err("id: must be a positive integer"),
+            None => return err("--id is required"),
+        };
+        let Some(listen) = self.listen else {
             return err("--listen is required (HOST:PORT)");
         };
         let listen = parse_addr("--listen", &listen)?;
         if listen.port() == 0 {
             return err("--listen: port 0 is not an address peers can reach");
         }
-        let Some(data_dir) = self.data_dir.or(file.data_dir) else {
+        let Some(data_dir) = self.storage.data_dir else {
             return err("--data-dir is required");
         };
-        let membership = match (
-            self.initial_cluster.or(file.initial_cluster),
-            self.join.or(file.join),
-        ) {
+        let membership = match (self.initial_cluster, self.join) {
             (Some(_), Some(_)) => {
                 return err(
                     "--initial-cluster and --join are both set; a node either bootstraps or joins",
@@ -354,84 +585,52 @@ impl Cli {
                 Membership::Join(j)
             }
         };
-        let cluster_id = self
-            .cluster_id
-            .or(file.cluster_id)
-            .unwrap_or_else(|| "drover".into());
+        let cluster_id = self.cluster_id;
         if cluster_id.is_empty() || cluster_id.len() > 64 {
             return err("--cluster-id must be 1-64 bytes");
         }
 
-        let defaults = RaftOptions::default();
-        let ms = Duration::from_millis;
+        let r = self.raft;
         let raft = RaftOptions {
-            heartbeat: self
-                .heartbeat_ms
-                .or(file.heartbeat_ms)
-                .map_or(defaults.heartbeat, ms),
-            election_timeout_min: self
-                .election_timeout_min_ms
-                .or(file.election_timeout_min_ms)
-                .map_or(defaults.election_timeout_min, ms),
-            election_timeout_max: self
-                .election_timeout_max_ms
-                .or(file.election_timeout_max_ms)
-                .map_or(defaults.election_timeout_max, ms),
+            heartbeat: r.heartbeat,
+            election_timeout_min: r.election_timeout_min,
+            election_timeout_max: r.election_timeout_max,
             snapshot: SnapshotPolicy {
-                snapshot_every: self
-                    .snapshot_every
-                    .or(file.snapshot_every)
-                    .unwrap_or(defaults.snapshot.snapshot_every),
-                logs_to_keep: self
-                    .logs_to_keep
-                    .or(file.logs_to_keep)
-                    .unwrap_or(defaults.snapshot.logs_to_keep),
+                snapshot_every: r.snapshot_every,
+                logs_to_keep: r.logs_to_keep,
             },
-            max_rpc_bytes: defaults.max_rpc_bytes,
+            max_rpc_bytes: RaftOptions::default().max_rpc_bytes,
         };
         if raft.snapshot.snapshot_every == 0 {
             return err("--snapshot-every must be at least 1");
         }
         raft.openraft_config(&cluster_id).map_err(ConfigError)?;
 
-        let max_body_bytes = self
-            .max_body_bytes
-            .or(file.max_body_bytes)
-            .unwrap_or(1 << 20);
+        let max_body_bytes = self.api.max_body_bytes;
         if max_body_bytes < 1024 {
             return err("--max-body-bytes must be at least 1024");
         }
-        let log_format = match self.log_format.or(file.log_format).as_deref() {
-            None | Some("human") => LogFormat::Human,
-            Some("json") => LogFormat::Json,
-            Some(other) => return err(format!("--log-format: {other:?} is not human or json")),
+        let log_format = match self.log_format.as_str() {
+            "human" => LogFormat::Human,
+            "json" => LogFormat::Json,
+            other => return err(format!("--log-format: {other:?} is not human or json")),
         };
         let admin_token = secret(
             "admin-token",
-            self.admin_token.or(file.admin_token),
-            self.admin_token_file.or(file.admin_token_file),
+            self.api.admin_token,
+            self.api.admin_token_file,
         )?;
         let worker_token = secret(
             "worker-token",
-            self.worker_token.or(file.worker_token),
-            self.worker_token_file.or(file.worker_token_file),
+            self.api.worker_token,
+            self.api.worker_token_file,
         )?;
-        let cluster_secret = secret(
-            "cluster-secret",
-            self.cluster_secret.or(file.cluster_secret),
-            self.cluster_secret_file.or(file.cluster_secret_file),
-        )?;
-        let ms = |flag: Option<u64>, file: Option<u64>, default: u64| {
-            Duration::from_millis(flag.or(file).unwrap_or(default))
-        };
+        let cluster_secret = secret("cluster-secret", r.cluster_secret, r.cluster_secret_file)?;
+        let l = self.liveness;
         let liveness = LivenessConfig {
-            heartbeat_interval: ms(
-                self.heartbeat_interval_ms,
-                file.heartbeat_interval_ms,
-                1_000,
-            ),
-            suspect_after: ms(self.suspect_after_ms, file.suspect_after_ms, 5_000),
-            dead_after: ms(self.dead_after_ms, file.dead_after_ms, 30_000),
+            heartbeat_interval: l.heartbeat_interval,
+            suspect_after: l.suspect_after,
+            dead_after: l.dead_after,
         };
         if liveness.heartbeat_interval.is_zero()
             || liveness.suspect_after <= liveness.heartbeat_interval
@@ -455,15 +654,12 @@ impl Cli {
             max_body_bytes,
             log_format,
             liveness,
-            enable_fault_injection: self
-                .enable_fault_injection
-                .or(file.enable_fault_injection)
-                .unwrap_or(false),
+            enable_fault_injection: self.test.enable_fault_injection,
             unsafe_test: UnsafeTestSwitches {
-                local_reads: self.unsafe_test_local_reads.unwrap_or(false),
-                early_ack: self.unsafe_test_early_ack.unwrap_or(false),
-                local_heartbeats: self.unsafe_test_local_heartbeats.unwrap_or(false),
-                no_lease_wait: self.unsafe_test_no_lease_wait.unwrap_or(false),
+                local_reads: unsafe_test.unsafe_test_local_reads.unwrap_or(false),
+                early_ack: unsafe_test.unsafe_test_early_ack.unwrap_or(false),
+                local_heartbeats: unsafe_test.unsafe_test_local_heartbeats.unwrap_or(false),
+                no_lease_wait: unsafe_test.unsafe_test_no_lease_wait.unwrap_or(false),
             },
         })
     }
@@ -484,7 +680,8 @@ mod tests {
         std::fs::write(
             &file,
             format!(
-                "id = 2\nlisten = \"127.0.0.1:7002\"\ndata_dir = {:?}\njoin = \"127.0.0.1:7001\"\nheartbeat_ms = 50\n",
+                "id = 2\nlisten = \"127.0.0.1:7002\"\njoin = \"127.0.0.1:7001\"\n\
+                 [storage]\ndata_dir = {:?}\n[raft]\nheartbeat = \"50ms\"\n",
                 dir.path().join("data")
             ),
         )
@@ -591,5 +788,104 @@ mod tests {
             assert!(e.contains(want), "{args:?}: {e}");
             assert!(!e.contains('\n'), "one line: {e}");
         }
+    }
+
+    fn write(dir: &Path, text: &str) -> String {
+        let file = dir.join("drover.toml");
+        std::fs::write(&file, text).unwrap();
+        file.to_str().unwrap().to_owned()
+    }
+
+    /// The file is the tree nested by concern, with durations in human form; what it leaves out
+    /// takes its default. The millisecond flags take a plain number of milliseconds, as they
+    /// always have, or a duration.
+    #[test]
+    fn the_file_nests_by_concern_and_flags_take_milliseconds_or_durations() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            dir.path(),
+            &format!(
+                "id = 1\nlisten = \"127.0.0.1:7001\"\ninitial_cluster = \"1=127.0.0.1:7001\"\n\
+                 [storage]\ndata_dir = {:?}\n\
+                 [raft]\nelection_timeout_max = \"2s\"\nsnapshot_every = 7\n\
+                 [api]\nmax_body_bytes = 4096\nadmin_token = \"a\"\n\
+                 [liveness]\nsuspect_after = \"10s\"\ndead_after = \"1m\"\n\
+                 [test]\nenable_fault_injection = true\n",
+                dir.path().join("data")
+            ),
+        );
+        let c = cli(&["--config", &file]).into_config().unwrap();
+        assert_eq!(c.raft.election_timeout_max, Duration::from_secs(2));
+        assert_eq!(c.raft.heartbeat, RaftOptions::default().heartbeat);
+        assert_eq!(c.raft.snapshot.snapshot_every, 7);
+        assert_eq!(c.max_body_bytes, 4096);
+        assert_eq!(c.admin_token.as_deref(), Some("a"));
+        assert_eq!(c.liveness.heartbeat_interval, Duration::from_secs(1));
+        assert_eq!(c.liveness.suspect_after, Duration::from_secs(10));
+        assert_eq!(c.liveness.dead_after, Duration::from_secs(60));
+        assert!(c.enable_fault_injection);
+        assert_eq!(c.cluster_id, "drover");
+        assert_eq!(c.log_format, LogFormat::Human);
+        assert!(!c.unsafe_test.any());
+
+        let c = cli(&[
+            "--config",
+            &file,
+            "--heartbeat-ms",
+            "150",
+            "--suspect-after-ms",
+            "2s",
+            "--dead-after-ms",
+            "2500ms",
+        ])
+        .into_config()
+        .unwrap();
+        assert_eq!(c.raft.heartbeat, Duration::from_millis(150));
+        assert_eq!(c.liveness.suspect_after, Duration::from_secs(2));
+        assert_eq!(c.liveness.dead_after, Duration::from_millis(2500));
+        assert!(
+            Cli::try_parse_from(["drover", "--heartbeat-ms", "soon"]).is_err(),
+            "not a duration"
+        );
+    }
+
+    /// A misspelt key is refused rather than ignored, a duration must be in human form, and
+    /// the deliberate bugs cannot come from the file; each error is one line naming the file
+    /// and the key.
+    #[test]
+    fn the_file_refuses_unknown_keys_bad_durations_and_test_switches() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            ("[raft]\nheartbeats = \"1s\"\n", "raft"),
+            ("[raft]\nheartbeat = 100\n", "raft.heartbeat"),
+            ("[liveness]\ndead_after = \"soon\"\n", "liveness.dead_after"),
+            (
+                "unsafe_test_local_reads = true\n",
+                "unsafe_test_local_reads",
+            ),
+            (
+                "[test]\nunsafe_test_early_ack = true\n",
+                "unsafe_test_early_ack",
+            ),
+            ("id = [\n", "--config"),
+        ];
+        for (text, want) in cases {
+            let file = write(dir.path(), text);
+            let e = cli(&["--config", &file])
+                .into_config()
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with(&format!("--config {file}: ")),
+                "{text:?}: {e}"
+            );
+            assert!(e.contains(want), "{text:?}: {e}");
+            assert!(!e.contains('\n'), "one line: {e}");
+        }
+        let e = cli(&["--config", "/nonexistent/drover.toml"])
+            .into_config()
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("--config /nonexistent/drover.toml: "), "{e}");
     }
 }

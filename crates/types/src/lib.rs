@@ -33,6 +33,11 @@ mod kv;
 mod partition;
 mod settings;
 mod state;
+// Test helpers panic on purpose (a rejected setup step fails the test); they are never part
+// of a server build.
+#[cfg(feature = "test-util")]
+#[allow(clippy::panic, clippy::indexing_slicing)]
+pub mod testing;
 mod worker;
 
 pub use apply::{

@@ -2,9 +2,7 @@
 //! enforces them: several holders, expiry only by the scheduler's command at the proposer's
 //! time, bad input refused with the right code and nothing changed.
 
-mod common;
-
-use common::Harness;
+use drover_types::testing::Harness;
 use drover_types::{Actor, Command, EventKind, RejectCode, Response, WorkerId, WorkerState, codec};
 
 fn cordon(worker: &str, holder: &str, reason: &str, until_ms: Option<u64>) -> Command {

@@ -1,10 +1,8 @@
 //! Table-driven tests of SPEC §1: every (from, to) pair of the four states for each actor, with
 //! and without force, and the registration, removal and death rules around them.
 
-mod common;
-
 use WorkerState::{Active as A, Disabled as D, Draining as Dr, Provisioning as P};
-use common::{Harness, register_cmd};
+use drover_types::testing::{Harness, register_cmd};
 use drover_types::{
     Actor, Command, LogPosition, Proposal, RejectCode, Response, WorkerId, WorkerState,
     apply_proposal,

@@ -8,14 +8,15 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use drover_api::{AddMember, ClusterStatus, ErrorCode, ErrorDetail, Member, MemberRole, NodeState};
 use drover_raft::PeerFault;
 use openraft::{BasicNode, ChangeMembers, ServerState};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{
-    ApiError, ApiResult, BadRequest, Conflict, ErrorDetail, Forbidden, NotFound, StandardErrors,
-    TooLarge, Unauthorized,
+    ApiError, ApiResult, BadRequest, Conflict, Forbidden, NotFound, StandardErrors, TooLarge,
+    Unauthorized,
 };
 use super::extract::{ApiPath, body, parse_json};
 use super::forward::{Forward, Route};
@@ -95,11 +96,11 @@ pub async fn readyz(State(node): State<Node>) -> Response {
     let limit = node.config().raft.election_timeout_max;
     let reason = if !member {
         Some((
-            "not_a_member",
+            ErrorCode::NotAMember,
             format!("node {id} is not in the cluster's membership (removed, or not added yet)"),
         ))
     } else if m.current_leader.is_none() || m.state == ServerState::Candidate {
-        Some(("no_leader", format!("node {id} knows no leader")))
+        Some((ErrorCode::NoLeader, format!("node {id} knows no leader")))
     } else if !in_contact(&node, &m, limit).await {
         let whom = if m.state == ServerState::Leader {
             "a quorum"
@@ -107,12 +108,12 @@ pub async fn readyz(State(node): State<Node>) -> Response {
             "the leader"
         };
         Some((
-            "out_of_contact",
+            ErrorCode::OutOfContact,
             format!("node {id} has not heard from {whom} for over {limit:?}"),
         ))
     } else if last.saturating_sub(applied) > CAUGHT_UP_LAG {
         Some((
-            "catching_up",
+            ErrorCode::CatchingUp,
             format!("node {id} has applied {applied} of the {last} entries in its log"),
         ))
     } else {
@@ -166,64 +167,15 @@ async fn in_contact(
     matches!(tokio::time::timeout(limit, since).await, Ok(Ok(Some(d))) if d <= limit)
 }
 
-/// A voter counts towards quorums; a learner only receives the log.
-#[derive(Clone, Copy, Debug, Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum MemberRole {
-    Voter,
-    Learner,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Member {
-    id: u64,
-    /// `IP:PORT`, for the API and Raft traffic alike.
-    address: String,
-    role: MemberRole,
-}
-
-/// The answering node's Raft role.
-#[derive(Clone, Copy, Debug, Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum NodeState {
-    Leader,
-    Follower,
-    Candidate,
-    Learner,
-    Shutdown,
-}
-
-impl From<ServerState> for NodeState {
-    fn from(s: ServerState) -> Self {
-        match s {
-            ServerState::Leader => NodeState::Leader,
-            ServerState::Follower => NodeState::Follower,
-            ServerState::Candidate => NodeState::Candidate,
-            ServerState::Learner => NodeState::Learner,
-            ServerState::Shutdown => NodeState::Shutdown,
-        }
+/// The wire name of an openraft role.
+fn node_state(s: ServerState) -> NodeState {
+    match s {
+        ServerState::Leader => NodeState::Leader,
+        ServerState::Follower => NodeState::Follower,
+        ServerState::Candidate => NodeState::Candidate,
+        ServerState::Learner => NodeState::Learner,
+        ServerState::Shutdown => NodeState::Shutdown,
     }
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ClusterStatus {
-    cluster_id: String,
-    /// The node answering.
-    node: u64,
-    state: NodeState,
-    leader: Option<u64>,
-    term: u64,
-    members: Vec<Member>,
-    commit_index: u64,
-    applied_index: u64,
-    last_log_index: u64,
-    state_version: u64,
-    snapshot_index: Option<u64>,
-    purged_index: Option<u64>,
-    /// Snapshots this node received from a leader since it started.
-    snapshots_installed: u64,
-    /// The scheduler's brakes (SPEC §3): an operator's pause, if one holds.
-    brakes: drover_types::Brakes,
 }
 
 /// The cluster as the answering node sees it: leader, term, members, indexes, state version.
@@ -258,7 +210,7 @@ pub async fn status(State(node): State<Node>) -> Json<ClusterStatus> {
     Json(ClusterStatus {
         cluster_id: node.config().cluster_id.clone(),
         node: node.id(),
-        state: m.state.into(),
+        state: node_state(m.state),
         leader: m.current_leader,
         term: m.current_term,
         members,
@@ -271,16 +223,6 @@ pub async fn status(State(node): State<Node>) -> Json<ClusterStatus> {
         snapshots_installed: node.snapshots_installed(),
         brakes: node.state().read().state.brakes.clone(),
     })
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AddMember {
-    /// The new node's id, at least 1.
-    #[schema(minimum = 1)]
-    id: u64,
-    /// Its `IP:PORT`.
-    address: String,
 }
 
 /// Adds a node as a learner; the leader promotes it to voter once it has caught up.
@@ -328,7 +270,7 @@ pub async fn add_member(
         if existing.addr != req.address {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
-                "already_exists",
+                ErrorCode::AlreadyExists,
                 format!(
                     "node {} is a member at {}; remove it first to change its address",
                     req.id, existing.addr
@@ -424,7 +366,7 @@ pub async fn remove_member(
         if remaining.is_empty() {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
-                "quorum_loss",
+                ErrorCode::QuorumLoss,
                 "cannot remove the last voter",
             ));
         }
@@ -433,7 +375,7 @@ pub async fn remove_member(
         if reachable < majority {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
-                "quorum_loss",
+                ErrorCode::QuorumLoss,
                 format!(
                     "removing node {id} would leave {} voters of which only {reachable} are \
                      reachable and caught up; a quorum needs {majority}",

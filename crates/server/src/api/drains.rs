@@ -13,86 +13,16 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use drover_scheduler::{Blocked, DrainWarning, plan_drain};
-use drover_types::{
-    Command, DrainIntent, PlannedMove, RejectCode, Response as Applied, WorkerId,
-    validate_worker_id,
+use drover_api::{
+    DrainAnswer, DrainOneRequest, DrainPreview, DrainSetRequest, DrainStarted, ErrorCode,
 };
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use drover_scheduler::plan_drain;
+use drover_types::{Command, RejectCode, Response as Applied, WorkerId, validate_worker_id};
 
 use super::error::{ApiError, ApiResult, Conflict, NotFound, StandardErrors, TooLarge};
 use super::extract::{ApiPath, WorkerPath, body, check_reason, parse_json};
 use super::forward::Forward;
 use crate::core::{Error as CoreError, Node};
-
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DrainOneRequest {
-    /// Plan and answer the verdict, committing nothing.
-    #[serde(default)]
-    dry_run: bool,
-    /// Start the drain even if it cannot finish (it stays Draining, blocked); without it such
-    /// a drain is refused with `drain_infeasible`.
-    #[serde(default)]
-    allow_blocked: bool,
-    /// Why (SPEC §1: optional, at most 256 bytes), recorded on the worker and in its event.
-    #[schema(min_length = 1, max_length = 256)]
-    reason: Option<String>,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DrainSetRequest {
-    /// The workers to drain as one operation (a rack, a zone), each named once.
-    #[schema(value_type = Vec<WorkerId>, min_items = 1)]
-    workers: Vec<String>,
-    /// Plan and answer the verdict, committing nothing.
-    #[serde(default)]
-    dry_run: bool,
-    /// Start the drain even if it cannot finish (it stays Draining, blocked); without it such
-    /// a drain is refused with `drain_infeasible`.
-    #[serde(default)]
-    allow_blocked: bool,
-    /// Why (SPEC §1: optional, at most 256 bytes), recorded on the worker and in its event.
-    #[schema(min_length = 1, max_length = 256)]
-    reason: Option<String>,
-}
-
-/// A dry run's answer: the moves a drain started from this state would make, and whether it
-/// can finish.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DrainPreview {
-    /// Always true here.
-    dry_run: bool,
-    /// Whether every replica has a target.
-    feasible: bool,
-    moves: Vec<PlannedMove>,
-    blocked: Vec<Blocked>,
-    /// Partitions that would lose zone spread or their preferred leader (the drain is not
-    /// refused for them).
-    warnings: Vec<DrainWarning>,
-}
-
-/// A started drain: the committed intent with its move plan. An infeasible drain starts too;
-/// its workers stay Draining with `blocked` reasons.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DrainStarted {
-    /// Always false here.
-    dry_run: bool,
-    feasible: bool,
-    drain: DrainIntent,
-    blocked: Vec<Blocked>,
-    /// Partitions that lose zone spread or their preferred leader: the same as the dry run's.
-    warnings: Vec<DrainWarning>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(untagged)]
-pub enum DrainAnswer {
-    Preview(DrainPreview),
-    Started(DrainStarted),
-}
 
 /// Drains one worker: Active → Draining with a committed move plan, or a dry run of it.
 #[utoipa::path(
@@ -241,7 +171,7 @@ async fn drain(
                 .count();
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
-                "drain_infeasible",
+                ErrorCode::DrainInfeasible,
                 format!(
                     "the drain cannot finish: {stuck} replicas have nowhere to go ({}{}); \
                      nothing was changed — pass allow_blocked to start it anyway",

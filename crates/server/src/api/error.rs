@@ -5,51 +5,26 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use drover_api::{ErrorBody, ErrorCode, ErrorDetail};
 use drover_types::{RejectCode, Rejection};
-use serde::Serialize;
-use utoipa::{IntoResponses, ToResponse, ToSchema};
+use utoipa::{IntoResponses, ToResponse};
 
 use crate::core::{Error as CoreError, LeaderHint};
 
 #[derive(Clone, Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     pub leader: Option<LeaderHint>,
-    pub current_version: Option<u64>,
-}
-
-/// Every error answer of the API: `{"error": {"code", "message", ...}}`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorDetail {
-    /// Stable and machine-readable: `invalid`, `unauthorized`, `forbidden`, `not_found`,
-    /// `too_large`, `compacted`, `unavailable`, or for 409 `illegal_transition`,
-    /// `version_conflict`, `stale_generation`, `stale_epoch`, `fenced`, `already_exists`,
-    /// `incarnation_conflict`, `unplaceable`, `under_replicated`, `not_drained`, `quorum_loss`,
-    /// `drain_infeasible`.
-    #[schema(example = "not_found")]
-    pub code: &'static str,
-    /// For people; may change between releases.
-    pub message: String,
-    /// Where to retry, when this node knows the leader (503 only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub leader: Option<LeaderHint>,
-    /// The record's current version, with `version_conflict`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub current_version: Option<u64>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: impl Into<ErrorCode>, message: impl Into<String>) -> Self {
         Self {
             status,
-            code,
+            code: code.into(),
             message: message.into(),
             leader: None,
             current_version: None,
@@ -57,15 +32,19 @@ impl ApiError {
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid", message)
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::Invalid, message)
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
     }
 
     pub fn unavailable(message: impl Into<String>, leader: Option<LeaderHint>) -> Self {
-        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            message,
+        );
         e.leader = leader;
         e
     }
@@ -74,13 +53,21 @@ impl ApiError {
     /// or may not have been applied, so a client must read before retrying. Plain `unavailable`
     /// always means nothing was proposed, and is safe to retry.
     pub fn outcome_unknown(message: impl Into<String>, leader: Option<LeaderHint>) -> Self {
-        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "outcome_unknown", message);
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::OutcomeUnknown,
+            message,
+        );
         e.leader = leader;
         e
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            message,
+        )
     }
 }
 
@@ -113,7 +100,7 @@ impl From<CoreError> for ApiError {
         let message = e.to_string();
         match e {
             CoreError::Rejected(r) => {
-                let mut e = ApiError::new(rejection_status(r.code), r.code.as_str(), message);
+                let mut e = ApiError::new(rejection_status(r.code), r.code, message);
                 e.current_version = r.current_version;
                 e
             }

@@ -5,9 +5,10 @@ use axum::Json;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use drover_api::{ErrorCode, EventPage};
 use drover_types::{Event, codec};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::auth::Role;
 use super::error::{
@@ -30,15 +31,6 @@ struct EventsQuery {
     /// Answer from this node's applied state instead of through the leader.
     #[serde(default)]
     stale: bool,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct EventPage {
-    events: Vec<Event>,
-    /// Whether more events follow this page.
-    more: bool,
-    /// Pass as `after` to continue.
-    next_after: u64,
 }
 
 /// Lifecycle events after a sequence number, oldest first; 410 once they are compacted.
@@ -69,7 +61,7 @@ pub async fn list(State(node): State<Node>, uri: Uri, headers: HeaderMap) -> Api
     let mut iter = log.after(after).map_err(|first| {
         ApiError::new(
             StatusCode::GONE,
-            "compacted",
+            ErrorCode::Compacted,
             format!("events after {after} were compacted; the oldest kept is {first}"),
         )
     })?;
@@ -108,7 +100,7 @@ pub async fn snapshot(
     if role == Role::Worker {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
             "snapshots need the admin token",
         ));
     }

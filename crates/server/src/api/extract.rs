@@ -7,6 +7,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, Uri};
+use drover_api::ErrorCode;
 use serde::de::DeserializeOwned;
 use utoipa::IntoParams;
 
@@ -18,7 +19,7 @@ pub(crate) fn body(b: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
+                ErrorCode::TooLarge,
                 "request body is over the limit",
             )
         } else {

@@ -7,9 +7,10 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
-use drover_types::{Command, KvEntry, Response as Applied, validate_kv_key};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use drover_api::{KvDeleted, KvItem, KvPage, KvPut};
+use drover_types::{Command, Response as Applied, validate_kv_key};
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::error::{ApiError, ApiResult, Conflict, NotFound, StandardErrors, TooLarge};
 use super::extract::{
@@ -17,36 +18,6 @@ use super::extract::{
 };
 use super::forward::{Forward, Route};
 use crate::core::Node;
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct KvItem {
-    pub key: String,
-    pub value: String,
-    /// State version of the last write.
-    pub version: u64,
-    /// State version of the write that created the key.
-    pub create_version: u64,
-}
-
-impl KvItem {
-    fn new(key: &str, e: &KvEntry) -> Self {
-        KvItem {
-            key: key.to_owned(),
-            value: e.value.clone(),
-            version: e.version,
-            create_version: e.create_version,
-        }
-    }
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct KvPut {
-    /// UTF-8, at most 64 KiB (the cluster's setting).
-    value: String,
-    /// Compare-and-set: the key's current version, or 0 to create only.
-    expected_version: Option<u64>,
-}
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -79,15 +50,6 @@ pub(crate) struct KeyPath {
     /// 1-512 bytes of `[A-Za-z0-9/_.:-]`; it may contain `/`, but no `.` or `..` segment.
     #[param(pattern = "^[A-Za-z0-9/_.:-]{1,512}$")]
     key: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct KvPage {
-    items: Vec<KvItem>,
-    /// Whether more keys match after this page.
-    more: bool,
-    /// Pass as `cursor` to get the next page.
-    next_cursor: Option<String>,
 }
 
 fn check_key(key: &str) -> ApiResult<()> {
@@ -220,13 +182,6 @@ pub async fn put(
         Applied::Kv { key, entry } => Ok(Json(KvItem::new(&key, &entry)).into_response()),
         other => Err(ApiError::internal(format!("unexpected answer {other:?}"))),
     }
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct KvDeleted {
-    key: String,
-    deleted: bool,
-    version: u64,
 }
 
 /// Deletes a key, optionally compare-and-set on `expected_version`.

@@ -4,21 +4,25 @@
 //! histograms, and build info.
 //!
 //! HTTP metrics are counted (and each request logged, under the `drover::http` target) by a
-//! middleware into prometheus-client families; everything derived
-//! from the state is computed at scrape time from the applied state and Raft metrics, so it can
-//! never drift from what the node reports elsewhere.
+//! middleware into prometheus-client families; everything derived from the state is computed at
+//! scrape time from the applied state and Raft metrics by a prometheus-client collector, so it
+//! can never drift from what the node reports elsewhere. The whole body is the library's
+//! encoding.
 
-use std::fmt::Write;
+use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
 
 use crate::core::Node;
 use crate::core::liveness::Liveness;
@@ -113,14 +117,6 @@ pub async fn track(State(m): State<Arc<HttpMetrics>>, req: Request, next: Next) 
     response
 }
 
-fn gauge(out: &mut String, name: &str, help: &str, samples: &[(String, f64)]) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} gauge");
-    for (labels, v) in samples {
-        let _ = writeln!(out, "{name}{labels} {v}");
-    }
-}
-
 /// Prometheus text: Raft position, workers by state and liveness, partitions by healthy serving
 /// replicas, HTTP requests by route and status.
 #[utoipa::path(
@@ -132,77 +128,109 @@ fn gauge(out: &mut String, name: &str, help: &str, samples: &[(String, f64)]) {
     responses((status = 200, description = "OpenMetrics text exposition format 1.0.0", body = String, content_type = "application/openmetrics-text"))
 )]
 pub async fn render(State(node): State<Node>) -> Response {
+    // The state gauges are a collector in a registry of their own, encoded before the node's
+    // registry (which writes the closing `# EOF`). Registering the collector in the node's
+    // registry instead would make the node own a handle on itself, and never be dropped.
+    let mut scrape = Registry::default();
+    scrape.register_collector(Box::new(StateGauges(node.clone())));
     let mut out = String::new();
-    let m = node.raft().metrics().borrow().clone();
-    let one = |v: f64| vec![(String::new(), v)];
-    gauge(
-        &mut out,
-        "drover_raft_term",
-        "Current Raft term",
-        &one(m.current_term as f64),
-    );
-    gauge(
-        &mut out,
-        "drover_raft_leader",
-        "Id of the leader this node knows (0: none)",
-        &one(m.current_leader.unwrap_or(0) as f64),
-    );
-    gauge(
-        &mut out,
-        "drover_raft_is_leader",
-        "1 if this node leads",
-        &one(f64::from(u8::from(m.current_leader == Some(node.id())))),
-    );
-    gauge(
-        &mut out,
-        "drover_raft_commit_index",
-        "Last committed log index",
-        &one(node.commit_index() as f64),
-    );
-    gauge(
-        &mut out,
-        "drover_raft_applied_index",
-        "Last applied log index",
-        &one(m.last_applied.map_or(0, |l| l.index) as f64),
-    );
-    gauge(
-        &mut out,
-        "drover_raft_last_log_index",
-        "Last log index",
-        &one(m.last_log_index.unwrap_or(0) as f64),
-    );
-    gauge(
-        &mut out,
-        "drover_build_info",
-        "Always 1; the labels name the build",
-        &[(
-            format!("{{version=\"{}\"}}", env!("CARGO_PKG_VERSION")),
-            1.0,
+    let _ = prometheus_client::encoding::text::encode_registry(&mut out, &scrape);
+    node.metrics().encode(&mut out);
+    (
+        // prometheus-client encodes OpenMetrics text (`# EOF` last, counters as `_total`):
+        // say so, so a scraper parses it as what it is.
+        [(
+            http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-    );
-    // Per-peer replication lag, on the leader: entries between its last log index and what
-    // each peer has matched.
-    if let Some(replication) = &m.replication {
-        let last = m.last_log_index.unwrap_or(0);
-        let lag: Vec<(String, f64)> = replication
-            .iter()
-            .filter(|(peer, _)| **peer != node.id())
-            .map(|(peer, matched)| {
-                let matched = matched.map_or(0, |l| l.index);
-                (
-                    format!("{{peer=\"{peer}\"}}"),
-                    last.saturating_sub(matched) as f64,
-                )
-            })
-            .collect();
-        gauge(
-            &mut out,
-            "drover_raft_replication_lag_entries",
-            "Log entries each peer trails the leader by (leader only)",
-            &lag,
-        );
+        out,
+    )
+        .into_response()
+}
+
+/// The gauges derived from the node's applied state and Raft metrics, computed on each scrape.
+#[derive(Debug)]
+struct StateGauges(Node);
+
+/// One unlabelled gauge.
+fn gauge(enc: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: u64) -> fmt::Result {
+    enc.encode_descriptor(name, help, None, MetricType::Gauge)?
+        .encode_gauge(&value)
+}
+
+/// A gauge family, one sample per label set.
+fn gauges<L: EncodeLabelSet>(
+    enc: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (L, u64)>,
+) -> fmt::Result {
+    let mut family = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, value) in samples {
+        family.encode_family(&labels)?.encode_gauge(&value)?;
     }
-    {
+    Ok(())
+}
+
+impl Collector for StateGauges {
+    fn encode(&self, mut enc: DescriptorEncoder<'_>) -> fmt::Result {
+        let node = &self.0;
+        let enc = &mut enc;
+        let m = node.raft().metrics().borrow().clone();
+        gauge(enc, "drover_raft_term", "Current Raft term", m.current_term)?;
+        gauge(
+            enc,
+            "drover_raft_leader",
+            "Id of the leader this node knows (0: none)",
+            m.current_leader.unwrap_or(0),
+        )?;
+        gauge(
+            enc,
+            "drover_raft_is_leader",
+            "1 if this node leads",
+            u64::from(m.current_leader == Some(node.id())),
+        )?;
+        gauge(
+            enc,
+            "drover_raft_commit_index",
+            "Last committed log index",
+            node.commit_index(),
+        )?;
+        gauge(
+            enc,
+            "drover_raft_applied_index",
+            "Last applied log index",
+            m.last_applied.map_or(0, |l| l.index),
+        )?;
+        gauge(
+            enc,
+            "drover_raft_last_log_index",
+            "Last log index",
+            m.last_log_index.unwrap_or(0),
+        )?;
+        gauges(
+            enc,
+            "drover_build_info",
+            "Always 1; the labels name the build",
+            [([("version", env!("CARGO_PKG_VERSION"))], 1)],
+        )?;
+        // Per-peer replication lag, on the leader: entries between its last log index and what
+        // each peer has matched.
+        if let Some(replication) = &m.replication {
+            let last = m.last_log_index.unwrap_or(0);
+            gauges(
+                enc,
+                "drover_raft_replication_lag_entries",
+                "Log entries each peer trails the leader by (leader only)",
+                replication
+                    .iter()
+                    .filter(|(peer, _)| **peer != node.id())
+                    .map(|(peer, matched)| {
+                        let matched = matched.map_or(0, |l| l.index);
+                        ([("peer", *peer)], last.saturating_sub(matched))
+                    }),
+            )?;
+        }
         let guard = node.state().read();
         let s = &guard.state;
         // Soft liveness, known only to the leader: a suspect worker (or one a new leader has
@@ -218,74 +246,67 @@ pub async fn render(State(node): State<Node>) -> Response {
             matches!(liveness.get(w), Some(Liveness::Suspect | Liveness::Unknown))
         };
         gauge(
-            &mut out,
+            enc,
             "drover_state_version",
             "Replicated state version",
-            &one(s.version as f64),
-        );
+            s.version,
+        )?;
         let mut by_state = std::collections::BTreeMap::new();
         let mut dead = 0u64;
         for w in s.workers.values() {
             *by_state.entry(w.state.as_str()).or_insert(0u64) += 1;
             dead += u64::from(w.dead);
         }
-        let states: Vec<(String, f64)> = drover_types::WorkerState::ALL
-            .iter()
-            .map(|st| {
-                (
-                    format!("{{state=\"{st}\"}}"),
-                    *by_state.get(st.as_str()).unwrap_or(&0) as f64,
-                )
-            })
-            .collect();
-        gauge(
-            &mut out,
+        gauges(
+            enc,
             "drover_workers",
             "Workers by lifecycle state",
-            &states,
-        );
+            drover_types::WorkerState::ALL.iter().map(|st| {
+                (
+                    [("state", st.as_str())],
+                    *by_state.get(st.as_str()).unwrap_or(&0),
+                )
+            }),
+        )?;
         let total = s.workers.len() as u64;
         let suspects = s.workers.keys().filter(|w| suspect(w)).count() as u64;
-        gauge(
-            &mut out,
+        gauges(
+            enc,
             "drover_workers_by_liveness",
             "Workers by liveness: committed dead verdicts; suspect only on the leader (soft state)",
-            &[
-                (
-                    "{liveness=\"alive\"}".into(),
-                    (total - dead - suspects) as f64,
-                ),
-                ("{liveness=\"suspect\"}".into(), suspects as f64),
-                ("{liveness=\"dead\"}".into(), dead as f64),
+            [
+                ([("liveness", "alive")], total - dead - suspects),
+                ([("liveness", "suspect")], suspects),
+                ([("liveness", "dead")], dead),
             ],
-        );
+        )?;
         if leads {
             gauge(
-                &mut out,
+                enc,
                 "drover_workers_suspect",
                 "Workers missing heartbeats for suspect_after, or not heard yet by a new leader (leader only)",
-                &one(suspects as f64),
-            );
+                suspects,
+            )?;
         }
         gauge(
-            &mut out,
+            enc,
             "drover_workers_dead",
             "Workers declared dead at their current generation",
-            &one(dead as f64),
-        );
-        let cordoned = s.workers.values().filter(|w| w.is_cordoned()).count();
+            dead,
+        )?;
+        let cordoned = s.workers.values().filter(|w| w.is_cordoned()).count() as u64;
         gauge(
-            &mut out,
+            enc,
             "drover_workers_cordoned",
             "Workers with at least one cordon (no new replicas)",
-            &one(cordoned as f64),
-        );
+            cordoned,
+        )?;
         gauge(
-            &mut out,
+            enc,
             "drover_scheduler_paused",
             "1 while an operator has paused new moves",
-            &one(f64::from(u8::from(s.brakes.pause.is_some()))),
-        );
+            u64::from(s.brakes.pause.is_some()),
+        )?;
         let mut healthy = std::collections::BTreeMap::new();
         for p in &s.partitions {
             let h = p
@@ -299,16 +320,12 @@ pub async fn render(State(node): State<Node>) -> Response {
                 .count();
             *healthy.entry(h).or_insert(0u64) += 1;
         }
-        let samples: Vec<(String, f64)> = healthy
-            .iter()
-            .map(|(h, n)| (format!("{{healthy_serving=\"{h}\"}}"), *n as f64))
-            .collect();
-        gauge(
-            &mut out,
+        gauges(
+            enc,
             "drover_partitions",
             "Partitions by number of healthy serving replicas",
-            &samples,
-        );
+            healthy.iter().map(|(h, n)| ([("healthy_serving", *h)], *n)),
+        )?;
         let in_flight = s
             .partitions
             .iter()
@@ -316,11 +333,11 @@ pub async fn render(State(node): State<Node>) -> Response {
             .filter(|r| r.role != drover_types::ReplicaRole::Serving)
             .count();
         gauge(
-            &mut out,
+            enc,
             "drover_moves_in_flight",
             "Joining or leaving replicas",
-            &one(in_flight as f64),
-        );
+            in_flight as u64,
+        )?;
         // Replicas by worker and role, and preferred leaders by worker.
         let mut held: std::collections::BTreeMap<(&str, &str), u64> = Default::default();
         let mut leaders: std::collections::BTreeMap<&str, u64> = Default::default();
@@ -340,53 +357,32 @@ pub async fn render(State(node): State<Node>) -> Response {
                 *leaders.entry(l.as_str()).or_insert(0) += 1;
             }
         }
-        let held: Vec<(String, f64)> = held
-            .iter()
-            .map(|((w, role), n)| (format!("{{worker=\"{w}\",role=\"{role}\"}}"), *n as f64))
-            .collect();
-        gauge(
-            &mut out,
+        gauges(
+            enc,
             "drover_worker_replicas",
             "Replicas each worker holds, by role",
-            &held,
-        );
-        let leaders: Vec<(String, f64)> = leaders
-            .iter()
-            .map(|(w, n)| (format!("{{worker=\"{w}\"}}"), *n as f64))
-            .collect();
-        gauge(
-            &mut out,
+            held.iter()
+                .map(|((w, role), n)| ([("worker", *w), ("role", *role)], *n)),
+        )?;
+        gauges(
+            enc,
             "drover_worker_leaders",
             "Partitions whose preferred leader each worker is",
-            &leaders,
-        );
-        let draining: Vec<(String, f64)> = s
-            .workers
-            .values()
-            .filter(|w| w.state == drover_types::WorkerState::Draining)
-            .map(|w| {
-                (
-                    format!("{{worker=\"{}\"}}", w.id),
-                    s.replicas_on(&w.id).count() as f64,
-                )
-            })
-            .collect();
-        gauge(
-            &mut out,
+            leaders.iter().map(|(w, n)| ([("worker", *w)], *n)),
+        )?;
+        gauges(
+            enc,
             "drover_drain_replicas_remaining",
             "Replicas a draining worker still holds",
-            &draining,
-        );
+            s.workers
+                .values()
+                .filter(|w| w.state == drover_types::WorkerState::Draining)
+                .map(|w| {
+                    (
+                        [("worker", w.id.as_str())],
+                        s.replicas_on(&w.id).count() as u64,
+                    )
+                }),
+        )
     }
-    node.metrics().encode(&mut out);
-    (
-        // prometheus-client encodes OpenMetrics text (`# EOF` last, counters as `_total`):
-        // say so, so a scraper parses it as what it is.
-        [(
-            http::header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        out,
-    )
-        .into_response()
 }

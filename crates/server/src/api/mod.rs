@@ -18,6 +18,7 @@ pub mod openapi;
 mod partitions;
 mod scheduler;
 mod settings;
+mod what_if;
 mod workers;
 
 use std::sync::Arc;
@@ -27,23 +28,14 @@ use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
 use axum::http::{Method, StatusCode, Uri};
 use axum::routing::{MethodFilter, MethodRouter, on};
+use drover_api::ErrorCode;
 
+pub use auth::Access;
 pub use error::{ApiError, ApiResult};
 pub use forward::FORWARDED_HEADER;
 
 use crate::core::Node;
 use metrics::HttpMetrics;
-
-/// Who may call a route.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Access {
-    /// Needs a token when tokens are configured (SPEC §4).
-    Token,
-    /// Health, readiness, metrics and this API's OpenAPI document: never a token.
-    Open,
-    /// Test-only fault injection: served only with `enable_fault_injection`, with a token.
-    Debug,
-}
 
 /// One route of the API.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,7 +75,7 @@ where
 /// Every route the API serves. The router is built from this one table, and `tests/api.rs`
 /// checks it against `/openapi.json`, so a route cannot be added without its documentation.
 fn table() -> Vec<(RouteInfo, MethodRouter<Node>)> {
-    use Access::{Debug, Open, Token};
+    use Access::{Agent, Debug, Open, Token};
     use Method as M;
     vec![
         route(M::GET, "/v1/cluster", Token, cluster::status),
@@ -100,23 +92,24 @@ fn table() -> Vec<(RouteInfo, MethodRouter<Node>)> {
         route(M::DELETE, "/v1/kv/{*key}", Token, kv::delete),
         route(M::GET, "/v1/workers", Token, workers::list),
         route(M::GET, "/v1/workers/{id}", Token, workers::show),
-        route(M::PUT, "/v1/workers/{id}", Token, workers::register),
+        route(M::PUT, "/v1/workers/{id}", Agent, workers::register),
         route(M::DELETE, "/v1/workers/{id}", Token, workers::remove),
-        route(M::POST, "/v1/workers/{id}/state", Token, workers::set_state),
+        route(M::POST, "/v1/workers/{id}/state", Agent, workers::set_state),
         route(
             M::GET,
             "/v1/workers/{id}/assignments",
-            Token,
+            Agent,
             workers::assignments_poll,
         ),
         route(
             M::POST,
             "/v1/workers/{id}/heartbeat",
-            Token,
+            Agent,
             workers::heartbeat,
         ),
         route(M::POST, "/v1/workers/{id}/drain", Token, drains::drain_one),
         route(M::POST, "/v1/drain", Token, drains::drain_set),
+        route(M::POST, "/v1/what-if", Token, what_if::what_if_action),
         route(
             M::PUT,
             "/v1/workers/{id}/cordon/{holder}",
@@ -134,7 +127,7 @@ fn table() -> Vec<(RouteInfo, MethodRouter<Node>)> {
         route(
             M::POST,
             "/v1/partitions/{p}/replicas/{worker}/ack",
-            Token,
+            Agent,
             partitions::ack,
         ),
         route(M::GET, "/v1/partitions", Token, partitions::list),
@@ -170,24 +163,26 @@ pub fn routes() -> Vec<RouteInfo> {
 pub fn router(node: Node) -> Router {
     let max_body = node.config().max_body_bytes;
     let debug = node.config().enable_fault_injection;
-    let (mut api, mut open) = (Router::new(), Router::new());
+    let mut api = Router::new();
     for (info, handler) in table() {
-        // Routes on one path with different methods merge into one method router.
-        match info.access {
-            Access::Token => api = api.route(info.path, handler),
-            Access::Debug if debug => api = api.route(info.path, handler),
-            Access::Debug => {}
-            Access::Open => open = open.route(info.path, handler),
-        }
+        let handler = match info.access {
+            Access::Open => handler,
+            Access::Debug if !debug => continue,
+            // The route's own access, checked before its handler runs.
+            access => handler.route_layer(axum::middleware::from_fn_with_state(
+                auth::Guard {
+                    node: node.clone(),
+                    access,
+                },
+                auth::authorize,
+            )),
+        };
+        // Routes on one path with different methods merge into one method router, each
+        // method keeping its own layer.
+        api = api.route(info.path, handler);
     }
-    // Everything in `api` needs a token (when tokens are configured); `open` never does.
-    let api = api.layer(axum::middleware::from_fn_with_state(
-        node.clone(),
-        auth::authorize,
-    ));
     let http_metrics = Arc::new(HttpMetrics::registered(node.metrics()));
-    api.merge(open)
-        .method_not_allowed_fallback(method_not_allowed)
+    api.method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -206,7 +201,7 @@ async fn not_found(uri: Uri) -> ApiError {
 async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         format!("{} does not serve {method}", uri.path()),
     )
 }

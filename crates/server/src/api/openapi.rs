@@ -11,14 +11,14 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
+use drover_api::{ErrorBody, ErrorDetail, LeaderHint};
+
 use super::error::{
-    BadRequest, Conflict, ErrorBody, ErrorDetail, Forbidden, Gone, NotFound, TooLarge,
-    Unauthorized, Unavailable,
+    BadRequest, Conflict, Forbidden, Gone, NotFound, TooLarge, Unauthorized, Unavailable,
 };
 use super::{
-    cluster, cordon, drains, events, kv, metrics, partitions, scheduler, settings, workers,
+    cluster, cordon, drains, events, kv, metrics, partitions, scheduler, settings, what_if, workers,
 };
-use crate::core::LeaderHint;
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -54,6 +54,7 @@ use crate::core::LeaderHint;
         cordon::delete,
         scheduler::pause,
         scheduler::resume,
+        what_if::what_if_action,
         partitions::create,
         partitions::list,
         partitions::show,

@@ -6,11 +6,12 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use drover_api::{AckRequest, CreateTable, Endpoint, PartitionPage, Routing};
 use drover_types::{
     Command, Partition, ReplicaRole, Response as Applied, Table, partition_for_key,
 };
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::error::{
     AgentErrors, ApiError, ApiResult, Conflict, NotFound, StandardErrors, TooLarge,
@@ -18,17 +19,6 @@ use super::error::{
 use super::extract::{ApiPath, ReadQuery, body, page_limit, parse_json, parse_query};
 use super::forward::Forward;
 use crate::core::Node;
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateTable {
-    /// Number of partitions, 1-65,536.
-    #[schema(minimum = 1, maximum = 65536)]
-    count: u32,
-    /// Replicas per partition, 1-7.
-    #[schema(minimum = 1, maximum = 7)]
-    replication_factor: u8,
-}
 
 /// Creates the partition table, once.
 #[utoipa::path(
@@ -91,15 +81,6 @@ struct ListQuery {
     stale: bool,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PartitionPage<'a> {
-    items: Vec<&'a Partition>,
-    /// Whether more partitions follow this page.
-    more: bool,
-    /// Pass as `cursor` to get the next page.
-    next_cursor: Option<u32>,
-}
-
 /// The partition table in id order, a page at a time.
 #[utoipa::path(
     get,
@@ -108,7 +89,7 @@ pub struct PartitionPage<'a> {
     tag = "partitions",
     params(ListQuery),
     responses(
-        (status = 200, description = "A page of partitions", body = PartitionPage<'_>),
+        (status = 200, description = "A page of partitions", body = PartitionPage),
         StandardErrors,
     )
 )]
@@ -121,7 +102,7 @@ pub async fn list(State(node): State<Node>, uri: Uri, headers: HeaderMap) -> Api
     let state = node.state().read();
     let start = q.cursor.map_or(0, |c| c as usize + 1);
     let all = &state.state.partitions;
-    let items: Vec<&Partition> = all.iter().skip(start).take(limit).collect();
+    let items: Vec<Partition> = all.iter().skip(start).take(limit).cloned().collect();
     let more = start + items.len() < all.len();
     let next_cursor = if more {
         items.last().map(|p| p.id)
@@ -177,24 +158,6 @@ pub async fn show(
     }
 }
 
-/// A healthy serving replica, where to reach it.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Endpoint {
-    worker: String,
-    address: String,
-    zone: Option<String>,
-    /// Whether it is the partition's preferred leader.
-    leader: bool,
-}
-
-/// The routing and discovery answer for one key.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Routing<'a> {
-    partition: &'a Partition,
-    /// Healthy serving replicas (serving, on a worker not declared dead).
-    serving: Vec<Endpoint>,
-}
-
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub(crate) struct KeyPath {
@@ -211,7 +174,7 @@ pub(crate) struct KeyPath {
     tag = "partitions",
     params(KeyPath, ReadQuery),
     responses(
-        (status = 200, description = "The partition owning the key and where it is served", body = Routing<'_>),
+        (status = 200, description = "The partition owning the key and where it is served", body = Routing),
         StandardErrors,
         (status = 404, response = NotFound),
     )
@@ -251,19 +214,10 @@ pub async fn by_key(
         })
         .collect();
     Ok(Json(Routing {
-        partition: p,
+        partition: p.clone(),
         serving,
     })
     .into_response())
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AckRequest {
-    /// The worker's current generation.
-    generation: u64,
-    /// The `since` epoch of the step being acknowledged.
-    epoch: u64,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

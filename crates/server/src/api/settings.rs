@@ -9,9 +9,8 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
+use drover_api::SettingsRequest;
 use drover_types::{Command, Response as Applied, Settings, SettingsPatch};
-use serde::Deserialize;
-use utoipa::ToSchema;
 
 use super::error::{ApiError, ApiResult, Conflict, StandardErrors, TooLarge};
 use super::extract::{ReadQuery, body, parse_json, parse_query};
@@ -37,33 +36,6 @@ pub async fn get(State(node): State<Node>, uri: Uri, headers: HeaderMap) -> ApiR
     }
     let settings = node.state().read().state.settings.clone();
     Ok(Json(settings).into_response())
-}
-
-/// A change of some settings: the fields given replace the current values; the result must be
-/// valid as a whole (`0 < heartbeat_interval_ms < suspect_after_ms < dead_after_ms`, ...).
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SettingsRequest {
-    #[schema(minimum = 10, maximum = 60000)]
-    heartbeat_interval_ms: Option<u64>,
-    #[schema(minimum = 11)]
-    suspect_after_ms: Option<u64>,
-    /// At most a week. Lowering it takes effect for death verdicts only once leases granted
-    /// under the old value have run out.
-    #[schema(minimum = 12, maximum = 604800000)]
-    dead_after_ms: Option<u64>,
-    #[schema(minimum = 1, maximum = 1024)]
-    max_moves_per_worker: Option<u32>,
-    #[schema(minimum = 1, maximum = 65536)]
-    max_moves_total: Option<u32>,
-    #[schema(minimum = 1000, maximum = 86400000)]
-    join_timeout_ms: Option<u64>,
-    #[schema(minimum = 1, maximum = 16777216)]
-    kv_max_value_bytes: Option<u32>,
-    #[schema(minimum = 1, maximum = 1000000)]
-    events_retained: Option<u32>,
-    /// Compare-and-set on the settings' `version`.
-    expected_version: Option<u64>,
 }
 
 /// Changes cluster settings in one Raft command.

@@ -1,7 +1,7 @@
 //! `/v1/workers`: registration, records, lifecycle state changes and removal (SPEC §1, §4).
 //! Soft fields (liveness, drain progress) arrive with the scheduler.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -9,13 +9,17 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
-use drover_scheduler::{Blocked, DrainRate, Wait};
+use drover_api::{
+    Assignment, Assignments, Blocked, DrainProgress, ForcedDisable, HeartbeatAck, HeartbeatRequest,
+    HeldReplica, Peer, RegisterRequest, StateChanged, StateRequest, WorkerPage, WorkerRemoved,
+    WorkerView,
+};
 use drover_types::{
     Actor, Command, Registration, ReplicaRole, Response as Applied, Worker, WorkerId, WorkerState,
     validate_address, validate_labels, validate_worker_id, validate_zone,
 };
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::auth::Role;
 use super::error::{
@@ -34,52 +38,6 @@ fn worker_id(id: &str) -> ApiResult<WorkerId> {
     validate_worker_id(id).map_err(ApiError::bad_request)?;
     no_dot_segments("worker id", id)?;
     Ok(WorkerId::from(id))
-}
-
-/// A replica a worker holds, as shown on its record.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct HeldReplica {
-    partition: u32,
-    role: ReplicaRole,
-    /// The partition epoch at which the replica took its role.
-    since: u64,
-}
-
-/// Drain progress (SPEC §3), on a Draining worker's record, as the leader sees it.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DrainProgress {
-    /// The drain intent (the state version that started it), if one is committed.
-    drain: Option<u64>,
-    /// Proposer time of the drain request, in ms since the Unix epoch.
-    requested_ms: Option<u64>,
-    /// Replicas the drained workers held when the drain started.
-    replicas_total: Option<u32>,
-    /// Replicas this worker still holds.
-    replicas_remaining: usize,
-    moves_in_flight: usize,
-    /// Why moves of this worker's replicas cannot progress now, one entry per partition.
-    blocked: Vec<Blocked>,
-    /// The transient entries of `blocked` (throttled, awaiting an acknowledgement), one per
-    /// thing waited for: a worker's or the cluster's move slot (with its in-flight count and
-    /// limit), a suspect planned target, an acknowledgement.
-    waits: Vec<Wait>,
-    /// Moves completed per minute over the last minutes, and the ETA at that pace.
-    rate: Option<DrainRate>,
-}
-
-/// A worker record with what is not in it: the replicas it holds (replicated) and, when this
-/// node leads, its liveness and drain progress (leader soft state).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct WorkerView {
-    #[serde(flatten)]
-    worker: Worker,
-    replicas: Vec<HeldReplica>,
-    /// Only when the answering node leads (it is soft state).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    liveness: Option<Liveness>,
-    /// Only on a Draining worker, and only from the leader.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    drain: Option<DrainProgress>,
 }
 
 /// The planning round drain progress reads its `blocked` reasons from, with the liveness view
@@ -114,7 +72,7 @@ fn worker_view(
     let drain = (liveness.is_some() && w.state == WorkerState::Draining)
         .then(|| drain_progress(node, s, w, round));
     WorkerView {
-        worker: w.clone(),
+        record: w.clone(),
         replicas,
         liveness,
         drain,
@@ -171,55 +129,8 @@ fn drain_progress(
     }
 }
 
-/// The answer to a forced disable: the record, and how many partitions fell below RF.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ForcedDisable {
-    worker: Worker,
-    partitions_below_rf: u32,
-}
-
-/// A state change's answer: the worker record, or for a forced disable the record with the
-/// number of partitions that fell below RF.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(untagged)]
-pub enum StateChanged {
-    Worker(Worker),
-    ForcedDisable(ForcedDisable),
-}
-
-/// A removed worker: its tombstone keeps the last generation, so a stale agent stays fenced.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct WorkerRemoved {
-    id: WorkerId,
-    removed: bool,
-    generation: u64,
-}
-
 fn unexpected(other: &Applied) -> ApiError {
     ApiError::internal(format!("unexpected answer {other:?}"))
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RegisterRequest {
-    /// The random number the agent process picked at start: the same one is an idempotent
-    /// retry, a new one a restart (generation + 1).
-    incarnation: u64,
-    /// Where the worker serves, `host:port` (at most 256 bytes).
-    #[schema(
-        max_length = 256,
-        pattern = r"^[^\s\u0000-\u001f\u007f-\u009f]+:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$"
-    )]
-    address: String,
-    /// Failure domain: 1-64 of `[A-Za-z0-9._-]`.
-    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
-    zone: Option<String>,
-    /// Placement weight, at least 1 (default 1).
-    #[schema(minimum = 1)]
-    capacity: Option<u32>,
-    /// At most 32 pairs; keys 1-256 bytes, values at most 256 bytes.
-    #[serde(default)]
-    labels: BTreeMap<String, String>,
 }
 
 /// Registers a worker (SPEC §1): new, restarted (new incarnation), or recommissioned.
@@ -302,15 +213,6 @@ struct ListQuery {
     stale: bool,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct WorkerPage {
-    items: Vec<WorkerView>,
-    /// Whether more workers match after this page.
-    more: bool,
-    /// Pass as `cursor` to get the next page.
-    next_cursor: Option<String>,
-}
-
 /// Workers in id order, a page at a time, optionally by state and zone.
 #[utoipa::path(
     get,
@@ -388,24 +290,6 @@ pub async fn show(
         Some(w) => Ok(Json(worker_view(&node, &state.state, w, &RoundOnce::new())).into_response()),
         None => Err(ApiError::not_found(format!("no worker {id}"))),
     }
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StateRequest {
-    /// The state to move to (SPEC §1's transitions; never `provisioning`).
-    state: WorkerState,
-    /// Compare-and-set on the worker's version.
-    expected_version: Option<u64>,
-    /// Active/Draining → Disabled at once, dropping the worker's replicas.
-    #[serde(default)]
-    force: bool,
-    /// Agents send their generation; it fences a stale process. Required with the worker
-    /// token.
-    generation: Option<u64>,
-    /// Why (SPEC §1: optional, at most 256 bytes), recorded on the worker and in its event.
-    #[schema(min_length = 1, max_length = 256)]
-    reason: Option<String>,
 }
 
 /// Changes a worker's lifecycle state (SPEC §1); illegal transitions are 409.
@@ -568,19 +452,11 @@ pub async fn remove(
     }
 }
 
-/// Parses `30s`, `500ms`, `1m` or a plain number of seconds.
+/// Parses a duration in human form (`30s`, `500ms`, `1m`) or a plain number of seconds.
 fn parse_wait(s: &str) -> Option<std::time::Duration> {
-    use std::time::Duration;
-    let (n, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: u64 = n.parse().ok()?;
-    match unit {
-        "ms" => Some(Duration::from_millis(n)),
-        "s" => Some(Duration::from_secs(n)),
-        "m" => Some(Duration::from_secs(n.checked_mul(60)?)),
-        _ => None,
+    match s.parse::<u64>() {
+        Ok(secs) => Some(std::time::Duration::from_secs(secs)),
+        Err(_) => humantime::parse_duration(s).ok(),
     }
 }
 
@@ -598,39 +474,6 @@ struct AssignmentsQuery {
     /// (default: do not wait).
     #[param(pattern = "^([0-9]{1,4}ms|[1-5][0-9]{4}ms|60000ms|([0-9]|[1-5][0-9]|60)s?|[01]m)$")]
     wait: Option<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Peer {
-    worker: String,
-    /// The peer worker's address, if its record is still there.
-    address: Option<String>,
-    role: ReplicaRole,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Assignment {
-    partition: u32,
-    key_range: drover_types::KeyRange,
-    role: ReplicaRole,
-    /// The epoch at which this replica took its role: acknowledgements name it.
-    since: u64,
-    /// The partition's epoch, a fencing token.
-    epoch: u64,
-    /// Whether this worker is the partition's preferred leader.
-    leader: bool,
-    peers: Vec<Peer>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Assignments {
-    worker: String,
-    state: WorkerState,
-    generation: u64,
-    dead: bool,
-    /// Pass as `after` to wait for the next change.
-    version: u64,
-    replicas: Vec<Assignment>,
 }
 
 fn assignments(s: &drover_types::ClusterState, w: &Worker) -> Assignments {
@@ -724,32 +567,6 @@ pub async fn assignments_poll(
             }
         }
     }
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct HeartbeatRequest {
-    /// The generation the agent registered with.
-    generation: u64,
-    /// This process has stopped serving for good and gives its lease up: a newer process of
-    /// the worker may hold one at once instead of waiting out this one's.
-    #[serde(default)]
-    release: bool,
-}
-
-/// A heartbeat's acknowledgement, with the liveness settings the agent's lease depends on.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct HeartbeatAck {
-    worker: WorkerId,
-    generation: u64,
-    heartbeat_interval_ms: u64,
-    suspect_after_ms: u64,
-    /// The lease this acknowledgement grants runs until `sent + dead_after − margin`.
-    dead_after_ms: u64,
-    /// 0: the lease is granted. Otherwise an older process of this worker may still hold a
-    /// lease for this long, so this one holds none yet (the heartbeat still counts for
-    /// liveness).
-    lease_wait_ms: u64,
 }
 
 /// How long a heartbeat waits for a pending death verdict of its worker before giving up.

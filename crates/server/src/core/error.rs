@@ -3,17 +3,8 @@
 //! It knows no status codes: the HTTP layer maps it to its error body in one place
 //! (`api/error.rs`).
 
+pub use drover_api::LeaderHint;
 use drover_types::Rejection;
-use serde::Serialize;
-use utoipa::ToSchema;
-
-/// Where the leader is, as far as this node knows.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq, ToSchema)]
-pub struct LeaderHint {
-    pub id: u64,
-    /// The leader's `HOST:PORT`; also sent as the `x-drover-leader` header.
-    pub address: String,
-}
 
 /// Why a proposal or a linearizable read did not succeed.
 #[derive(Clone, Debug, thiserror::Error)]

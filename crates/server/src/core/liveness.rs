@@ -28,24 +28,11 @@ use std::time::Duration;
 
 use drover_store::ApplyClock;
 use drover_types::{Settings, Worker, WorkerId};
-use serde::Serialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-/// A worker's liveness as the leader sees it (SPEC §1; `unknown` is shown as `suspect`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Liveness {
-    Alive,
-    /// Missed heartbeats for `suspect_after`.
-    Suspect,
-    /// Not heard at its generation since this node became leader, which was less than
-    /// `suspect_after` ago: a new leader does not know yet. Nothing is placed on it, and nothing
-    /// is moved because of it.
-    Unknown,
-    /// Declared dead at its current generation (a committed verdict).
-    Dead,
-}
+// A worker's liveness as the leader sees it: its wire type, declared once.
+pub use drover_api::Liveness;
 
 /// Liveness timing as the leader applies it at one moment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
