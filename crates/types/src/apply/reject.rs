@@ -1,0 +1,106 @@
+//! Why `apply` refuses a command: stable, machine-readable codes (SPEC §4's error `code`) and
+//! the rejection that carries one with its message. How a code maps to HTTP is the server's
+//! business, not this pure crate's.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Stable, machine-readable rejection codes (the `code` of SPEC §4's error shape).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectCode {
+    /// A field is malformed or out of its limits.
+    Invalid,
+    /// A value exceeds a size limit.
+    TooLarge,
+    NotFound,
+    AlreadyExists,
+    /// The §1 transition table forbids this change.
+    IllegalTransition,
+    /// `expected_version` did not match.
+    VersionConflict,
+    /// The partition epoch moved on: re-read assignments.
+    StaleEpoch,
+    /// An agent call carries an older generation.
+    StaleGeneration,
+    /// The worker was declared dead at this generation: re-register.
+    Fenced,
+    /// A registration reuses an incarnation with different attributes.
+    IncarnationConflict,
+    /// The target worker cannot hold this replica (rule 1).
+    Unplaceable,
+    /// The step would leave the partition below RF healthy serving replicas.
+    UnderReplicated,
+    /// A Draining worker still holds replicas.
+    NotDrained,
+    /// A leader's decision (a death verdict) reached the log in a term other than the one it
+    /// was decided in: the leadership that justified it is over. Nothing changed.
+    StaleTerm,
+}
+
+impl RejectCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectCode::Invalid => "invalid",
+            RejectCode::TooLarge => "too_large",
+            RejectCode::NotFound => "not_found",
+            RejectCode::AlreadyExists => "already_exists",
+            RejectCode::IllegalTransition => "illegal_transition",
+            RejectCode::VersionConflict => "version_conflict",
+            RejectCode::StaleEpoch => "stale_epoch",
+            RejectCode::StaleGeneration => "stale_generation",
+            RejectCode::Fenced => "fenced",
+            RejectCode::IncarnationConflict => "incarnation_conflict",
+            RejectCode::Unplaceable => "unplaceable",
+            RejectCode::UnderReplicated => "under_replicated",
+            RejectCode::NotDrained => "not_drained",
+            RejectCode::StaleTerm => "stale_term",
+        }
+    }
+
+    /// Whether the same request may succeed if retried after re-reading state. No rejection
+    /// succeeds on a blind retry: `apply` is deterministic.
+    pub fn retryable_after_reread(self) -> bool {
+        matches!(
+            self,
+            RejectCode::VersionConflict | RejectCode::StaleEpoch | RejectCode::UnderReplicated
+        )
+    }
+}
+
+impl fmt::Display for RejectCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A typed refusal: a normal answer to the client, never a storage error.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct Rejection {
+    pub code: RejectCode,
+    pub message: String,
+    /// The current version, with `version_conflict`.
+    pub current_version: Option<u64>,
+}
+
+pub(super) fn reject<T>(code: RejectCode, message: impl Into<String>) -> Result<T, Rejection> {
+    Err(Rejection {
+        code,
+        message: message.into(),
+        current_version: None,
+    })
+}
+
+pub(super) fn invalid<T>(message: impl Into<String>) -> Result<T, Rejection> {
+    reject(RejectCode::Invalid, message)
+}
+
+pub(super) fn version_conflict<T>(what: &str, expected: u64, current: u64) -> Result<T, Rejection> {
+    Err(Rejection {
+        code: RejectCode::VersionConflict,
+        message: format!("{what} is at version {current}, not {expected}"),
+        current_version: Some(current),
+    })
+}
