@@ -1156,3 +1156,60 @@ async fn events_follow_one_worker_as_they_commit() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// `droverctl what-if`: a stop that takes partitions below their majority exits 6 and says
+/// so; so does a drain that could not finish; `-o json` is the API's answer; naming neither
+/// workers nor a zone is a usage error (2), an unknown zone a 404 (3).
+#[tokio::test]
+async fn what_if_exits_6_when_a_majority_would_be_lost() {
+    let c = Cluster::start(
+        1,
+        &[
+            "--heartbeat-interval-ms",
+            "100",
+            "--suspect-after-ms",
+            "1000",
+            "--dead-after-ms",
+            "20000",
+        ],
+    );
+    c.leader_among(&[1]).await;
+    let eps = c.node(1).addr.to_string();
+    let _agents = two_workers_holding_rf2(&eps).await;
+
+    // RF 2 on two workers: stopping one leaves each partition one of two, below a majority.
+    let out = ctl(&eps, &["what-if", "stop", "w1"]);
+    assert_eq!(out.code, 6, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("2 partitions below RF, 2 below a majority"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr
+            .contains("2 partitions would lose their majority"),
+        "{}",
+        out.stderr
+    );
+    let out = ctl(&eps, &["-o", "json", "what-if", "stop", "--zone", "b"]);
+    assert_eq!(out.code, 6, "{}", out.stderr);
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["workers"], json!(["w2"]));
+    assert_eq!(v["below_majority"].as_array().unwrap().len(), 2, "{v}");
+
+    // A drain of w1 has nowhere to go.
+    let out = ctl(&eps, &["what-if", "drain", "w1"]);
+    assert_eq!(out.code, 6, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("could NOT finish"), "{}", out.stdout);
+
+    let out = ctl(&eps, &["what-if", "stop"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let out = ctl(&eps, &["what-if", "stop", "--zone", "nope"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("no worker in zone nope"),
+        "{}",
+        out.stderr
+    );
+}
