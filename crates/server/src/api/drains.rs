@@ -1,5 +1,6 @@
 //! Drains (SPEC §3): `POST /v1/workers/{id}/drain` and `POST /v1/drain` for a set (a rack, a
-//! zone). The leader plans with the same `plan_drain` the scheduler executes; a dry run returns
+//! zone): parsing, validation and forwarding here, the planning and its retry in the core
+//! (`core/drains.rs`). The leader plans with the same `plan_drain` the scheduler executes; a dry run returns
 //! the moves and the verdict and commits nothing, a real drain commits the intent with that
 //! plan. One that cannot finish is refused (`409 drain_infeasible`, with the reasons) unless it
 //! asks `allow_blocked`: then its workers stay Draining with `blocked` reasons. Both answers
@@ -13,16 +14,13 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use drover_api::{
-    DrainAnswer, DrainOneRequest, DrainPreview, DrainSetRequest, DrainStarted, ErrorCode,
-};
-use drover_scheduler::plan_drain;
-use drover_types::{Command, RejectCode, Response as Applied, WorkerId, validate_worker_id};
+use drover_api::{DrainAnswer, DrainOneRequest, DrainSetRequest, ErrorCode};
+use drover_types::{WorkerId, validate_worker_id};
 
 use super::error::{ApiError, ApiResult, Conflict, NotFound, StandardErrors, TooLarge};
 use super::extract::{ApiPath, WorkerPath, body, check_reason, parse_json};
 use super::forward::Forward;
-use crate::core::{Error as CoreError, Node};
+use crate::core::{DrainError, DrainRequest, Node};
 
 /// Drains one worker: Active → Draining with a committed move plan, or a dry run of it.
 #[utoipa::path(
@@ -131,93 +129,21 @@ async fn drain(
     if let Some(fwd) = node.write_route(Method::POST, &uri, &headers, raw).await? {
         return Ok(fwd);
     }
-    // A new leader plans only once it knows who is alive: the same plan as later, never a
-    // `no_candidate` merely because it has not heard the workers yet.
-    node.liveness_known().await;
-    // Planning reads the state the commit will be checked against; if another commit moved a
-    // partition's epoch in between, `apply` refuses the plan and we plan again.
-    for _ in 0..5 {
-        let plan = {
-            let guard = node.state().read();
-            let s = &guard.state;
-            if let Some(missing) = workers.iter().find(|w| !s.workers.contains_key(*w)) {
-                return Err(ApiError::not_found(format!("no worker {missing}")));
-            }
-            let view = node.planner_view(s, &node.state().clock(), tokio::time::Instant::now());
-            plan_drain(s, &view, &workers)
-        };
-        if dry_run {
-            return Ok(Json(DrainAnswer::Preview(DrainPreview {
-                dry_run: true,
-                feasible: plan.feasible,
-                moves: plan.moves,
-                blocked: plan.blocked,
-                warnings: plan.warnings,
-            }))
-            .into_response());
-        }
-        if !plan.feasible && !allow_blocked {
-            let reasons: Vec<String> = plan
-                .blocked
-                .iter()
-                .filter(|b| !b.code.is_transient())
-                .take(5)
-                .map(|b| format!("partition {}: {}", b.partition, b.detail))
-                .collect();
-            let stuck = plan
-                .blocked
-                .iter()
-                .filter(|b| !b.code.is_transient())
-                .count();
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                ErrorCode::DrainInfeasible,
-                format!(
-                    "the drain cannot finish: {stuck} replicas have nowhere to go ({}{}); \
-                     nothing was changed — pass allow_blocked to start it anyway",
-                    reasons.join("; "),
-                    if stuck > reasons.len() { "; ..." } else { "" }
-                ),
-            ));
-        }
-        let command = Command::StartDrain {
-            workers: workers.iter().cloned().collect(),
-            moves: plan.moves.clone(),
-            reason: reason.clone(),
-        };
-        match node.propose(command).await {
-            Ok(outcome) => {
-                let Applied::Drain(intent) = outcome.response else {
-                    return Err(ApiError::internal(
-                        "a drain was answered with something else",
-                    ));
-                };
-                tracing::info!(
-                    target: "drover::audit",
-                    actor = "admin",
-                    action = "drain",
-                    workers = ?intent.workers,
-                    drain = intent.id,
-                    moves = intent.moves.len(),
-                    feasible = plan.feasible,
-                    warnings = plan.warnings.len(),
-                    "drain started"
-                );
-                return Ok(Json(DrainAnswer::Started(DrainStarted {
-                    dry_run: false,
-                    feasible: plan.feasible,
-                    drain: intent,
-                    blocked: plan.blocked,
-                    warnings: plan.warnings,
-                }))
-                .into_response());
-            }
-            Err(CoreError::Rejected(r)) if r.code == RejectCode::StaleEpoch => continue,
-            Err(e) => return Err(e.into()),
-        }
+    let req = DrainRequest {
+        workers,
+        dry_run,
+        allow_blocked,
+        reason,
+    };
+    match node.drain(req).await {
+        Ok(answer) => Ok(Json(answer).into_response()),
+        Err(DrainError::UnknownWorker(w)) => Err(ApiError::not_found(format!("no worker {w}"))),
+        Err(DrainError::Infeasible(message)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::DrainInfeasible,
+            message,
+        )),
+        Err(DrainError::Unexpected(message)) => Err(ApiError::internal(message)),
+        Err(DrainError::Core(e)) => Err(e.into()),
     }
-    Err(ApiError::unavailable(
-        "placements kept changing while planning the drain; retry",
-        node.leader(),
-    ))
 }

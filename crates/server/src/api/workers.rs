@@ -1,8 +1,6 @@
 //! `/v1/workers`: registration, records, lifecycle state changes and removal (SPEC §1, §4).
 //! Soft fields (liveness, drain progress) arrive with the scheduler.
 
-use std::collections::BTreeSet;
-
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -10,12 +8,11 @@ use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use drover_api::{
-    Assignment, Assignments, Blocked, DrainProgress, ForcedDisable, HeartbeatAck, HeartbeatRequest,
-    HeldReplica, Peer, RegisterRequest, StateChanged, StateRequest, WorkerPage, WorkerRemoved,
-    WorkerView,
+    Assignment, Assignments, ForcedDisable, HeartbeatAck, HeartbeatRequest, Peer, RegisterRequest,
+    StateChanged, StateRequest, WorkerPage, WorkerRemoved, WorkerView,
 };
 use drover_types::{
-    Actor, Command, Registration, ReplicaRole, Response as Applied, Worker, WorkerId, WorkerState,
+    Actor, Command, Registration, Response as Applied, Worker, WorkerId, WorkerState,
     validate_address, validate_labels, validate_worker_id, validate_zone,
 };
 use serde::Deserialize;
@@ -30,103 +27,13 @@ use super::extract::{
     parse_query,
 };
 use super::forward::Forward;
-use crate::core::Node;
-use crate::core::liveness::{Liveness, Timing};
-use crate::core::schedule::planner_config;
+use crate::core::liveness::Timing;
+use crate::core::{Node, RoundOnce};
 
 fn worker_id(id: &str) -> ApiResult<WorkerId> {
     validate_worker_id(id).map_err(ApiError::bad_request)?;
     no_dot_segments("worker id", id)?;
     Ok(WorkerId::from(id))
-}
-
-/// The planning round drain progress reads its `blocked` reasons from, with the liveness view
-/// it was planned on, made at most once per request: a list of draining workers would
-/// otherwise plan the whole table once per worker, all under the state's read lock, which
-/// holds off apply.
-type RoundOnce = std::cell::OnceCell<(drover_scheduler::Liveness, drover_scheduler::Plan)>;
-
-fn worker_view(
-    node: &Node,
-    s: &drover_types::ClusterState,
-    w: &Worker,
-    round: &RoundOnce,
-) -> WorkerView {
-    let replicas = s
-        .replicas_on(&w.id)
-        .filter_map(|p| {
-            p.replica(&w.id).map(|r| HeldReplica {
-                partition: p.id,
-                role: r.role,
-                since: r.since,
-            })
-        })
-        .collect();
-    // SPEC §1 knows three values: a worker a new leader has not heard yet is suspect to it.
-    let liveness = node
-        .liveness_of(s, w, tokio::time::Instant::now())
-        .map(|l| match l {
-            Liveness::Unknown => Liveness::Suspect,
-            l => l,
-        });
-    let drain = (liveness.is_some() && w.state == WorkerState::Draining)
-        .then(|| drain_progress(node, s, w, round));
-    WorkerView {
-        record: w.clone(),
-        replicas,
-        liveness,
-        drain,
-    }
-}
-
-/// Drain progress (SPEC §3) as the leader sees it: what the drain started with, what is left,
-/// moves in flight, and why anything is stuck (from a fresh planning round, which depends on
-/// liveness — hence leader only).
-fn drain_progress(
-    node: &Node,
-    s: &drover_types::ClusterState,
-    w: &Worker,
-    round: &RoundOnce,
-) -> DrainProgress {
-    let intent = s.drain_of(&w.id);
-    let held: Vec<&drover_types::Partition> = s.replicas_on(&w.id).collect();
-    let in_flight = held
-        .iter()
-        .filter(|p| {
-            p.replica(&w.id)
-                .is_some_and(|r| r.role == ReplicaRole::Leaving)
-                || p.replicas
-                    .iter()
-                    .any(|r| r.role == ReplicaRole::Joining && r.replaces.as_ref() == Some(&w.id))
-        })
-        .count();
-    let cfg = planner_config(&s.settings);
-    let (view, plan) = round.get_or_init(|| {
-        let view = node.planner_view(s, &node.state().clock(), tokio::time::Instant::now());
-        let plan = drover_scheduler::plan(s, &view, &cfg);
-        (view, plan)
-    });
-    let mine: BTreeSet<u32> = held.iter().map(|p| p.id).collect();
-    let blocked: Vec<Blocked> = plan
-        .blocked
-        .iter()
-        .filter(|b| b.worker.as_ref() == Some(&w.id) || mine.contains(&b.partition))
-        .cloned()
-        .collect();
-    let waits = drover_scheduler::waits(s, view, &cfg, plan, &blocked);
-    // The clock the round was planned at: the leader's wall clock, as it stamps proposals.
-    let rate =
-        drover_scheduler::drain_rate(s, &w.id, view.now_ms, drover_scheduler::RATE_WINDOW_MS);
-    DrainProgress {
-        drain: intent.map(|d| d.id),
-        requested_ms: intent.map(|d| d.requested_ms),
-        replicas_total: intent.map(|d| d.replicas_total),
-        replicas_remaining: held.len(),
-        moves_in_flight: in_flight,
-        blocked,
-        waits,
-        rate,
-    }
 }
 
 fn unexpected(other: &Applied) -> ApiError {
@@ -250,7 +157,7 @@ pub async fn list(State(node): State<Node>, uri: Uri, headers: HeaderMap) -> Api
     let round = RoundOnce::new();
     let items = page
         .iter()
-        .map(|w| worker_view(&node, &state.state, w, &round))
+        .map(|w| node.worker_view(&state.state, w, &round))
         .collect();
     Ok(Json(WorkerPage {
         items,
@@ -287,7 +194,7 @@ pub async fn show(
     }
     let state = node.state().read();
     match state.state.workers.get(&id) {
-        Some(w) => Ok(Json(worker_view(&node, &state.state, w, &RoundOnce::new())).into_response()),
+        Some(w) => Ok(Json(node.worker_view(&state.state, w, &RoundOnce::new())).into_response()),
         None => Err(ApiError::not_found(format!("no worker {id}"))),
     }
 }

@@ -1,6 +1,7 @@
 //! The server's core: a node's Raft instance and state with everything it does that is not
 //! HTTP — proposals and group commit, linearizable reads, membership, leadership, the
-//! leader-only scheduling loop, liveness and the core's metrics. Nothing here imports the
+//! leader-only scheduling loop, drains as the leader plans and starts them, liveness and the
+//! core's metrics. Nothing here imports the
 //! HTTP layer (`api/`); the core answers with its own [`Error`], which `api/error.rs` maps to
 //! statuses in one place.
 //!
@@ -11,6 +12,7 @@
 mod batcher;
 pub mod clock;
 mod commit;
+mod drains;
 mod error;
 mod leadership;
 pub mod liveness;
@@ -22,8 +24,11 @@ mod read_index;
 mod reads;
 pub(crate) mod schedule;
 mod start;
+mod views;
 
+pub use drains::{DrainError, DrainRequest};
 pub use error::{Error, LeaderHint, Result};
 pub use membership::CAUGHT_UP_LAG;
 pub use node::Node;
 pub use start::{StartError, start};
+pub use views::RoundOnce;
