@@ -324,7 +324,12 @@ impl Shadow {
             | EventKind::Cordoned { .. }
             | EventKind::Uncordoned { .. }
             | EventKind::SchedulerPaused { .. }
-            | EventKind::SchedulerResumed { .. } => {}
+            | EventKind::SchedulerResumed { .. }
+            | EventKind::MaintenanceStarted { .. }
+            | EventKind::MaintenanceEnded { .. }
+            | EventKind::BrakeTripped { .. }
+            | EventKind::BrakeReleased { .. }
+            | EventKind::DrainOverdue { .. } => {}
         }
     }
 
