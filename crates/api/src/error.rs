@@ -83,6 +83,8 @@ pub enum ErrorCode {
     StaleTerm,
     /// A maintenance would leave partitions (in `partitions`) below their disruption budget.
     BudgetExceeded,
+    /// The mass-failure brake holds every death until it is released.
+    BrakeTripped,
     // -- the API's own ------------------------------------------------------------------------
     /// 401: no token, or an unknown one.
     Unauthorized,
@@ -117,7 +119,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every known code, for tests and documentation.
-    pub const KNOWN: [ErrorCode; 28] = [
+    pub const KNOWN: [ErrorCode; 29] = [
         ErrorCode::Invalid,
         ErrorCode::TooLarge,
         ErrorCode::NotFound,
@@ -133,6 +135,7 @@ impl ErrorCode {
         ErrorCode::NotDrained,
         ErrorCode::StaleTerm,
         ErrorCode::BudgetExceeded,
+        ErrorCode::BrakeTripped,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
         ErrorCode::MethodNotAllowed,
@@ -165,6 +168,7 @@ impl ErrorCode {
             ErrorCode::NotDrained => "not_drained",
             ErrorCode::StaleTerm => "stale_term",
             ErrorCode::BudgetExceeded => "budget_exceeded",
+            ErrorCode::BrakeTripped => "brake_tripped",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
@@ -208,6 +212,7 @@ impl From<RejectCode> for ErrorCode {
             RejectCode::NotDrained => ErrorCode::NotDrained,
             RejectCode::StaleTerm => ErrorCode::StaleTerm,
             RejectCode::BudgetExceeded => ErrorCode::BudgetExceeded,
+            RejectCode::BrakeTripped => ErrorCode::BrakeTripped,
         }
     }
 }
@@ -283,6 +288,7 @@ mod tests {
             NotDrained,
             StaleTerm,
             BudgetExceeded,
+            BrakeTripped,
         ] {
             assert_eq!(ErrorCode::from(r).as_str(), r.as_str());
         }

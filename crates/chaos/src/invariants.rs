@@ -51,6 +51,10 @@ pub struct Shadow {
     pub dead_replicas: Vec<String>,
     /// Deaths the log committed, in log order.
     pub deaths: Vec<Death>,
+    /// The mass-failure brake is tripped (between its `brake_tripped` and `brake_released`
+    /// events): no death may be committed.
+    pub brake_on: bool,
+    pub brake_trips: u64,
 }
 
 /// A death as the log committed it.
@@ -192,9 +196,21 @@ impl Shadow {
                     );
                 }
             }
+            EventKind::BrakeTripped { .. } => {
+                self.brake_on = true;
+                self.brake_trips += 1;
+            }
+            EventKind::BrakeReleased { .. } => self.brake_on = false,
             EventKind::Dead {
                 worker, generation, ..
             } => {
+                if self.brake_on {
+                    self.bad(
+                        seq,
+                        v,
+                        format!("{worker} declared dead while the mass-failure brake was tripped"),
+                    );
+                }
                 self.deaths.push(Death {
                     worker: worker.to_string(),
                     generation: *generation,
@@ -327,8 +343,6 @@ impl Shadow {
             | EventKind::SchedulerResumed { .. }
             | EventKind::MaintenanceStarted { .. }
             | EventKind::MaintenanceEnded { .. }
-            | EventKind::BrakeTripped { .. }
-            | EventKind::BrakeReleased { .. }
             | EventKind::DrainOverdue { .. } => {}
         }
     }

@@ -139,19 +139,53 @@ impl Serialize for Fraction {
 
 impl<'de> Deserialize<'de> for Fraction {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let ppm = if d.is_human_readable() {
-            let f = f64::deserialize(d)?;
-            if !f.is_finite() || f <= 0.0 || f > 1.0 {
-                return Err(serde::de::Error::custom(format!(
-                    "a fraction must be above 0 and at most 1, got {f}"
-                )));
+        if !d.is_human_readable() {
+            let ppm = u32::deserialize(d)?;
+            return Fraction::from_ppm(ppm).map_err(serde::de::Error::custom);
+        }
+        // Any number: a TOML file's `1` is an integer, JSON's `0.5` a float.
+        struct Number;
+        impl serde::de::Visitor<'_> for Number {
+            type Value = f64;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a number above 0 and at most 1")
             }
-            // In range by the check above: the cast cannot truncate beyond rounding.
-            (f * f64::from(Fraction::MILLION)).round() as u32
-        } else {
-            u32::deserialize(d)?
-        };
-        Fraction::from_ppm(ppm).map_err(serde::de::Error::custom)
+            fn visit_f64<E>(self, v: f64) -> Result<f64, E> {
+                Ok(v)
+            }
+            #[allow(clippy::cast_precision_loss)]
+            fn visit_i64<E>(self, v: i64) -> Result<f64, E> {
+                Ok(v as f64)
+            }
+            #[allow(clippy::cast_precision_loss)]
+            fn visit_u64<E>(self, v: u64) -> Result<f64, E> {
+                Ok(v as f64)
+            }
+        }
+        let f = d.deserialize_any(Number)?;
+        Fraction::try_from(f).map_err(serde::de::Error::custom)
+    }
+}
+
+impl TryFrom<f64> for Fraction {
+    type Error = String;
+    fn try_from(f: f64) -> Result<Fraction, String> {
+        if !f.is_finite() || f <= 0.0 || f > 1.0 {
+            return Err(format!("a fraction must be above 0 and at most 1, got {f}"));
+        }
+        // In range by the check above: the cast cannot truncate beyond rounding.
+        Fraction::from_ppm((f * f64::from(Fraction::MILLION)).round() as u32)
+    }
+}
+
+impl std::str::FromStr for Fraction {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Fraction, String> {
+        let f: f64 = s
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?} is not a number"))?;
+        Fraction::try_from(f)
     }
 }
 
@@ -312,6 +346,10 @@ mod tests {
             Fraction::ONE_THIRD
         );
         assert!(Fraction::from_ppm(0).is_err() && Fraction::from_ppm(1_000_001).is_err());
+        let one: Fraction = serde_json::from_str("1").unwrap();
+        assert_eq!(one.of(7), 7, "an integer is a number too");
+        assert_eq!("0.25".parse::<Fraction>().unwrap().of(8), 2);
+        assert!("a third".parse::<Fraction>().is_err() && "0".parse::<Fraction>().is_err());
     }
 
     #[test]

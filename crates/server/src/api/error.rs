@@ -94,7 +94,8 @@ fn rejection_status(code: RejectCode) -> StatusCode {
         | RejectCode::Unplaceable
         | RejectCode::UnderReplicated
         | RejectCode::NotDrained
-        | RejectCode::BudgetExceeded => StatusCode::CONFLICT,
+        | RejectCode::BudgetExceeded
+        | RejectCode::BrakeTripped => StatusCode::CONFLICT,
     }
 }
 

@@ -42,6 +42,8 @@ pub enum RejectCode {
     /// A maintenance would leave partitions (named in the rejection) with fewer than
     /// `min_available` serving replicas on workers alive and not in maintenance.
     BudgetExceeded,
+    /// The mass-failure brake is tripped: no death is declared until it is released.
+    BrakeTripped,
 }
 
 impl RejectCode {
@@ -62,6 +64,7 @@ impl RejectCode {
             RejectCode::NotDrained => "not_drained",
             RejectCode::StaleTerm => "stale_term",
             RejectCode::BudgetExceeded => "budget_exceeded",
+            RejectCode::BrakeTripped => "brake_tripped",
         }
     }
 

@@ -339,6 +339,17 @@ impl Cx<'_> {
                 replicas_dropped: 0,
             });
         }
+        // Structural, not only the scheduler's judgement: a verdict decided before the brake
+        // tripped (by this leader or an old one) cannot slip in behind it.
+        if let Some(b) = &self.s.brakes.mass_failure {
+            return reject(
+                RejectCode::BrakeTripped,
+                format!(
+                    "the mass-failure brake (tripped at version {}: {}) holds every death",
+                    b.version, b.reason
+                ),
+            );
+        }
         let replicas_dropped = self.drop_all_replicas(id);
         let at = self.at;
         if let Some(w) = self.worker_mut(id) {
