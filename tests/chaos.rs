@@ -119,10 +119,15 @@ fn early_acknowledgement_is_reported_as_lost_writes() {
 /// every worker declared dead had lost its lease before the verdict, no dead worker holds a
 /// replica at any state version, no two processes hold one worker's lease at once, and every
 /// history (the clients' workers' deaths included) is linearizable with nothing lost.
+///
+/// The mass-failure brake is off here: the clients' workers, which never heartbeat, die
+/// several at a time, and the brake would then hold the fleet's deaths this run exists to
+/// check (the next test keeps it on).
 #[test]
 fn workers_die_under_faults_only_after_their_leases_ran_out() {
-    let opts = options(80);
+    let mut opts = options(80);
     assert_eq!(opts.liveness, Liveness::DEATHS);
+    opts.brake = false;
     let report = run_and_print(&opts);
     for kind in Fault::ALL {
         assert!(
@@ -145,6 +150,29 @@ fn workers_die_under_faults_only_after_their_leases_ran_out() {
         report.operations > 1_000,
         "too little load: {}",
         report.operations
+    );
+    assert!(
+        report.clean(),
+        "the chaos run found problems (seed {}):\n{}",
+        report.seed,
+        report.summary()
+    );
+}
+
+/// With the brake at its default (a third of the fleet per `dead_after`), under leader
+/// isolation, node kills and paused agents: the clients' workers falling silent together trip
+/// it, and no death at all is committed while it is tripped.
+#[test]
+fn the_mass_failure_brake_trips_and_no_death_passes_it() {
+    let mut opts = options(30);
+    opts.faults = vec![Fault::IsolateLeader, Fault::KillRestart, Fault::PauseAgent];
+    assert!(opts.brake);
+    let report = run_and_print(&opts);
+    assert!(
+        report.brake_trips > 0,
+        "the brake never tripped: the check checked nothing (seed {}):\n{}",
+        report.seed,
+        report.summary()
     );
     assert!(
         report.clean(),
