@@ -119,10 +119,15 @@ fn early_acknowledgement_is_reported_as_lost_writes() {
 /// every worker declared dead had lost its lease before the verdict, no dead worker holds a
 /// replica at any state version, no two processes hold one worker's lease at once, and every
 /// history (the clients' workers' deaths included) is linearizable with nothing lost.
+///
+/// The mass-failure brake is off here: the clients' workers, which never heartbeat, die
+/// several at a time, and the brake would then hold the fleet's deaths this run exists to
+/// check (the next test keeps it on).
 #[test]
 fn workers_die_under_faults_only_after_their_leases_ran_out() {
-    let opts = options(80);
+    let mut opts = options(80);
     assert_eq!(opts.liveness, Liveness::DEATHS);
+    opts.brake = false;
     let report = run_and_print(&opts);
     for kind in Fault::ALL {
         assert!(
@@ -154,6 +159,29 @@ fn workers_die_under_faults_only_after_their_leases_ran_out() {
     );
 }
 
+/// With the brake at its default (a third of the fleet per `dead_after`), under leader
+/// isolation, node kills and paused agents: the clients' workers falling silent together trip
+/// it, and no death at all is committed while it is tripped.
+#[test]
+fn the_mass_failure_brake_trips_and_no_death_passes_it() {
+    let mut opts = options(30);
+    opts.faults = vec![Fault::IsolateLeader, Fault::KillRestart, Fault::PauseAgent];
+    assert!(opts.brake);
+    let report = run_and_print(&opts);
+    assert!(
+        report.brake_trips > 0,
+        "the brake never tripped: the check checked nothing (seed {}):\n{}",
+        report.seed,
+        report.summary()
+    );
+    assert!(
+        report.clean(),
+        "the chaos run found problems (seed {}):\n{}",
+        report.seed,
+        report.summary()
+    );
+}
+
 /// The lease check catches a lease the cluster does not honour: with
 /// `--unsafe-test-local-heartbeats` any node acknowledges heartbeats itself, with no leader
 /// and no quorum, so an agent talking to a follower (or to a cut-off old leader) keeps its lease
@@ -163,6 +191,8 @@ fn local_heartbeat_acknowledgements_are_reported_as_deaths_under_a_lease() {
     let mut opts = options(25);
     opts.faults = vec![Fault::IsolateLeader, Fault::PauseAgent];
     opts.unsafe_local_heartbeats = true;
+    // Several workers die at once here: the brake would hold the deaths the bug needs.
+    opts.brake = false;
     let report = run_and_print(&opts);
     assert!(
         !report.lease_violations.is_empty(),

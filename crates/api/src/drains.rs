@@ -22,6 +22,18 @@ pub struct DrainOneRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 256))]
     pub reason: Option<String>,
+    /// When the drain should have finished, in ms since the Unix epoch (SPEC §3); past it the
+    /// drain is reported overdue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<u64>,
+    /// Or how long from now (the leader's clock): `30m`, `2h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(example = "30m"))]
+    pub deadline_in: Option<String>,
+    /// What the deadline does: `report` (default) marks the drain overdue; `force` also
+    /// disables its workers the forced way where every partition keeps a majority.
+    #[serde(default)]
+    pub on_deadline: drover_types::OnDeadline,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +54,18 @@ pub struct DrainSetRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 256))]
     pub reason: Option<String>,
+    /// When the drain should have finished, in ms since the Unix epoch (SPEC §3); past it the
+    /// drain is reported overdue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<u64>,
+    /// Or how long from now (the leader's clock): `30m`, `2h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(example = "30m"))]
+    pub deadline_in: Option<String>,
+    /// What the deadline does: `report` (default) marks the drain overdue; `force` also
+    /// disables its workers the forced way where every partition keeps a majority.
+    #[serde(default)]
+    pub on_deadline: drover_types::OnDeadline,
 }
 
 /// A dry run's answer: the moves a drain started from this state would make, and whether it
@@ -144,6 +168,8 @@ pub enum BlockCode {
     AwaitingAck,
     /// An operator paused the scheduler (SPEC §3): the move starts once it is resumed.
     Paused,
+    /// The mass-failure brake holds (SPEC §3): nothing is re-created until it is released.
+    MassFailure,
 }
 
 impl BlockCode {
@@ -151,7 +177,10 @@ impl BlockCode {
     pub fn is_transient(self) -> bool {
         matches!(
             self,
-            BlockCode::Throttled | BlockCode::AwaitingAck | BlockCode::Paused
+            BlockCode::Throttled
+                | BlockCode::AwaitingAck
+                | BlockCode::Paused
+                | BlockCode::MassFailure
         )
     }
 }

@@ -21,7 +21,7 @@ pub struct ErrorDetail {
     /// `too_large`, `compacted`, `unavailable`, or for 409 `illegal_transition`,
     /// `version_conflict`, `stale_generation`, `stale_epoch`, `fenced`, `already_exists`,
     /// `incarnation_conflict`, `unplaceable`, `under_replicated`, `not_drained`, `quorum_loss`,
-    /// `drain_infeasible`.
+    /// `drain_infeasible`, `budget_exceeded`.
     #[cfg_attr(feature = "openapi", schema(value_type = String, example = "not_found"))]
     pub code: ErrorCode,
     /// For people; may change between releases.
@@ -32,6 +32,10 @@ pub struct ErrorDetail {
     /// The record's current version, with `version_conflict`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current_version: Option<u64>,
+    /// The partitions concerned, with `budget_exceeded`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<u32>))]
+    pub partitions: Vec<drover_types::PartitionId>,
 }
 
 /// Where the leader is, as far as this node knows.
@@ -77,6 +81,10 @@ pub enum ErrorCode {
     NotDrained,
     /// 503: a leader's decision reached the log after its term ended; nothing changed.
     StaleTerm,
+    /// A maintenance would leave partitions (in `partitions`) below their disruption budget.
+    BudgetExceeded,
+    /// The mass-failure brake holds every death until it is released.
+    BrakeTripped,
     // -- the API's own ------------------------------------------------------------------------
     /// 401: no token, or an unknown one.
     Unauthorized,
@@ -111,7 +119,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every known code, for tests and documentation.
-    pub const KNOWN: [ErrorCode; 27] = [
+    pub const KNOWN: [ErrorCode; 29] = [
         ErrorCode::Invalid,
         ErrorCode::TooLarge,
         ErrorCode::NotFound,
@@ -126,6 +134,8 @@ impl ErrorCode {
         ErrorCode::UnderReplicated,
         ErrorCode::NotDrained,
         ErrorCode::StaleTerm,
+        ErrorCode::BudgetExceeded,
+        ErrorCode::BrakeTripped,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
         ErrorCode::MethodNotAllowed,
@@ -157,6 +167,8 @@ impl ErrorCode {
             ErrorCode::UnderReplicated => "under_replicated",
             ErrorCode::NotDrained => "not_drained",
             ErrorCode::StaleTerm => "stale_term",
+            ErrorCode::BudgetExceeded => "budget_exceeded",
+            ErrorCode::BrakeTripped => "brake_tripped",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
@@ -199,6 +211,8 @@ impl From<RejectCode> for ErrorCode {
             RejectCode::UnderReplicated => ErrorCode::UnderReplicated,
             RejectCode::NotDrained => ErrorCode::NotDrained,
             RejectCode::StaleTerm => ErrorCode::StaleTerm,
+            RejectCode::BudgetExceeded => ErrorCode::BudgetExceeded,
+            RejectCode::BrakeTripped => ErrorCode::BrakeTripped,
         }
     }
 }
@@ -273,6 +287,8 @@ mod tests {
             UnderReplicated,
             NotDrained,
             StaleTerm,
+            BudgetExceeded,
+            BrakeTripped,
         ] {
             assert_eq!(ErrorCode::from(r).as_str(), r.as_str());
         }

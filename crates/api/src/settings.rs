@@ -35,6 +35,16 @@ pub struct SettingsRequest {
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000000))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events_retained: Option<u32>,
+    /// The disruption budget: the fewest serving replicas of each partition that must stay on
+    /// workers alive and not in maintenance; 0: a majority of its replication factor.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 255))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_available: Option<u32>,
+    /// The mass-failure brake: the most of the alive workers declared dead within one
+    /// `dead_after`, as a fraction above 0 and at most 1 (default 0.333334).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>, exclusive_minimum = 0.0, maximum = 1.0))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_deaths_fraction: Option<drover_types::Fraction>,
     /// Compare-and-set on the settings' `version`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expected_version: Option<u64>,
@@ -52,6 +62,8 @@ impl SettingsRequest {
             join_timeout_ms: patch.join_timeout_ms,
             kv_max_value_bytes: patch.kv_max_value_bytes,
             events_retained: patch.events_retained,
+            min_available: patch.min_available,
+            max_deaths_fraction: patch.max_deaths_fraction,
             expected_version,
         }
     }

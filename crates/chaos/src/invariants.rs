@@ -51,6 +51,10 @@ pub struct Shadow {
     pub dead_replicas: Vec<String>,
     /// Deaths the log committed, in log order.
     pub deaths: Vec<Death>,
+    /// The mass-failure brake is tripped (between its `brake_tripped` and `brake_released`
+    /// events): no death may be committed.
+    pub brake_on: bool,
+    pub brake_trips: u64,
 }
 
 /// A death as the log committed it.
@@ -192,9 +196,21 @@ impl Shadow {
                     );
                 }
             }
+            EventKind::BrakeTripped { .. } => {
+                self.brake_on = true;
+                self.brake_trips += 1;
+            }
+            EventKind::BrakeReleased { .. } => self.brake_on = false,
             EventKind::Dead {
                 worker, generation, ..
             } => {
+                if self.brake_on {
+                    self.bad(
+                        seq,
+                        v,
+                        format!("{worker} declared dead while the mass-failure brake was tripped"),
+                    );
+                }
                 self.deaths.push(Death {
                     worker: worker.to_string(),
                     generation: *generation,
@@ -324,7 +340,10 @@ impl Shadow {
             | EventKind::Cordoned { .. }
             | EventKind::Uncordoned { .. }
             | EventKind::SchedulerPaused { .. }
-            | EventKind::SchedulerResumed { .. } => {}
+            | EventKind::SchedulerResumed { .. }
+            | EventKind::MaintenanceStarted { .. }
+            | EventKind::MaintenanceEnded { .. }
+            | EventKind::DrainOverdue { .. } => {}
         }
     }
 
@@ -529,6 +548,62 @@ mod tests {
             },
         ));
         events
+    }
+
+    /// The brake check can fail: `apply` refuses a death under a tripped brake, so it is shown
+    /// failing on a synthetic stream with a death committed between the trip and the release,
+    /// and passing when the death comes after the release.
+    #[test]
+    fn a_death_under_a_tripped_brake_is_reported() {
+        let trip = |seq| {
+            ev(
+                seq,
+                seq,
+                EventKind::BrakeTripped {
+                    workers: vec![WorkerId::new("f-1")],
+                    reason: "two of three silent".into(),
+                },
+            )
+        };
+        let release = |seq| {
+            ev(
+                seq,
+                seq,
+                EventKind::BrakeReleased {
+                    actor: "scheduler".into(),
+                    reason: None,
+                    until_ms: None,
+                },
+            )
+        };
+        let mut events = stream(true);
+        let death = events.pop().unwrap();
+        let n = events.len() as u64;
+        let mut held = events.clone();
+        held.extend([trip(n + 1), renumber(death.clone(), n + 2), release(n + 3)]);
+        let mut sh = Shadow::default();
+        sh.feed(&held);
+        sh.finish();
+        assert_eq!(sh.brake_trips, 1);
+        assert!(
+            sh.violations.iter().any(|v| v.contains("brake")),
+            "{:?}",
+            sh.violations
+        );
+
+        let mut after = events;
+        after.extend([trip(n + 1), release(n + 2), renumber(death, n + 3)]);
+        let mut sh = Shadow::default();
+        sh.feed(&after);
+        sh.finish();
+        assert!(sh.violations.is_empty(), "{:?}", sh.violations);
+    }
+
+    /// `e` as event `seq` of state version `seq` (above every version of [`stream`]).
+    fn renumber(mut e: Event, seq: u64) -> Event {
+        e.seq = seq;
+        e.version = seq;
+        e
     }
 
     /// The dead-worker check can fail: no server bug planted behind a flag can keep a replica

@@ -131,6 +131,10 @@ pub struct Options {
     /// Start the nodes with `--unsafe-test-no-lease-wait true`.
     pub unsafe_no_lease_wait: bool,
     pub liveness: Liveness,
+    /// Keep the mass-failure brake at its default (a third of the fleet per `dead_after`).
+    /// Off (`--max-deaths-fraction 1`), any number of workers may be declared dead at once:
+    /// the runs that plant a lease bug need the deaths the brake would hold.
+    pub brake: bool,
     /// Search steps the linearizability checker may spend on one key.
     pub check_budget: u64,
     /// Run a fleet of agents with a partition table, drains and recommissions, so replica
@@ -157,6 +161,7 @@ impl Options {
             unsafe_local_heartbeats: false,
             unsafe_no_lease_wait: false,
             liveness: Liveness::DEATHS,
+            brake: true,
             check_budget: 20_000_000,
             fleet: true,
             verbose: false,
@@ -204,6 +209,8 @@ pub struct Report {
     pub event_gaps: u64,
     /// Deaths the events log committed (every worker's).
     pub deaths: u64,
+    /// Times the events log shows the mass-failure brake tripping.
+    pub brake_trips: u64,
     /// Deaths of fleet workers, checked against their agents' leases.
     pub deaths_checked: u64,
     /// Of those, deaths of a generation whose agent process had reported holding a lease.
@@ -251,7 +258,7 @@ impl Report {
              divergent replicas: {}\n\
              anomalous answers: {}\n\
              liveness: {}\n\
-             deaths: {} committed ({} of fleet workers, {} of a generation that had reported a lease)\n\
+             deaths: {} committed ({} of fleet workers, {} of a generation that had reported a lease); mass-failure brake tripped {} times\n\
              lease violations (a death before the lease ran out): {}\n\
              replicas on dead workers: {}\n\
              double leases: {} ({} pairs of one worker's processes compared)\n\
@@ -296,6 +303,7 @@ impl Report {
             self.deaths,
             self.deaths_checked,
             self.deaths_after_leases,
+            self.brake_trips,
             self.lease_violations.len(),
             self.dead_worker_replicas.len(),
             self.double_leases.len(),
@@ -397,6 +405,9 @@ async fn run_inside(opts: &Options, netns: Arc<Netns>, dir: &std::path::Path) ->
     if opts.unsafe_no_lease_wait {
         extra.extend(["--unsafe-test-no-lease-wait".to_owned(), "true".to_owned()]);
         switches.push("no-lease-wait".to_owned());
+    }
+    if !opts.brake {
+        extra.extend(["--max-deaths-fraction".to_owned(), "1".to_owned()]);
     }
     let mut cluster = Cluster::new(netns, &opts.drover, dir, opts.liveness, &extra)?;
     for id in cluster.ids.clone() {
@@ -586,6 +597,7 @@ async fn exercise(
     }
     let found = leases::check(&procs, &sh.deaths);
     report.deaths = sh.deaths.len() as u64;
+    report.brake_trips = sh.brake_trips;
     report.deaths_checked = found.deaths_checked;
     report.deaths_after_leases = found.deaths_after_leases;
     report.lease_violations = found.lease_violations;

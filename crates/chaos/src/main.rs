@@ -80,6 +80,10 @@ struct Args {
     /// after a day, margin 3 s); the flags above still override them.
     #[arg(long)]
     no_deaths: bool,
+    /// Start the nodes with `--max-deaths-fraction 1`: the mass-failure brake never holds a
+    /// death back.
+    #[arg(long)]
+    no_brake: bool,
     /// The drover binary (default: beside this one).
     #[arg(long)]
     drover: Option<PathBuf>,
@@ -121,6 +125,7 @@ fn main() {
     opts.unsafe_early_ack = args.unsafe_early_ack;
     opts.unsafe_local_heartbeats = args.unsafe_local_heartbeats;
     opts.unsafe_no_lease_wait = args.unsafe_no_lease_wait;
+    opts.brake = !args.no_brake;
     let mut l = if args.no_deaths {
         Liveness::NO_DEATHS
     } else {

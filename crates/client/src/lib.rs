@@ -191,11 +191,19 @@ impl Client {
         opts: DrainOptions,
         reason: Option<&str>,
     ) -> Result<DrainAnswer> {
+        let (deadline, deadline_in) = match opts.deadline {
+            Expiry::Never => (None, None),
+            Expiry::At(ms) => (Some(ms), None),
+            Expiry::After(d) => (None, Some(format!("{}ms", d.as_millis()))),
+        };
         let body = DrainSetRequest {
             workers: ids.to_vec(),
             dry_run: opts.dry_run,
             allow_blocked: opts.allow_blocked,
             reason: reason.map(str::to_owned),
+            deadline,
+            deadline_in,
+            on_deadline: opts.on_deadline,
         };
         let repeat = if opts.dry_run {
             Repeat::Safe
@@ -431,6 +439,46 @@ impl Client {
         .await
     }
 
+    /// Puts worker `id` into maintenance until `expiry` (required: `At` or `After`), as the
+    /// admin, or as its agent when `generation` is given. The same maintenance again changes
+    /// nothing, so it is repeated on an unknown outcome.
+    pub async fn maintenance(
+        &self,
+        id: &str,
+        reason: &str,
+        expiry: &Expiry,
+        generation: Option<u64>,
+    ) -> Result<Worker> {
+        let mut body = serde_json::json!({"reason": reason});
+        expiry.fill(&mut body);
+        if let Some(g) = generation {
+            body["generation"] = serde_json::json!(g);
+        }
+        let path = format!("/v1/workers/{}/maintenance", seg(id));
+        self.json(Call::new(Method::PUT, path, Repeat::Safe).body(&body)?)
+            .await
+    }
+
+    /// Ends worker `id`'s maintenance now. Sent once: repeated after a new maintenance began,
+    /// it would end that one.
+    pub async fn end_maintenance(&self, id: &str, generation: Option<u64>) -> Result<Worker> {
+        let path = format!("/v1/workers/{}/maintenance", seg(id));
+        let call =
+            Call::new(Method::DELETE, path, Repeat::Once).query_opt("generation", generation);
+        self.json(call).await
+    }
+
+    /// Releases the mass-failure brake: the deaths it held back are declared, and it does not
+    /// trip again for one `dead_after`. Sent once.
+    pub async fn release_brake(&self, reason: Option<&str>) -> Result<drover_types::Brakes> {
+        let body = match reason {
+            Some(r) => serde_json::json!({ "reason": r }),
+            None => serde_json::json!({}),
+        };
+        self.json(Call::new(Method::POST, "/v1/brake/release", Repeat::Once).body(&body)?)
+            .await
+    }
+
     /// What stopping or draining the workers (or a zone) would cost; changes nothing, so it is
     /// repeated freely.
     pub async fn what_if(&self, request: &drover_api::WhatIfRequest) -> Result<drover_api::WhatIf> {
@@ -441,7 +489,7 @@ impl Client {
 
 /// When a cordon or pause ends by itself: never (until removed), at a time, or after a
 /// duration counted on the leader's clock (the clock that judges the expiry).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Expiry {
     #[default]
     Never,
@@ -468,6 +516,10 @@ pub struct DrainOptions {
     pub dry_run: bool,
     /// Start even a drain that cannot finish (it stays Draining, blocked).
     pub allow_blocked: bool,
+    /// Its deadline (SPEC §3): past it the drain is reported overdue. `Never`: none.
+    pub deadline: Expiry,
+    /// What the deadline does.
+    pub on_deadline: drover_types::OnDeadline,
 }
 
 /// A backup: the codec-encoded state and the state version it was taken at.

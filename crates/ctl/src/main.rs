@@ -179,6 +179,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let opts = drover_client::DrainOptions {
                 dry_run,
                 allow_blocked,
+                ..Default::default()
             };
             let r = c.drain_workers(&workers, opts).await?;
             print_drain(out, &r, allow_blocked)?;
@@ -369,6 +370,7 @@ async fn workers(c: &Client, out: Printer, cmd: WorkersCmd, yes: bool) -> Result
             let opts = drover_client::DrainOptions {
                 dry_run,
                 allow_blocked,
+                ..Default::default()
             };
             let r = c.drain_with_reason(&[id], opts, reason.as_deref()).await?;
             print_drain(out, &r, allow_blocked)?;

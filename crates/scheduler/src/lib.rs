@@ -16,6 +16,7 @@
 //! as rule 2 allows, preferred leaders balanced too; (4) minimal movement; (5) restore > drain >
 //! rebalance; (6) throttles on moves in flight.
 
+mod brake;
 mod drain;
 mod expiry;
 mod flow;
@@ -34,10 +35,11 @@ use serde::{Deserialize, Serialize};
 
 // The explanations the planner gives (blocked reasons, waits, drain warnings and rates) are
 // what the API answers: declared once, in the wire crate.
+pub use brake::{DeathVerdicts, judge_deaths};
 pub use drain::{DrainPlan, plan_drain};
 pub use drover_api::{BlockCode, Blocked, DrainRate, DrainWarning, Wait, WaitOn, WarningCode};
 pub use drover_api::{Shortfall, WhatIf, WhatIfAction};
-pub use expiry::due_expiries;
+pub use expiry::{due_expiries, overdue_drains};
 pub use progress::{RATE_WINDOW_MS, drain_rate, waits};
 pub use round::plan;
 pub use topology::{ZoneKey, zone_key};

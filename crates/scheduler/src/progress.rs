@@ -84,7 +84,10 @@ pub fn waits(
                     _ => (WaitOn::SuspectTarget, target(b.partition, w)),
                 }
             }
-            BlockCode::NoCandidate | BlockCode::ZoneConstraint | BlockCode::Paused => continue,
+            BlockCode::NoCandidate
+            | BlockCode::ZoneConstraint
+            | BlockCode::Paused
+            | BlockCode::MassFailure => continue,
         };
         let parts = groups.entry((b.code, key.0, key.1)).or_default();
         if !parts.contains(&b.partition) {

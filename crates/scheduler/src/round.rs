@@ -52,6 +52,9 @@ pub fn plan(s: &ClusterState, live: &Liveness, cfg: &PlannerConfig) -> Plan {
     if let Some(pause) = &s.brakes.pause {
         r.hold_new_moves(&pause.reason);
     }
+    if let Some(brake) = &s.brakes.mass_failure {
+        r.hold_restores(&brake.reason);
+    }
     r.plan
 }
 
@@ -91,6 +94,28 @@ impl Round<'_> {
         for (p, from) in held {
             let detail = format!("the scheduler is paused: {why}");
             self.block(p, from.as_ref(), BlockCode::Paused, detail);
+        }
+    }
+
+    /// SPEC §3 mass-failure brake: nothing is re-created while it holds — restores are held
+    /// back and reported `mass_failure` (planned drains and rebalances go on; with so many
+    /// workers gone they mostly wait anyway).
+    fn hold_restores(&mut self, why: &str) {
+        let mut held = Vec::new();
+        self.plan.steps.retain(|step| match step {
+            Step::Add {
+                partition,
+                reason: Reason::Restore,
+                ..
+            } => {
+                held.push(*partition);
+                false
+            }
+            _ => true,
+        });
+        for p in held {
+            let detail = format!("the mass-failure brake holds: {why}");
+            self.block(p, None, BlockCode::MassFailure, detail);
         }
     }
 
@@ -355,6 +380,7 @@ impl Round<'_> {
             p.replicas
                 .iter()
                 .filter(|r| r.role == ReplicaRole::Serving && self.t.s.is_alive(&r.worker))
+                .filter(|r| !self.t.in_maintenance(&r.worker))
         };
         let any_unwanted = candidates().any(|r| unwanted(&r.worker));
         candidates()
@@ -432,7 +458,10 @@ impl Round<'_> {
             // A planned target cordoned since the plan is replanned: the operator wants
             // nothing new on it, however long the cordon lasts.
             let usable = |t: &WorkerId| {
-                self.t.balance_set.get(t).is_some_and(|w| !w.is_cordoned())
+                self.t
+                    .balance_set
+                    .get(t)
+                    .is_some_and(|w| w.takes_new_replicas())
                     && !self.t.excluded.contains(t)
                     && !holders.contains(t)
             };
@@ -571,6 +600,7 @@ impl Round<'_> {
                 .filter(|r| {
                     r.role == ReplicaRole::Serving
                         && self.t.zone_of(&r.worker).as_ref() == Some(&crowded)
+                        && !self.t.in_maintenance(&r.worker)
                 })
                 .map(|r| &r.worker)
                 .max_by(|a, b| self.t.excess(a).total_cmp(&self.t.excess(b)).then(b.cmp(a)))
@@ -847,6 +877,7 @@ impl Round<'_> {
                     && s.is_alive(w)
                     && !self.is_draining(w)
                     && !self.t.live.is_suspect(w)
+                    && !self.t.in_maintenance(w)
             };
             let eligible: Vec<&WorkerId> = p
                 .replicas
@@ -884,6 +915,7 @@ impl Round<'_> {
                     && p.replica(l).is_some_and(|r| r.role == ReplicaRole::Serving)
                     && s.is_alive(l)
                     && !self.is_draining(l)
+                    && !self.t.in_maintenance(l)
             };
             let current_ok = p
                 .leader

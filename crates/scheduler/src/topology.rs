@@ -192,7 +192,7 @@ impl<'a> Topology<'a> {
     fn with_members(mut self) -> Self {
         let mut members: BTreeMap<ZoneKey, Vec<(WorkerId, u32)>> = BTreeMap::new();
         for (id, w) in &self.balance_set {
-            if !self.live.is_suspect(id) && !w.is_cordoned() && !self.excluded.contains(*id) {
+            if !self.live.is_suspect(id) && w.takes_new_replicas() && !self.excluded.contains(*id) {
                 members
                     .entry(zone_key(w))
                     .or_default()
@@ -207,13 +207,21 @@ impl<'a> Topology<'a> {
         self.s.workers.get(id)
     }
 
-    /// Rule 1: may receive a new replica. A cordoned worker (SPEC §1) may not, but stays in
-    /// the balance set: it keeps what it holds and its replicas count where they are, as a
-    /// suspect worker's do.
+    /// Rule 1: may receive a new replica. A cordoned worker or one in maintenance (SPEC §1)
+    /// may not, but stays in the balance set: it keeps what it holds and its replicas count
+    /// where they are, as a suspect worker's do.
     pub fn is_candidate(&self, id: &WorkerId) -> bool {
-        self.balance_set.get(id).is_some_and(|w| !w.is_cordoned())
+        self.balance_set
+            .get(id)
+            .is_some_and(|w| w.takes_new_replicas())
             && !self.live.is_suspect(id)
             && !self.excluded.contains(id)
+    }
+
+    /// A worker in maintenance (SPEC §1) restarts without data movement: no replica of it is
+    /// chosen as a move's source or released for balance, and it is no preferred leader.
+    pub fn in_maintenance(&self, id: &WorkerId) -> bool {
+        self.worker(id).is_some_and(Worker::in_maintenance)
     }
 
     pub fn zone_of(&self, id: &WorkerId) -> Option<ZoneKey> {

@@ -57,6 +57,8 @@ fn start_drain(sim: &mut Sim, w: &str) {
         workers: set.into_iter().collect(),
         moves: dp.moves,
         reason: None,
+        deadline_ms: None,
+        on_deadline: Default::default(),
     })
     .unwrap();
 }

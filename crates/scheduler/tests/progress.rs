@@ -38,6 +38,8 @@ fn draining_a0(per_zone: usize) -> (Sim, WorkerId, Vec<drover_types::PlannedMove
         workers: vec![a0.clone()],
         moves: dp.moves.clone(),
         reason: None,
+        deadline_ms: None,
+        on_deadline: Default::default(),
     })
     .unwrap();
     (sim, a0, dp.moves)

@@ -409,7 +409,7 @@ proptest! {
             })
             .unwrap();
         } else {
-            sim.run(Command::StartDrain { workers, moves: dp.moves.clone(), reason: None }).unwrap();
+            sim.run(Command::StartDrain { workers, moves: dp.moves.clone(), reason: None, deadline_ms: None, on_deadline: Default::default() }).unwrap();
         }
         let (after, steps) = settle(&mut sim, &live, &cfg);
         // The dry run is the drain: exactly its moves complete, each once.
@@ -632,6 +632,8 @@ fn drain_of_two_replicas_of_one_partition_keeps_its_dry_run() {
         workers: drained.iter().cloned().collect(),
         moves: dp.moves.clone(),
         reason: None,
+        deadline_ms: None,
+        on_deadline: Default::default(),
     })
     .unwrap();
     let mut done = BTreeSet::new();
@@ -1275,6 +1277,8 @@ fn check_one_change(c: &Small) -> Result<(), TestCaseError> {
                         workers: drained.into_iter().collect(),
                         moves: dp.moves,
                         reason: None,
+                        deadline_ms: None,
+                        on_deadline: Default::default(),
                     })
                     .is_ok()
         };
@@ -1540,6 +1544,8 @@ fn start_drain(sim: &mut Sim, workers: &[&str]) -> Vec<drover_types::PlannedMove
         workers: set.into_iter().collect(),
         moves: dp.moves.clone(),
         reason: None,
+        deadline_ms: None,
+        on_deadline: Default::default(),
     })
     .unwrap();
     dp.moves

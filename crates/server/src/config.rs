@@ -162,6 +162,15 @@ pub struct LivenessFlags {
     #[arg(long = "dead-after-ms", env = "DROVER_DEAD_AFTER_MS", value_name = "DURATION", value_parser = millis)]
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     pub dead_after: Option<Duration>,
+    /// At most this fraction of the serving workers may be declared dead within one
+    /// `dead_after` before the mass-failure brake holds further deaths (default 0.333334).
+    #[arg(
+        long = "max-deaths-fraction",
+        env = "DROVER_MAX_DEATHS_FRACTION",
+        value_name = "FRACTION"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_deaths_fraction: Option<drover_types::Fraction>,
 }
 
 /// Flags of the `test` section.
@@ -311,6 +320,7 @@ struct LivenessSettings {
     suspect_after: Duration,
     #[serde(with = "humantime_serde")]
     dead_after: Duration,
+    max_deaths_fraction: drover_types::Fraction,
 }
 
 impl Default for LivenessSettings {
@@ -319,6 +329,7 @@ impl Default for LivenessSettings {
             heartbeat_interval: Duration::from_secs(1),
             suspect_after: Duration::from_secs(5),
             dead_after: Duration::from_secs(30),
+            max_deaths_fraction: drover_types::Fraction::ONE_THIRD,
         }
     }
 }
@@ -407,6 +418,7 @@ pub struct LivenessConfig {
     pub heartbeat_interval: Duration,
     pub suspect_after: Duration,
     pub dead_after: Duration,
+    pub max_deaths_fraction: drover_types::Fraction,
 }
 
 /// A one-line configuration error.
@@ -631,6 +643,7 @@ impl Settings {
             heartbeat_interval: l.heartbeat_interval,
             suspect_after: l.suspect_after,
             dead_after: l.dead_after,
+            max_deaths_fraction: l.max_deaths_fraction,
         };
         if liveness.heartbeat_interval.is_zero()
             || liveness.suspect_after <= liveness.heartbeat_interval
@@ -809,7 +822,7 @@ mod tests {
                  [storage]\ndata_dir = {:?}\n\
                  [raft]\nelection_timeout_max = \"2s\"\nsnapshot_every = 7\n\
                  [api]\nmax_body_bytes = 4096\nadmin_token = \"a\"\n\
-                 [liveness]\nsuspect_after = \"10s\"\ndead_after = \"1m\"\n\
+                 [liveness]\nsuspect_after = \"10s\"\ndead_after = \"1m\"\nmax_deaths_fraction = 1\n\
                  [test]\nenable_fault_injection = true\n",
                 dir.path().join("data")
             ),
@@ -823,6 +836,7 @@ mod tests {
         assert_eq!(c.liveness.heartbeat_interval, Duration::from_secs(1));
         assert_eq!(c.liveness.suspect_after, Duration::from_secs(10));
         assert_eq!(c.liveness.dead_after, Duration::from_secs(60));
+        assert_eq!(c.liveness.max_deaths_fraction.of(5), 5);
         assert!(c.enable_fault_injection);
         assert_eq!(c.cluster_id, "drover");
         assert_eq!(c.log_format, LogFormat::Human);
@@ -837,12 +851,15 @@ mod tests {
             "2s",
             "--dead-after-ms",
             "2500ms",
+            "--max-deaths-fraction",
+            "0.5",
         ])
         .into_config()
         .unwrap();
         assert_eq!(c.raft.heartbeat, Duration::from_millis(150));
         assert_eq!(c.liveness.suspect_after, Duration::from_secs(2));
         assert_eq!(c.liveness.dead_after, Duration::from_millis(2500));
+        assert_eq!(c.liveness.max_deaths_fraction.of(4), 2);
         assert!(
             Cli::try_parse_from(["drover", "--heartbeat-ms", "soon"]).is_err(),
             "not a duration"

@@ -27,7 +27,7 @@ mod replicas;
 mod workers;
 
 pub use reject::{RejectCode, Rejection};
-use reject::{invalid, reject, version_conflict};
+use reject::{budget_exceeded, invalid, reject, version_conflict};
 
 /// Most workers one drain request may name.
 pub const MAX_DRAIN_WORKERS: usize = 1024;
@@ -285,7 +285,16 @@ fn apply_command(
             workers,
             moves,
             reason,
-        } => cx.start_drain(workers, moves, reason.as_deref()),
+            deadline_ms,
+            on_deadline,
+        } => cx.start_drain(
+            workers,
+            moves,
+            reason.as_deref(),
+            *deadline_ms,
+            *on_deadline,
+        ),
+        Command::DrainOverdue { drain, blocked } => cx.drain_overdue(*drain, blocked),
         Command::PlanDrain { drain, moves } => cx.plan_drain(*drain, moves),
         Command::KvPut {
             key,
@@ -322,6 +331,26 @@ fn apply_command(
         Command::PauseScheduler { reason, until_ms } => cx.pause(reason, *until_ms),
         Command::ResumeScheduler => cx.resume(),
         Command::ExpirePause { version } => cx.expire_pause(*version),
+        Command::EnterMaintenance {
+            worker,
+            reason,
+            until_ms,
+            by,
+            generation,
+        } => cx.enter_maintenance(worker, reason, *until_ms, *by, *generation),
+        Command::EndMaintenance {
+            worker,
+            by,
+            generation,
+            version,
+        } => cx.end_maintenance(worker, *by, *generation, *version),
+        Command::TripBrake { workers, reason } => cx.trip_brake(workers, reason),
+        Command::ReleaseBrake {
+            by,
+            version,
+            reason,
+            until_ms,
+        } => cx.release_brake(*by, *version, reason.as_deref(), *until_ms),
     }?;
     let changes = cx.changes;
     let changed = !changes.is_empty();

@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::WorkerId;
+
 /// Longest `reason` a state change, cordon or pause may carry (SPEC §1: ≤ 256 bytes).
 pub const MAX_REASON_BYTES: usize = 256;
 /// Longest cordon holder name.
@@ -19,7 +21,52 @@ pub const MAX_CORDONS: usize = 16;
 pub struct Brakes {
     /// An operator's pause of new moves, if one is in force.
     pub pause: Option<Pause>,
+    /// The mass-failure brake, if tripped: no death is declared and nothing is re-created.
+    pub mass_failure: Option<MassFailure>,
+    /// An operator's release of the mass-failure brake: until `until_ms` the brake does not
+    /// trip again, so the deaths it held back are declared.
+    pub released: Option<Hold>,
 }
+
+/// The mass-failure brake (SPEC §3): tripped by the scheduler when declaring the deaths due
+/// would exceed `max_deaths_fraction` of the alive workers, or take every worker of a zone,
+/// within one `dead_after` window.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MassFailure {
+    /// The workers whose death verdicts it holds back, as the scheduler saw them.
+    pub workers: Vec<WorkerId>,
+    /// Why, in words (which rule, with the numbers).
+    pub reason: String,
+    /// Proposer time it tripped, in ms since the Unix epoch.
+    pub since_ms: u64,
+    /// State version of the trip: a release by the scheduler names it.
+    pub version: u64,
+}
+
+/// A worker's maintenance (SPEC §1): a restart without data movement. While `until` has not
+/// passed the worker is not declared dead and its replicas are not re-created elsewhere; it
+/// ends once a process of a newer generation has registered and heartbeats, or at `until`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Maintenance {
+    pub reason: String,
+    /// `admin` or `worker:<id>`.
+    pub actor: String,
+    /// Proposer time it began (or was last renewed), ms since the Unix epoch.
+    pub since_ms: u64,
+    /// Proposer time at which it ends by itself.
+    #[serde(rename = "until")]
+    pub until_ms: u64,
+    /// The worker's generation when it began: a registration of a newer one is the restart.
+    pub generation: u64,
+    /// State version of its last change (an end decided by the scheduler names it).
+    pub version: u64,
+}
+
+/// Longest maintenance one request may ask for: a day. A forgotten maintenance suspends death
+/// verdicts for its worker, so it always ends.
+pub const MAX_MAINTENANCE_MS: u64 = 24 * 3600 * 1000;
 
 /// An operator's hold (SPEC §1, §3): a cordon on a worker, or the scheduler's pause. Each has
 /// a reason, an actor and an optional expiry.

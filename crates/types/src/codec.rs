@@ -11,8 +11,10 @@ use serde::de::DeserializeOwned;
 /// Format of log entries and snapshots written by this release. 2: replicated liveness and
 /// scheduler settings (`Settings` grew, `UpdateSettings` carries a patch). 3: cordons, the
 /// scheduler pause, and reason and actor on state changes (`Worker`, `ClusterState`, `SetState`,
-/// `StartDrain` and `StateChanged` grew).
-pub const FORMAT_VERSION: u8 = 3;
+/// `StartDrain` and `StateChanged` grew). 4: maintenance, the mass-failure brake, drain
+/// deadlines and the disruption-budget settings (`Worker`, `Brakes`, `Settings`, `DrainIntent`
+/// and `Command` grew).
+pub const FORMAT_VERSION: u8 = 4;
 
 /// Largest encoded value accepted when decoding (a snapshot of 65,536 partitions at RF 7 with
 /// full KV and events is far below this).

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::drain::PlannedMove;
+use crate::drain::{OnDeadline, PlannedMove};
 use crate::ids::{PartitionId, WorkerId};
 use crate::settings::SettingsPatch;
 use crate::worker::WorkerState;
@@ -130,7 +130,13 @@ pub enum Command {
         moves: Vec<PlannedMove>,
         /// Why, recorded on each worker's state change (optional, ≤ 256 bytes).
         reason: Option<String>,
+        /// Proposer time by which it should finish, and what then (SPEC §3).
+        deadline_ms: Option<u64>,
+        on_deadline: OnDeadline,
     },
+    /// The scheduler found drain `drain` unfinished past its deadline; `blocked` is why, in
+    /// words, as the round that found it saw it.
+    DrainOverdue { drain: u64, blocked: Vec<String> },
     /// Commit (or replace, per partition and source) planned moves of an existing drain.
     PlanDrain { drain: u64, moves: Vec<PlannedMove> },
     KvPut {
@@ -184,6 +190,38 @@ pub enum Command {
     ResumeScheduler,
     /// The scheduler ends the pause at `version` once the proposer's time reached its `until`.
     ExpirePause { version: u64 },
+    /// A worker enters maintenance (SPEC §1), or renews it: refused (`budget_exceeded`) if a
+    /// partition would be left with fewer than `min_available` serving replicas on workers
+    /// neither dead nor in maintenance. Agents carry their generation.
+    EnterMaintenance {
+        worker: WorkerId,
+        reason: String,
+        until_ms: u64,
+        by: Actor,
+        generation: Option<u64>,
+    },
+    /// Ends a maintenance. An operator or the worker's agent lifts it (none: succeeds
+    /// unchanged); the scheduler ends the one at `version`, only once its `until` has passed or
+    /// a newer generation has registered.
+    EndMaintenance {
+        worker: WorkerId,
+        by: Actor,
+        generation: Option<u64>,
+        version: Option<u64>,
+    },
+    /// The scheduler trips the mass-failure brake, holding back the deaths of `workers`.
+    TripBrake {
+        workers: Vec<WorkerId>,
+        reason: String,
+    },
+    /// Releases the mass-failure brake. An operator's release keeps it from tripping again
+    /// before `until_ms`; the scheduler releases the trip at `version` once its workers returned.
+    ReleaseBrake {
+        by: Actor,
+        version: Option<u64>,
+        reason: Option<String>,
+        until_ms: Option<u64>,
+    },
 }
 
 /// A Raft membership change, as the events log records it.

@@ -38,4 +38,33 @@ pub struct DrainIntent {
     pub planned: bool,
     /// Sorted by (partition, from); at most one move per (partition, from).
     pub moves: Vec<PlannedMove>,
+    /// Proposer time by which the drain should have finished (SPEC §3 drain deadline).
+    #[serde(rename = "deadline")]
+    pub deadline_ms: Option<u64>,
+    /// What the scheduler does once the deadline passes.
+    pub on_deadline: OnDeadline,
+    /// Proposer time the scheduler found it overdue, once it did.
+    pub overdue_since_ms: Option<u64>,
+}
+
+/// What a drain's deadline does (SPEC §3).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum OnDeadline {
+    /// Mark the drain overdue (record, event, metric) with its blocked reasons.
+    #[default]
+    Report,
+    /// Also disable its workers the forced way, but only those whose every partition keeps a
+    /// majority of healthy serving replicas without them.
+    Force,
+}
+
+impl OnDeadline {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnDeadline::Report => "report",
+            OnDeadline::Force => "force",
+        }
+    }
 }

@@ -114,6 +114,42 @@ pub enum EventKind {
         #[serde(rename = "until")]
         until_ms: Option<u64>,
     },
+    /// A worker entered maintenance, or its reason or expiry changed.
+    MaintenanceStarted {
+        worker: WorkerId,
+        reason: String,
+        actor: String,
+        #[serde(rename = "until")]
+        until_ms: u64,
+    },
+    /// A maintenance ended: `returned` (a newer generation registered and heartbeats),
+    /// `expired` (its `until` passed) or `lifted` (by its actor or an operator).
+    MaintenanceEnded {
+        worker: WorkerId,
+        actor: String,
+        cause: String,
+    },
+    /// The mass-failure brake tripped: these workers' deaths are held back, nothing is
+    /// re-created.
+    BrakeTripped {
+        workers: Vec<WorkerId>,
+        reason: String,
+    },
+    /// The brake was released: by the scheduler once the workers returned, or by an operator
+    /// (`until`: the brake does not trip again before it).
+    BrakeReleased {
+        actor: String,
+        reason: Option<String>,
+        #[serde(rename = "until")]
+        until_ms: Option<u64>,
+    },
+    /// A drain passed its deadline unfinished; `blocked` says why, in words.
+    DrainOverdue {
+        drain: u64,
+        workers: Vec<WorkerId>,
+        blocked: Vec<String>,
+        on_deadline: crate::drain::OnDeadline,
+    },
     /// The pause ended (`expired`: at its `until`).
     SchedulerResumed {
         actor: String,

@@ -45,11 +45,11 @@ pub use apply::{
     check_generation,
 };
 pub use brakes::{
-    Brakes, Cordon, Hold, MAX_CORDONS, MAX_HOLDER_BYTES, MAX_REASON_BYTES, Pause, validate_holder,
-    validate_reason, validate_until,
+    Brakes, Cordon, Hold, MAX_CORDONS, MAX_HOLDER_BYTES, MAX_MAINTENANCE_MS, MAX_REASON_BYTES,
+    Maintenance, MassFailure, Pause, validate_holder, validate_reason, validate_until,
 };
 pub use command::{ADMIN, Actor, Command, MembershipChange, Proposal, Registration, SCHEDULER};
-pub use drain::{DrainIntent, PlannedMove};
+pub use drain::{DrainIntent, OnDeadline, PlannedMove};
 pub use events::{Event, EventKind, EventLog};
 pub use ids::{
     MAX_KV_KEY_BYTES, MAX_LABEL_BYTES, MAX_LABELS, MAX_PARTITIONS, MAX_REPLICATION_FACTOR,
@@ -58,6 +58,6 @@ pub use ids::{
 };
 pub use kv::KvEntry;
 pub use partition::{KeyRange, Partition, Replica, ReplicaRole, key_range, partition_for_key};
-pub use settings::{LeaseFloor, MAX_DEAD_AFTER_MS, Settings, SettingsPatch};
+pub use settings::{Fraction, LeaseFloor, MAX_DEAD_AFTER_MS, Settings, SettingsPatch};
 pub use state::{ClusterState, InvariantViolation, Table};
 pub use worker::{Worker, WorkerState};

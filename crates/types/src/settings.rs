@@ -34,6 +34,13 @@ pub struct Settings {
     pub kv_max_value_bytes: u32,
     /// How many events the log retains before compacting the oldest.
     pub events_retained: u32,
+    /// The disruption budget (SPEC §1 maintenance): the fewest serving replicas of every
+    /// partition that must stay on workers alive and not in maintenance. 0 (the default): a
+    /// majority of the partition's replication factor.
+    pub min_available: u32,
+    /// The mass-failure brake (SPEC §3): the most of the alive workers the scheduler declares
+    /// dead within one `dead_after` window (default 1/3).
+    pub max_deaths_fraction: Fraction,
     /// State version of the last change; 0 until the cluster's first leader commits its
     /// initial settings (no heartbeat is acknowledged before that).
     pub version: u64,
@@ -61,6 +68,8 @@ impl Default for Settings {
             join_timeout_ms: 60_000,
             kv_max_value_bytes: 64 * 1024,
             events_retained: 10_000,
+            min_available: 0,
+            max_deaths_fraction: Fraction::ONE_THIRD,
             version: 0,
             lease_floor: None,
         }
@@ -79,6 +88,105 @@ pub struct SettingsPatch {
     pub join_timeout_ms: Option<u64>,
     pub kv_max_value_bytes: Option<u32>,
     pub events_retained: Option<u32>,
+    pub min_available: Option<u32>,
+    pub max_deaths_fraction: Option<Fraction>,
+}
+
+/// A fraction in (0, 1], kept in parts per million so that the replicated state compares
+/// exactly (no float in a record). JSON carries it as a number (`0.333333`); the log's binary
+/// encoding as the integer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(value_type = f64, example = 0.333333))]
+pub struct Fraction(u32);
+
+impl Fraction {
+    const MILLION: u32 = 1_000_000;
+    /// One third, rounded up, so that a third of 3 or 6 workers is 1 or 2 of them.
+    pub const ONE_THIRD: Fraction = Fraction(333_334);
+
+    pub fn from_ppm(ppm: u32) -> Result<Fraction, String> {
+        if ppm == 0 || ppm > Self::MILLION {
+            return Err(format!(
+                "a fraction must be above 0 and at most 1, got {}",
+                f64::from(ppm) / f64::from(Self::MILLION)
+            ));
+        }
+        Ok(Fraction(ppm))
+    }
+
+    /// `⌊n × self⌋`: how many of `n` the fraction allows.
+    pub fn of(self, n: usize) -> usize {
+        let n = u64::try_from(n).unwrap_or(u64::MAX);
+        let of = n.saturating_mul(u64::from(self.0)) / u64::from(Self::MILLION);
+        usize::try_from(of).unwrap_or(usize::MAX)
+    }
+
+    pub fn as_f64(self) -> f64 {
+        f64::from(self.0) / f64::from(Self::MILLION)
+    }
+}
+
+impl Serialize for Fraction {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_f64(self.as_f64())
+        } else {
+            s.serialize_u32(self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Fraction {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if !d.is_human_readable() {
+            let ppm = u32::deserialize(d)?;
+            return Fraction::from_ppm(ppm).map_err(serde::de::Error::custom);
+        }
+        // Any number: a TOML file's `1` is an integer, JSON's `0.5` a float.
+        struct Number;
+        impl serde::de::Visitor<'_> for Number {
+            type Value = f64;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a number above 0 and at most 1")
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<f64, E> {
+                Ok(v)
+            }
+            #[allow(clippy::cast_precision_loss)]
+            fn visit_i64<E>(self, v: i64) -> Result<f64, E> {
+                Ok(v as f64)
+            }
+            #[allow(clippy::cast_precision_loss)]
+            fn visit_u64<E>(self, v: u64) -> Result<f64, E> {
+                Ok(v as f64)
+            }
+        }
+        let f = d.deserialize_any(Number)?;
+        Fraction::try_from(f).map_err(serde::de::Error::custom)
+    }
+}
+
+impl TryFrom<f64> for Fraction {
+    type Error = String;
+    fn try_from(f: f64) -> Result<Fraction, String> {
+        if !f.is_finite() || f <= 0.0 || f > 1.0 {
+            return Err(format!("a fraction must be above 0 and at most 1, got {f}"));
+        }
+        // In range by the check above: the cast cannot truncate beyond rounding.
+        Fraction::from_ppm((f * f64::from(Fraction::MILLION)).round() as u32)
+    }
+}
+
+impl std::str::FromStr for Fraction {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Fraction, String> {
+        let f: f64 = s
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?} is not a number"))?;
+        Fraction::try_from(f)
+    }
 }
 
 /// Longest `dead_after` (and so the longest lease) the cluster accepts: a week.
@@ -100,6 +208,8 @@ impl Settings {
         s.join_timeout_ms = p.join_timeout_ms.unwrap_or(s.join_timeout_ms);
         s.kv_max_value_bytes = p.kv_max_value_bytes.unwrap_or(s.kv_max_value_bytes);
         s.events_retained = p.events_retained.unwrap_or(s.events_retained);
+        s.min_available = p.min_available.unwrap_or(s.min_available);
+        s.max_deaths_fraction = p.max_deaths_fraction.unwrap_or(s.max_deaths_fraction);
         s.validate()?;
         Ok(s)
     }
@@ -140,6 +250,9 @@ impl Settings {
         }
         if !(1..=1_000_000).contains(&self.events_retained) {
             return Err("events_retained must be 1-1000000".into());
+        }
+        if self.min_available > 255 {
+            return Err("min_available must be 0 (a majority) to 255".into());
         }
         Ok(())
     }
@@ -212,6 +325,31 @@ mod tests {
             ..SettingsPatch::default()
         };
         assert!(s.patched(&p).is_err());
+    }
+
+    /// JSON carries the fraction as a number, the log as parts per million; both round-trip,
+    /// and out-of-range values are refused whichever way they come.
+    #[test]
+    fn fractions_round_trip_as_numbers_and_refuse_out_of_range() {
+        let f: Fraction = serde_json::from_str("0.5").unwrap();
+        assert_eq!(f.of(6), 3);
+        assert_eq!(serde_json::to_string(&f).unwrap(), "0.5");
+        assert_eq!(Fraction::ONE_THIRD.of(6), 2);
+        assert_eq!(Fraction::ONE_THIRD.of(3), 1);
+        assert_eq!(Fraction::ONE_THIRD.of(2), 0);
+        for bad in ["0", "-0.1", "1.5"] {
+            assert!(serde_json::from_str::<Fraction>(bad).is_err(), "{bad}");
+        }
+        let bytes = crate::codec::encode(&Fraction::ONE_THIRD).unwrap();
+        assert_eq!(
+            crate::codec::decode::<Fraction>(&bytes).unwrap(),
+            Fraction::ONE_THIRD
+        );
+        assert!(Fraction::from_ppm(0).is_err() && Fraction::from_ppm(1_000_001).is_err());
+        let one: Fraction = serde_json::from_str("1").unwrap();
+        assert_eq!(one.of(7), 7, "an integer is a number too");
+        assert_eq!("0.25".parse::<Fraction>().unwrap().of(8), 2);
+        assert!("a third".parse::<Fraction>().is_err() && "0".parse::<Fraction>().is_err());
     }
 
     #[test]

@@ -62,6 +62,46 @@ impl ClusterState {
             .count()
     }
 
+    /// The disruption budget of `p` (SPEC §1): the fewest serving replicas that must stay on
+    /// workers alive and not in maintenance — `min_available`, or a majority of the partition's
+    /// replication factor when it is 0, never more than the replication factor.
+    pub fn min_available(&self, p: &Partition) -> usize {
+        let rf = usize::from(p.replication_factor);
+        match usize::try_from(self.settings.min_available).unwrap_or(usize::MAX) {
+            0 => rf / 2 + 1,
+            n => n.min(rf),
+        }
+    }
+
+    /// The partitions of `worker` that would fall below their disruption budget if it went into
+    /// maintenance: counting serving replicas on the other workers that are not dead, not in
+    /// maintenance, and not `unavailable` (the leader adds the workers it does not hear).
+    pub fn budget_shortfall(
+        &self,
+        worker: &WorkerId,
+        unavailable: impl Fn(&WorkerId) -> bool,
+    ) -> Vec<PartitionId> {
+        let available = |w: &WorkerId| {
+            w != worker
+                && self
+                    .workers
+                    .get(w)
+                    .is_some_and(|x| !x.dead && !x.in_maintenance())
+                && !unavailable(w)
+        };
+        self.replicas_on(worker)
+            .filter(|p| {
+                let up = p
+                    .replicas
+                    .iter()
+                    .filter(|r| r.role == ReplicaRole::Serving && available(&r.worker))
+                    .count();
+                up < self.min_available(p)
+            })
+            .map(|p| p.id)
+            .collect()
+    }
+
     /// Partitions holding a replica (any role) on `worker`.
     pub fn replicas_on<'a>(&'a self, worker: &'a WorkerId) -> impl Iterator<Item = &'a Partition> {
         self.partitions

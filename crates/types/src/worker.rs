@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::brakes::Cordon;
+use crate::brakes::{Cordon, Maintenance};
 use crate::ids::WorkerId;
 
 /// Where a worker is in its lifecycle. Serialized in lower case.
@@ -83,11 +83,28 @@ pub struct Worker {
     /// worker keeps and serves what it holds.
     #[serde(default)]
     pub cordons: BTreeMap<String, Cordon>,
+    /// A maintenance in progress (SPEC §1): a restart without data movement.
+    #[serde(default)]
+    pub maintenance: Option<Maintenance>,
+    /// Proposer time of the committed death verdict, while `dead` (the mass-failure brake
+    /// counts the deaths of the last `dead_after`).
+    #[serde(default)]
+    pub dead_at_ms: Option<u64>,
 }
 
 impl Worker {
     /// Whether any holder cordons the worker.
     pub fn is_cordoned(&self) -> bool {
         !self.cordons.is_empty()
+    }
+
+    pub fn in_maintenance(&self) -> bool {
+        self.maintenance.is_some()
+    }
+
+    /// Whether the planner may place a new replica here, as far as the operator's flags go: not
+    /// cordoned, not in maintenance (its state and liveness are the planner's to judge).
+    pub fn takes_new_replicas(&self) -> bool {
+        !self.is_cordoned() && !self.in_maintenance()
     }
 }

@@ -356,6 +356,8 @@ fn concretize(op: &Op, s: &ClusterState, term: u64, now: u64) -> Command {
                 moves: moves_for(s, &workers, &targets, complete),
                 workers,
                 reason: None,
+                deadline_ms: None,
+                on_deadline: Default::default(),
             }
         }
         Op::PlanDrain { which, targets } => {

@@ -467,6 +467,8 @@ fn cancel_drain_withdraws_pending_moves() {
         workers: vec!["a".into()],
         moves,
         reason: None,
+        deadline_ms: None,
+        on_deadline: Default::default(),
     });
     assert!(
         matches!(started.response, Response::Drain(ref d) if d.replicas_total == 2 && d.planned)
@@ -506,6 +508,8 @@ fn cancel_drain_withdraws_pending_moves() {
             workers: vec!["b".into()],
             moves: vec![],
             reason: None,
+            deadline_ms: None,
+            on_deadline: Default::default(),
         })
         .unwrap_err();
     assert_eq!(e.code, RejectCode::Invalid);
@@ -532,6 +536,8 @@ fn cancel_drain_withdraws_every_pending_move_recorded_or_not() {
             epoch,
         }],
         reason: None,
+        deadline_ms: None,
+        on_deadline: Default::default(),
     });
     // The move goes to `e`, which the record does not name.
     let e = h.state.partitions[0].epoch;

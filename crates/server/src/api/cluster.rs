@@ -135,6 +135,7 @@ pub async fn readyz(State(node): State<Node>) -> Response {
             message,
             leader: None,
             current_version: None,
+            partitions: Vec::new(),
         }),
     };
     (status, Json(body)).into_response()

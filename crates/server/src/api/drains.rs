@@ -18,9 +18,11 @@ use drover_api::{DrainAnswer, DrainOneRequest, DrainSetRequest, ErrorCode};
 use drover_types::{WorkerId, validate_worker_id};
 
 use super::error::{ApiError, ApiResult, Conflict, NotFound, StandardErrors, TooLarge};
-use super::extract::{ApiPath, WorkerPath, body, check_reason, parse_json};
+use super::extract::{ApiPath, WorkerPath, body, check_reason, expiry_named, parse_json};
 use super::forward::Forward;
+use crate::core::clock::now_ms;
 use crate::core::{DrainError, DrainRequest, Node};
+use drover_types::OnDeadline;
 
 /// Drains one worker: Active → Draining with a committed move plan, or a dry run of it.
 #[utoipa::path(
@@ -52,17 +54,15 @@ pub async fn drain_one(
     } else {
         parse_json::<Option<DrainOneRequest>>(&raw)?.unwrap_or_default()
     };
-    drain(
-        node,
-        vec![id],
-        b.dry_run,
-        b.allow_blocked,
-        b.reason,
-        uri,
-        headers,
-        raw,
-    )
-    .await
+    let opts = Options {
+        dry_run: b.dry_run,
+        allow_blocked: b.allow_blocked,
+        reason: b.reason,
+        deadline: b.deadline,
+        deadline_in: b.deadline_in,
+        on_deadline: b.on_deadline,
+    };
+    drain(node, vec![id], opts, uri, headers, raw).await
 }
 
 /// Drains a set of workers as one operation, or a dry run of it.
@@ -88,34 +88,57 @@ pub async fn drain_set(
 ) -> ApiResult<Response> {
     let raw = body(raw)?;
     let b: DrainSetRequest = parse_json(&raw)?;
-    drain(
-        node,
-        b.workers,
-        b.dry_run,
-        b.allow_blocked,
-        b.reason,
-        uri,
-        headers,
-        raw,
-    )
-    .await
+    let opts = Options {
+        dry_run: b.dry_run,
+        allow_blocked: b.allow_blocked,
+        reason: b.reason,
+        deadline: b.deadline,
+        deadline_in: b.deadline_in,
+        on_deadline: b.on_deadline,
+    };
+    drain(node, b.workers, opts, uri, headers, raw).await
 }
 
-// The request's fields, then what forwarding needs.
-#[allow(clippy::too_many_arguments)]
-async fn drain(
-    node: Node,
-    ids: Vec<String>,
+/// What both drain requests ask besides the workers.
+struct Options {
     dry_run: bool,
     allow_blocked: bool,
     reason: Option<String>,
+    deadline: Option<u64>,
+    deadline_in: Option<String>,
+    on_deadline: OnDeadline,
+}
+
+impl Options {
+    /// The deadline asked for, from `now_ms` (the proposer's clock).
+    fn deadline_ms(&self, now_ms: u64) -> ApiResult<Option<u64>> {
+        let at = expiry_named(
+            ("deadline", self.deadline),
+            ("deadline_in", self.deadline_in.as_deref()),
+            now_ms,
+        )?;
+        if self.on_deadline == OnDeadline::Force && at.is_none() {
+            return Err(ApiError::bad_request(
+                "field on_deadline: force needs a deadline or deadline_in",
+            ));
+        }
+        Ok(at)
+    }
+}
+
+// The workers, the request's options, then what forwarding needs.
+async fn drain(
+    node: Node,
+    ids: Vec<String>,
+    opts: Options,
     uri: Uri,
     headers: HeaderMap,
     raw: Bytes,
 ) -> ApiResult<Response> {
-    if let Some(r) = &reason {
+    if let Some(r) = &opts.reason {
         check_reason(r)?;
     }
+    opts.deadline_ms(now_ms())?;
     let mut workers = BTreeSet::new();
     for id in &ids {
         validate_worker_id(id).map_err(|e| ApiError::bad_request(format!("field workers: {e}")))?;
@@ -129,11 +152,15 @@ async fn drain(
     if let Some(fwd) = node.write_route(Method::POST, &uri, &headers, raw).await? {
         return Ok(fwd);
     }
+    // On the leader: `deadline_in` counts from its clock, the one that judges the deadline.
+    let deadline_ms = opts.deadline_ms(now_ms())?;
     let req = DrainRequest {
         workers,
-        dry_run,
-        allow_blocked,
-        reason,
+        dry_run: opts.dry_run,
+        allow_blocked: opts.allow_blocked,
+        reason: opts.reason,
+        deadline_ms,
+        on_deadline: opts.on_deadline,
     };
     match node.drain(req).await {
         Ok(answer) => Ok(Json(answer).into_response()),

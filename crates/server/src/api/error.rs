@@ -18,6 +18,9 @@ pub struct ApiError {
     pub message: String,
     pub leader: Option<LeaderHint>,
     pub current_version: Option<u64>,
+    /// With `budget_exceeded`: the partitions that would fall below the budget (boxed: every
+    /// handler returns this error, so it stays small).
+    pub partitions: Option<Box<Vec<drover_types::PartitionId>>>,
 }
 
 impl ApiError {
@@ -28,6 +31,7 @@ impl ApiError {
             message: message.into(),
             leader: None,
             current_version: None,
+            partitions: None,
         }
     }
 
@@ -89,7 +93,9 @@ fn rejection_status(code: RejectCode) -> StatusCode {
         | RejectCode::IncarnationConflict
         | RejectCode::Unplaceable
         | RejectCode::UnderReplicated
-        | RejectCode::NotDrained => StatusCode::CONFLICT,
+        | RejectCode::NotDrained
+        | RejectCode::BudgetExceeded
+        | RejectCode::BrakeTripped => StatusCode::CONFLICT,
     }
 }
 
@@ -102,6 +108,7 @@ impl From<CoreError> for ApiError {
             CoreError::Rejected(r) => {
                 let mut e = ApiError::new(rejection_status(r.code), r.code, message);
                 e.current_version = r.current_version;
+                e.partitions = (!r.partitions.is_empty()).then(|| Box::new(r.partitions));
                 e
             }
             CoreError::NotLeader { leader } | CoreError::Unavailable { leader, .. } => {
@@ -131,6 +138,7 @@ impl IntoResponse for ApiError {
                 message: self.message,
                 leader: self.leader,
                 current_version: self.current_version,
+                partitions: self.partitions.map(|p| *p).unwrap_or_default(),
             },
         };
         let mut response = (self.status, Json(body)).into_response();

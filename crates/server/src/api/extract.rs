@@ -133,18 +133,29 @@ pub(crate) fn expiry(
     for_: Option<&str>,
     now_ms: u64,
 ) -> ApiResult<Option<u64>> {
+    expiry_named(("until", until), ("for", for_), now_ms)
+}
+
+/// [`expiry`] for fields named otherwise (a drain's `deadline` and `deadline_in`).
+pub(crate) fn expiry_named(
+    (at_name, until): (&str, Option<u64>),
+    (in_name, for_): (&str, Option<&str>),
+    now_ms: u64,
+) -> ApiResult<Option<u64>> {
     let until = match (until, for_) {
         (Some(_), Some(_)) => {
-            return Err(ApiError::bad_request("give until or for, not both"));
+            return Err(ApiError::bad_request(format!(
+                "give {at_name} or {in_name}, not both"
+            )));
         }
         (Some(u), None) => Some(u),
         (None, Some(f)) => {
             let d = humantime::parse_duration(f)
-                .map_err(|e| ApiError::bad_request(format!("field for: {f:?}: {e}")))?;
+                .map_err(|e| ApiError::bad_request(format!("field {in_name}: {f:?}: {e}")))?;
             if d.is_zero() || d > MAX_FOR {
-                return Err(ApiError::bad_request(
-                    "field for: must be more than 0 and at most a year",
-                ));
+                return Err(ApiError::bad_request(format!(
+                    "field {in_name}: must be more than 0 and at most a year"
+                )));
             }
             let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
             Some(now_ms.saturating_add(ms))
@@ -152,7 +163,7 @@ pub(crate) fn expiry(
         (None, None) => None,
     };
     drover_types::validate_until(until, now_ms)
-        .map_err(|e| ApiError::bad_request(format!("field until: {e}")))?;
+        .map_err(|e| ApiError::bad_request(format!("field {at_name}: {e}")))?;
     Ok(until)
 }
 

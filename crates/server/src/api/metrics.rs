@@ -307,6 +307,33 @@ impl Collector for StateGauges {
             "1 while an operator has paused new moves",
             u64::from(s.brakes.pause.is_some()),
         )?;
+        gauges(
+            enc,
+            "drover_brake",
+            "1 while the brake holds: mass_failure stops death verdicts and re-replication",
+            [(
+                [("brake", "mass_failure")],
+                u64::from(s.brakes.mass_failure.is_some()),
+            )],
+        )?;
+        let maintenance = s.workers.values().filter(|w| w.in_maintenance()).count() as u64;
+        gauge(
+            enc,
+            "drover_workers_in_maintenance",
+            "Workers in maintenance (kept replicas, no death verdict until it ends)",
+            maintenance,
+        )?;
+        let overdue = s
+            .drains
+            .values()
+            .filter(|d| d.overdue_since_ms.is_some())
+            .count() as u64;
+        gauge(
+            enc,
+            "drover_drains_overdue",
+            "Drains past their deadline and unfinished",
+            overdue,
+        )?;
         let mut healthy = std::collections::BTreeMap::new();
         for p in &s.partitions {
             let h = p

@@ -13,6 +13,7 @@ mod events;
 mod extract;
 mod forward;
 mod kv;
+mod maintenance;
 pub mod metrics;
 pub mod openapi;
 mod partitions;
@@ -122,6 +123,19 @@ fn table() -> Vec<(RouteInfo, MethodRouter<Node>)> {
             Token,
             cordon::delete,
         ),
+        route(
+            M::PUT,
+            "/v1/workers/{id}/maintenance",
+            Agent,
+            maintenance::put,
+        ),
+        route(
+            M::DELETE,
+            "/v1/workers/{id}/maintenance",
+            Agent,
+            maintenance::delete,
+        ),
+        route(M::POST, "/v1/brake/release", Token, maintenance::release),
         route(M::POST, "/v1/scheduler/pause", Token, scheduler::pause),
         route(M::POST, "/v1/scheduler/resume", Token, scheduler::resume),
         route(

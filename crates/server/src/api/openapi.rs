@@ -17,7 +17,8 @@ use super::error::{
     BadRequest, Conflict, Forbidden, Gone, NotFound, TooLarge, Unauthorized, Unavailable,
 };
 use super::{
-    cluster, cordon, drains, events, kv, metrics, partitions, scheduler, settings, what_if, workers,
+    cluster, cordon, drains, events, kv, maintenance, metrics, partitions, scheduler, settings,
+    what_if, workers,
 };
 
 #[derive(Debug, OpenApi)]
@@ -52,6 +53,9 @@ use super::{
         drains::drain_set,
         cordon::put,
         cordon::delete,
+        maintenance::put,
+        maintenance::delete,
+        maintenance::release,
         scheduler::pause,
         scheduler::resume,
         what_if::what_if_action,

@@ -69,6 +69,8 @@ pub async fn put(
         join_timeout_ms: b.join_timeout_ms,
         kv_max_value_bytes: b.kv_max_value_bytes,
         events_retained: b.events_retained,
+        min_available: b.min_available,
+        max_deaths_fraction: b.max_deaths_fraction,
     };
     // Refuse what cannot be valid before it costs a Raft round; `apply` checks again against
     // the state it applies to.

@@ -30,7 +30,7 @@ use super::forward::Forward;
 use crate::core::liveness::Timing;
 use crate::core::{Node, RoundOnce};
 
-fn worker_id(id: &str) -> ApiResult<WorkerId> {
+pub(crate) fn worker_id(id: &str) -> ApiResult<WorkerId> {
     validate_worker_id(id).map_err(ApiError::bad_request)?;
     no_dot_segments("worker id", id)?;
     Ok(WorkerId::from(id))

@@ -18,6 +18,9 @@ pub struct DrainRequest {
     pub dry_run: bool,
     pub allow_blocked: bool,
     pub reason: Option<String>,
+    /// Proposer time by which it should finish, and what then (SPEC §3).
+    pub deadline_ms: Option<u64>,
+    pub on_deadline: drover_types::OnDeadline,
 }
 
 /// Why a drain was not started, besides the core's own errors.
@@ -84,6 +87,8 @@ impl Node {
                 workers: req.workers.iter().cloned().collect(),
                 moves: plan.moves.clone(),
                 reason: req.reason.clone(),
+                deadline_ms: req.deadline_ms,
+                on_deadline: req.on_deadline,
             };
             match self.propose(command).await {
                 Ok(outcome) => {

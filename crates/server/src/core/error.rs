@@ -85,6 +85,7 @@ mod tests {
             code: RejectCode::StaleEpoch,
             message: "moved on".into(),
             current_version: None,
+            partitions: Vec::new(),
         });
         assert!(!rejected.retryable());
         assert_eq!(rejected.to_string(), "moved on");

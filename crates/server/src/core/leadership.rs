@@ -61,6 +61,7 @@ async fn initial_settings(node: Node) {
         heartbeat_interval_ms: ms(l.heartbeat_interval),
         suspect_after_ms: ms(l.suspect_after),
         dead_after_ms: ms(l.dead_after),
+        max_deaths_fraction: Some(l.max_deaths_fraction),
         ..Default::default()
     };
     loop {

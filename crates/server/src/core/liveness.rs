@@ -108,6 +108,27 @@ impl Default for Heartbeats {
 }
 
 impl Inner {
+    /// Whether `w` is to be declared dead now (see [`Heartbeats::decide_death`]).
+    fn is_due(
+        &self,
+        leadership: Leadership,
+        w: &Worker,
+        applied: Instant,
+        threshold: Duration,
+        now: Instant,
+    ) -> bool {
+        if self.leadership != Some(leadership) {
+            return false; // that term's leadership is over: its view decides nothing
+        }
+        if now.saturating_duration_since(leadership.since) < threshold
+            || self.dying.contains_key(&w.id)
+        {
+            return false;
+        }
+        let silent = self.silent_for(&w.id, w.generation, applied, now);
+        silent.is_some_and(|s| s >= threshold)
+    }
+
     /// How long `worker` has been silent at `generation` (see the module doc).
     fn silent_for(
         &self,
@@ -190,19 +211,33 @@ impl Heartbeats {
         now: Instant,
     ) -> bool {
         let mut i = self.lock();
-        if i.leadership != Some(leadership) {
-            return false; // that term's leadership is over: its view decides nothing
-        }
-        let since = leadership.since;
-        if now.saturating_duration_since(since) < threshold || i.dying.contains_key(&w.id) {
+        if !i.is_due(leadership, w, applied, threshold, now) {
             return false;
         }
-        let silent = i.silent_for(&w.id, w.generation, applied, now);
-        if silent.is_some_and(|s| s >= threshold) {
-            i.dying.insert(w.id.clone(), w.generation);
-            return true;
-        }
-        false
+        i.dying.insert(w.id.clone(), w.generation);
+        true
+    }
+
+    /// Whether [`Heartbeats::decide_death`] would decide `w`'s death now, deciding nothing: the
+    /// scheduler first asks who is due, then the mass-failure brake judges how many of them may
+    /// be declared (SPEC §3), then it decides those.
+    pub fn is_due(
+        &self,
+        leadership: Leadership,
+        w: &Worker,
+        applied: Instant,
+        threshold: Duration,
+        now: Instant,
+    ) -> bool {
+        self.lock().is_due(leadership, w, applied, threshold, now)
+    }
+
+    /// Whether this leader has acknowledged a heartbeat of `worker` at `generation`.
+    pub fn heard(&self, worker: &WorkerId, generation: u64) -> bool {
+        self.lock()
+            .last
+            .get(worker)
+            .is_some_and(|(g, _)| *g == generation)
     }
 
     /// A decided death was committed, refused, or overtaken: heartbeats are judged again.
@@ -308,6 +343,8 @@ mod tests {
             state_reason: None,
             state_actor: "worker:w".into(),
             cordons: Default::default(),
+            maintenance: None,
+            dead_at_ms: None,
         }
     }
 

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use drover_scheduler::{PlannerConfig, Reason, Step, due_expiries, plan};
+use drover_scheduler::{
+    PlannerConfig, Reason, Step, due_expiries, judge_deaths, overdue_drains, plan,
+};
 use drover_types::{Command, WorkerId, WorkerState};
 
 use super::clock::now_ms;
@@ -59,26 +61,45 @@ async fn round(node: &Node, leadership: Leadership) {
         hb.settle_resolved(|w, g| s.workers.get(w).is_none_or(|x| x.generation != g || x.dead));
         let clock = node.state().clock();
         let t = Timing::at(&s.settings, &clock, now);
-        // Decided under the heartbeats' lock: from here until the verdict is settled, none of
-        // these workers' heartbeats is acknowledged (the lease argument, liveness.rs).
-        let deaths: Vec<(WorkerId, u64)> = s
+        let wall = now_ms();
+        // Who is due to be declared dead: silent past the threshold at their generation, and
+        // not in a maintenance whose `until` this leader's clock has not reached (SPEC §1).
+        let due: Vec<&drover_types::Worker> = s
             .workers
             .values()
             .filter(|w| !w.dead && matches!(w.state, WorkerState::Active | WorkerState::Draining))
+            .filter(|w| w.maintenance.as_ref().is_none_or(|m| m.until_ms <= wall))
+            .filter(|w| {
+                let applied = clock.generation_applied(&w.id, w.generation);
+                hb.is_due(leadership, w, applied, t.death_threshold, now)
+            })
+            .collect();
+        // The mass-failure brake judges how many of them may go (SPEC §3).
+        let due_ids: Vec<WorkerId> = due.iter().map(|w| w.id.clone()).collect();
+        let verdicts = judge_deaths(s, &due_ids, wall);
+        // Decided under the heartbeats' lock: from here until the verdict is settled, none of
+        // these workers' heartbeats is acknowledged (the lease argument, liveness.rs).
+        let deaths: Vec<(WorkerId, u64)> = due
+            .iter()
+            .filter(|w| verdicts.declare.contains(&w.id))
             .filter(|w| {
                 let applied = clock.generation_applied(&w.id, w.generation);
                 hb.decide_death(leadership, w, applied, t.death_threshold, now)
             })
             .map(|w| (w.id.clone(), w.generation))
             .collect();
-        // Cordons and pauses whose `until` this leader's clock has reached (SPEC §1: the
-        // expiry is the scheduler's, committed, never apply's).
-        let expiries = due_expiries(s, now_ms());
+        // Cordons, pauses and maintenances whose `until` this leader's clock has reached, and
+        // maintenances whose restart is done (SPEC §1: the expiry is the scheduler's,
+        // committed, never apply's).
+        let mut expiries: Vec<Command> = verdicts.brake.into_iter().collect();
+        expiries.extend(due_expiries(s, wall, |w, g| hb.heard(w, g)));
         let view = node.planner_view(s, &clock, now);
         drop(clock);
         let started = std::time::Instant::now();
         let planned = plan(s, &view, &planner_config(&s.settings));
         record_round(node, &planned, started.elapsed());
+        // Drains past their deadline, with what this round found blocked (SPEC §3).
+        expiries.extend(overdue_drains(s, &view, &planned.blocked, wall));
         let mut steps = planned.steps;
         // A new leader starts no move until it has had `suspect_after` to hear every worker:
         // placing on whoever happened to heartbeat first would need undoing once the rest are
@@ -125,7 +146,7 @@ async fn round(node: &Node, leadership: Leadership) {
         // A refusal (renewed or lifted meanwhile) is the operator's newer word: nothing to do.
         match node.propose(expiry.clone()).await {
             Ok(_) => {
-                tracing::info!(target: "drover::audit", actor = "scheduler", command = ?expiry, "expired")
+                tracing::info!(target: "drover::audit", actor = "scheduler", command = ?expiry, "scheduler decision committed")
             }
             Err(e) => tracing::debug!(command = ?expiry, error = %e, "expiry not applied"),
         }
@@ -209,6 +230,7 @@ fn record_round(node: &Node, planned: &drover_scheduler::Plan, took: Duration) {
         BlockCode::Throttled,
         BlockCode::AwaitingAck,
         BlockCode::Paused,
+        BlockCode::MassFailure,
     ] {
         let n = planned.blocked.iter().filter(|b| b.code == code).count();
         let code = serde_json::to_value(code)

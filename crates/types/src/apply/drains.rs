@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::brakes::validate_reason;
 use crate::command::Actor;
-use crate::drain::{DrainIntent, PlannedMove};
+use crate::drain::{DrainIntent, OnDeadline, PlannedMove};
 use crate::events::EventKind;
 use crate::ids::{PartitionId, WorkerId};
 use crate::partition::ReplicaRole;
@@ -73,9 +73,22 @@ impl Cx<'_> {
         workers: &[WorkerId],
         moves: &[PlannedMove],
         reason: Option<&str>,
+        deadline_ms: Option<u64>,
+        on_deadline: OnDeadline,
     ) -> Applied {
         if let Some(reason) = reason {
             validate_reason(reason).or_else(invalid)?;
+        }
+        if let Some(d) = deadline_ms
+            && d <= self.at
+        {
+            return invalid(format!(
+                "deadline ({d} ms) is not in the future (now {} ms)",
+                self.at
+            ));
+        }
+        if on_deadline == OnDeadline::Force && deadline_ms.is_none() {
+            return invalid("on_deadline force needs a deadline");
         }
         if workers.is_empty() || workers.len() > MAX_DRAIN_WORKERS {
             return invalid(format!(
@@ -142,6 +155,9 @@ impl Cx<'_> {
             replicas_total: u32::try_from(held.len()).unwrap_or(u32::MAX),
             planned: true,
             moves,
+            deadline_ms,
+            on_deadline,
+            overdue_since_ms: None,
         };
         for id in &set {
             self.set_worker_state(id, WorkerState::Draining, false, Actor::Operator, reason);
@@ -177,6 +193,42 @@ impl Cx<'_> {
         self.event(EventKind::DrainPlanned {
             drain,
             moves: u32::try_from(moves.len()).unwrap_or(u32::MAX),
+        });
+        Ok(Response::Drain(intent))
+    }
+
+    /// The scheduler found `drain` past its deadline: marked overdue once, with why.
+    pub(super) fn drain_overdue(&mut self, drain: u64, blocked: &[String]) -> Applied {
+        let Some(intent) = self.s.drains.get(&drain) else {
+            return reject(RejectCode::NotFound, format!("no drain {drain}"));
+        };
+        if intent.overdue_since_ms.is_some() {
+            return Ok(Response::Drain(intent.clone()));
+        }
+        match intent.deadline_ms {
+            Some(d) if d <= self.at => {}
+            _ => {
+                return invalid(format!(
+                    "drain {drain} is not past a deadline at {} ms",
+                    self.at
+                ));
+            }
+        }
+        if blocked.len() > 64 || blocked.iter().any(|b| b.len() > 512) {
+            return invalid("at most 64 blocked reasons of 512 bytes each");
+        }
+        let at = self.at;
+        let Some(intent) = self.s.drains.get_mut(&drain) else {
+            return reject(RejectCode::NotFound, format!("no drain {drain}"));
+        };
+        intent.overdue_since_ms = Some(at);
+        let intent = intent.clone();
+        self.changes.drains.insert(drain);
+        self.event(EventKind::DrainOverdue {
+            drain,
+            workers: intent.workers.iter().cloned().collect(),
+            blocked: blocked.to_vec(),
+            on_deadline: intent.on_deadline,
         });
         Ok(Response::Drain(intent))
     }

@@ -3,11 +3,18 @@
 //! with the version of the record it saw expire; `apply` only checks it against the proposer's
 //! time stamped in the entry, never a clock of its own, so every node applies it the same way.
 
-use super::{Applied, Cx, RejectCode, Response, invalid, reject, version_conflict};
-use crate::brakes::{Cordon, MAX_CORDONS, Pause, validate_holder, validate_reason, validate_until};
-use crate::command::{ADMIN, SCHEDULER};
+use super::{
+    Applied, Cx, RejectCode, Response, budget_exceeded, check_generation, invalid, reject,
+    version_conflict,
+};
+use crate::brakes::{
+    Cordon, Hold, MAX_CORDONS, MAX_MAINTENANCE_MS, Maintenance, MassFailure, Pause,
+    validate_holder, validate_reason, validate_until,
+};
+use crate::command::{ADMIN, Actor, SCHEDULER};
 use crate::events::EventKind;
 use crate::ids::WorkerId;
+use crate::worker::WorkerState;
 
 impl Cx<'_> {
     pub(super) fn cordon(
@@ -155,6 +162,232 @@ impl Cx<'_> {
         self.event(EventKind::SchedulerResumed {
             actor: actor.to_owned(),
             expired,
+        });
+        Ok(Response::Brakes(self.s.brakes.clone()))
+    }
+
+    // -- maintenance (SPEC §1) ------------------------------------------------------------
+
+    pub(super) fn enter_maintenance(
+        &mut self,
+        id: &WorkerId,
+        reason: &str,
+        until_ms: u64,
+        by: Actor,
+        generation: Option<u64>,
+    ) -> Applied {
+        validate_reason(reason).or_else(invalid)?;
+        validate_until(Some(until_ms), self.at).or_else(invalid)?;
+        if until_ms - self.at > MAX_MAINTENANCE_MS {
+            return invalid(format!(
+                "a maintenance lasts at most {} h; renew it if the restart takes longer",
+                MAX_MAINTENANCE_MS / 3_600_000
+            ));
+        }
+        let w = self.worker(id)?;
+        match (by, generation) {
+            (Actor::Agent, Some(g)) => check_generation(w, g)?,
+            (Actor::Agent, None) => {
+                return invalid("an agent's maintenance must carry its generation");
+            }
+            (Actor::Scheduler, _) => return invalid("the scheduler does not start maintenance"),
+            (Actor::Operator, _) => {}
+        }
+        if w.state != WorkerState::Active || w.dead {
+            let what = if w.dead {
+                "declared dead".to_owned()
+            } else {
+                w.state.to_string()
+            };
+            return reject(
+                RejectCode::IllegalTransition,
+                format!("worker {id} is {what}; only an active worker enters maintenance"),
+            );
+        }
+        let actor = by.name(id);
+        let renewal = w.maintenance.clone();
+        if let Some(m) = &renewal
+            && m.reason == reason
+            && m.until_ms == until_ms
+        {
+            return Ok(Response::Worker(w.clone()));
+        }
+        if renewal.is_none() {
+            let short = self.s.budget_shortfall(id, |_| false);
+            if !short.is_empty() {
+                let min = match self.s.settings.min_available {
+                    0 => "a majority of their".to_owned(),
+                    n => format!("min_available = {n}"),
+                };
+                return budget_exceeded(&format!("maintenance of {id}"), &min, short);
+            }
+        }
+        let generation = renewal.map_or(w.generation, |m| m.generation);
+        let (at, index) = (self.at, self.index);
+        let Some(w) = self.worker_mut(id) else {
+            return reject(RejectCode::NotFound, format!("no worker {id}"));
+        };
+        w.maintenance = Some(Maintenance {
+            reason: reason.to_owned(),
+            actor: actor.clone(),
+            since_ms: at,
+            until_ms,
+            generation,
+            version: index,
+        });
+        let worker = w.clone();
+        self.event(EventKind::MaintenanceStarted {
+            worker: id.clone(),
+            reason: reason.to_owned(),
+            actor,
+            until_ms,
+        });
+        Ok(Response::Worker(worker))
+    }
+
+    pub(super) fn end_maintenance(
+        &mut self,
+        id: &WorkerId,
+        by: Actor,
+        generation: Option<u64>,
+        version: Option<u64>,
+    ) -> Applied {
+        let w = self.worker(id)?;
+        if by == Actor::Agent {
+            let Some(g) = generation else {
+                return invalid("an agent's maintenance must carry its generation");
+            };
+            check_generation(w, g)?;
+        }
+        let Some(m) = &w.maintenance else {
+            if by == Actor::Scheduler {
+                return reject(
+                    RejectCode::NotFound,
+                    format!("worker {id} is not in maintenance"),
+                );
+            }
+            return Ok(Response::Worker(w.clone()));
+        };
+        let cause = if by == Actor::Scheduler {
+            let Some(v) = version else {
+                return invalid("the scheduler ends a maintenance at the version it saw");
+            };
+            if m.version != v {
+                return version_conflict(&format!("maintenance of {id}"), v, m.version);
+            }
+            if w.generation > m.generation {
+                "returned"
+            } else if m.until_ms <= self.at {
+                "expired"
+            } else {
+                return invalid(format!(
+                    "maintenance of {id} has neither expired nor seen a restart at {} ms",
+                    self.at
+                ));
+            }
+        } else {
+            "lifted"
+        };
+        self.finish_maintenance(id, &by.name(id), cause)
+    }
+
+    /// Ends a maintenance known to exist.
+    pub(super) fn finish_maintenance(
+        &mut self,
+        id: &WorkerId,
+        actor: &str,
+        cause: &str,
+    ) -> Applied {
+        let Some(w) = self.worker_mut(id) else {
+            return reject(RejectCode::NotFound, format!("no worker {id}"));
+        };
+        w.maintenance = None;
+        let worker = w.clone();
+        self.event(EventKind::MaintenanceEnded {
+            worker: id.clone(),
+            actor: actor.to_owned(),
+            cause: cause.to_owned(),
+        });
+        Ok(Response::Worker(worker))
+    }
+
+    // -- the mass-failure brake (SPEC §3) -------------------------------------------------
+
+    pub(super) fn trip_brake(&mut self, workers: &[WorkerId], reason: &str) -> Applied {
+        validate_reason(reason).or_else(invalid)?;
+        if workers.is_empty() {
+            return invalid("a brake holds back the deaths of at least one worker");
+        }
+        for w in workers {
+            self.worker(w)?;
+        }
+        if let Some(b) = &self.s.brakes.mass_failure
+            && b.workers == workers
+        {
+            return Ok(Response::Brakes(self.s.brakes.clone()));
+        }
+        self.s.brakes.mass_failure = Some(MassFailure {
+            workers: workers.to_vec(),
+            reason: reason.to_owned(),
+            since_ms: self.at,
+            version: self.index,
+        });
+        self.changes.brakes = true;
+        self.event(EventKind::BrakeTripped {
+            workers: workers.to_vec(),
+            reason: reason.to_owned(),
+        });
+        Ok(Response::Brakes(self.s.brakes.clone()))
+    }
+
+    pub(super) fn release_brake(
+        &mut self,
+        by: Actor,
+        version: Option<u64>,
+        reason: Option<&str>,
+        until_ms: Option<u64>,
+    ) -> Applied {
+        if let Some(reason) = reason {
+            validate_reason(reason).or_else(invalid)?;
+        }
+        validate_until(until_ms, self.at).or_else(invalid)?;
+        match by {
+            Actor::Agent => return invalid("an agent cannot release the brake"),
+            Actor::Scheduler => {
+                let Some(b) = &self.s.brakes.mass_failure else {
+                    return reject(RejectCode::NotFound, "the brake is not tripped");
+                };
+                if version != Some(b.version) {
+                    return version_conflict("the brake", version.unwrap_or(0), b.version);
+                }
+                if until_ms.is_some() {
+                    return invalid("only an operator's release holds the brake off");
+                }
+            }
+            Actor::Operator => {
+                if self.s.brakes.mass_failure.is_none() && until_ms.is_none() {
+                    return Ok(Response::Brakes(self.s.brakes.clone()));
+                }
+            }
+        }
+        let actor = if by == Actor::Operator {
+            ADMIN
+        } else {
+            SCHEDULER
+        };
+        self.s.brakes.mass_failure = None;
+        self.s.brakes.released = until_ms.map(|until| Hold {
+            reason: reason.unwrap_or("released by an operator").to_owned(),
+            actor: actor.to_owned(),
+            since_ms: self.at,
+            until_ms: Some(until),
+            version: self.index,
+        });
+        self.changes.brakes = true;
+        self.event(EventKind::BrakeReleased {
+            actor: actor.to_owned(),
+            reason: reason.map(str::to_owned),
+            until_ms,
         });
         Ok(Response::Brakes(self.s.brakes.clone()))
     }

@@ -6,6 +6,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::PartitionId;
+
 /// Stable, machine-readable rejection codes (the `code` of SPEC §4's error shape).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -37,6 +39,11 @@ pub enum RejectCode {
     /// A leader's decision (a death verdict) reached the log in a term other than the one it
     /// was decided in: the leadership that justified it is over. Nothing changed.
     StaleTerm,
+    /// A maintenance would leave partitions (named in the rejection) with fewer than
+    /// `min_available` serving replicas on workers alive and not in maintenance.
+    BudgetExceeded,
+    /// The mass-failure brake is tripped: no death is declared until it is released.
+    BrakeTripped,
 }
 
 impl RejectCode {
@@ -56,6 +63,8 @@ impl RejectCode {
             RejectCode::UnderReplicated => "under_replicated",
             RejectCode::NotDrained => "not_drained",
             RejectCode::StaleTerm => "stale_term",
+            RejectCode::BudgetExceeded => "budget_exceeded",
+            RejectCode::BrakeTripped => "brake_tripped",
         }
     }
 
@@ -83,6 +92,8 @@ pub struct Rejection {
     pub message: String,
     /// The current version, with `version_conflict`.
     pub current_version: Option<u64>,
+    /// The partitions concerned, with `budget_exceeded`.
+    pub partitions: Vec<PartitionId>,
 }
 
 pub(super) fn reject<T>(code: RejectCode, message: impl Into<String>) -> Result<T, Rejection> {
@@ -90,6 +101,37 @@ pub(super) fn reject<T>(code: RejectCode, message: impl Into<String>) -> Result<
         code,
         message: message.into(),
         current_version: None,
+        partitions: Vec::new(),
+    })
+}
+
+/// `budget_exceeded`, naming the partitions (at most the first 20 in the message; all in the
+/// rejection's `partitions`).
+pub(super) fn budget_exceeded<T>(
+    what: &str,
+    min: &str,
+    partitions: Vec<PartitionId>,
+) -> Result<T, Rejection> {
+    let shown: Vec<String> = partitions
+        .iter()
+        .take(20)
+        .map(ToString::to_string)
+        .collect();
+    let more = partitions.len().saturating_sub(shown.len());
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    Err(Rejection {
+        code: RejectCode::BudgetExceeded,
+        message: format!(
+            "{what} would leave partitions {}{more} with fewer than {min} serving replicas on \
+             workers alive and not in maintenance",
+            shown.join(", ")
+        ),
+        current_version: None,
+        partitions,
     })
 }
 
@@ -102,5 +144,6 @@ pub(super) fn version_conflict<T>(what: &str, expected: u64, current: u64) -> Re
         code: RejectCode::VersionConflict,
         message: format!("{what} is at version {current}, not {expected}"),
         current_version: Some(current),
+        partitions: Vec::new(),
     })
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use crate::brakes::validate_reason;
-use crate::command::{Actor, Registration};
+use crate::command::{Actor, Registration, SCHEDULER};
 use crate::drain::DrainIntent;
 use crate::events::EventKind;
 use crate::ids::{
@@ -92,6 +92,10 @@ impl Cx<'_> {
             state_reason,
             state_actor,
             cordons,
+            // A maintenance outlives the restart it is for: the scheduler ends it once the new
+            // generation heartbeats.
+            maintenance: previous.and_then(|w| w.maintenance.clone()),
+            dead_at_ms: None,
         };
         self.s.workers.insert(r.worker.clone(), worker.clone());
         self.changes.workers.insert(r.worker.clone());
@@ -136,6 +140,33 @@ impl Cx<'_> {
         }
         check_transition(id, from, to, by, force)?;
         let held = self.s.replicas_on(id).count();
+        if by == Actor::Scheduler && force {
+            // A drain's deadline (`on_deadline: force`): only where every partition keeps a
+            // majority of healthy serving replicas without this worker.
+            let short: Vec<PartitionId> = self
+                .s
+                .replicas_on(id)
+                .filter(|p| {
+                    let others = p
+                        .replicas
+                        .iter()
+                        .filter(|r| &r.worker != id && r.role == ReplicaRole::Serving)
+                        .filter(|r| self.s.is_alive(&r.worker))
+                        .count();
+                    others < usize::from(p.replication_factor) / 2 + 1
+                })
+                .map(|p| p.id)
+                .collect();
+            if !short.is_empty() {
+                return reject(
+                    RejectCode::UnderReplicated,
+                    format!(
+                        "forcing {id} out would leave partitions {short:?} without a majority of \
+                         healthy serving replicas"
+                    ),
+                );
+            }
+        }
         if from == WorkerState::Draining && to == WorkerState::Disabled && !force && held > 0 {
             return reject(
                 RejectCode::NotDrained,
@@ -168,6 +199,9 @@ impl Cx<'_> {
                     replicas_total: u32::try_from(held).unwrap_or(u32::MAX),
                     planned: false,
                     moves: Vec::new(),
+                    deadline_ms: None,
+                    on_deadline: Default::default(),
+                    overdue_since_ms: None,
                 },
             );
             self.changes.drains.insert(self.index);
@@ -178,6 +212,9 @@ impl Cx<'_> {
             });
         }
         self.set_worker_state(id, to, force && to == WorkerState::Disabled, by, reason);
+        if to == WorkerState::Disabled && self.worker(id)?.in_maintenance() {
+            self.finish_maintenance(id, &by.name(id), "disabled")?;
+        }
         let worker = self.worker(id)?.clone();
         // A forced disable always says how many partitions fell below RF, zero included.
         let forced = force && to == WorkerState::Disabled && from != WorkerState::Provisioning;
@@ -302,9 +339,25 @@ impl Cx<'_> {
                 replicas_dropped: 0,
             });
         }
+        // Structural, not only the scheduler's judgement: a verdict decided before the brake
+        // tripped (by this leader or an old one) cannot slip in behind it.
+        if let Some(b) = &self.s.brakes.mass_failure {
+            return reject(
+                RejectCode::BrakeTripped,
+                format!(
+                    "the mass-failure brake (tripped at version {}: {}) holds every death",
+                    b.version, b.reason
+                ),
+            );
+        }
         let replicas_dropped = self.drop_all_replicas(id);
+        let at = self.at;
         if let Some(w) = self.worker_mut(id) {
             w.dead = true;
+            w.dead_at_ms = Some(at);
+        }
+        if self.worker(id)?.in_maintenance() {
+            self.finish_maintenance(id, SCHEDULER, "dead")?;
         }
         self.event(EventKind::Dead {
             worker: id.clone(),
