@@ -34,9 +34,11 @@ pub fn judge_deaths(
     now_ms: u64,
 ) -> DeathVerdicts {
     let window_start = now_ms.saturating_sub(s.settings.dead_after_ms);
+    // A fraction of 1 turns the brake off, its zone rule included (and releases a trip).
+    let off = s.settings.max_deaths_fraction == drover_types::Fraction::ONE;
     if let Some(b) = &s.brakes.mass_failure {
         // Held: nothing is declared. Once no one is due any more, the workers returned.
-        let brake = if due.is_empty() {
+        let brake = if due.is_empty() || off {
             Some(Command::ReleaseBrake {
                 by: Actor::Scheduler,
                 version: Some(b.version),
@@ -59,7 +61,7 @@ pub fn judge_deaths(
         .as_ref()
         .and_then(|r| r.until_ms)
         .is_some_and(|until| now_ms < until);
-    if due.is_empty() || released {
+    if due.is_empty() || released || off {
         return DeathVerdicts {
             declare: due.to_vec(),
             brake: None,
@@ -183,6 +185,11 @@ mod tests {
             matches!(&staggered.brake, Some(Command::TripBrake { workers, .. }) if *workers == ids(&["a1"])),
             "{staggered:?}"
         );
+        // With max_deaths_fraction 1 the brake is off, the zone rule too.
+        let mut off = sim.state.clone();
+        off.settings.max_deaths_fraction = drover_types::Fraction::ONE;
+        let whole_zone = judge_deaths(&off, &ids(&["a1", "a2"]), |_| false, now);
+        assert_eq!((whole_zone.declare.len(), whole_zone.brake), (2, None));
         // A silent worker elsewhere changes nothing for a1.
         let b2 = WorkerId::from("b2");
         let elsewhere = judge_deaths(&sim.state, &ids(&["a1"]), |w| *w == b2, now);
