@@ -829,6 +829,98 @@ async fn a_rolling_restart_under_load_moves_no_replica() {
             .collect::<Vec<_>>()
     };
     assert_eq!(sets(&before), sets(&after), "replica sets changed");
+
+    // The disruption budget over HTTP: with w1 in maintenance, w2 may not go too — the
+    // partitions the two share would keep one serving replica of three. The refusal names
+    // exactly those partitions and changes nothing.
+    let leader = c.leader_among(&[1, 2, 3]).await;
+    let path = |id: &str| format!("/v1/workers/{id}/maintenance");
+    let body = serde_json::json!({"reason": "disk swap", "for": "1m"});
+    let r = c
+        .req(reqwest::Method::PUT, leader, &path("w1"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let mut shared: Vec<u64> = after
+        .iter()
+        .filter(|p| {
+            ["w1", "w2"]
+                .iter()
+                .all(|w| p.replicas.iter().any(|r| r.worker.as_str() == *w))
+        })
+        .map(|p| u64::from(p.id))
+        .collect();
+    shared.sort();
+    assert!(!shared.is_empty(), "w1 and w2 share no partition");
+    let version = admin.cluster().await.unwrap().state_version;
+    let r = c
+        .req(reqwest::Method::PUT, leader, &path("w2"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let err: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "budget_exceeded", "{err}");
+    let named: Vec<u64> = err["error"]["partitions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no partitions in {err}"))
+        .iter()
+        .map(|p| p.as_u64().unwrap())
+        .collect();
+    assert_eq!(named, shared, "{err}");
+    assert_eq!(
+        admin.cluster().await.unwrap().state_version,
+        version,
+        "the refusal changed state"
+    );
+    let r = c
+        .req(reqwest::Method::DELETE, leader, &path("w1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // An overdue drain is reported: with the scheduler paused, w3's drain (deadline 1 s) cannot
+    // make progress; past its deadline a `drain_overdue` event says what blocks it, and the
+    // metric counts it. Resumed, the drain finishes.
+    admin
+        .pause_scheduler("hold the drain", &drover_client::Expiry::Never)
+        .await
+        .unwrap();
+    let opts = drover_client::DrainOptions {
+        deadline: drover_client::Expiry::After(Duration::from_secs(1)),
+        ..Default::default()
+    };
+    admin.drain_workers(&["w3".to_owned()], opts).await.unwrap();
+    let overdue = wait_for(
+        "w3's drain reported overdue",
+        Duration::from_secs(30),
+        || async {
+            let events = all_events(&c, leader).await;
+            events
+                .into_iter()
+                .find(|e| e["kind"].get("drain_overdue").is_some())
+        },
+    )
+    .await;
+    let o = &overdue["kind"]["drain_overdue"];
+    assert_eq!(o["workers"], serde_json::json!(["w3"]), "{overdue}");
+    let blocked = o["blocked"].to_string();
+    assert!(blocked.contains("paused"), "{overdue}");
+    assert!(c.metrics(leader).await.contains("drover_drains_overdue 1"));
+    admin.resume_scheduler().await.unwrap();
+    wait_for(
+        "w3 disabled after the resume",
+        Duration::from_secs(60),
+        || async {
+            let w = admin.worker("w3").await.ok()?;
+            (w.record.state == WorkerState::Disabled).then_some(())
+        },
+    )
+    .await;
 }
 
 /// A zone going silent (both of its workers' agents stop at once) is, from the leader, a zone
