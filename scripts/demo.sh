@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole of Drover on one machine: a three-node cluster, six example workers in three zones,
-# a table of 32 partitions at RF 3, and a worker drained to Disabled while you watch.
+# a table of 32 partitions at RF 3, a worker drained to Disabled while you watch, then a rolling
+# restart of the others that moves no replica.
 #
 #   scripts/demo.sh         build, start everything, drain w1, leave it all running
 #   scripts/demo.sh down    stop the workers and the cluster and delete the demo's data
@@ -115,10 +116,18 @@ up() {
     sleep 0.3
   done
 
+  wait_until 60 'placed 2>/dev/null' "every partition at RF 3 in three zones"
+  say "rolling restart of the five active workers, one at a time, without moving data"
+  # Each worker goes into maintenance (its leaderships move off, it is not declared dead),
+  # gets SIGHUP (the example worker gives its lease up and executes itself again), and comes
+  # back at a new generation with the same replicas; droverctl compares replica sets at the end.
+  ctl rolling-restart --for 2m --exec "kill -HUP \$(cat '$DEMO/{id}.pid')"
+
   say "result"
   ctl workers list
   wait_until 60 'placed 2>/dev/null' "every partition at RF 3 in three zones"
-  echo "every partition has 3 serving replicas in 3 zones; w1 holds nothing and is disabled."
+  echo "every partition has 3 serving replicas in 3 zones; w1 holds nothing and is disabled;"
+  echo "w2-w6 restarted at new generations and not one replica moved."
   echo
   echo "The cluster and workers keep running. Try:"
   echo "  export DROVER_ENDPOINTS=$DROVER_ENDPOINTS"

@@ -671,3 +671,348 @@ async fn metrics_time_fsyncs_applies_and_rounds_and_count_blocked_partitions() {
         Some(0.0)
     );
 }
+
+/// Heartbeats every 100 ms, suspect after 1 s, dead after 3 s: a restart that takes 4 s would
+/// be a death without maintenance.
+const FAST_DEATHS: &[&str] = &[
+    "--heartbeat-interval-ms",
+    "100",
+    "--suspect-after-ms",
+    "1000",
+    "--dead-after-ms",
+    "3000",
+];
+
+/// An agent (of the fast-deaths cluster) that acknowledges every task at once.
+async fn quick_agent(endpoints: Vec<String>, id: &str, zone: &str) -> Agent {
+    let mut cfg = AgentConfig::new(endpoints, id, format!("10.1.0.2:{}", 9000 + id.len()));
+    cfg.zone = Some(zone.into());
+    cfg.lease_margin = Duration::from_millis(1000);
+    let mut agent = Agent::start(cfg).await.unwrap();
+    let mut tasks = agent.take_tasks().unwrap();
+    let handle = agent.handle();
+    tokio::spawn(async move {
+        while let Some(task) = tasks.recv().await {
+            let _ = handle.ack_settled(&task, Duration::from_secs(30)).await;
+        }
+    });
+    agent.ready().await.unwrap();
+    agent
+}
+
+/// Issue 20's rolling restart: six workers in three zones, twelve partitions at RF 3, KV writes
+/// all along. Each worker in turn calls `maintenance_and_restart()`, stays down for 4 s (past
+/// `dead_after`), and a new process with its id starts: it comes back at a new generation
+/// with the same replicas, and its maintenance ends (`returned`). Not one replica moves, no
+/// worker is declared dead, every partition keeps a majority serving at every state version,
+/// and every KV write succeeds.
+#[tokio::test]
+async fn a_rolling_restart_under_load_moves_no_replica() {
+    let c = Cluster::start(3, FAST_DEATHS);
+    let leader = c.leader_among(&[1, 2, 3]).await;
+    let eps = endpoints(&c);
+    let admin = Client::new(&eps, None).unwrap();
+    let ids = [
+        ("w1", "z0"),
+        ("w2", "z1"),
+        ("w3", "z2"),
+        ("w4", "z0"),
+        ("w5", "z1"),
+        ("w6", "z2"),
+    ];
+    let mut agents = Vec::new();
+    for (id, zone) in ids {
+        agents.push(Some(quick_agent(eps.clone(), id, zone).await));
+    }
+    wait_for("six active workers", Duration::from_secs(30), || async {
+        let active = admin.all_workers(Some(WorkerState::Active)).await.ok()?;
+        (active.len() == 6).then_some(())
+    })
+    .await;
+    admin.create_table(12, 3).await.unwrap();
+    let placed = || async {
+        let parts = admin.all_partitions().await.ok()?;
+        let done = parts.iter().all(|p| {
+            p.replicas.len() == 3 && p.replicas.iter().all(|r| r.role == ReplicaRole::Serving)
+        });
+        done.then_some(parts)
+    };
+    let before = wait_for("every partition at RF 3", Duration::from_secs(60), placed).await;
+    let from = admin.cluster().await.unwrap().state_version;
+
+    // KV load through the whole restart.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let kv = Client::new(&eps, None).unwrap();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u64, Vec::new());
+            while !stop.load(Ordering::SeqCst) {
+                match kv
+                    .kv_put(&format!("k{}", ok % 50), &ok.to_string(), None)
+                    .await
+                {
+                    Ok(_) => ok += 1,
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            (ok, failed)
+        })
+    };
+
+    for (i, (id, zone)) in ids.iter().enumerate() {
+        let old = admin.worker(id).await.unwrap().record.generation;
+        let agent = agents[i].take().unwrap();
+        if let Err(e) = agent
+            .maintenance_and_restart(
+                "rolling restart",
+                Duration::from_secs(60),
+                Duration::from_secs(10),
+            )
+            .await
+        {
+            panic!("{id}: {e}");
+        }
+        let w = admin.worker(id).await.unwrap();
+        assert!(w.record.in_maintenance(), "{id} is not in maintenance");
+        let led = admin
+            .all_partitions()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|p| p.leader.as_ref().is_some_and(|l| l.as_str() == *id))
+            .count();
+        assert_eq!(led, 0, "{id} still leads {led} partitions when it stops");
+        // The scenario, not a wait: down past dead_after, so without the maintenance this is
+        // a death.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        agents[i] = Some(quick_agent(eps.clone(), id, zone).await);
+        wait_for(
+            &format!("{id} back, maintenance ended"),
+            Duration::from_secs(30),
+            || async {
+                let w = admin.worker(id).await.ok()?;
+                (w.record.generation > old && w.record.maintenance.is_none()).then_some(())
+            },
+        )
+        .await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let (ok, failed) = load.await.unwrap();
+    assert!(ok > 100, "too little load: {ok} writes");
+    assert!(
+        failed.is_empty(),
+        "KV writes failed during the restart: {failed:?}"
+    );
+
+    let events = all_events(&c, leader).await;
+    let added = check_serving_floor(&events, from, 2);
+    assert_eq!(added, 0, "a rolling restart moved {added} replicas");
+    let dead: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["kind"].get("dead").is_some())
+        .collect();
+    assert!(dead.is_empty(), "workers declared dead: {dead:?}");
+    let ended = events
+        .iter()
+        .filter(|e| e["kind"]["maintenance_ended"]["cause"] == "returned")
+        .count();
+    assert_eq!(ended, 6, "every maintenance ends by the worker's return");
+    let after = admin.all_partitions().await.unwrap();
+    let sets = |ps: &[drover_types::Partition]| {
+        ps.iter()
+            .map(|p| {
+                let mut s: Vec<String> = p.replicas.iter().map(|r| r.worker.to_string()).collect();
+                s.sort();
+                s
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(sets(&before), sets(&after), "replica sets changed");
+
+    // The disruption budget over HTTP: with w1 in maintenance, w2 may not go too — the
+    // partitions the two share would keep one serving replica of three. The refusal names
+    // exactly those partitions and changes nothing.
+    let leader = c.leader_among(&[1, 2, 3]).await;
+    let path = |id: &str| format!("/v1/workers/{id}/maintenance");
+    let body = serde_json::json!({"reason": "disk swap", "for": "1m"});
+    let r = c
+        .req(reqwest::Method::PUT, leader, &path("w1"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let mut shared: Vec<u64> = after
+        .iter()
+        .filter(|p| {
+            ["w1", "w2"]
+                .iter()
+                .all(|w| p.replicas.iter().any(|r| r.worker.as_str() == *w))
+        })
+        .map(|p| u64::from(p.id))
+        .collect();
+    shared.sort();
+    assert!(!shared.is_empty(), "w1 and w2 share no partition");
+    // (The scheduler meanwhile moves w1's leaderships off, so the state version may move;
+    // w2's record must not.)
+    let w2 = admin.worker("w2").await.unwrap().record;
+    let r = c
+        .req(reqwest::Method::PUT, leader, &path("w2"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let err: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "budget_exceeded", "{err}");
+    let named: Vec<u64> = err["error"]["partitions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no partitions in {err}"))
+        .iter()
+        .map(|p| p.as_u64().unwrap())
+        .collect();
+    assert_eq!(named, shared, "{err}");
+    // Its version, not the whole record: moving w1's leaderships touches w2's assignments.
+    let now = admin.worker("w2").await.unwrap().record;
+    assert_eq!(
+        (now.version, now.maintenance),
+        (w2.version, None),
+        "the refusal changed w2"
+    );
+    let r = c
+        .req(reqwest::Method::DELETE, leader, &path("w1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // An overdue drain is reported: with the scheduler paused, w3's drain (deadline 1 s) cannot
+    // make progress; past its deadline a `drain_overdue` event says what blocks it, and the
+    // metric counts it. Resumed, the drain finishes.
+    admin
+        .pause_scheduler("hold the drain", &drover_client::Expiry::Never)
+        .await
+        .unwrap();
+    let opts = drover_client::DrainOptions {
+        deadline: drover_client::Expiry::After(Duration::from_secs(1)),
+        ..Default::default()
+    };
+    admin.drain_workers(&["w3".to_owned()], opts).await.unwrap();
+    let overdue = wait_for(
+        "w3's drain reported overdue",
+        Duration::from_secs(30),
+        || async {
+            let events = all_events(&c, leader).await;
+            events
+                .into_iter()
+                .find(|e| e["kind"].get("drain_overdue").is_some())
+        },
+    )
+    .await;
+    let o = &overdue["kind"]["drain_overdue"];
+    assert_eq!(o["workers"], serde_json::json!(["w3"]), "{overdue}");
+    let blocked = o["blocked"].to_string();
+    assert!(blocked.contains("paused"), "{overdue}");
+    assert!(c.metrics(leader).await.contains("drover_drains_overdue 1"));
+    admin.resume_scheduler().await.unwrap();
+    wait_for(
+        "w3 disabled after the resume",
+        Duration::from_secs(60),
+        || async {
+            let w = admin.worker("w3").await.ok()?;
+            (w.record.state == WorkerState::Disabled).then_some(())
+        },
+    )
+    .await;
+}
+
+/// A zone going silent (both of its workers' agents stop at once) is, from the leader, a zone
+/// lost to a network partition: the mass-failure brake trips instead of declaring them dead;
+/// for a `dead_after` and more nothing is declared dead and nothing re-created; after
+/// `POST /v1/brake/release` the deaths are declared and the replicas re-created elsewhere.
+#[tokio::test]
+async fn a_silent_zone_trips_the_brake_and_nothing_moves_until_release() {
+    let c = Cluster::start(3, FAST_DEATHS);
+    let leader = c.leader_among(&[1, 2, 3]).await;
+    let eps = endpoints(&c);
+    let admin = Client::new(&eps, None).unwrap();
+    let ids = [
+        ("w1", "z0"),
+        ("w2", "z1"),
+        ("w3", "z2"),
+        ("w4", "z0"),
+        ("w5", "z1"),
+        ("w6", "z2"),
+    ];
+    let mut agents = Vec::new();
+    for (id, zone) in ids {
+        agents.push(quick_agent(eps.clone(), id, zone).await);
+    }
+    admin.create_table(6, 2).await.unwrap();
+    wait_for(
+        "every partition at RF 2",
+        Duration::from_secs(60),
+        || async {
+            let parts = admin.all_partitions().await.ok()?;
+            let done = parts.iter().all(|p| {
+                p.replicas.len() == 2 && p.replicas.iter().all(|r| r.role == ReplicaRole::Serving)
+            });
+            done.then_some(())
+        },
+    )
+    .await;
+    let from = admin.cluster().await.unwrap().state_version;
+
+    // Zone z0 falls silent.
+    agents[0].stop();
+    agents[3].stop();
+    let tripped = wait_for("the brake trips", Duration::from_secs(30), || async {
+        let s = admin.cluster().await.ok()?;
+        s.brakes.mass_failure.clone()
+    })
+    .await;
+    let mut held: Vec<&str> = tripped.workers.iter().map(|w| w.as_str()).collect();
+    held.sort();
+    assert_eq!(held, ["w1", "w4"]);
+    let text = c.metrics(leader).await;
+    assert!(
+        text.contains("drover_brake{brake=\"mass_failure\"} 1"),
+        "{text}"
+    );
+    // An observation window, not a wait for a condition: what must hold is that nothing
+    // happens for longer than dead_after.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let quiet = all_events(&c, leader).await;
+    let moved: Vec<&serde_json::Value> = quiet
+        .iter()
+        .filter(|e| e["version"].as_u64().unwrap() > from)
+        .filter(|e| e["kind"].get("dead").is_some() || e["kind"].get("replica_added").is_some())
+        .collect();
+    assert!(moved.is_empty(), "with the brake on: {moved:?}");
+
+    let brakes = admin.release_brake(Some("zone z0 is gone")).await.unwrap();
+    assert!(brakes.mass_failure.is_none());
+    wait_for(
+        "w1 and w4 dead, their replicas re-created",
+        Duration::from_secs(30),
+        || async {
+            let w1 = admin.worker("w1").await.ok()?;
+            let w4 = admin.worker("w4").await.ok()?;
+            let parts = admin.all_partitions().await.ok()?;
+            let full = parts.iter().all(|p| {
+                p.replicas.len() == 2 && p.replicas.iter().all(|r| r.role == ReplicaRole::Serving)
+            });
+            (w1.record.dead && w4.record.dead && full).then_some(())
+        },
+    )
+    .await;
+    let events = all_events(&c, leader).await;
+    let kinds: Vec<&str> = events
+        .iter()
+        .filter(|e| e["version"].as_u64().unwrap() > from)
+        .filter_map(|e| e["kind"].as_object()?.keys().next().map(String::as_str))
+        .filter(|k| ["brake_tripped", "brake_released", "dead"].contains(k))
+        .collect();
+    assert_eq!(kinds[..2], ["brake_tripped", "brake_released"], "{kinds:?}");
+}

@@ -1143,3 +1143,178 @@ async fn events_without_after_start_from_the_oldest_kept() {
         (410, Some("compacted"))
     );
 }
+
+/// Issue 20's new routes refuse bad input with SPEC §4's error shape and change nothing:
+/// maintenance without a reason or an end, over 24 h, in the past, with unknown fields, for an
+/// unknown worker, from the worker token without its generation (or with an old or unknown one); the brake's
+/// release from the worker token or with an empty reason; drains with a bad deadline.
+#[tokio::test]
+async fn maintenance_brake_and_deadlines_refuse_bad_input_and_change_nothing() {
+    let mut c = Cluster::start(3, &["--admin-token", ADMIN, "--worker-token", WORKER]);
+    c.token = Some(ADMIN.into());
+    let leader = c.leader_among(&[1, 2, 3]).await;
+    let f = (1..=3).find(|id| *id != leader).unwrap();
+    let api = Api { c: &c };
+    let reg = json!({"incarnation": 7, "address": "10.1.0.1:9000", "zone": "z1"});
+    let (s, w) = api
+        .call(f, Method::PUT, "/v1/workers/w1", Some(WORKER), Some(reg))
+        .await;
+    assert_eq!(s, 200, "{w}");
+    let (s, w) = api
+        .admin(
+            f,
+            Method::POST,
+            "/v1/workers/w1/state",
+            Some(json!({"state": "active"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{w}");
+
+    let m = "/v1/workers/w1/maintenance";
+    for (node, token, path, body, status, code) in [
+        (f, ADMIN, m, json!({"for": "10m"}), 400, "invalid"),
+        (
+            f,
+            ADMIN,
+            m,
+            json!({"reason": "", "for": "10m"}),
+            400,
+            "invalid",
+        ),
+        (f, ADMIN, m, json!({"reason": "r"}), 400, "invalid"),
+        (
+            f,
+            ADMIN,
+            m,
+            json!({"reason": "r", "for": "48h"}),
+            400,
+            "invalid",
+        ),
+        (
+            f,
+            ADMIN,
+            m,
+            json!({"reason": "r", "for": "soon"}),
+            400,
+            "invalid",
+        ),
+        (
+            f,
+            ADMIN,
+            m,
+            json!({"reason": "r", "until": 1}),
+            400,
+            "invalid",
+        ),
+        (
+            f,
+            ADMIN,
+            m,
+            json!({"reason": "r", "for": "1m", "until": 1}),
+            400,
+            "invalid",
+        ),
+        (
+            f,
+            ADMIN,
+            m,
+            json!({"reason": "r", "for": "1m", "why": 1}),
+            400,
+            "invalid",
+        ),
+        (
+            leader,
+            WORKER,
+            m,
+            json!({"reason": "r", "for": "1m"}),
+            400,
+            "invalid",
+        ),
+        (
+            leader,
+            WORKER,
+            m,
+            json!({"reason": "r", "for": "1m", "generation": 9}),
+            400,
+            "invalid",
+        ),
+        (
+            leader,
+            WORKER,
+            m,
+            json!({"reason": "r", "for": "1m", "generation": 0}),
+            409,
+            "stale_generation",
+        ),
+        (
+            f,
+            ADMIN,
+            "/v1/workers/nope/maintenance",
+            json!({"reason": "r", "for": "1m"}),
+            404,
+            "not_found",
+        ),
+    ] {
+        api.refused(
+            node,
+            Method::PUT,
+            path,
+            Some(token),
+            Some(body),
+            status,
+            code,
+        )
+        .await;
+    }
+    for (token, body, status, code) in [
+        (WORKER, json!({}), 403, "forbidden"),
+        (ADMIN, json!({"reason": ""}), 400, "invalid"),
+        (ADMIN, json!({"reason": "r", "extra": true}), 400, "invalid"),
+    ] {
+        api.refused(
+            f,
+            Method::POST,
+            "/v1/brake/release",
+            Some(token),
+            Some(body),
+            status,
+            code,
+        )
+        .await;
+    }
+    let drain = "/v1/workers/w1/drain";
+    for body in [
+        json!({"deadline_in": "soon"}),
+        json!({"deadline": 1}),
+        json!({"deadline_in": "1h", "on_deadline": "maybe"}),
+        json!({"deadline_in": "1h", "deadline": 4_000_000_000_000u64}),
+    ] {
+        api.refused(
+            f,
+            Method::POST,
+            drain,
+            Some(ADMIN),
+            Some(body),
+            400,
+            "invalid",
+        )
+        .await;
+    }
+    // And the good ones pass: a maintenance from the agent with its generation, lifted.
+    let (s, w) = api
+        .call(
+            leader,
+            Method::PUT,
+            m,
+            Some(WORKER),
+            Some(json!({"reason": "restart", "for": "1m", "generation": 1})),
+        )
+        .await;
+    assert_eq!(
+        (s, w["maintenance"]["actor"].as_str()),
+        (200, Some("worker:w1")),
+        "{w}"
+    );
+    let (s, w) = api.admin(f, Method::DELETE, m, None).await;
+    assert_eq!((s, w["maintenance"].is_null()), (200, true), "{w}");
+}

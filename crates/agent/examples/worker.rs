@@ -2,7 +2,10 @@
 //!
 //! It registers, becomes Active, "catches up" joining replicas and "hands off" leaving ones
 //! (here: a short sleep) before acknowledging, prints its assignments as they change, and on
-//! SIGTERM or Ctrl-C drains itself and exits once the cluster has disabled it.
+//! SIGTERM or Ctrl-C drains itself and exits once the cluster has disabled it. On SIGHUP it
+//! restarts in place without moving data: maintenance, preferred leaderships moved off, lease
+//! given up, then it executes itself again (same pid, same arguments), and the new process
+//! takes its replicas back at a new generation (`droverctl rolling-restart` sends the SIGHUP).
 //!
 //!     cargo run -p drover-agent --example worker -- --endpoints 127.0.0.1:7001 --id w1 --zone a
 
@@ -84,7 +87,8 @@ async fn main() -> anyhow::Result<()> {
     let mut assignments = agent.assignments();
     let mut lease = agent.lease();
     let mut term = signal(SignalKind::terminate())?;
-    loop {
+    let mut hup = signal(SignalKind::hangup())?;
+    let restart = loop {
         tokio::select! {
             _ = assignments.changed() => {
                 if let Some(a) = assignments.borrow_and_update().as_ref() {
@@ -96,8 +100,32 @@ async fn main() -> anyhow::Result<()> {
                 let held = *lease.borrow_and_update();
                 tracing::info!(held, "lease {}", if held { "held: serving" } else { "lost: stopped serving" });
             }
-            _ = term.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break false,
+            _ = tokio::signal::ctrl_c() => break false,
+            _ = hup.recv() => break true,
+        }
+    };
+    if restart {
+        tracing::info!("restarting without moving data");
+        let ten_minutes = Duration::from_secs(600);
+        match agent
+            .maintenance_and_restart("restart (SIGHUP)", ten_minutes, Duration::from_secs(10))
+            .await
+        {
+            Ok(()) => {
+                use std::os::unix::process::CommandExt;
+                let exe = std::env::current_exe()?;
+                let err = std::process::Command::new(exe)
+                    .args(std::env::args_os().skip(1))
+                    .exec();
+                anyhow::bail!("could not execute myself again: {err}");
+            }
+            // Refused (say, `budget_exceeded`): nothing changed. This example then drains and
+            // exits; a real service would keep serving and retry later.
+            Err(refused) => {
+                tracing::warn!(error = %refused.error, "restart refused");
+                agent = refused.agent;
+            }
         }
     }
     tracing::info!("draining before exit");

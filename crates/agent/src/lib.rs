@@ -306,6 +306,79 @@ impl Agent {
     }
 }
 
+impl Agent {
+    /// A restart without data movement (SPEC §1 maintenance), for a rolling upgrade: puts the
+    /// worker in maintenance for at most `expected` (the cluster then neither declares it dead
+    /// nor re-creates its replicas, and moves its preferred leaderships off), waits up to
+    /// `leaders_off` until it leads no partition, then [`shutdown`](Agent::shutdown)s, giving
+    /// the lease up. Stop serving, then start the new process: it registers (a new generation,
+    /// the same replicas) and the cluster ends the maintenance once it hears it. Refused with
+    /// `409 budget_exceeded` when the restart would leave a partition short of its
+    /// `min_available` serving replicas: then nothing changed and the agent comes back in
+    /// [`NotRestarted`], still running — keep serving.
+    pub async fn maintenance_and_restart(
+        self,
+        reason: &str,
+        expected: Duration,
+        leaders_off: Duration,
+    ) -> Result<(), NotRestarted> {
+        let s = &self.handle.shared;
+        let generation = *s.generation.borrow();
+        let expiry = drover_client::Expiry::After(expected);
+        if let Err(e) = s
+            .client
+            .maintenance(&s.cfg.worker_id, reason, &expiry, Some(generation))
+            .await
+        {
+            return Err(NotRestarted {
+                agent: self,
+                error: e.into(),
+            });
+        }
+        tracing::info!(worker = %s.cfg.worker_id, generation, ?expected, "in maintenance");
+        let mut rx = s.assignments.subscribe();
+        let leads = |a: &Option<Assignments>| {
+            a.as_ref()
+                .map_or(0, |a| a.replicas.iter().filter(|r| r.leader).count())
+        };
+        let waited = tokio::time::timeout(leaders_off, async {
+            while leads(&rx.borrow_and_update()) > 0 {
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        if waited.is_err() {
+            tracing::warn!(
+                worker = %s.cfg.worker_id,
+                leading = leads(&rx.borrow()),
+                "still a preferred leader after {leaders_off:?}; restarting anyway"
+            );
+        }
+        let worker = s.cfg.worker_id.clone();
+        if let Err(e) = self.shutdown().await {
+            // Stopped all the same: the next process waits this one's lease out.
+            tracing::warn!(%worker, error = %e, "lease not given up");
+        }
+        Ok(())
+    }
+}
+
+/// [`Agent::maintenance_and_restart`] was refused before anything changed: the agent, still
+/// running, and why.
+#[derive(Debug)]
+pub struct NotRestarted {
+    pub agent: Agent,
+    pub error: Error,
+}
+
+impl std::fmt::Display for NotRestarted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "not restarted: {}", self.error)
+    }
+}
+
 impl Drop for Agent {
     fn drop(&mut self) {
         self.stop();

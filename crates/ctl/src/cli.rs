@@ -123,6 +123,34 @@ pub(crate) enum Command {
         #[arg(long)]
         zone: Option<String>,
     },
+    /// The mass-failure brake: too many workers fell silent at once, so their deaths (and the
+    /// re-creation of their replicas) are held until they return or you release it.
+    #[command(subcommand)]
+    Brake(BrakeCmd),
+    /// Restart workers one at a time (or a zone at a time) without moving data: for each,
+    /// maintenance, wait until it leads nothing, run `--exec`, wait until the new process is
+    /// back and its maintenance ended; stops at the first failure.
+    RollingRestart {
+        /// The workers, in this order (default: every Active worker, zone by zone).
+        #[arg(value_name = "WORKER", conflicts_with = "zone")]
+        workers: Vec<String>,
+        /// Only this zone's Active workers.
+        #[arg(long)]
+        zone: Option<String>,
+        /// Restart a whole zone at a time (the budget still applies to each worker).
+        #[arg(long)]
+        by_zone: bool,
+        /// Restarts one worker, run by `sh -c` with `{id}` replaced by the worker's id (also in
+        /// `$DROVER_WORKER`), e.g. `systemctl restart 'svc@{id}'`.
+        #[arg(long, value_name = "COMMAND")]
+        exec: String,
+        /// How long each restart may take before its maintenance ends by itself.
+        #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration, default_value = "10m")]
+        for_: Duration,
+        /// Recorded on each maintenance.
+        #[arg(long, default_value = "rolling restart")]
+        reason: String,
+    },
     /// Shell completions, to stdout.
     Completions {
         /// The shell to complete for.
@@ -131,7 +159,7 @@ pub(crate) enum Command {
 }
 
 /// The kinds of lifecycle events, as the API names them.
-pub(crate) const EVENT_KINDS: [&str; 16] = [
+pub(crate) const EVENT_KINDS: [&str; 21] = [
     "registered",
     "state_changed",
     "dead",
@@ -148,7 +176,23 @@ pub(crate) const EVENT_KINDS: [&str; 16] = [
     "uncordoned",
     "scheduler_paused",
     "scheduler_resumed",
+    "maintenance_started",
+    "maintenance_ended",
+    "brake_tripped",
+    "brake_released",
+    "drain_overdue",
 ];
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BrakeCmd {
+    /// Release the mass-failure brake: the held deaths are declared and their replicas
+    /// re-created; it does not trip again for one `dead_after`.
+    Release {
+        /// Why (shown in events).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
 
 /// What-if's actions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -360,6 +404,26 @@ pub(crate) enum WorkersCmd {
         #[arg(long)]
         holder: String,
     },
+    /// Put a worker in maintenance for a restart without data movement: it keeps its replicas,
+    /// its preferred leaderships move off, and it is not declared dead until `--for` passes.
+    /// Ends by itself once a restarted process registers and is heard. Refused (exit 6,
+    /// `budget_exceeded`) when a partition would keep fewer than `min_available` serving
+    /// replicas.
+    Maintenance {
+        /// The worker's id.
+        id: String,
+        /// Why (shown on the worker and in events).
+        #[arg(long)]
+        reason: String,
+        /// At most this long (`10m`; at most `24h`), on the leader's clock.
+        #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration, default_value = "10m")]
+        for_: Duration,
+    },
+    /// End a worker's maintenance now: the normal liveness rules apply again.
+    EndMaintenance {
+        /// The worker's id.
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -430,7 +494,7 @@ pub(crate) enum SettingsCmd {
     /// Change settings in one Raft command, e.g. `dead-after=10s max-moves-per-worker=2`.
     /// Durations take units (`500ms`, `30s`, `1m`). Keys: heartbeat-interval, suspect-after,
     /// dead-after, join-timeout, max-moves-per-worker, max-moves-total, kv-max-value-bytes,
-    /// events-retained.
+    /// events-retained, min-available (0: a majority), max-deaths-fraction (0 < f <= 1).
     Set {
         /// The settings to change, each KEY=VALUE.
         #[arg(required = true, value_parser = parse_setting, value_name = "KEY=VALUE")]
@@ -452,10 +516,13 @@ pub(crate) enum Setting {
     MaxMovesTotal,
     KvMaxValueBytes,
     EventsRetained,
+    MinAvailable,
+    /// Carried in parts per million.
+    MaxDeathsFraction,
 }
 
 impl Setting {
-    const ALL: [(&'static str, Setting); 8] = [
+    const ALL: [(&'static str, Setting); 10] = [
         ("heartbeat-interval", Setting::HeartbeatInterval),
         ("suspect-after", Setting::SuspectAfter),
         ("dead-after", Setting::DeadAfter),
@@ -464,6 +531,8 @@ impl Setting {
         ("max-moves-total", Setting::MaxMovesTotal),
         ("kv-max-value-bytes", Setting::KvMaxValueBytes),
         ("events-retained", Setting::EventsRetained),
+        ("min-available", Setting::MinAvailable),
+        ("max-deaths-fraction", Setting::MaxDeathsFraction),
     ];
 
     pub(crate) fn is_duration(self) -> bool {
@@ -492,6 +561,10 @@ impl Setting {
             Setting::MaxMovesTotal => patch.max_moves_total = Some(small(value)?),
             Setting::KvMaxValueBytes => patch.kv_max_value_bytes = Some(small(value)?),
             Setting::EventsRetained => patch.events_retained = Some(small(value)?),
+            Setting::MinAvailable => patch.min_available = Some(small(value)?),
+            Setting::MaxDeathsFraction => {
+                patch.max_deaths_fraction = Some(drover_types::Fraction::from_ppm(small(value)?)?)
+            }
         }
         Ok(())
     }
@@ -514,7 +587,10 @@ pub(crate) fn parse_setting(s: &str) -> Result<(Setting, u64), String> {
             format!("unknown setting {key:?}; one of {}", names.join(", "))
         })?;
     let value = value.trim();
-    let parsed = if setting.is_duration() {
+    let parsed = if setting == Setting::MaxDeathsFraction {
+        let f: drover_types::Fraction = value.parse().map_err(|e| format!("{key}: {e}"))?;
+        u64::from(f.ppm())
+    } else if setting.is_duration() {
         humantime::parse_duration(value)
             .map_err(|e| format!("{key}: {value:?} is not a duration like 500ms or 30s ({e})"))
             .and_then(|d| u64::try_from(d.as_millis()).map_err(|_| format!("{key}: too long")))?

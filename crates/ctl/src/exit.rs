@@ -11,7 +11,8 @@ pub(crate) const EXIT_CODES: &str = "EXIT CODES:
   4  conflict: illegal transition, version conflict, stale generation, fenced (409)
   5  unavailable: no endpoint reachable, or no leader (503)
   6  refused: authentication (401/403), invalid request (400/413), compacted (410), a drain
-     that cannot finish (drain_infeasible, or a dry run that is not feasible)
+     that cannot finish (drain_infeasible, or a dry run that is not feasible), a maintenance
+     over the disruption budget (budget_exceeded)
   7  outcome unknown: a write was sent and no answer came; read the state before retrying
 
 Destructive commands (workers disable --force, workers remove, members remove) ask first when
@@ -30,6 +31,13 @@ impl From<Error> for Failure {
                 code: ErrorCode::DrainInfeasible,
                 ..
             } => (6, Some("--allow-blocked starts it anyway")),
+            Error::Api {
+                code: ErrorCode::BudgetExceeded,
+                ..
+            } => (
+                6,
+                Some("droverctl what-if stop W shows what it would cost; restart another first"),
+            ),
             Error::Api { status, .. } => match status {
                 404 => (3, None),
                 409 => (4, None),

@@ -22,17 +22,18 @@ mod cli;
 mod exit;
 mod output;
 mod render;
+mod rolling;
 
 use cli::{
-    Cli, Command, EndpointCmd, EventsArgs, KvCmd, MembersCmd, Output, PartitionsCmd, SchedulerCmd,
-    SettingsCmd, SnapshotCmd, WhatIfVerb, WorkersCmd,
+    BrakeCmd, Cli, Command, EndpointCmd, EventsArgs, KvCmd, MembersCmd, Output, PartitionsCmd,
+    SchedulerCmd, SettingsCmd, SnapshotCmd, WhatIfVerb, WorkersCmd,
 };
 use exit::Failure;
 use output::{
-    Printer, code_name, drain_progress, drain_rate, endpoint_row, event_row, health_row,
-    health_rows, health_table, hold_text, labels, opt, opt_or, partition_row, partition_table,
-    pause_text, print_change, print_drain, print_settings, print_what_if, role_name, same_endpoint,
-    state_by, table, worker_row,
+    Printer, brake_text, code_name, drain_progress, drain_rate, endpoint_row, event_row,
+    health_row, health_rows, health_table, hold_text, labels, maintenance_text, opt, opt_or,
+    partition_row, partition_table, pause_text, print_change, print_drain, print_settings,
+    print_what_if, role_name, same_endpoint, state_by, table, worker_row,
 };
 
 /// How long connecting to one node may take before it counts as unreachable.
@@ -91,6 +92,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 t.add_row(vec!["state version".into(), s.state_version.to_string()]);
                 let scheduler = s.brakes.pause.as_ref().map_or("running".into(), pause_text);
                 t.add_row(vec!["scheduler".into(), scheduler]);
+                t.add_row(vec!["brake".into(), brake_text(&s.brakes)]);
                 let members: Vec<String> = s
                     .members
                     .iter()
@@ -200,6 +202,36 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             events(&c, out, args).await?;
         }
         Command::Scheduler(cmd) => scheduler(&c, out, cmd).await?,
+        Command::Brake(BrakeCmd::Release { reason }) => {
+            let brakes = c.release_brake(reason.as_deref()).await?;
+            let line = match &brakes.released {
+                Some(h) => format!(
+                    "mass-failure brake released: held deaths are declared now; it does not \
+                     trip again before {}",
+                    h.until_ms.map_or("-".into(), render::rfc3339_ms)
+                ),
+                None => "mass-failure brake not tripped; nothing to release".to_owned(),
+            };
+            out.sentence(&brakes, line);
+        }
+        Command::RollingRestart {
+            workers,
+            zone,
+            by_zone,
+            exec,
+            for_,
+            reason,
+        } => {
+            let plan = rolling::Plan {
+                workers,
+                zone,
+                by_zone,
+                exec,
+                expected: for_,
+                reason,
+            };
+            rolling::run(&c, out, plan).await?;
+        }
         Command::WhatIf {
             action,
             workers,
@@ -312,6 +344,9 @@ async fn workers(c: &Client, out: Printer, cmd: WorkersCmd, yes: bool) -> Result
                         format!("cordon {holder}"),
                         hold_text(cordon, "until removed"),
                     ]);
+                }
+                if let Some(m) = &r.maintenance {
+                    t.add_row(vec!["maintenance".into(), maintenance_text(m)]);
                 }
                 t.add_row(vec!["dead".into(), r.dead.to_string()]);
                 t.add_row(vec!["generation".into(), r.generation.to_string()]);
@@ -463,6 +498,29 @@ async fn workers(c: &Client, out: Printer, cmd: WorkersCmd, yes: bool) -> Result
                     w.id
                 )
             };
+            out.sentence(&w, line);
+        }
+        WorkersCmd::Maintenance { id, reason, for_ } => {
+            let w = c
+                .maintenance(&id, &reason, &drover_client::Expiry::After(for_), None)
+                .await?;
+            let until = w
+                .maintenance
+                .as_ref()
+                .map_or("-".into(), |m| render::rfc3339_ms(m.until_ms));
+            let line = format!(
+                "worker {}: in maintenance until {until}; restart it now — it keeps its replicas, \
+                 and the maintenance ends once the new process registers and is heard",
+                w.id
+            );
+            out.sentence(&w, line);
+        }
+        WorkersCmd::EndMaintenance { id } => {
+            let w = c.end_maintenance(&id, None).await?;
+            let line = format!(
+                "worker {}: not in maintenance; the normal liveness rules apply",
+                w.id
+            );
             out.sentence(&w, line);
         }
         WorkersCmd::Recommission { id } => {

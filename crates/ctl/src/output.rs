@@ -249,6 +249,17 @@ pub(crate) fn print_settings(out: Printer, s: &drover_types::Settings) {
             ("max-moves-total", s.max_moves_total.to_string()),
             ("kv-max-value-bytes", s.kv_max_value_bytes.to_string()),
             ("events-retained", s.events_retained.to_string()),
+            (
+                "min-available",
+                match s.min_available {
+                    0 => "0 (a majority)".to_owned(),
+                    n => n.to_string(),
+                },
+            ),
+            (
+                "max-deaths-fraction",
+                format!("{}", s.max_deaths_fraction.as_f64()),
+            ),
             ("version", s.version.to_string()),
         ] {
             t.add_row(vec![name.to_owned(), value]);
@@ -467,6 +478,35 @@ pub(crate) fn hold_text(h: &drover_types::Hold, open_ended: &str) -> String {
 
 pub(crate) fn pause_text(p: &drover_types::Pause) -> String {
     format!("paused: {}", hold_text(p, "until resumed"))
+}
+
+/// The mass-failure brake as `status` prints it.
+pub(crate) fn brake_text(b: &drover_types::Brakes) -> String {
+    if let Some(m) = &b.mass_failure {
+        let workers: Vec<&str> = m.workers.iter().map(|w| w.as_str()).collect();
+        return format!(
+            "TRIPPED since {}: {}; deaths of {} held (droverctl brake release)",
+            render::rfc3339_ms(m.since_ms),
+            m.reason,
+            workers.join(", ")
+        );
+    }
+    match &b.released {
+        Some(h) => format!("released: {}", hold_text(h, "")),
+        None => "armed".to_owned(),
+    }
+}
+
+/// A maintenance as `workers show` prints it.
+pub(crate) fn maintenance_text(m: &drover_types::Maintenance) -> String {
+    format!(
+        "{} (by {}, since {}, until {}, generation {})",
+        m.reason,
+        m.actor,
+        render::rfc3339_ms(m.since_ms),
+        render::rfc3339_ms(m.until_ms),
+        m.generation
+    )
 }
 
 /// Prints a what-if answer; a partition that would lose its majority, or a drain that could

@@ -23,12 +23,22 @@ pub struct DeathVerdicts {
     pub brake: Option<Command>,
 }
 
-/// Judges the deaths `due` at the leader's time `now_ms` (ms since the Unix epoch).
-pub fn judge_deaths(s: &ClusterState, due: &[WorkerId], now_ms: u64) -> DeathVerdicts {
+/// Judges the deaths `due` at the leader's time `now_ms` (ms since the Unix epoch). `silent`
+/// says which workers the leader has not heard for `suspect_after`: a zone cut off does not go
+/// silent in one instant (its workers' last heartbeats are up to an interval apart), so its
+/// first worker to fall due must not be declared dead while the rest of the zone is silent too.
+pub fn judge_deaths(
+    s: &ClusterState,
+    due: &[WorkerId],
+    silent: impl Fn(&WorkerId) -> bool,
+    now_ms: u64,
+) -> DeathVerdicts {
     let window_start = now_ms.saturating_sub(s.settings.dead_after_ms);
+    // A fraction of 1 turns the brake off, its zone rule included (and releases a trip).
+    let off = s.settings.max_deaths_fraction == drover_types::Fraction::ONE;
     if let Some(b) = &s.brakes.mass_failure {
         // Held: nothing is declared. Once no one is due any more, the workers returned.
-        let brake = if due.is_empty() {
+        let brake = if due.is_empty() || off {
             Some(Command::ReleaseBrake {
                 by: Actor::Scheduler,
                 version: Some(b.version),
@@ -51,7 +61,7 @@ pub fn judge_deaths(s: &ClusterState, due: &[WorkerId], now_ms: u64) -> DeathVer
         .as_ref()
         .and_then(|r| r.until_ms)
         .is_some_and(|until| now_ms < until);
-    if due.is_empty() || released {
+    if due.is_empty() || released || off {
         return DeathVerdicts {
             declare: due.to_vec(),
             brake: None,
@@ -89,13 +99,13 @@ pub fn judge_deaths(s: &ClusterState, due: &[WorkerId], now_ms: u64) -> DeathVer
         let Some(z) = w.zone.as_deref() else { continue };
         let e = zones.entry(z).or_default();
         e.0 += 1;
-        if w.dead || due.contains(&w.id) {
+        if w.dead || due.contains(&w.id) || silent(&w.id) {
             e.1 += 1;
         }
     }
     if let Some((zone, (n, _))) = zones.iter().find(|(_, (n, gone))| *n >= 2 && gone == n) {
         let reason = format!(
-            "all {n} workers of zone {zone} would be declared dead within dead_after ({} ms)",
+            "all {n} workers of zone {zone} are silent or dead within dead_after ({} ms)",
             s.settings.dead_after_ms
         );
         return DeathVerdicts {
@@ -145,34 +155,53 @@ mod tests {
         ws.iter().map(|w| WorkerId::from(*w)).collect()
     }
 
-    /// A third of six may die in one window; a whole zone may not; the brake holds every
-    /// death back and releases once no one is due.
+    /// A third of six may die in one window; a whole zone may not (nor its first worker while
+    /// the rest of it is silent); the brake holds every death back and releases once no one is
+    /// due.
     #[test]
     fn a_third_may_die_a_zone_may_not_and_the_brake_holds_all() {
         let mut sim = fleet();
         let now = sim.now_ms;
-        let one = judge_deaths(&sim.state, &ids(&["a1"]), now);
+        let one = judge_deaths(&sim.state, &ids(&["a1"]), |_| false, now);
         assert_eq!(one.declare, ids(&["a1"]));
         assert_eq!(one.brake, None);
         // Two of six, in two zones: allowed.
-        let two = judge_deaths(&sim.state, &ids(&["a1", "b1"]), now);
+        let two = judge_deaths(&sim.state, &ids(&["a1", "b1"]), |_| false, now);
         assert_eq!(two.declare.len(), 2);
         // A zone's two workers: the brake.
-        let zone = judge_deaths(&sim.state, &ids(&["a1", "a2"]), now);
+        let zone = judge_deaths(&sim.state, &ids(&["a1", "a2"]), |_| false, now);
         assert!(zone.declare.is_empty());
         let Some(Command::TripBrake { workers, reason }) = zone.brake.clone() else {
             panic!("{zone:?}")
         };
         assert_eq!(workers, ids(&["a1", "a2"]));
         assert!(reason.contains("zone a"), "{reason}");
+        // The zone's first worker to fall due while the other is silent (not yet due): the
+        // brake too, holding the one due.
+        let a2 = WorkerId::from("a2");
+        let staggered = judge_deaths(&sim.state, &ids(&["a1"]), |w| *w == a2, now);
+        assert!(staggered.declare.is_empty(), "{staggered:?}");
+        assert!(
+            matches!(&staggered.brake, Some(Command::TripBrake { workers, .. }) if *workers == ids(&["a1"])),
+            "{staggered:?}"
+        );
+        // With max_deaths_fraction 1 the brake is off, the zone rule too.
+        let mut off = sim.state.clone();
+        off.settings.max_deaths_fraction = drover_types::Fraction::ONE;
+        let whole_zone = judge_deaths(&off, &ids(&["a1", "a2"]), |_| false, now);
+        assert_eq!((whole_zone.declare.len(), whole_zone.brake), (2, None));
+        // A silent worker elsewhere changes nothing for a1.
+        let b2 = WorkerId::from("b2");
+        let elsewhere = judge_deaths(&sim.state, &ids(&["a1"]), |w| *w == b2, now);
+        assert_eq!(elsewhere.declare, ids(&["a1"]));
         // Three of six: over a third.
-        let three = judge_deaths(&sim.state, &ids(&["a1", "b1", "c1"]), now);
+        let three = judge_deaths(&sim.state, &ids(&["a1", "b1", "c1"]), |_| false, now);
         assert!(three.declare.is_empty() && three.brake.is_some());
         // Tripped: nothing declared, not even one; released once no one is due.
         sim.run(zone.brake.unwrap()).unwrap();
-        let held = judge_deaths(&sim.state, &ids(&["a1", "a2"]), now);
+        let held = judge_deaths(&sim.state, &ids(&["a1", "a2"]), |_| false, now);
         assert_eq!(held, DeathVerdicts::default());
-        let back = judge_deaths(&sim.state, &[], now);
+        let back = judge_deaths(&sim.state, &[], |_| false, now);
         assert!(
             matches!(back.brake, Some(Command::ReleaseBrake { .. })),
             "{back:?}"
@@ -193,11 +222,11 @@ mod tests {
         let now = sim.now_ms;
         let dead_after = sim.state.settings.dead_after_ms;
         // One dead, two more due: three of six.
-        let v = judge_deaths(&sim.state, &ids(&["b1", "c1"]), now);
+        let v = judge_deaths(&sim.state, &ids(&["b1", "c1"]), |_| false, now);
         assert!(v.declare.is_empty() && v.brake.is_some(), "{v:?}");
         // A window later the first death no longer counts (nor does its worker): one of the
         // five may go.
-        let v = judge_deaths(&sim.state, &ids(&["b1"]), now + dead_after + 1);
+        let v = judge_deaths(&sim.state, &ids(&["b1"]), |_| false, now + dead_after + 1);
         assert_eq!(v.declare, ids(&["b1"]), "{v:?}");
     }
 
@@ -207,8 +236,12 @@ mod tests {
         let mut sim = fleet();
         let now = sim.now_ms;
         let due = ids(&["a1", "a2"]);
-        sim.run(judge_deaths(&sim.state, &due, now).brake.unwrap())
-            .unwrap();
+        sim.run(
+            judge_deaths(&sim.state, &due, |_| false, now)
+                .brake
+                .unwrap(),
+        )
+        .unwrap();
         let until = now + sim.state.settings.dead_after_ms;
         sim.run(Command::ReleaseBrake {
             by: Actor::Operator,
@@ -218,7 +251,11 @@ mod tests {
         })
         .unwrap();
         assert_eq!(sim.state.brakes.mass_failure, None);
-        assert_eq!(judge_deaths(&sim.state, &due, now).declare, due);
-        assert!(judge_deaths(&sim.state, &due, until).brake.is_some());
+        assert_eq!(judge_deaths(&sim.state, &due, |_| false, now).declare, due);
+        assert!(
+            judge_deaths(&sim.state, &due, |_| false, until)
+                .brake
+                .is_some()
+        );
     }
 }

@@ -122,6 +122,14 @@ impl Fraction {
         usize::try_from(of).unwrap_or(usize::MAX)
     }
 
+    /// The whole: as `max_deaths_fraction`, the brake is off.
+    pub const ONE: Fraction = Fraction(Fraction::MILLION);
+
+    /// Parts per million.
+    pub fn ppm(self) -> u32 {
+        self.0
+    }
+
     pub fn as_f64(self) -> f64 {
         f64::from(self.0) / f64::from(Self::MILLION)
     }

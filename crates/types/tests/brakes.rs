@@ -254,3 +254,33 @@ fn a_tripped_brake_holds_every_death_until_released() {
     let r = h.state.brakes.released.clone().unwrap();
     assert_eq!((r.actor.as_str(), r.until_ms), ("admin", Some(until)));
 }
+
+/// A preferred-leader change wakes the assignments long poll of every holder of the partition
+/// (their `leader` flags changed): a worker about to restart waits for exactly that.
+#[test]
+fn a_leader_change_wakes_every_holders_assignments() {
+    let mut h = three_serving(1);
+    let others = |h: &Harness| ["w1", "w2", "w3"].map(|w| h.worker(w).assignments_version);
+    let before = others(&h);
+    let to = if h.state.partitions[0]
+        .leader
+        .as_ref()
+        .is_some_and(|l| l.as_str() == "w2")
+    {
+        "w3"
+    } else {
+        "w2"
+    };
+    h.ok(Command::SetLeader {
+        partition: 0,
+        leader: to.into(),
+        expected_epoch: h.state.partitions[0].epoch,
+    });
+    let after = others(&h);
+    for i in 0..3 {
+        assert!(
+            after[i] > before[i],
+            "holder {i} not woken: {before:?} -> {after:?}"
+        );
+    }
+}

@@ -76,7 +76,8 @@ async fn round(node: &Node, leadership: Leadership) {
             .collect();
         // The mass-failure brake judges how many of them may go (SPEC §3).
         let due_ids: Vec<WorkerId> = due.iter().map(|w| w.id.clone()).collect();
-        let verdicts = judge_deaths(s, &due_ids, wall);
+        let view = node.planner_view(s, &clock, now);
+        let verdicts = judge_deaths(s, &due_ids, |w| view.is_suspect(w), wall);
         // Decided under the heartbeats' lock: from here until the verdict is settled, none of
         // these workers' heartbeats is acknowledged (the lease argument, liveness.rs).
         let deaths: Vec<(WorkerId, u64)> = due
@@ -93,7 +94,6 @@ async fn round(node: &Node, leadership: Leadership) {
         // committed, never apply's).
         let mut expiries: Vec<Command> = verdicts.brake.into_iter().collect();
         expiries.extend(due_expiries(s, wall, |w, g| hb.heard(w, g)));
-        let view = node.planner_view(s, &clock, now);
         drop(clock);
         let started = std::time::Instant::now();
         let planned = plan(s, &view, &planner_config(&s.settings));

@@ -327,6 +327,9 @@ impl Cx<'_> {
         };
         p.leader = Some(leader.clone());
         let p = p.clone();
+        // Each holder's assignments say whether it leads: their long polls must wake (the old
+        // leader's too, which waits for exactly this before a restart).
+        self.touch_holders(pid, None);
         self.event(EventKind::LeaderChanged {
             partition: pid,
             leader: Some(leader.clone()),
