@@ -81,6 +81,8 @@ pub(crate) enum Command {
         /// Start the drain even if it cannot finish: the workers stay Draining, blocked.
         #[arg(long)]
         allow_blocked: bool,
+        #[command(flatten)]
+        deadline: DeadlineArgs,
     },
     /// The partition table.
     #[command(subcommand)]
@@ -182,6 +184,42 @@ pub(crate) const EVENT_KINDS: [&str; 21] = [
     "brake_released",
     "drain_overdue",
 ];
+
+/// A drain's deadline (SPEC §3).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub(crate) struct DeadlineArgs {
+    /// Report the drain overdue if it has not finished this long from now (`2h`), on the
+    /// leader's clock: event `drain_overdue` with what blocks it.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) deadline: Option<Duration>,
+    /// At the deadline: `report` only, or `force` — disable the workers whose every partition
+    /// keeps a majority without them, re-creating their remaining replicas elsewhere.
+    #[arg(long, value_enum, default_value = "report", requires = "deadline")]
+    pub(crate) on_deadline: OnDeadlineArg,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum OnDeadlineArg {
+    Report,
+    Force,
+}
+
+impl DeadlineArgs {
+    /// The client's drain options with this deadline.
+    pub(crate) fn options(self, dry_run: bool, allow_blocked: bool) -> drover_client::DrainOptions {
+        drover_client::DrainOptions {
+            dry_run,
+            allow_blocked,
+            deadline: self
+                .deadline
+                .map_or(drover_client::Expiry::Never, drover_client::Expiry::After),
+            on_deadline: match self.on_deadline {
+                OnDeadlineArg::Report => drover_types::OnDeadline::Report,
+                OnDeadlineArg::Force => drover_types::OnDeadline::Force,
+            },
+        }
+    }
+}
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum BrakeCmd {
@@ -344,6 +382,8 @@ pub(crate) enum WorkersCmd {
         /// Why (recorded on the worker and in its event).
         #[arg(long)]
         reason: Option<String>,
+        #[command(flatten)]
+        deadline: DeadlineArgs,
     },
     /// Draining → Active: completed moves stay, pending ones are withdrawn.
     CancelDrain {

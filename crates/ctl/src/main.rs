@@ -177,12 +177,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             workers,
             dry_run,
             allow_blocked,
+            deadline,
         } => {
-            let opts = drover_client::DrainOptions {
-                dry_run,
-                allow_blocked,
-                ..Default::default()
-            };
+            let opts = deadline.options(dry_run, allow_blocked);
             let r = c.drain_workers(&workers, opts).await?;
             print_drain(out, &r, allow_blocked)?;
         }
@@ -401,12 +398,9 @@ async fn workers(c: &Client, out: Printer, cmd: WorkersCmd, yes: bool) -> Result
             dry_run,
             allow_blocked,
             reason,
+            deadline,
         } => {
-            let opts = drover_client::DrainOptions {
-                dry_run,
-                allow_blocked,
-                ..Default::default()
-            };
+            let opts = deadline.options(dry_run, allow_blocked);
             let r = c.drain_with_reason(&[id], opts, reason.as_deref()).await?;
             print_drain(out, &r, allow_blocked)?;
         }

@@ -1223,3 +1223,109 @@ async fn what_if_exits_6_when_a_majority_would_be_lost() {
         out.stderr
     );
 }
+
+/// Maintenance, the brake and drain deadlines through the binary: a maintenance with its
+/// reason and end in `workers show`, lifted; `status` shows the brake armed; releasing an
+/// untripped brake says so; a drain with a deadline carries it; bad flags exit 2 and bad
+/// values 6, changing nothing.
+#[tokio::test]
+async fn maintenance_brake_and_deadlines_through_the_cli() {
+    let c = Cluster::start(1, &[]);
+    c.leader_among(&[1]).await;
+    let eps = c.node(1).addr.to_string();
+    let client = drover_client::Client::new(&[eps.as_str()], None).unwrap();
+    for id in ["w1", "w2"] {
+        let reg = drover_api::RegisterRequest {
+            incarnation: 1,
+            address: "10.0.0.1:9000".into(),
+            ..Default::default()
+        };
+        client.register(id, &reg).await.unwrap();
+        ok(&ctl(&eps, &["workers", "activate", id]));
+    }
+    let out = ctl(
+        &eps,
+        &[
+            "workers",
+            "maintenance",
+            "w1",
+            "--reason",
+            "kernel 6.8",
+            "--for",
+            "5m",
+        ],
+    );
+    assert!(ok(&out).contains("in maintenance until"), "{}", out.stdout);
+    let out = ctl(&eps, &["workers", "show", "w1"]);
+    assert!(
+        ok(&out).contains("maintenance") && out.stdout.contains("kernel 6.8 (by admin"),
+        "{}",
+        out.stdout
+    );
+    let out = ctl(&eps, &["-o", "json", "workers", "show", "w1"]);
+    let w: Value = serde_json::from_str(ok(&out)).unwrap();
+    let version = w["version"].clone();
+    for (args, code) in [
+        (
+            &[
+                "workers",
+                "maintenance",
+                "w1",
+                "--reason",
+                "r",
+                "--for",
+                "2d",
+            ][..],
+            6,
+        ),
+        (
+            &[
+                "workers",
+                "maintenance",
+                "w1",
+                "--reason",
+                "r",
+                "--for",
+                "soon",
+            ],
+            2,
+        ),
+        (&["workers", "maintenance", "w1"], 2),
+        (&["workers", "maintenance", "nope", "--reason", "r"], 3),
+        (&["workers", "drain", "w2", "--deadline", "soon"], 2),
+        (&["workers", "drain", "w2", "--on-deadline", "force"], 2),
+        (
+            &["drain", "w2", "--deadline", "1h", "--on-deadline", "maybe"],
+            2,
+        ),
+        (&["brake", "release", "--reason", ""], 6),
+    ] {
+        let out = ctl(&eps, args);
+        assert_eq!(out.code, code, "{args:?}: {}{}", out.stdout, out.stderr);
+    }
+    let out = ctl(&eps, &["-o", "json", "workers", "show", "w1"]);
+    let after: Value = serde_json::from_str(ok(&out)).unwrap();
+    assert_eq!(after["version"], version, "a refusal changed w1");
+    assert_eq!(after["maintenance"]["reason"], "kernel 6.8", "{after}");
+    let out = ctl(&eps, &["workers", "end-maintenance", "w1"]);
+    assert!(ok(&out).contains("not in maintenance"), "{}", out.stdout);
+
+    let out = ctl(&eps, &["status"]);
+    assert!(ok(&out).contains("armed"), "{}", out.stdout);
+    let out = ctl(&eps, &["brake", "release", "--reason", "drill"]);
+    assert!(ok(&out).contains("brake"), "{}", out.stdout);
+
+    // A drain with a deadline is accepted (w2 holds nothing: it finishes at once).
+    ok(&ctl(
+        &eps,
+        &[
+            "workers",
+            "drain",
+            "w2",
+            "--deadline",
+            "1h",
+            "--on-deadline",
+            "force",
+        ],
+    ));
+}
