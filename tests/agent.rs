@@ -967,9 +967,14 @@ async fn a_silent_zone_trips_the_brake_and_nothing_moves_until_release() {
     // Zone z0 falls silent.
     agents[0].stop();
     agents[3].stop();
-    let tripped = wait_for("the brake trips", Duration::from_secs(30), || async {
+    // The two fall due up to a heartbeat apart: the brake may trip on w1 alone (w4 silent)
+    // and then take w4 in; wait until it holds both.
+    let tripped = wait_for("the brake holds both", Duration::from_secs(30), || async {
         let s = admin.cluster().await.ok()?;
-        s.brakes.mass_failure.clone()
+        s.brakes
+            .mass_failure
+            .clone()
+            .filter(|b| b.workers.len() == 2)
     })
     .await;
     let mut held: Vec<&str> = tripped.workers.iter().map(|w| w.as_str()).collect();
