@@ -126,23 +126,12 @@ pub async fn put(
             };
             let short = s.budget_shortfall(&worker, unheard);
             if !short.is_empty() {
-                let mut e = ApiError::from(drover_types::Rejection {
-                    code: drover_types::RejectCode::BudgetExceeded,
-                    message: format!(
-                        "maintenance of {worker} would leave partitions {} with fewer than their \
-                         disruption budget of serving replicas on workers alive and not in \
-                         maintenance (some are not heard from now)",
-                        short
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                    current_version: None,
-                    partitions: Vec::new(),
-                });
-                e.partitions = Some(Box::new(short));
-                return Err(e);
+                return Err(drover_types::Rejection::budget_exceeded(
+                    &format!("maintenance of {worker}, counting the workers not heard from now,"),
+                    "their disruption budget of",
+                    short,
+                )
+                .into());
             }
         }
     }

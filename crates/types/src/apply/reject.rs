@@ -112,27 +112,35 @@ pub(super) fn budget_exceeded<T>(
     min: &str,
     partitions: Vec<PartitionId>,
 ) -> Result<T, Rejection> {
-    let shown: Vec<String> = partitions
-        .iter()
-        .take(20)
-        .map(ToString::to_string)
-        .collect();
-    let more = partitions.len().saturating_sub(shown.len());
-    let more = if more > 0 {
-        format!(" and {more} more")
-    } else {
-        String::new()
-    };
-    Err(Rejection {
-        code: RejectCode::BudgetExceeded,
-        message: format!(
-            "{what} would leave partitions {}{more} with fewer than {min} serving replicas on \
-             workers alive and not in maintenance",
-            shown.join(", ")
-        ),
-        current_version: None,
-        partitions,
-    })
+    Err(Rejection::budget_exceeded(what, min, partitions))
+}
+
+impl Rejection {
+    /// `budget_exceeded` naming the partitions (the first 20 in the message, all in the field):
+    /// `apply`'s refusal and the leader's, which adds the workers it does not hear.
+    pub fn budget_exceeded(what: &str, min: &str, partitions: Vec<PartitionId>) -> Rejection {
+        let shown: Vec<String> = partitions
+            .iter()
+            .take(20)
+            .map(ToString::to_string)
+            .collect();
+        let more = partitions.len().saturating_sub(shown.len());
+        let more = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        Rejection {
+            code: RejectCode::BudgetExceeded,
+            message: format!(
+                "{what} would leave partitions {}{more} with fewer than {min} serving replicas on \
+                 workers alive and not in maintenance",
+                shown.join(", ")
+            ),
+            current_version: None,
+            partitions,
+        }
+    }
 }
 
 pub(super) fn invalid<T>(message: impl Into<String>) -> Result<T, Rejection> {
