@@ -700,6 +700,30 @@ async fn quick_agent(endpoints: Vec<String>, id: &str, zone: &str) -> Agent {
     agent
 }
 
+/// The demo-sized fleet: six workers, two in each of three zones.
+const SIX: [(&str, &str); 6] = [
+    ("w1", "z0"),
+    ("w2", "z1"),
+    ("w3", "z2"),
+    ("w4", "z0"),
+    ("w5", "z1"),
+    ("w6", "z2"),
+];
+
+/// A quick agent for each of [`SIX`], all Active.
+async fn six_agents(eps: &[String], admin: &Client) -> Vec<Agent> {
+    let mut agents = Vec::new();
+    for (id, zone) in SIX {
+        agents.push(quick_agent(eps.to_vec(), id, zone).await);
+    }
+    wait_for("six active workers", Duration::from_secs(30), || async {
+        let active = admin.all_workers(Some(WorkerState::Active)).await.ok()?;
+        (active.len() == 6).then_some(())
+    })
+    .await;
+    agents
+}
+
 /// Issue 20's rolling restart: six workers in three zones, twelve partitions at RF 3, KV writes
 /// all along. Each worker in turn calls `maintenance_and_restart()`, stays down for 4 s (past
 /// `dead_after`), and a new process with its id starts: it comes back at a new generation
@@ -712,23 +736,11 @@ async fn a_rolling_restart_under_load_moves_no_replica() {
     let leader = c.leader_among(&[1, 2, 3]).await;
     let eps = endpoints(&c);
     let admin = Client::new(&eps, None).unwrap();
-    let ids = [
-        ("w1", "z0"),
-        ("w2", "z1"),
-        ("w3", "z2"),
-        ("w4", "z0"),
-        ("w5", "z1"),
-        ("w6", "z2"),
-    ];
-    let mut agents = Vec::new();
-    for (id, zone) in ids {
-        agents.push(Some(quick_agent(eps.clone(), id, zone).await));
-    }
-    wait_for("six active workers", Duration::from_secs(30), || async {
-        let active = admin.all_workers(Some(WorkerState::Active)).await.ok()?;
-        (active.len() == 6).then_some(())
-    })
-    .await;
+    let mut agents: Vec<Option<Agent>> = six_agents(&eps, &admin)
+        .await
+        .into_iter()
+        .map(Some)
+        .collect();
     admin.create_table(12, 3).await.unwrap();
     let placed = || async {
         let parts = admin.all_partitions().await.ok()?;
@@ -760,7 +772,7 @@ async fn a_rolling_restart_under_load_moves_no_replica() {
         })
     };
 
-    for (i, (id, zone)) in ids.iter().enumerate() {
+    for (i, (id, zone)) in SIX.iter().enumerate() {
         let old = admin.worker(id).await.unwrap().record.generation;
         let agent = agents[i].take().unwrap();
         if let Err(e) = agent
@@ -937,18 +949,7 @@ async fn a_silent_zone_trips_the_brake_and_nothing_moves_until_release() {
     let leader = c.leader_among(&[1, 2, 3]).await;
     let eps = endpoints(&c);
     let admin = Client::new(&eps, None).unwrap();
-    let ids = [
-        ("w1", "z0"),
-        ("w2", "z1"),
-        ("w3", "z2"),
-        ("w4", "z0"),
-        ("w5", "z1"),
-        ("w6", "z2"),
-    ];
-    let mut agents = Vec::new();
-    for (id, zone) in ids {
-        agents.push(quick_agent(eps.clone(), id, zone).await);
-    }
+    let mut agents = six_agents(&eps, &admin).await;
     admin.create_table(6, 2).await.unwrap();
     wait_for(
         "every partition at RF 2",
@@ -1020,4 +1021,128 @@ async fn a_silent_zone_trips_the_brake_and_nothing_moves_until_release() {
         .filter(|k| ["brake_tripped", "brake_released", "dead"].contains(k))
         .collect();
     assert_eq!(kinds[..2], ["brake_tripped", "brake_released"], "{kinds:?}");
+}
+
+/// Issue 20's "survives leader failover", for the two verdicts only the leader takes. A
+/// worker restarting in maintenance stays down while the leader is killed: the new leader,
+/// which never heard it, declares nothing dead and moves nothing for longer than `dead_after`,
+/// then ends the maintenance when the worker returns. A zone falls silent and trips the brake;
+/// the leader is killed again: the new leader keeps the brake with both its workers, and
+/// nothing dies or moves until an operator releases it there.
+#[tokio::test]
+async fn a_maintenance_and_a_tripped_brake_survive_a_leader_failover() {
+    let mut c = Cluster::start(3, FAST_DEATHS);
+    let first = c.leader_among(&[1, 2, 3]).await;
+    let eps = endpoints(&c);
+    let admin = Client::new(&eps, None).unwrap();
+    let mut agents = six_agents(&eps, &admin).await;
+    admin.create_table(6, 3).await.unwrap();
+    let placed = || async {
+        let parts = admin.all_partitions().await.ok()?;
+        let done = parts.iter().all(|p| {
+            p.replicas.len() == 3 && p.replicas.iter().all(|r| r.role == ReplicaRole::Serving)
+        });
+        done.then_some(())
+    };
+    wait_for("every partition at RF 3", Duration::from_secs(60), placed).await;
+    // Events that mean a verdict or a move, after state version `from`.
+    let verdicts = |events: Vec<serde_json::Value>, from: u64| -> Vec<serde_json::Value> {
+        events
+            .into_iter()
+            .filter(|e| e["version"].as_u64().unwrap() > from)
+            .filter(|e| {
+                ["dead", "replica_added", "replica_role"]
+                    .iter()
+                    .any(|k| e["kind"].get(k).is_some())
+            })
+            .collect()
+    };
+
+    // w2 restarts in maintenance and stays down; its leader dies meanwhile.
+    let old = admin.worker("w2").await.unwrap().record.generation;
+    let w2 = agents.remove(1);
+    if let Err(e) = w2
+        .maintenance_and_restart("upgrade", Duration::from_secs(60), Duration::from_secs(10))
+        .await
+    {
+        panic!("w2: {e}");
+    }
+    let from = admin.cluster().await.unwrap().state_version;
+    c.kill(first);
+    let others: Vec<u64> = (1..=3).filter(|id| *id != first).collect();
+    let second = c.leader_among(&others).await;
+    let w = admin.worker("w2").await.unwrap();
+    assert!(
+        w.record.in_maintenance(),
+        "the new leader lost the maintenance"
+    );
+    // An observation window, not a wait for a condition: nothing may happen for longer than
+    // dead_after under the new leader.
+    tokio::time::sleep(Duration::from_millis(4000)).await;
+    let moved = verdicts(all_events(&c, second).await, from);
+    assert!(
+        moved.is_empty(),
+        "w2 in maintenance, after failover: {moved:?}"
+    );
+    agents.insert(1, quick_agent(eps.clone(), "w2", "z1").await);
+    wait_for(
+        "w2 back, its maintenance ended by the new leader",
+        Duration::from_secs(30),
+        || async {
+            let w = admin.worker("w2").await.ok()?;
+            (w.record.generation > old && w.record.maintenance.is_none()).then_some(())
+        },
+    )
+    .await;
+    let ended = all_events(&c, second).await.into_iter().any(|e| {
+        e["version"].as_u64().unwrap() > from
+            && e["kind"]["maintenance_ended"]["worker"] == "w2"
+            && e["kind"]["maintenance_ended"]["cause"] == "returned"
+    });
+    assert!(ended, "w2's maintenance did not end by its return");
+
+    // Zone z0 falls silent and trips the brake; then the leader dies.
+    c.spawn(first);
+    let from = admin.cluster().await.unwrap().state_version;
+    agents[0].stop();
+    agents[3].stop();
+    wait_for("the brake holds both", Duration::from_secs(30), || async {
+        let s = admin.cluster().await.ok()?;
+        s.brakes
+            .mass_failure
+            .filter(|b| b.workers.len() == 2)
+            .map(|_| ())
+    })
+    .await;
+    c.kill(second);
+    let others: Vec<u64> = (1..=3).filter(|id| *id != second).collect();
+    let third = c.leader_among(&others).await;
+    let held = admin.cluster().await.unwrap().brakes.mass_failure;
+    let mut held: Vec<String> = held
+        .expect("the new leader lost the brake")
+        .workers
+        .iter()
+        .map(|w| w.to_string())
+        .collect();
+    held.sort();
+    assert_eq!(held, ["w1", "w4"]);
+    tokio::time::sleep(Duration::from_millis(4000)).await;
+    let moved = verdicts(all_events(&c, third).await, from);
+    assert!(
+        moved.is_empty(),
+        "with the brake on, after failover: {moved:?}"
+    );
+    admin.release_brake(Some("zone z0 is gone")).await.unwrap();
+    wait_for(
+        "w1 and w4 dead, their replicas re-created",
+        Duration::from_secs(30),
+        || async {
+            let w1 = admin.worker("w1").await.ok()?;
+            let w4 = admin.worker("w4").await.ok()?;
+            placed().await?;
+            (w1.record.dead && w4.record.dead).then_some(())
+        },
+    )
+    .await;
+    c.spawn(second);
 }

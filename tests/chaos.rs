@@ -115,8 +115,9 @@ fn early_acknowledgement_is_reported_as_lost_writes() {
 
 /// With `dead_after` of 3.5 s, under every node fault, Raft delays near half of it, and agent
 /// processes paused, cut off, killed and restarted, and duplicated (two processes with one
-/// worker id): workers are declared dead and their replicas re-created elsewhere, and still
-/// every worker declared dead had lost its lease before the verdict, no dead worker holds a
+/// worker id), and restarted in maintenance, several at once: workers are declared dead and
+/// their replicas re-created elsewhere, and still every worker declared dead had lost its lease
+/// before the verdict, no maintenance took a partition past its disruption budget, no dead worker holds a
 /// replica at any state version, no two processes hold one worker's lease at once, and every
 /// history (the clients' workers' deaths included) is linearizable with nothing lost.
 ///
@@ -146,6 +147,12 @@ fn workers_die_under_faults_only_after_their_leases_ran_out() {
         report.summary()
     );
     assert!(report.process_pairs > 0, "no worker had two processes");
+    assert!(
+        report.fleet.restarts_done > 0 && report.maintenances > 0,
+        "no worker restarted in maintenance: the budget check checked nothing (seed {}):\n{}",
+        report.seed,
+        report.summary()
+    );
     assert!(
         report.operations > 1_000,
         "too little load: {}",

@@ -7,7 +7,9 @@
 //! milliseconds (`SystemTime`, the clock the events log's `at_ms` is stamped with — one machine),
 //! its acknowledgements, and why it ended. It takes commands on stdin, one a line: `drain`
 //! (graceful: `drain_and_wait`), `shutdown` (stop serving, then `Agent::shutdown()`, which gives
-//! the lease up). End of stdin — the harness went away — ends it at once.
+//! the lease up), `restart` (stop serving, then `Agent::maintenance_and_restart()`: the process
+//! ends in maintenance for the harness to start the next one, or reports the refusal and serves
+//! on). End of stdin — the harness went away — ends it at once.
 //!
 //! It switches to a uid of its own at start (`--uid`, when run as root), so that the harness can
 //! cut exactly this process off with an nftables `meta skuid` rule ([`crate::netns`]) without
@@ -86,12 +88,19 @@ pub enum What {
     DrainFailed {
         error: String,
     },
+    /// `restart` was refused (the disruption budget, say): the process serves on.
+    RestartRefused {
+        error: String,
+    },
     /// The process stops: `superseded` when a newer process took the worker id.
     Ended {
         superseded: bool,
         reason: String,
     },
 }
+
+/// The reason of the [`What::Ended`] line of a process that restarted in maintenance.
+pub const RESTARTED: &str = "restarting in maintenance";
 
 /// Wall-clock milliseconds now.
 pub fn now_ms() -> u64 {
@@ -337,6 +346,34 @@ async fn run(a: Args) -> i32 {
                         };
                         let _ = tx.send(what);
                     });
+                }
+                Some("restart") => {
+                    // Stop serving before the lease goes (the restart gives it up).
+                    let g = agent.generation();
+                    if held {
+                        held = false;
+                        out.emit(g, What::Lost);
+                    }
+                    match agent
+                        .maintenance_and_restart(
+                            "chaos rolling restart",
+                            Duration::from_secs(20),
+                            Duration::from_secs(5),
+                        )
+                        .await
+                    {
+                        Ok(()) => {
+                            out.emit(g, What::Ended {
+                                superseded: false,
+                                reason: RESTARTED.to_owned(),
+                            });
+                            return 0;
+                        }
+                        Err(refused) => {
+                            out.emit(g, What::RestartRefused { error: refused.error.to_string() });
+                            agent = refused.agent;
+                        }
+                    }
                 }
                 Some("shutdown") => {
                     // The application stops serving first (this line), then gives the lease up.

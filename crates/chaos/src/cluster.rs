@@ -163,6 +163,21 @@ impl Cluster {
         self.nodes[(id - 1) as usize].child.is_some()
     }
 
+    /// Node `id`'s process as the kernel sees it (pid and `/proc` state: R, S, T for
+    /// stopped, Z), for a run that failed.
+    pub fn process_state(&self, id: u64) -> String {
+        let Some(c) = &self.nodes[(id - 1) as usize].child else {
+            return "not running".to_owned();
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", c.id())).unwrap_or_default();
+        // The state follows the command name, which is in parentheses.
+        let state = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.split(' ').next())
+            .unwrap_or("?");
+        format!("pid {} state {state}", c.id())
+    }
+
     pub fn is_paused(&self, id: u64) -> bool {
         self.nodes[(id - 1) as usize].paused
     }

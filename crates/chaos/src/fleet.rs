@@ -1,7 +1,9 @@
 //! A fleet of real agents that keeps the scheduler busy during a run, so the replica invariants
 //! of SPEC §6 and the lease are exercised under faults: a partition table of 16 partitions at
 //! RF 3 over five workers in three zones; one worker at a time is drained to Disabled (and
-//! recommissioned by a fresh process) or has its drain cancelled midway.
+//! recommissioned by a fresh process) or has its drain cancelled midway, and any worker may be
+//! restarted in maintenance (`maintenance_and_restart`, SPEC §1) at any time — several at once
+//! sometimes, so the disruption budget refuses some.
 //!
 //! Every agent is a process of its own (`drover-chaos agent`, [`crate::agent_process`]) running
 //! as a uid of its own, so the nemesis can SIGSTOP it, cut it off (by uid, [`crate::netns`]),
@@ -31,7 +33,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::Liveness;
-use crate::agent_process::{Line, What, now_ms};
+use crate::agent_process::{Line, RESTARTED, What, now_ms};
 use crate::netns::Netns;
 
 pub const WORKERS: usize = 5;
@@ -49,6 +51,11 @@ pub struct Stats {
     pub drains_started: u64,
     pub drains_completed: u64,
     pub drains_cancelled: u64,
+    /// Restarts in maintenance asked for, done (the process ended in maintenance), and
+    /// refused (the disruption budget, or a fault in the way).
+    pub restarts_started: u64,
+    pub restarts_done: u64,
+    pub restarts_refused: u64,
     /// Lease lines the processes wrote (held with an expiry, or lost).
     pub lease_reports: u64,
     pub errors: u64,
@@ -89,6 +96,7 @@ struct Proc {
     paused: bool,
     active: bool,
     drained: bool,
+    restart_refused: bool,
     ended: bool,
 }
 
@@ -223,6 +231,7 @@ impl Fleet {
             paused: false,
             active: false,
             drained: false,
+            restart_refused: false,
             ended: false,
         });
         // A weak reference: the fleet's drop must not wait for its readers (it kills the
@@ -432,8 +441,9 @@ impl Fleet {
         }
     }
 
-    /// One worker: a process that becomes Active and serves a while; then a drain to Disabled
-    /// and a fresh process (a recommission), or a drain cancelled by an operator.
+    /// One worker: a process that becomes Active and serves a while; then a restart in
+    /// maintenance (the next process takes the same replicas over), or a drain to Disabled and
+    /// a fresh process (a recommission), or a drain cancelled by an operator.
     async fn life(self: Arc<Self>, slot: usize, mut rng: ChaCha8Rng) {
         let id = self.worker(slot);
         while !self.stopped() {
@@ -452,6 +462,10 @@ impl Fleet {
             tokio::time::sleep(serve).await;
             if self.stopped() {
                 return;
+            }
+            if rng.random_bool(0.35) {
+                self.restart(serial).await;
+                continue;
             }
             let Ok(_token) = self.drain_token.try_lock() else {
                 continue;
@@ -505,6 +519,38 @@ impl Fleet {
         }
     }
 
+    /// A restart without data movement: the process enters maintenance, moves its leaderships
+    /// off and ends; the life loop then starts the next one. Restarts take no token: several
+    /// may overlap, and the cluster's disruption budget must refuse the ones too many.
+    async fn restart(&self, serial: u64) {
+        self.with_proc(serial, |p| p.restart_refused = false);
+        if !self.send(serial, "restart") {
+            return;
+        }
+        self.bump(|s| s.restarts_started += 1);
+        self.wait_for(serial, Duration::from_secs(30), |p| {
+            p.ended || p.restart_refused
+        })
+        .await;
+        if self.with_proc(serial, |p| p.restart_refused) == Some(true) {
+            self.bump(|s| s.restarts_refused += 1);
+        } else if self.restarted(serial) {
+            self.bump(|s| s.restarts_done += 1);
+        } else if self.pid(serial).is_some() {
+            // Stuck behind a fault: start over with a fresh process.
+            self.shutdown(serial).await;
+        }
+    }
+
+    /// Whether process `serial` ended by a restart in maintenance.
+    fn restarted(&self, serial: u64) -> bool {
+        self.lock().records.get(&serial).is_some_and(|r| {
+            r.lines
+                .iter()
+                .any(|l| matches!(&l.what, What::Ended { reason, .. } if reason == RESTARTED))
+        })
+    }
+
     /// Stops the fleet, kills every process, waits until every line they wrote is read, and
     /// returns what each process reported.
     pub fn finish(&self) -> Vec<ProcRecord> {
@@ -553,6 +599,7 @@ fn read(
             match &line.what {
                 What::Active => p.active = true,
                 What::Drained => p.drained = true,
+                What::RestartRefused { .. } => p.restart_refused = true,
                 What::Ended { .. } => p.ended = true,
                 _ => {}
             }

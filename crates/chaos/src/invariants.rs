@@ -10,11 +10,15 @@
 //! one worker; a replica is marked leaving only while the others keep RF healthy serving
 //! replicas; a preferred leader is a serving replica; every transition is legal (SPEC §1) and
 //! starts from the state the log last gave; versions, epochs, sequence numbers and generations
-//! only grow. Snapshots taken during the run are checked whole with
+//! only grow. Maintenance and cordons (SPEC §1): a maintenance is committed only while every
+//! partition of its worker keeps `min_available` serving replicas on other workers that are
+//! neither dead nor in maintenance (the disruption budget); no replica is added to a worker in
+//! maintenance or cordoned; a worker in maintenance is declared dead only once its `until` has
+//! passed. Snapshots taken during the run are checked whole with
 //! [`drover_types::ClusterState::check_invariants`], and the replayed workers must match the
 //! final snapshot's.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use drover_types::{ClusterState, Event, EventKind, ReplicaRole, WorkerState};
 
@@ -23,6 +27,10 @@ struct ShadowWorker {
     state: Option<WorkerState>,
     generation: u64,
     dead: bool,
+    /// In maintenance until this wall-clock millisecond.
+    maintenance_until: Option<u64>,
+    /// The holders of its cordons.
+    cordons: BTreeSet<String>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -55,6 +63,10 @@ pub struct Shadow {
     /// events): no death may be committed.
     pub brake_on: bool,
     pub brake_trips: u64,
+    /// The cluster's `min_available` setting (0: a majority of RF), for the budget check.
+    pub min_available: u64,
+    /// Maintenances begun (renewals not counted).
+    pub maintenances: u64,
 }
 
 /// A death as the log committed it.
@@ -261,6 +273,22 @@ impl Shadow {
                 ..
             } => {
                 self.epoch(seq, v, *partition, *epoch);
+                if let Some(w) = self.workers.get(worker.as_str()) {
+                    let why = if w.maintenance_until.is_some() {
+                        Some("in maintenance".to_owned())
+                    } else if !w.cordons.is_empty() {
+                        Some(format!("cordoned by {:?}", w.cordons))
+                    } else {
+                        None
+                    };
+                    if let Some(why) = why {
+                        self.bad(
+                            seq,
+                            v,
+                            format!("partition {partition} got a new replica on {worker}, {why}"),
+                        );
+                    }
+                }
                 let p = self.partitions.entry(*partition).or_default();
                 if p.replicas
                     .insert(worker.to_string(), ReplicaRole::Joining)
@@ -333,18 +361,86 @@ impl Shadow {
                 self.partitions.entry(*partition).or_default().leader =
                     leader.as_ref().map(|l| l.to_string());
             }
-            // Cordons and pauses change no replica or state the invariants read.
+            EventKind::Cordoned { worker, holder, .. } => {
+                let w = self.workers.entry(worker.to_string()).or_default();
+                w.cordons.insert(holder.clone());
+            }
+            EventKind::Uncordoned { worker, holder, .. } => {
+                let w = self.workers.entry(worker.to_string()).or_default();
+                w.cordons.remove(holder);
+            }
+            EventKind::MaintenanceStarted {
+                worker, until_ms, ..
+            } => {
+                let renewal = self
+                    .workers
+                    .get(worker.as_str())
+                    .is_some_and(|w| w.maintenance_until.is_some());
+                if !renewal {
+                    self.maintenances += 1;
+                    for what in self.short_of_budget(worker.as_str()) {
+                        self.bad(seq, v, format!("maintenance of {worker} allowed: {what}"));
+                    }
+                }
+                let w = self.workers.entry(worker.to_string()).or_default();
+                w.maintenance_until = Some(*until_ms);
+            }
+            EventKind::MaintenanceEnded { worker, cause, .. } => {
+                let w = self.workers.entry(worker.to_string()).or_default();
+                let until = w.maintenance_until.take();
+                if cause == "dead"
+                    && let Some(until) = until
+                    && e.at_ms < until
+                {
+                    self.bad(
+                        seq,
+                        v,
+                        format!(
+                            "{worker} declared dead at {} ms during its maintenance (until {until})",
+                            e.at_ms
+                        ),
+                    );
+                }
+            }
+            // Pauses and drain bookkeeping change no replica or state the invariants read.
             EventKind::DrainStarted { .. }
             | EventKind::DrainPlanned { .. }
             | EventKind::Membership { .. }
-            | EventKind::Cordoned { .. }
-            | EventKind::Uncordoned { .. }
             | EventKind::SchedulerPaused { .. }
             | EventKind::SchedulerResumed { .. }
-            | EventKind::MaintenanceStarted { .. }
-            | EventKind::MaintenanceEnded { .. }
             | EventKind::DrainOverdue { .. } => {}
         }
+    }
+
+    /// The disruption budget (SPEC §1): each partition of `worker` that, with it in
+    /// maintenance, would keep fewer than `min_available` serving replicas on other workers
+    /// neither dead nor in maintenance.
+    fn short_of_budget(&self, worker: &str) -> Vec<String> {
+        let min = match usize::try_from(self.min_available).unwrap_or(usize::MAX) {
+            0 => self.rf / 2 + 1,
+            n => n.min(self.rf),
+        };
+        let available = |w: &str| {
+            w != worker
+                && self
+                    .workers
+                    .get(w)
+                    .is_some_and(|x| !x.dead && x.maintenance_until.is_none())
+        };
+        self.partitions
+            .iter()
+            .filter(|(_, p)| p.replicas.contains_key(worker))
+            .filter_map(|(id, p)| {
+                let up = p
+                    .replicas
+                    .iter()
+                    .filter(|(w, r)| **r == ReplicaRole::Serving && available(w))
+                    .count();
+                (up < min).then(|| {
+                    format!("partition {id} left with {up} available serving replicas, below {min}")
+                })
+            })
+            .collect()
     }
 
     fn held(&self, worker: &str) -> usize {
@@ -597,6 +693,172 @@ mod tests {
         sh.feed(&after);
         sh.finish();
         assert!(sh.violations.is_empty(), "{:?}", sh.violations);
+    }
+
+    /// Events numbered in order, one state version each.
+    #[derive(Default)]
+    struct Log(Vec<Event>);
+
+    impl Log {
+        fn push(&mut self, kind: EventKind) -> &mut Self {
+            let seq = self.0.len() as u64 + 1;
+            self.0.push(ev(seq, seq, kind));
+            self
+        }
+
+        /// Workers `f-1`..`f-3` Active, and one partition of RF 3 serving on all three.
+        fn three_serving() -> Log {
+            let mut log = Log::default();
+            for i in 1..=3 {
+                let w = WorkerId::new(format!("f-{i}"));
+                log.push(EventKind::Registered {
+                    worker: w.clone(),
+                    generation: 1,
+                    state: WorkerState::Provisioning,
+                })
+                .push(EventKind::StateChanged {
+                    worker: w,
+                    from: WorkerState::Provisioning,
+                    to: WorkerState::Active,
+                    forced: false,
+                    reason: None,
+                    actor: "admin".into(),
+                });
+            }
+            log.push(EventKind::TableCreated {
+                count: 1,
+                replication_factor: 3,
+            });
+            for i in 1..=3u64 {
+                let w = WorkerId::new(format!("f-{i}"));
+                log.push(EventKind::ReplicaAdded {
+                    partition: 0,
+                    worker: w.clone(),
+                    epoch: 2 * i - 1,
+                    replaces: None,
+                })
+                .push(EventKind::ReplicaRole {
+                    partition: 0,
+                    worker: w,
+                    role: ReplicaRole::Serving,
+                    epoch: 2 * i,
+                });
+            }
+            log
+        }
+
+        fn maintenance(&mut self, worker: &str, until_ms: u64) -> &mut Self {
+            self.push(EventKind::MaintenanceStarted {
+                worker: WorkerId::new(worker),
+                reason: "upgrade".into(),
+                actor: "admin".into(),
+                until_ms,
+            })
+        }
+
+        fn ended(&mut self, worker: &str, cause: &str) -> &mut Self {
+            self.push(EventKind::MaintenanceEnded {
+                worker: WorkerId::new(worker),
+                actor: "scheduler".into(),
+                cause: cause.into(),
+            })
+        }
+
+        fn violations(&self) -> Vec<String> {
+            let mut sh = Shadow::default();
+            sh.feed(&self.0);
+            sh.finish();
+            sh.violations
+        }
+    }
+
+    /// The budget check can fail: `apply` refuses a maintenance that leaves a partition short,
+    /// so it is shown failing on a synthetic stream that lets a second worker of the partition
+    /// into maintenance while the first is still in it (one serving replica left of three, the
+    /// budget a majority), and passing once the first has returned.
+    #[test]
+    fn a_maintenance_past_the_disruption_budget_is_reported() {
+        let mut log = Log::three_serving();
+        log.maintenance("f-1", 1_000_000);
+        assert!(log.violations().is_empty(), "{:?}", log.violations());
+        // A renewal is not a second maintenance.
+        log.maintenance("f-1", 2_000_000);
+        assert!(log.violations().is_empty(), "{:?}", log.violations());
+
+        let mut bad = Log(log.0.clone());
+        bad.maintenance("f-2", 1_000_000);
+        let v = bad.violations();
+        assert!(
+            v.len() == 1 && v[0].contains("maintenance of f-2 allowed") && v[0].contains("with 1"),
+            "{v:?}"
+        );
+
+        log.ended("f-1", "returned").maintenance("f-2", 1_000_000);
+        assert!(log.violations().is_empty(), "{:?}", log.violations());
+    }
+
+    /// Nothing new lands on a worker in maintenance or cordoned, and a worker in maintenance
+    /// dies only after its `until`: each shown failing on a synthetic stream, and passing once
+    /// the cordon is lifted or the maintenance has run out.
+    #[test]
+    fn placements_on_held_workers_and_deaths_in_maintenance_are_reported() {
+        let w4 = || WorkerId::new("f-4");
+        let mut log = Log::three_serving();
+        log.push(EventKind::Registered {
+            worker: w4(),
+            generation: 1,
+            state: WorkerState::Provisioning,
+        })
+        .push(EventKind::StateChanged {
+            worker: w4(),
+            from: WorkerState::Provisioning,
+            to: WorkerState::Active,
+            forced: false,
+            reason: None,
+            actor: "admin".into(),
+        })
+        .push(EventKind::Cordoned {
+            worker: w4(),
+            holder: "ops".into(),
+            reason: "disk alarm".into(),
+            actor: "admin".into(),
+            until_ms: None,
+        });
+        let add = |epoch| EventKind::ReplicaAdded {
+            partition: 0,
+            worker: w4(),
+            epoch,
+            replaces: None,
+        };
+        let mut bad = Log(log.0.clone());
+        bad.push(add(7));
+        let v = bad.violations();
+        assert!(v.len() == 1 && v[0].contains("cordoned"), "{v:?}");
+        log.push(EventKind::Uncordoned {
+            worker: w4(),
+            holder: "ops".into(),
+            actor: "admin".into(),
+            expired: false,
+        });
+        let mut fine = Log(log.0.clone());
+        fine.push(add(7));
+        assert!(fine.violations().is_empty(), "{:?}", fine.violations());
+
+        // Event `seq` is stamped at 1 000 + seq ms.
+        let mut early = Log(log.0.clone());
+        early.maintenance("f-4", 5_000).push(add(7));
+        let v = early.violations();
+        assert!(v.len() == 1 && v[0].contains("in maintenance"), "{v:?}");
+        let mut early = Log(log.0.clone());
+        early.maintenance("f-4", 5_000).ended("f-4", "dead");
+        let v = early.violations();
+        assert!(
+            v.len() == 1 && v[0].contains("during its maintenance"),
+            "{v:?}"
+        );
+        let mut late = Log(log.0);
+        late.maintenance("f-4", 1_010).ended("f-4", "dead");
+        assert!(late.violations().is_empty(), "{:?}", late.violations());
     }
 
     /// `e` as event `seq` of state version `seq` (above every version of [`stream`]).

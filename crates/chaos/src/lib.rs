@@ -211,6 +211,8 @@ pub struct Report {
     pub deaths: u64,
     /// Times the events log shows the mass-failure brake tripping.
     pub brake_trips: u64,
+    /// Maintenances the events log shows begun, each checked against the disruption budget.
+    pub maintenances: u64,
     /// Deaths of fleet workers, checked against their agents' leases.
     pub deaths_checked: u64,
     /// Of those, deaths of a generation whose agent process had reported holding a lease.
@@ -262,7 +264,7 @@ impl Report {
              lease violations (a death before the lease ran out): {}\n\
              replicas on dead workers: {}\n\
              double leases: {} ({} pairs of one worker's processes compared)\n\
-             fleet: {} agent processes, {} lease reports, {} acknowledgements, {} drains ({} to disabled, {} cancelled)\n",
+             fleet: {} agent processes, {} lease reports, {} acknowledgements, {} drains ({} to disabled, {} cancelled), {} restarts in maintenance ({} done, {} refused); {} maintenances committed\n",
             self.seed,
             self.duration_s,
             if self.unsafe_switches.is_empty() {
@@ -314,6 +316,10 @@ impl Report {
             self.fleet.drains_started,
             self.fleet.drains_completed,
             self.fleet.drains_cancelled,
+            self.fleet.restarts_started,
+            self.fleet.restarts_done,
+            self.fleet.restarts_refused,
+            self.maintenances,
         );
         for (what, list) in [
             ("linearizability", &self.linearizability_violations),
@@ -505,10 +511,31 @@ async fn exercise(
     drop(nemesis);
     let nemesis_log = journal.take();
     // Keep the clients going while the cluster recovers, then stop them.
-    let leader = cluster
-        .wait_converged(Duration::from_secs(60))
-        .await
-        .context("the cluster did not recover after the faults were healed")?;
+    let leader = match cluster.wait_converged(Duration::from_secs(60)).await {
+        Ok(l) => l,
+        Err(e) => {
+            let mut why = String::new();
+            for &id in &cluster.ids {
+                let st = cluster.status(id).await;
+                let st = st.map_or("no answer".to_owned(), |v| {
+                    format!(
+                        "leader {} commit {} applied {}",
+                        v["leader"], v["commit_index"], v["applied_index"]
+                    )
+                });
+                let proc = cluster.process_state(id);
+                why.push_str(&format!("\nnode {id} ({proc}): {st}"));
+            }
+            let tail = nemesis_log.lines.len().saturating_sub(15);
+            why.push_str("\nthe nemesis' last actions:");
+            for l in &nemesis_log.lines[tail..] {
+                why.push_str(&format!("\n  {l}"));
+            }
+            return Err(e.context(format!(
+                "the cluster did not recover after the faults were healed:{why}"
+            )));
+        }
+    };
     clients.stop();
     if let Some(f) = &fleet {
         f.stop();
@@ -598,6 +625,7 @@ async fn exercise(
     let found = leases::check(&procs, &sh.deaths);
     report.deaths = sh.deaths.len() as u64;
     report.brake_trips = sh.brake_trips;
+    report.maintenances = sh.maintenances;
     report.deaths_checked = found.deaths_checked;
     report.deaths_after_leases = found.deaths_after_leases;
     report.lease_violations = found.lease_violations;

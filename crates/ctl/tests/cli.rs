@@ -1329,3 +1329,208 @@ async fn maintenance_brake_and_deadlines_through_the_cli() {
         ],
     ));
 }
+
+/// A worker whose process "restarts" when the restart command asks: the running agent gives
+/// its lease up once `<dir>/<id>.restart` appears, and a fresh agent with the same id starts
+/// (a new generation, the same replicas), as `--exec` would restart a real process.
+fn restartable_worker(
+    eps: &str,
+    id: &'static str,
+    zone: &'static str,
+    dir: std::path::PathBuf,
+) -> tokio::task::JoinHandle<()> {
+    let eps = eps.to_owned();
+    tokio::spawn(async move {
+        let marker = dir.join(format!("{id}.restart"));
+        loop {
+            let mut cfg = drover_agent::AgentConfig::new(eps.split(','), id, "10.0.0.1:9000");
+            cfg.zone = Some(zone.into());
+            let mut agent = match drover_agent::Agent::start(cfg).await {
+                Ok(a) => a,
+                Err(e) => {
+                    eprintln!("{id}: start failed, retrying: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            let mut tasks = agent.take_tasks().unwrap();
+            let h = agent.handle();
+            let acks = tokio::spawn(async move {
+                while let Some(t) = tasks.recv().await {
+                    let _ = h.ack(&t).await;
+                }
+            });
+            while let Err(e) = agent.ready().await {
+                eprintln!("{id}: ready failed, retrying: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            while std::fs::remove_file(&marker).is_err() {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            acks.abort();
+            agent.shutdown().await.unwrap();
+        }
+    })
+}
+
+/// `droverctl rolling-restart` itself (the demo shows it; this checks it): three workers each
+/// holding every partition are restarted one at a time, every one coming back at a newer
+/// generation with its maintenance ended, and not one replica moves. A restart command that
+/// fails stops the run there, leaving that worker in maintenance; the next restart then would
+/// break the disruption budget and is refused (exit 6) naming the partitions, changing
+/// nothing; bad input exits 2 or 3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_through_the_cli_moves_nothing_and_stops_at_a_failure() {
+    let c = Cluster::start(
+        3,
+        &[
+            "--heartbeat-interval-ms",
+            "100",
+            "--suspect-after-ms",
+            "1000",
+            "--dead-after-ms",
+            "20000",
+        ],
+    );
+    c.leader_among(&[1, 2, 3]).await;
+    let eps: Vec<String> = (1..=3).map(|id| c.node(id).addr.to_string()).collect();
+    let eps = eps.join(",");
+    let dir = tempfile::tempdir().unwrap();
+    let workers: Vec<_> = [("w1", "a"), ("w2", "b"), ("w3", "c")]
+        .into_iter()
+        .map(|(id, zone)| restartable_worker(&eps, id, zone, dir.path().to_owned()))
+        .collect();
+    let client = drover_client::Client::new(&eps.split(',').collect::<Vec<_>>(), None).unwrap();
+    support::wait_for(
+        "three active workers",
+        std::time::Duration::from_secs(30),
+        || async {
+            let ws = client.all_workers(None).await.ok()?;
+            (ws.iter()
+                .filter(|w| w.record.state == drover_types::WorkerState::Active)
+                .count()
+                == 3)
+                .then_some(())
+        },
+    )
+    .await;
+    ok(&ctl(
+        &eps,
+        &["partitions", "create", "--count", "3", "--rf", "3"],
+    ));
+    support::wait_for(
+        "every partition serving on all three, with a leader",
+        std::time::Duration::from_secs(30),
+        || async {
+            let parts = client.all_partitions().await.ok()?;
+            parts
+                .iter()
+                .all(|p| {
+                    p.leader.is_some()
+                        && p.replicas.len() == 3
+                        && p.replicas
+                            .iter()
+                            .all(|r| r.role == drover_types::ReplicaRole::Serving)
+                })
+                .then_some(())
+        },
+    )
+    .await;
+
+    let touch = format!("touch '{}/{{id}}.restart'", dir.path().display());
+    let (e, t) = (eps.clone(), touch.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        ctl(
+            &e,
+            &[
+                "-o",
+                "json",
+                "rolling-restart",
+                "--for",
+                "1m",
+                "--reason",
+                "upgrade to 1.2",
+                "--exec",
+                &t,
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    let summary: Value = serde_json::from_str(ok(&out)).unwrap();
+    assert_eq!(summary["partitions_changed"], 0, "{}", out.stdout);
+    let restarted = summary["restarted"].as_array().unwrap();
+    let order: Vec<&str> = restarted
+        .iter()
+        .map(|r| r["worker"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, ["w1", "w2", "w3"], "{}", out.stdout);
+    for r in restarted {
+        assert!(
+            r["generation_after"].as_u64() > r["generation_before"].as_u64(),
+            "{}",
+            out.stdout
+        );
+        let w = show(&eps, r["worker"].as_str().unwrap());
+        assert!(w["maintenance"].is_null(), "{w}");
+        assert_eq!(w["generation"], r["generation_after"], "{w}");
+    }
+    let out = ctl(&eps, &["events", "--kind", "maintenance_ended"]);
+    assert_eq!(
+        ok(&out).matches("returned").count(),
+        3,
+        "every maintenance ended by the worker's return: {}",
+        out.stdout
+    );
+
+    // A failing restart command stops the run at its worker, which stays in maintenance.
+    let e = eps.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        ctl(&e, &["rolling-restart", "w2", "w3", "--exec", "exit 3"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .contains("w2: the restart command `exit 3` failed")
+            && out.stderr.contains("stopped here"),
+        "{}",
+        out.stderr
+    );
+    assert!(!show(&eps, "w2")["maintenance"].is_null());
+    assert!(
+        show(&eps, "w3")["maintenance"].is_null(),
+        "w3 was not reached"
+    );
+
+    // With w2 still in maintenance, w3's would leave every partition one serving replica of
+    // three: refused, naming them, and w3 is untouched.
+    let before = show(&eps, "w3");
+    let out = ctl(&eps, &["rolling-restart", "w3", "--exec", &touch]);
+    assert_eq!(out.code, 6, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("budget_exceeded") && out.stderr.contains("0, 1, 2"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(show(&eps, "w3"), before, "a refused restart changed w3");
+    assert!(!dir.path().join("w3.restart").exists(), "w3 was restarted");
+
+    ok(&ctl(&eps, &["workers", "end-maintenance", "w2"]));
+    for (args, code) in [
+        (&["rolling-restart", "nope", "--exec", "true"][..], 3),
+        (&["rolling-restart", "w1"], 2),
+        (&["rolling-restart", "--zone", "z", "--exec", "true"], 3),
+        (
+            &["rolling-restart", "w1", "--for", "soon", "--exec", "true"],
+            2,
+        ),
+    ] {
+        let out = ctl(&eps, args);
+        assert_eq!(out.code, code, "{args:?}: {}{}", out.stdout, out.stderr);
+    }
+    for w in workers {
+        w.abort();
+    }
+}

@@ -284,3 +284,49 @@ fn a_leader_change_wakes_every_holders_assignments() {
         );
     }
 }
+
+/// A plan computed before a cordon or a maintenance committed must not land after it: `apply`
+/// refuses a new replica (or a drain move) on either, whatever the planner believed, and
+/// changes nothing.
+#[test]
+fn nothing_new_lands_on_a_cordoned_worker_or_one_in_maintenance() {
+    let mut h = three_serving(1);
+    h.add_worker("w4", Some("a"), 100);
+    h.add_worker("w5", Some("b"), 100);
+    h.ok(Command::Cordon {
+        worker: "w4".into(),
+        holder: "ops".into(),
+        reason: "disk alarm".into(),
+        until_ms: None,
+    });
+    let c = maintenance(&h, "w5", "kernel upgrade", 60_000);
+    h.ok(c);
+    for w in ["w4", "w5"] {
+        let epoch = h.state.partitions[0].epoch;
+        let add = Command::AddReplica {
+            partition: 0,
+            worker: w.into(),
+            expected_epoch: epoch,
+            replaces: Some("w1".into()),
+        };
+        let err = refused(&mut h, add, RejectCode::Unplaceable);
+        let why = if w == "w4" {
+            "cordoned"
+        } else {
+            "in maintenance"
+        };
+        assert!(err.message.contains(why), "{err}");
+    }
+    // Lifted, the same placement lands.
+    h.ok(Command::Uncordon {
+        worker: "w4".into(),
+        holder: "ops".into(),
+    });
+    let epoch = h.state.partitions[0].epoch;
+    h.ok(Command::AddReplica {
+        partition: 0,
+        worker: "w4".into(),
+        expected_epoch: epoch,
+        replaces: Some("w1".into()),
+    });
+}

@@ -57,8 +57,10 @@ impl Cx<'_> {
         Ok(Response::Table(table))
     }
 
-    /// Rule 1, as far as replicated state can tell: an Active, not-dead worker that holds no
-    /// replica of the partition yet. Suspicion is soft state: the scheduler checks it.
+    /// Rule 1, as far as replicated state can tell: an Active, not-dead worker, neither cordoned
+    /// nor in maintenance, that holds no replica of the partition yet. Suspicion is soft state:
+    /// the scheduler checks it. The cordon and maintenance are checked here too, not only by the
+    /// planner: a plan computed before the cordon committed must not land after it.
     pub(super) fn check_placeable(
         &self,
         p: &Partition,
@@ -70,6 +72,17 @@ impl Cx<'_> {
             return reject(
                 RejectCode::Unplaceable,
                 format!("worker {worker} is {why}; replicas go only to active, live workers"),
+            );
+        }
+        if !w.takes_new_replicas() {
+            let why = if w.in_maintenance() {
+                "in maintenance"
+            } else {
+                "cordoned"
+            };
+            return reject(
+                RejectCode::Unplaceable,
+                format!("worker {worker} is {why}; nothing new is placed on it"),
             );
         }
         if p.replica(worker).is_some() {
