@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use drover_agent::{Agent, AgentConfig};
 use drover_client::Client;
 use drover_types::{ReplicaRole, WorkerState};
-use support::{Cluster, Proxy, all_events, check_serving_floor, wait_for};
+use support::{Cluster, Proxy, all_events, at_rf, check_serving_floor, wait_for};
 
 /// Heartbeats every 200 ms; suspect after 2 s, dead after 8 s — room for a failover (< 2 s).
 const FLAGS: &[&str] = &[
@@ -92,16 +92,7 @@ async fn place(admin: &Client) {
     wait_for(
         "every partition at RF 3",
         Duration::from_secs(60),
-        || async {
-            let parts = admin.all_partitions().await.ok()?;
-            parts
-                .iter()
-                .all(|p| {
-                    p.replicas.len() == 3
-                        && p.replicas.iter().all(|r| r.role == ReplicaRole::Serving)
-                })
-                .then_some(())
-        },
+        || async { at_rf(admin, 3, false).await.map(|_| ()) },
     )
     .await;
 }
@@ -742,13 +733,7 @@ async fn a_rolling_restart_under_load_moves_no_replica() {
         .map(Some)
         .collect();
     admin.create_table(12, 3).await.unwrap();
-    let placed = || async {
-        let parts = admin.all_partitions().await.ok()?;
-        let done = parts.iter().all(|p| {
-            p.replicas.len() == 3 && p.replicas.iter().all(|r| r.role == ReplicaRole::Serving)
-        });
-        done.then_some(parts)
-    };
+    let placed = || at_rf(&admin, 3, false);
     let before = wait_for("every partition at RF 3", Duration::from_secs(60), placed).await;
     let from = admin.cluster().await.unwrap().state_version;
 
@@ -954,13 +939,7 @@ async fn a_silent_zone_trips_the_brake_and_nothing_moves_until_release() {
     wait_for(
         "every partition at RF 2",
         Duration::from_secs(60),
-        || async {
-            let parts = admin.all_partitions().await.ok()?;
-            let done = parts.iter().all(|p| {
-                p.replicas.len() == 2 && p.replicas.iter().all(|r| r.role == ReplicaRole::Serving)
-            });
-            done.then_some(())
-        },
+        || async { at_rf(&admin, 2, false).await.map(|_| ()) },
     )
     .await;
     let from = admin.cluster().await.unwrap().state_version;
@@ -1005,11 +984,8 @@ async fn a_silent_zone_trips_the_brake_and_nothing_moves_until_release() {
         || async {
             let w1 = admin.worker("w1").await.ok()?;
             let w4 = admin.worker("w4").await.ok()?;
-            let parts = admin.all_partitions().await.ok()?;
-            let full = parts.iter().all(|p| {
-                p.replicas.len() == 2 && p.replicas.iter().all(|r| r.role == ReplicaRole::Serving)
-            });
-            (w1.record.dead && w4.record.dead && full).then_some(())
+            at_rf(&admin, 2, false).await?;
+            (w1.record.dead && w4.record.dead).then_some(())
         },
     )
     .await;
@@ -1037,13 +1013,7 @@ async fn a_maintenance_and_a_tripped_brake_survive_a_leader_failover() {
     let admin = Client::new(&eps, None).unwrap();
     let mut agents = six_agents(&eps, &admin).await;
     admin.create_table(6, 3).await.unwrap();
-    let placed = || async {
-        let parts = admin.all_partitions().await.ok()?;
-        let done = parts.iter().all(|p| {
-            p.replicas.len() == 3 && p.replicas.iter().all(|r| r.role == ReplicaRole::Serving)
-        });
-        done.then_some(())
-    };
+    let placed = || at_rf(&admin, 3, false);
     wait_for("every partition at RF 3", Duration::from_secs(60), placed).await;
     // Events that mean a verdict or a move, after state version `from`.
     let verdicts = |events: Vec<serde_json::Value>, from: u64| -> Vec<serde_json::Value> {

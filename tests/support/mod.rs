@@ -32,6 +32,24 @@ pub fn drover_bin() -> PathBuf {
     p
 }
 
+/// The partitions `client` reads, once every one has exactly `rf` replicas, all serving (and a
+/// preferred leader, when `leader`); `None` before. A condition for [`wait_for`].
+pub async fn at_rf(
+    client: &drover_client::Client,
+    rf: usize,
+    leader: bool,
+) -> Option<Vec<drover_types::Partition>> {
+    let parts = client.all_partitions().await.ok()?;
+    let settled = parts.iter().all(|p| {
+        p.replicas.len() == rf
+            && p.replicas
+                .iter()
+                .all(|r| r.role == drover_types::ReplicaRole::Serving)
+            && (!leader || p.leader.is_some())
+    });
+    settled.then_some(parts)
+}
+
 /// Polls `cond` until it returns `Some`, or panics naming `what` after `deadline`.
 pub async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, mut cond: F) -> T
 where

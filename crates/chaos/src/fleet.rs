@@ -178,6 +178,10 @@ impl Fleet {
         self.lock().slots[slot].worker.clone()
     }
 
+    pub fn zone_of(&self, slot: usize) -> String {
+        self.lock().slots[slot].zone.clone()
+    }
+
     /// Starts a new agent process for `slot` (beside any running one); returns its serial.
     pub fn spawn(self: &Arc<Self>, slot: usize) -> Result<u64> {
         let mut st = self.lock();

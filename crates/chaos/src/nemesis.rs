@@ -41,6 +41,10 @@ pub enum Fault {
     SlowRaft,
     /// SIGSTOP an agent process for half to twice `dead_after`, then SIGCONT it.
     PauseAgent,
+    /// SIGSTOP every agent process of one zone (of two workers or more) at once, for one and a
+    /// half to two and a half `dead_after`, then SIGCONT them: a zone gone silent, the case
+    /// the mass-failure brake exists for.
+    PauseZone,
     /// Cut an agent process off from every node for half to twice `dead_after`.
     CutAgent,
     /// SIGKILL a worker's agent process, and start a fresh one up to `dead_after` later.
@@ -65,15 +69,16 @@ impl Fault {
     ];
 
     /// The faults aimed at the lease: on agent processes, and Raft delays near `dead_after`.
-    pub const LEASE: [Fault; 5] = [
+    pub const LEASE: [Fault; 6] = [
         Fault::SlowRaft,
         Fault::PauseAgent,
+        Fault::PauseZone,
         Fault::CutAgent,
         Fault::RestartAgent,
         Fault::DuplicateAgent,
     ];
 
-    pub const ALL: [Fault; 13] = [
+    pub const ALL: [Fault; 14] = [
         Fault::IsolateLeader,
         Fault::MinorityPartition,
         Fault::MajoritiesRing,
@@ -84,6 +89,7 @@ impl Fault {
         Fault::Delay,
         Fault::SlowRaft,
         Fault::PauseAgent,
+        Fault::PauseZone,
         Fault::CutAgent,
         Fault::RestartAgent,
         Fault::DuplicateAgent,
@@ -93,7 +99,11 @@ impl Fault {
     pub fn on_agents(self) -> bool {
         matches!(
             self,
-            Fault::PauseAgent | Fault::CutAgent | Fault::RestartAgent | Fault::DuplicateAgent
+            Fault::PauseAgent
+                | Fault::PauseZone
+                | Fault::CutAgent
+                | Fault::RestartAgent
+                | Fault::DuplicateAgent
         )
     }
 
@@ -109,6 +119,7 @@ impl Fault {
             Fault::Delay => "delay",
             Fault::SlowRaft => "slow-raft",
             Fault::PauseAgent => "pause-agent",
+            Fault::PauseZone => "pause-zone",
             Fault::CutAgent => "cut-agent",
             Fault::RestartAgent => "restart-agent",
             Fault::DuplicateAgent => "duplicate-agent",
@@ -435,7 +446,11 @@ impl Nemesis<'_> {
                 }
                 self.note("delays cleared".into());
             }
-            Fault::PauseAgent | Fault::CutAgent | Fault::RestartAgent | Fault::DuplicateAgent => {
+            Fault::PauseAgent
+            | Fault::PauseZone
+            | Fault::CutAgent
+            | Fault::RestartAgent
+            | Fault::DuplicateAgent => {
                 anyhow::bail!("{} is an agent fault, not the node lane's", fault.name())
             }
         }
@@ -526,6 +541,32 @@ impl AgentNemesis {
         let worker = fleet.worker(slot);
         let pid = fleet.pid(serial);
         match fault {
+            Fault::PauseZone => {
+                let zone = fleet.zone_of(slot);
+                let serials: Vec<u64> = fleet
+                    .live_slots()
+                    .into_iter()
+                    .filter(|s| fleet.zone_of(*s) == zone)
+                    .filter_map(|s| fleet.newest(s).map(|(serial, _)| serial))
+                    .collect();
+                if serials.len() < 2 {
+                    return Ok(false); // a zone of one is an agent pause
+                }
+                let d = self.dead_after_ms;
+                let hold =
+                    Duration::from_millis(self.rng.random_range(3 * d / 2..=5 * d / 2).min(10_000));
+                self.note(format!(
+                    "pause-zone: SIGSTOP every agent of zone {zone} (serials {serials:?}) for {hold:?}"
+                ));
+                for s in &serials {
+                    fleet.pause(*s);
+                }
+                tokio::time::sleep(hold).await;
+                for s in &serials {
+                    fleet.resume(*s);
+                }
+                self.note(format!("zone {zone} resumed"));
+            }
             Fault::PauseAgent => {
                 let hold = self.hold();
                 self.note(format!(

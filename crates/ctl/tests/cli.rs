@@ -305,18 +305,7 @@ async fn two_workers_holding_rf2(eps: &str) -> Vec<drover_agent::Agent> {
     support::wait_for(
         "both partitions placed",
         std::time::Duration::from_secs(30),
-        || async {
-            let parts = client.all_partitions().await.ok()?;
-            parts
-                .iter()
-                .all(|p| {
-                    p.replicas.len() == 2
-                        && p.replicas
-                            .iter()
-                            .all(|r| r.role == drover_types::ReplicaRole::Serving)
-                })
-                .then_some(())
-        },
+        || async { support::at_rf(&client, 2, false).await.map(|_| ()) },
     )
     .await;
     agents
@@ -430,19 +419,7 @@ async fn drains_warn_aggregate_their_throttles_and_give_an_eta() {
     let parts = support::wait_for(
         "every partition placed in three zones, with a leader",
         std::time::Duration::from_secs(30),
-        || async {
-            let parts = client.all_partitions().await.ok()?;
-            parts
-                .iter()
-                .all(|p| {
-                    p.leader.is_some()
-                        && p.replicas.len() == 3
-                        && p.replicas
-                            .iter()
-                            .all(|r| r.role == drover_types::ReplicaRole::Serving)
-                })
-                .then_some(parts)
-        },
+        || support::at_rf(&client, 3, true),
     )
     .await;
 
@@ -1421,19 +1398,7 @@ async fn a_rolling_restart_through_the_cli_moves_nothing_and_stops_at_a_failure(
     support::wait_for(
         "every partition serving on all three, with a leader",
         std::time::Duration::from_secs(30),
-        || async {
-            let parts = client.all_partitions().await.ok()?;
-            parts
-                .iter()
-                .all(|p| {
-                    p.leader.is_some()
-                        && p.replicas.len() == 3
-                        && p.replicas
-                            .iter()
-                            .all(|r| r.role == drover_types::ReplicaRole::Serving)
-                })
-                .then_some(())
-        },
+        || async { support::at_rf(&client, 3, true).await.map(|_| ()) },
     )
     .await;
 

@@ -420,7 +420,6 @@ fn drain_release_and_death() {
     assert!(h.state.check_invariants().is_empty());
 }
 
-/// Cancelling a drain withdraws its pending moves (joining targets) and keeps completed ones.
 /// A death verdict rests on what the leader of one term acknowledged: a leader of a later term
 /// may have renewed the worker's lease since. Decided in term 3 and reaching the log in term 4
 /// (the old leader was re-elected, or its round raced the election), it is refused and changes
@@ -450,6 +449,30 @@ fn a_death_verdict_from_an_earlier_term_is_refused() {
     assert!(h.worker("a").dead);
 }
 
+/// A verdict the leader decided while the worker was Active can reach the log after an operator
+/// force-disabled it (chaos seed 8945924269078649419: `dead` committed one version after the
+/// disable). Only an Active or Draining worker is judged, so apply refuses it and the Disabled
+/// record stays as the operator left it.
+#[test]
+fn a_death_verdict_behind_a_disable_is_refused() {
+    let mut h = placed_cluster(2);
+    h.register("d", 1, "z0");
+    h.set_state("d", A, Actor::Agent, false).unwrap();
+    h.set_state("d", D, Actor::Operator, true).unwrap();
+    let before = h.state.clone();
+    let late = h
+        .run(Command::MarkDead {
+            worker: "d".into(),
+            generation: 1,
+            term: h.term,
+        })
+        .unwrap_err();
+    assert_eq!(late.code, RejectCode::IllegalTransition, "{late}");
+    assert_eq!(h.state, before, "a refused verdict changes nothing");
+    assert!(!h.worker("d").dead);
+}
+
+/// Cancelling a drain withdraws its pending moves (joining targets) and keeps completed ones.
 #[test]
 fn cancel_drain_withdraws_pending_moves() {
     let mut h = placed_cluster(2);

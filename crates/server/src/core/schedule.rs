@@ -57,8 +57,15 @@ async fn round(node: &Node, leadership: Leadership) {
     let (deaths, expiries, steps) = {
         let guard = node.state().read();
         let s = &guard.state;
-        // Verdicts left pending by an unknown outcome are settled once the state tells.
-        hb.settle_resolved(|w, g| s.workers.get(w).is_none_or(|x| x.generation != g || x.dead));
+        // Verdicts left pending by an unknown outcome are settled once the state tells: dead,
+        // or re-registered, removed or no longer judged (apply refuses a death then).
+        hb.settle_resolved(|w, g| {
+            s.workers.get(w).is_none_or(|x| {
+                x.generation != g
+                    || x.dead
+                    || !matches!(x.state, WorkerState::Active | WorkerState::Draining)
+            })
+        });
         let clock = node.state().clock();
         let t = Timing::at(&s.settings, &clock, now);
         let wall = now_ms();

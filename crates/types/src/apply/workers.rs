@@ -339,6 +339,17 @@ impl Cx<'_> {
                 replicas_dropped: 0,
             });
         }
+        // Only an Active or Draining worker is judged: a verdict decided before an operator
+        // disabled the worker (or it finished draining) must not mark the Disabled record dead.
+        if !matches!(w.state, WorkerState::Active | WorkerState::Draining) {
+            return reject(
+                RejectCode::IllegalTransition,
+                format!(
+                    "worker {id} is {}: only an Active or Draining worker is declared dead",
+                    w.state.as_str()
+                ),
+            );
+        }
         // Structural, not only the scheduler's judgement: a verdict decided before the brake
         // tripped (by this leader or an old one) cannot slip in behind it.
         if let Some(b) = &self.s.brakes.mass_failure {
