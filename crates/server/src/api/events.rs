@@ -116,8 +116,8 @@ async fn wait_for_event(node: &Node, after: u64, wait: std::time::Duration) {
 /// `uri` without its `wait` parameter: what is forwarded after the wait, so the leader answers
 /// at once.
 fn without_wait(uri: &Uri) -> ApiResult<Uri> {
-    let pairs = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-        .filter(|(k, _)| k != "wait");
+    let pairs =
+        form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).filter(|(k, _)| k != "wait");
     let query = form_urlencoded::Serializer::new(String::new())
         .extend_pairs(pairs)
         .finish();

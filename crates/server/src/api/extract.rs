@@ -167,21 +167,6 @@ pub(crate) fn expiry_named(
     Ok(until)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dot_segments_are_refused() {
-        for bad in [".", "..", "a/../b", "./a", "a/.", "a/./b"] {
-            assert!(no_dot_segments("key", bad).is_err(), "{bad}");
-        }
-        for good in ["a", ".a", "a.", "...", "a..b", "a/.b/c", "w-1.z"] {
-            assert!(no_dot_segments("key", good).is_ok(), "{good}");
-        }
-    }
-}
-
 /// The longest a long poll may wait (SPEC §4).
 const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -200,4 +185,19 @@ pub(crate) fn long_poll_wait(wait: Option<&str>) -> ApiResult<std::time::Duratio
             "wait {w:?} is not a duration of at most 60s (e.g. 30s, 500ms)"
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_segments_are_refused() {
+        for bad in [".", "..", "a/../b", "./a", "a/.", "a/./b"] {
+            assert!(no_dot_segments("key", bad).is_err(), "{bad}");
+        }
+        for good in ["a", ".a", "a.", "...", "a..b", "a/.b/c", "w-1.z"] {
+            assert!(no_dot_segments("key", good).is_ok(), "{good}");
+        }
+    }
 }

@@ -359,7 +359,6 @@ pub async fn remove(
     }
 }
 
-
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
