@@ -158,6 +158,32 @@ try:
     print(f"ui test: {other} shows the flag '{flag}'")
     shot("console-cordoned.png")
     api(f"/v1/workers/{other}/cordon/console", method="DELETE")
-    print(f"ui test: passed (render of the placement map: {driver.execute_script('return window.drover.renderMs'):.1f} ms)")
+    demo_ms = driver.execute_script("return window.drover.renderMs")
+
+    # At fleet scale (SPEC §5: 10,000 workers, 30,000 partitions): the page's own render
+    # functions on a synthetic state of that size, timed in the page. A measurement, reported
+    # (docs/benchmarks.md), not a pass/fail threshold; the page must merely still draw.
+    scale = driver.execute_script("""
+        const W = 10000, P = 30000, zones = ["a", "b", "c", "d", "e"];
+        const workers = [], parts = [];
+        for (let i = 0; i < W; i++) workers.push({ id: "w" + i, zone: zones[i % 5], state: "active",
+          dead: false, liveness: "alive", generation: 1, capacity: 1, replicas: [], cordons: {} });
+        for (let p = 0; p < P; p++) {
+          const reps = [0, 1, 2].map((k) => ({ worker: "w" + ((p * 3 + k) % W), role: "serving" }));
+          parts.push({ id: p, replication_factor: 3, leader: reps[0].worker, replicas: reps });
+          for (const r of reps) workers[Number(r.worker.slice(1))].replicas.push(p);
+        }
+        window.drover.workers = workers; window.drover.partitions = parts; window.drover.page = 0;
+        const t0 = performance.now(); renderWorkers(); const t1 = performance.now();
+        renderPlacement(); const t2 = performance.now();
+        return { workers: t1 - t0, placement: t2 - t1,
+                 rows: document.querySelectorAll("#grid-zones tr[data-partition]").length,
+                 workerRows: document.querySelectorAll("#zones tr[data-worker]").length };
+    """)
+    if scale["rows"] != 100 or scale["workerRows"] != 500:
+        raise SystemExit(f"ui test: at 10,000 workers the page did not page its views: {scale}")
+    print(f"ui test: at 10,000 workers / 30,000 partitions: workers view {scale['workers']:.0f} ms, "
+          f"placement (per zone, page of 100) {scale['placement']:.0f} ms")
+    print(f"ui test: passed (render of the demo's placement map: {demo_ms:.1f} ms)")
 finally:
     driver.quit()
