@@ -8,7 +8,9 @@ need_apt=()
 # The cluster and demo scripts use curl and python3 (JSON checks). The fault-injection harness
 # (crates/chaos) makes network namespaces (iproute2) and cuts links in them (nftables).
 # protoc: the etcd client drover-bench compares against is generated from its protobufs.
-for pkg in libclang-dev clang build-essential curl python3 iproute2 nftables protobuf-compiler; do
+# chromium and chromium-driver: the web console's browser test (scripts/ui-test.sh).
+for pkg in libclang-dev clang build-essential curl python3 iproute2 nftables protobuf-compiler \
+  chromium chromium-driver; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
 

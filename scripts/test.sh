@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check CI runs: setup, formatting, clippy, every test of the workspace, then
-# schemathesis against the admin API (scripts/fuzz-api.sh).
+# schemathesis against the admin API (scripts/fuzz-api.sh), the demo, and the web console in
+# headless Chromium against the demo's cluster (scripts/ui-test.sh).
 #
 #   PROFILE=dev|release   cargo profile to build and test with (default dev)
 #   PROPTEST_CASES=N      property-test cases (default 1000 locally, 128 under CI)
@@ -41,4 +42,8 @@ demo_dir=$(mktemp -d)
 export DROVER_DEMO_DIR=$demo_dir/demo DROVER_CLUSTER_DIR=$demo_dir/cluster
 trap 'bash scripts/demo.sh down >/dev/null 2>&1 || true; rm -rf "$demo_dir"' EXIT
 timeout 600 bash scripts/demo.sh
+# The web console against the demo's cluster, in headless Chromium: it drains one more worker
+# and cordons another from the page (screenshots under $UI_SHOTS, default a temporary dir).
+echo "== the web console (scripts/ui-test.sh, headless Chromium)"
+timeout 300 bash scripts/ui-test.sh http://127.0.0.1:7001 "${UI_SHOTS:-$demo_dir/ui}"
 bash scripts/demo.sh down

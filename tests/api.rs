@@ -1318,3 +1318,137 @@ async fn maintenance_brake_and_deadlines_refuse_bad_input_and_change_nothing() {
     let (s, w) = api.admin(f, Method::DELETE, m, None).await;
     assert_eq!((s, w["maintenance"].is_null()), (200, true), "{w}");
 }
+
+/// The web console's two needs (SPEC §5): `/ui` is one self-contained page, open even where
+/// every `/v1` route needs a token (it carries no data; the operator types the token into it),
+/// allowed to load nothing from elsewhere; and `/v1/events?wait=` is a long poll — through a
+/// follower, with and without `stale` — that answers once an event commits, at its `wait`
+/// with an empty page when none does, and refuses a bad `wait` with 400.
+#[tokio::test]
+async fn the_console_page_is_open_and_events_long_poll() {
+    let mut c = Cluster::start(3, &["--admin-token", ADMIN, "--worker-token", WORKER]);
+    c.token = Some(ADMIN.into());
+    let leader = c.leader_among(&[1, 2, 3]).await;
+    let f = (1..=3).find(|id| *id != leader).unwrap();
+    let api = Api { c: &c };
+
+    let r = c.http.get(c.url(f, "/ui")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("connect-src 'self'"),
+        "{csp}"
+    );
+    let page = r.text().await.unwrap();
+    assert!(page.contains("/v1/cluster") && page.contains("sessionStorage"));
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "the page refers to something outside the node"
+    );
+    let (s, _) = api.call(f, Method::GET, "/v1/cluster", None, None).await;
+    assert_eq!(s, 401, "the API behind the page still needs the token");
+
+    let (s, page) = api.admin(f, Method::GET, "/v1/events", None).await;
+    assert_eq!(s, 200);
+    let mut after = page["next_after"].as_u64().unwrap();
+    for stale in [false, true] {
+        let url = c.url(
+            f,
+            &format!("/v1/events?after={after}&wait=30s&stale={stale}"),
+        );
+        let poll = {
+            let http = c.http.clone();
+            tokio::spawn(async move {
+                let r = http.get(url).bearer_auth(ADMIN).send().await.unwrap();
+                (r.status().as_u16(), r.json::<Value>().await.unwrap())
+            })
+        };
+        // The poll is waiting: nothing has happened since `after`. (Not a fixed sleep that
+        // decides the outcome: a poll that answered early, empty, fails below either way.)
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        if poll.is_finished() {
+            let (s, page) = poll.await.unwrap();
+            panic!("the poll answered before any event: {s} {page}");
+        }
+        let id = format!("w-poll-{stale}");
+        let reg = json!({"incarnation": 1, "address": "10.1.0.1:9000"});
+        let (s, _) = api
+            .call(
+                leader,
+                Method::PUT,
+                &format!("/v1/workers/{id}"),
+                Some(WORKER),
+                Some(reg),
+            )
+            .await;
+        assert_eq!(s, 200);
+        let (s, page) = poll.await.unwrap();
+        assert_eq!(s, 200, "{page}");
+        let events = page["events"].as_array().unwrap();
+        assert!(
+            events
+                .iter()
+                .any(|e| e["kind"]["registered"]["worker"] == id.as_str()),
+            "{page}"
+        );
+        after = page["next_after"].as_u64().unwrap();
+    }
+    let (_, page) = api.admin(f, Method::GET, "/v1/events", None).await;
+    let after = page["next_after"].as_u64().unwrap();
+    let (s, page) = api
+        .admin(
+            f,
+            Method::GET,
+            &format!("/v1/events?after={after}&wait=300ms"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{page}");
+    assert_eq!(page["events"], json!([]), "{page}");
+    assert_eq!(page["next_after"], after);
+    // The console's member health: the leader says how far behind each member is; a follower,
+    // which does not know, says nothing.
+    let lags = support::wait_for(
+        "the leader to report every member's lag",
+        std::time::Duration::from_secs(20),
+        || async {
+            let (_, c) = api.admin(leader, Method::GET, "/v1/cluster", None).await;
+            let lags: Vec<u64> = c["members"]
+                .as_array()?
+                .iter()
+                .map(|m| m["lag"].as_u64())
+                .collect::<Option<_>>()?;
+            Some(lags)
+        },
+    )
+    .await;
+    assert_eq!(lags.len(), 3);
+    let (_, c) = api.admin(f, Method::GET, "/v1/cluster", None).await;
+    assert!(
+        c["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m.get("lag").is_none()),
+        "{c}"
+    );
+    for bad in ["61s", "soon", "-1"] {
+        let (s, body) = api
+            .admin(f, Method::GET, &format!("/v1/events?wait={bad}"), None)
+            .await;
+        assert_eq!(
+            (s, body["error"]["code"].as_str()),
+            (400, Some("invalid")),
+            "{bad}: {body}"
+        );
+    }
+}

@@ -35,6 +35,11 @@ pub struct Member {
     /// `IP:PORT`, for the API and Raft traffic alike.
     pub address: String,
     pub role: MemberRole,
+    /// Answered by the leader only: how many log entries this member is behind the leader's
+    /// last one (0 for the leader; absent for a member the leader has not yet heard back from).
+    /// A member that is down or cut off falls behind; one that catches up returns to 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<u64>,
 }
 
 /// The answering node's Raft role.

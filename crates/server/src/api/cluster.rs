@@ -195,6 +195,16 @@ pub async fn status(State(node): State<Node>) -> Json<ClusterStatus> {
     let m = node.raft().metrics().borrow().clone();
     let membership = m.membership_config.membership();
     let voters: BTreeSet<u64> = membership.voter_ids().collect();
+    let last = m.last_log_index.unwrap_or(0);
+    // openraft keeps the replication progress on the leader only.
+    let lag = |id: u64| {
+        let replication = m.replication.as_ref()?;
+        if id == node.id() {
+            return Some(0);
+        }
+        let matched = replication.get(&id).copied().flatten()?;
+        Some(last.saturating_sub(matched.index))
+    };
     let members = membership
         .nodes()
         .map(|(id, n)| Member {
@@ -205,6 +215,7 @@ pub async fn status(State(node): State<Node>) -> Json<ClusterStatus> {
             } else {
                 MemberRole::Learner
             },
+            lag: lag(*id),
         })
         .collect();
     let applied_index = m.last_applied.map_or(0, |l| l.index);
@@ -287,6 +298,7 @@ pub async fn add_member(
             id: req.id,
             address: req.address,
             role,
+            lag: None,
         };
         return Ok(Json(member).into_response());
     }
@@ -309,6 +321,7 @@ pub async fn add_member(
         id: req.id,
         address: req.address,
         role: MemberRole::Learner,
+        lag: None,
     };
     Ok((StatusCode::ACCEPTED, Json(member)).into_response())
 }

@@ -14,7 +14,7 @@ use super::auth::Role;
 use super::error::{
     ApiError, ApiResult, Forbidden, Gone, StandardErrors, Unauthorized, Unavailable,
 };
-use super::extract::{page_limit, parse_query};
+use super::extract::{long_poll_wait, page_limit, parse_query};
 use super::forward::Forward;
 use crate::core::Node;
 
@@ -31,9 +31,15 @@ struct EventsQuery {
     /// Answer from this node's applied state instead of through the leader.
     #[serde(default)]
     stale: bool,
+    /// Long poll: when no event follows `after` yet, wait up to this long (at most 60s, e.g.
+    /// `20s`) for one; then answer, with an empty page if none came.
+    wait: Option<String>,
 }
 
-/// Lifecycle events after a sequence number, oldest first; 410 once they are compacted.
+/// Lifecycle events after a sequence number, oldest first; 410 once they are compacted. With
+/// `wait`, a long poll: the answering node waits on its own applied state until an event
+/// follows `after`, then answers as without it (through the leader unless `stale`), so a
+/// follower forwards only the read, never the wait.
 #[utoipa::path(
     get,
     path = "/v1/events",
@@ -49,6 +55,13 @@ struct EventsQuery {
 pub async fn list(State(node): State<Node>, uri: Uri, headers: HeaderMap) -> ApiResult<Response> {
     let q: EventsQuery = parse_query(&uri)?;
     let limit = page_limit(q.limit)?;
+    let wait = long_poll_wait(q.wait.as_deref())?;
+    let uri = if wait.is_zero() {
+        uri
+    } else {
+        wait_for_event(&node, q.after.unwrap_or(0), wait).await;
+        without_wait(&uri)?
+    };
     if let Some(fwd) = node.read_route(q.stale, &uri, &headers).await? {
         return Ok(fwd);
     }
@@ -74,6 +87,47 @@ pub async fn list(State(node): State<Node>, uri: Uri, headers: HeaderMap) -> Api
         next_after,
     })
     .into_response())
+}
+
+/// Waits until this node has applied an event after `after` (or compacted past it), at most
+/// `wait`.
+async fn wait_for_event(node: &Node, after: u64, wait: std::time::Duration) {
+    // Subscribe before the first look, so an event between the look and the wait is seen.
+    let mut versions = node.versions();
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let arrived = {
+            let guard = node.state().read();
+            let log = &guard.state.events;
+            log.events.back().is_some_and(|e| e.seq > after)
+                || after.saturating_add(1) < log.first_seq()
+        };
+        if arrived {
+            return;
+        }
+        match tokio::time::timeout_at(deadline, versions.changed()).await {
+            Ok(Ok(())) => continue,
+            // Timed out, or the node is shutting down: answer with what there is.
+            _ => return,
+        }
+    }
+}
+
+/// `uri` without its `wait` parameter: what is forwarded after the wait, so the leader answers
+/// at once.
+fn without_wait(uri: &Uri) -> ApiResult<Uri> {
+    let pairs =
+        form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).filter(|(k, _)| k != "wait");
+    let query = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish();
+    let text = if query.is_empty() {
+        uri.path().to_owned()
+    } else {
+        format!("{}?{query}", uri.path())
+    };
+    text.parse()
+        .map_err(|e| ApiError::bad_request(format!("query: {e}")))
 }
 
 /// The whole replicated state, codec-encoded (format byte + bincode), at a linearizable point.

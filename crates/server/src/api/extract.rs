@@ -167,6 +167,26 @@ pub(crate) fn expiry_named(
     Ok(until)
 }
 
+/// The longest a long poll may wait (SPEC §4).
+const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A long poll's `wait`: a duration in human form (`30s`, `500ms`, `1m`) or a plain number of
+/// seconds, at most 60 s; none is zero (answer at once).
+pub(crate) fn long_poll_wait(wait: Option<&str>) -> ApiResult<std::time::Duration> {
+    let Some(w) = wait else {
+        return Ok(std::time::Duration::ZERO);
+    };
+    let parsed = match w.parse::<u64>() {
+        Ok(secs) => Some(std::time::Duration::from_secs(secs)),
+        Err(_) => humantime::parse_duration(w).ok(),
+    };
+    parsed.filter(|d| *d <= MAX_WAIT).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "wait {w:?} is not a duration of at most 60s (e.g. 30s, 500ms)"
+        ))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,6 +19,7 @@ pub mod openapi;
 mod partitions;
 mod scheduler;
 mod settings;
+mod ui;
 mod what_if;
 mod workers;
 
@@ -164,6 +165,7 @@ fn table() -> Vec<(RouteInfo, MethodRouter<Node>)> {
         route(M::GET, "/readyz", Open, cluster::readyz),
         route(M::GET, "/metrics", Open, metrics::render),
         route(M::GET, "/openapi.json", Open, openapi::document),
+        route(M::GET, "/ui", Open, ui::page),
     ]
 }
 

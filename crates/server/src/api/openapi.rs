@@ -17,7 +17,7 @@ use super::error::{
     BadRequest, Conflict, Forbidden, Gone, NotFound, TooLarge, Unauthorized, Unavailable,
 };
 use super::{
-    cluster, cordon, drains, events, kv, maintenance, metrics, partitions, scheduler, settings,
+    cluster, cordon, drains, events, kv, maintenance, metrics, partitions, scheduler, settings, ui,
     what_if, workers,
 };
 
@@ -69,6 +69,7 @@ use super::{
         events::list,
         events::snapshot,
         metrics::render,
+        ui::page,
         document,
     ),
     components(

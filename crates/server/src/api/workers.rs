@@ -23,8 +23,8 @@ use super::error::{
     AgentErrors, ApiError, ApiResult, BadRequest, Conflict, NotFound, StandardErrors, Unauthorized,
 };
 use super::extract::{
-    ApiPath, ReadQuery, WorkerPath, body, check_reason, no_dot_segments, page_limit, parse_json,
-    parse_query,
+    ApiPath, ReadQuery, WorkerPath, body, check_reason, long_poll_wait, no_dot_segments,
+    page_limit, parse_json, parse_query,
 };
 use super::forward::Forward;
 use crate::core::liveness::Timing;
@@ -359,17 +359,6 @@ pub async fn remove(
     }
 }
 
-/// Parses a duration in human form (`30s`, `500ms`, `1m`) or a plain number of seconds.
-fn parse_wait(s: &str) -> Option<std::time::Duration> {
-    match s.parse::<u64>() {
-        Ok(secs) => Some(std::time::Duration::from_secs(secs)),
-        Err(_) => humantime::parse_duration(s).ok(),
-    }
-}
-
-/// The longest a long poll may wait (SPEC §4).
-const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
-
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
@@ -440,14 +429,7 @@ pub async fn assignments_poll(
 ) -> ApiResult<Response> {
     let id = worker_id(&id)?;
     let q: AssignmentsQuery = parse_query(&uri)?;
-    let wait = match q.wait.as_deref() {
-        None => std::time::Duration::ZERO,
-        Some(w) => parse_wait(w).filter(|d| *d <= MAX_WAIT).ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "wait {w:?} is not a duration of at most 60s (e.g. 30s, 500ms)"
-            ))
-        })?,
-    };
+    let wait = long_poll_wait(q.wait.as_deref())?;
     // Subscribe before the first look, so a change between the look and the wait is seen.
     let mut versions = node.versions();
     let deadline = tokio::time::Instant::now() + wait;
