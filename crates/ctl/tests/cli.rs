@@ -458,16 +458,22 @@ async fn drains_warn_aggregate_their_throttles_and_give_an_eta() {
     let held = show(&eps, "a0")["replicas"].as_array().unwrap().len();
     assert!(held >= 2, "a0 holds {held} replicas");
     ok(&ctl(&eps, &["workers", "drain", "a0"]));
+    // The view counts the moves its own planning round would start as in flight, so the
+    // slot on a1 is full (and the rest throttled) a moment before the joining replica is
+    // committed: wait for both.
     let w = support::wait_for(
-        "a0's moves waiting for a1's slot",
+        "a0's moves waiting for a1's slot, one joining",
         std::time::Duration::from_secs(20),
         || async {
             let w = show(&eps, "a0");
             let waits = w["drain"]["waits"].as_array()?;
-            waits
+            let throttled = waits
                 .iter()
-                .any(|x| x["code"] == "throttled" && x["moves"].as_u64() == Some(held as u64 - 1))
-                .then_some(w)
+                .any(|x| x["code"] == "throttled" && x["moves"].as_u64() == Some(held as u64 - 1));
+            let joining = waits
+                .iter()
+                .any(|x| x["on"] == "join_ack" && x["worker"] == "a1" && x["moves"] == 1);
+            (throttled && joining).then_some(w)
         },
     )
     .await;
