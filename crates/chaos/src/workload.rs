@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use drover_api::ErrorCode;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
@@ -166,8 +167,8 @@ impl Clients {
             Ok(b) => {
                 let v: Value = serde_json::from_slice(&b).unwrap_or(Value::Null);
                 if status == 503 {
-                    return match v["error"]["code"].as_str() {
-                        Some("unavailable") => {
+                    return match error_code(&v) {
+                        Some(ErrorCode::Unavailable) => {
                             Outcome::Failed(format!("503 {}", v["error"]["message"]))
                         }
                         _ => Outcome::Unknown,
@@ -329,7 +330,7 @@ impl Clients {
                 known.insert(key.to_owned(), if delete { 0 } else { ver });
                 (WriteResult::Ok(Some(ver)), Some(self.now()))
             }
-            Outcome::Answer(409, v) if v["error"]["code"] == "version_conflict" => {
+            Outcome::Answer(409, v) if error_code(&v) == Some(ErrorCode::VersionConflict) => {
                 let cur = v["error"]["current_version"].as_u64().unwrap_or(0);
                 known.insert(key.to_owned(), cur);
                 (WriteResult::Conflict(cur), Some(self.now()))
@@ -598,13 +599,13 @@ impl Clients {
                 }),
             )
         };
-        let refusal = |code: &str, v: &Value| -> Option<WriteResult> {
-            match code {
-                "version_conflict" => Some(WriteResult::Conflict(
+        let refusal = |v: &Value| -> Option<WriteResult> {
+            match error_code(v)? {
+                ErrorCode::VersionConflict => Some(WriteResult::Conflict(
                     v["error"]["current_version"].as_u64().unwrap_or(0),
                 )),
-                "illegal_transition" => Some(WriteResult::Illegal),
-                "not_found" => Some(WriteResult::NotFound),
+                ErrorCode::IllegalTransition => Some(WriteResult::Illegal),
+                ErrorCode::NotFound => Some(WriteResult::NotFound),
                 _ => None,
             }
         };
@@ -630,8 +631,7 @@ impl Clients {
                 (op, Some(self.now()))
             }
             Outcome::Answer(s @ (404 | 409), v) => {
-                let code = v["error"]["code"].as_str().unwrap_or("");
-                let Some(r) = refusal(code, &v) else {
+                let Some(r) = refusal(&v) else {
                     self.anomaly(format!("{kind} {w}: {s} {v}"));
                     return false;
                 };
@@ -799,6 +799,11 @@ impl Clients {
             );
         }
     }
+}
+
+/// The error code of an answer in SPEC §4's error shape.
+fn error_code(v: &Value) -> Option<ErrorCode> {
+    v["error"]["code"].as_str().map(ErrorCode::from)
 }
 
 /// The modelled fields of a worker record (or of `{"worker": record, ...}` after a forced

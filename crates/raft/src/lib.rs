@@ -9,6 +9,7 @@ mod transport;
 
 use std::sync::Arc;
 use std::time::Duration;
+use subtle::ConstantTimeEq;
 
 pub use drover_store::{Node, NodeId, SnapshotPolicy, TypeConfig};
 pub use faults::{Faults, PeerFault};
@@ -46,14 +47,8 @@ impl Peering {
             None => Ok(()),
             Some(ours) => {
                 let theirs = secret.unwrap_or("").as_bytes();
-                let ours = ours.as_bytes();
-                let differ = ours.len() != theirs.len()
-                    || ours
-                        .iter()
-                        .zip(theirs)
-                        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                        != 0;
-                if differ {
+                let same: bool = ours.as_bytes().ct_eq(theirs).into();
+                if !same {
                     Err("wrong or missing cluster secret")
                 } else {
                     Ok(())
