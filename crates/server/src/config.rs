@@ -386,6 +386,9 @@ pub struct Config {
     pub liveness: LivenessConfig,
     /// Deliberate bugs for the fault-injection harness's own tests; all off in any real use.
     pub unsafe_test: UnsafeTestSwitches,
+    /// Where the node reads the time of day: the system's, except in tests that run the core on
+    /// tokio's paused clock. Not a flag.
+    pub clock: crate::clock::Clock,
 }
 
 /// Switches that break Drover's guarantees on purpose (SPEC §6), so that the fault-injection
@@ -674,6 +677,7 @@ impl Settings {
                 local_heartbeats: unsafe_test.unsafe_test_local_heartbeats.unwrap_or(false),
                 no_lease_wait: unsafe_test.unsafe_test_no_lease_wait.unwrap_or(false),
             },
+            clock: crate::clock::Clock::System,
         })
     }
 }

@@ -1,8 +1,9 @@
-//! The Drover server: configuration ([`config`]), the node's core ([`core`]: Raft, proposals,
+//! The Drover server: configuration ([`config`]) and the clock it names ([`clock`]), the node's core ([`core`]: Raft, proposals,
 //! reads, membership, scheduling, liveness; no HTTP), the admin HTTP API above it ([`api`]),
 //! and [`run`], which composes the two on a listener.
 
 pub mod api;
+pub mod clock;
 pub mod config;
 pub mod core;
 mod run;

@@ -10,6 +10,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
+use drover_api::ErrorCode;
+
 use super::error::ApiError;
 use crate::core::Node;
 
@@ -78,7 +80,7 @@ pub async fn authorize(State(guard): State<Guard>, mut req: Request, next: Next)
         Some(_) => {
             return ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "unauthorized",
+                ErrorCode::Unauthorized,
                 "unknown bearer token",
             )
             .into_response();
@@ -86,7 +88,7 @@ pub async fn authorize(State(guard): State<Guard>, mut req: Request, next: Next)
         None => {
             return ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "unauthorized",
+                ErrorCode::Unauthorized,
                 "missing `Authorization: Bearer <token>`",
             )
             .into_response();
@@ -95,7 +97,7 @@ pub async fn authorize(State(guard): State<Guard>, mut req: Request, next: Next)
     if !guard.access.allows(role) {
         return ApiError::new(
             StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
             format!(
                 "the worker token may not {} {}",
                 req.method(),

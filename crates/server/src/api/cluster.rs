@@ -6,7 +6,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use drover_api::{AddMember, ClusterStatus, ErrorCode, ErrorDetail, Member, MemberRole, NodeState};
 use drover_raft::PeerFault;
@@ -19,7 +19,6 @@ use super::error::{
     Unauthorized,
 };
 use super::extract::{ApiPath, body, parse_json};
-use super::forward::{Forward, Route};
 use crate::core::{CAUGHT_UP_LAG, Node};
 
 /// How long a membership change may take to commit before the API gives up waiting.
@@ -254,8 +253,6 @@ pub async fn status(State(node): State<Node>) -> Json<ClusterStatus> {
 )]
 pub async fn add_member(
     State(node): State<Node>,
-    uri: Uri,
-    headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let raw = body(raw)?;
@@ -270,11 +267,6 @@ pub async fn add_member(
             "field address: {:?} is not IP:PORT",
             req.address
         )));
-    }
-    if let Route::Forward(leader) = node.route(&headers)? {
-        return Ok(node
-            .forward(&leader, Method::POST, &uri, &headers, raw)
-            .await);
     }
     let m = node.raft().metrics().borrow().clone();
     let membership = m.membership_config.membership();
@@ -358,17 +350,10 @@ pub struct MemberRemoved {
 pub async fn remove_member(
     State(node): State<Node>,
     ApiPath(MemberPath { id }): ApiPath<MemberPath>,
-    uri: Uri,
-    headers: HeaderMap,
 ) -> ApiResult<Response> {
     let id: u64 = id
         .parse()
         .map_err(|_| ApiError::bad_request(format!("member id {id:?} is not a number")))?;
-    if let Route::Forward(leader) = node.route(&headers)? {
-        return Ok(node
-            .forward(&leader, Method::DELETE, &uri, &headers, Bytes::new())
-            .await);
-    }
     let m = node.raft().metrics().borrow().clone();
     let membership = m.membership_config.membership();
     if membership.get_node(&id).is_none() {

@@ -7,7 +7,6 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use drover_types::{
     Command, Response as Applied, Worker, WorkerId, validate_holder, validate_worker_id,
@@ -17,9 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ApiResult, NotFound, StandardErrors};
 use super::extract::{ApiPath, body, check_reason, expiry, no_dot_segments, parse_json};
-use super::forward::Forward;
 use crate::core::Node;
-use crate::core::clock::now_ms;
 
 /// `{id}` and `{holder}` of a cordon's routes.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -76,20 +73,15 @@ pub struct CordonRequest {
 pub async fn put(
     State(node): State<Node>,
     ApiPath(path): ApiPath<CordonPath>,
-    uri: Uri,
-    headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let raw = body(raw)?;
     let (worker, holder) = ids(&path)?;
     let b: CordonRequest = parse_json(&raw)?;
     check_reason(&b.reason)?;
-    expiry(b.until, b.for_.as_deref(), now_ms())?;
-    if let Some(fwd) = node.write_route(Method::PUT, &uri, &headers, raw).await? {
-        return Ok(fwd);
-    }
-    // On the leader: `for` counts from its clock, the one that will judge the expiry.
-    let until_ms = expiry(b.until, b.for_.as_deref(), now_ms())?;
+    // On the leader (the route layer forwards): `for` counts from its clock, the one that
+    // will judge the expiry.
+    let until_ms = expiry(b.until, b.for_.as_deref(), node.now_ms())?;
     let outcome = node
         .propose(Command::Cordon {
             worker,
@@ -125,16 +117,8 @@ pub async fn put(
 pub async fn delete(
     State(node): State<Node>,
     ApiPath(path): ApiPath<CordonPath>,
-    uri: Uri,
-    headers: HeaderMap,
 ) -> ApiResult<Response> {
     let (worker, holder) = ids(&path)?;
-    if let Some(fwd) = node
-        .write_route(Method::DELETE, &uri, &headers, Bytes::new())
-        .await?
-    {
-        return Ok(fwd);
-    }
     let outcome = node
         .propose(Command::Uncordon {
             worker,

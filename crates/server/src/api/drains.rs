@@ -12,16 +12,14 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
-use drover_api::{DrainAnswer, DrainOneRequest, DrainSetRequest, ErrorCode};
+use drover_api::{DrainAnswer, DrainOneRequest, DrainSetRequest};
 use drover_types::{WorkerId, validate_worker_id};
 
 use super::error::{ApiError, ApiResult, Conflict, NotFound, StandardErrors, TooLarge};
 use super::extract::{ApiPath, WorkerPath, body, check_reason, expiry_named, parse_json};
-use super::forward::Forward;
-use crate::core::clock::now_ms;
-use crate::core::{DrainError, DrainRequest, Node};
+use crate::core::{DrainRequest, Node};
 use drover_types::OnDeadline;
 
 /// Drains one worker: Active → Draining with a committed move plan, or a dry run of it.
@@ -43,8 +41,8 @@ use drover_types::OnDeadline;
 pub async fn drain_one(
     State(node): State<Node>,
     ApiPath(WorkerPath { id }): ApiPath<WorkerPath>,
-    uri: Uri,
-    headers: HeaderMap,
+    _uri: Uri,
+    _headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let raw = body(raw)?;
@@ -62,7 +60,7 @@ pub async fn drain_one(
         deadline_in: b.deadline_in,
         on_deadline: b.on_deadline,
     };
-    drain(node, vec![id], opts, uri, headers, raw).await
+    drain(node, vec![id], opts).await
 }
 
 /// Drains a set of workers as one operation, or a dry run of it.
@@ -82,8 +80,8 @@ pub async fn drain_one(
 )]
 pub async fn drain_set(
     State(node): State<Node>,
-    uri: Uri,
-    headers: HeaderMap,
+    _uri: Uri,
+    _headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let raw = body(raw)?;
@@ -96,7 +94,7 @@ pub async fn drain_set(
         deadline_in: b.deadline_in,
         on_deadline: b.on_deadline,
     };
-    drain(node, b.workers, opts, uri, headers, raw).await
+    drain(node, b.workers, opts).await
 }
 
 /// What both drain requests ask besides the workers.
@@ -126,19 +124,11 @@ impl Options {
     }
 }
 
-// The workers, the request's options, then what forwarding needs.
-async fn drain(
-    node: Node,
-    ids: Vec<String>,
-    opts: Options,
-    uri: Uri,
-    headers: HeaderMap,
-    raw: Bytes,
-) -> ApiResult<Response> {
+/// Starts (or, dry, plans) a drain of the workers `ids` on the leader.
+async fn drain(node: Node, ids: Vec<String>, opts: Options) -> ApiResult<Response> {
     if let Some(r) = &opts.reason {
         check_reason(r)?;
     }
-    opts.deadline_ms(now_ms())?;
     let mut workers = BTreeSet::new();
     for id in &ids {
         validate_worker_id(id).map_err(|e| ApiError::bad_request(format!("field workers: {e}")))?;
@@ -149,11 +139,9 @@ async fn drain(
             "field workers: name each worker once, at least one",
         ));
     }
-    if let Some(fwd) = node.write_route(Method::POST, &uri, &headers, raw).await? {
-        return Ok(fwd);
-    }
-    // On the leader: `deadline_in` counts from its clock, the one that judges the deadline.
-    let deadline_ms = opts.deadline_ms(now_ms())?;
+    // On the leader (the route layer forwards): `deadline_in` counts from its clock, the one
+    // that judges the deadline.
+    let deadline_ms = opts.deadline_ms(node.now_ms())?;
     let req = DrainRequest {
         workers,
         dry_run: opts.dry_run,
@@ -162,15 +150,5 @@ async fn drain(
         deadline_ms,
         on_deadline: opts.on_deadline,
     };
-    match node.drain(req).await {
-        Ok(answer) => Ok(Json(answer).into_response()),
-        Err(DrainError::UnknownWorker(w)) => Err(ApiError::not_found(format!("no worker {w}"))),
-        Err(DrainError::Infeasible(message)) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            ErrorCode::DrainInfeasible,
-            message,
-        )),
-        Err(DrainError::Unexpected(message)) => Err(ApiError::internal(message)),
-        Err(DrainError::Core(e)) => Err(e.into()),
-    }
+    Ok(Json(node.drain(req).await?).into_response())
 }

@@ -9,7 +9,7 @@ use drover_api::{ErrorBody, ErrorCode, ErrorDetail};
 use drover_types::{RejectCode, Rejection};
 use utoipa::{IntoResponses, ToResponse};
 
-use crate::core::{Error as CoreError, LeaderHint};
+use crate::core::{DrainError, Error as CoreError, LeaderHint};
 
 #[derive(Clone, Debug)]
 pub struct ApiError {
@@ -116,6 +116,21 @@ impl From<CoreError> for ApiError {
             }
             CoreError::ShuttingDown => ApiError::unavailable(message, None),
             CoreError::OutcomeUnknown { leader, .. } => ApiError::outcome_unknown(message, leader),
+        }
+    }
+}
+
+/// A drain's own failures (the core plans drains, `core/drains.rs`), mapped here beside the
+/// core's error they wrap.
+impl From<DrainError> for ApiError {
+    fn from(e: DrainError) -> Self {
+        match e {
+            DrainError::UnknownWorker(w) => ApiError::not_found(format!("no worker {w}")),
+            DrainError::Infeasible(message) => {
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::DrainInfeasible, message)
+            }
+            DrainError::Unexpected(message) => ApiError::internal(message),
+            DrainError::Core(e) => e.into(),
         }
     }
 }

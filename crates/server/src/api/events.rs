@@ -148,8 +148,6 @@ fn without_wait(uri: &Uri) -> ApiResult<Uri> {
 pub async fn snapshot(
     State(node): State<Node>,
     Extension(role): Extension<Role>,
-    uri: Uri,
-    headers: HeaderMap,
 ) -> ApiResult<Response> {
     if role == Role::Worker {
         return Err(ApiError::new(
@@ -157,9 +155,6 @@ pub async fn snapshot(
             ErrorCode::Forbidden,
             "snapshots need the admin token",
         ));
-    }
-    if let Some(fwd) = node.read_route(false, &uri, &headers).await? {
-        return Ok(fwd);
     }
     let (bytes, version) = {
         let guard = node.state().read();

@@ -76,6 +76,8 @@ pub(crate) fn page_limit(limit: Option<usize>) -> ApiResult<usize> {
 pub(crate) struct ReadQuery {
     /// Answer from this node's applied state instead of a linearizable read through the
     /// leader.
+    // Read by the route layer (`forward.rs`); parsed here too, so a malformed value is 400.
+    #[allow(dead_code)]
     #[serde(default)]
     pub stale: bool,
 }

@@ -1,17 +1,90 @@
-//! Forwarding to the leader (SPEC §4: any node answers any request). Writes and linearizable
-//! reads that reach a follower are sent on to the leader once, marked with
-//! `x-drover-forwarded`; a forwarded request that reaches a non-leader, or any request while no
-//! leader is known, gets 503 with the leader hint. This is HTTP, so it is the API's: the core
-//! only says who leads ([`Node::leader`]).
-//!
-//! The handlers reach it as methods on the node through the [`Forward`] extension trait.
+//! Forwarding to the leader (SPEC §4: any node answers any request), as one route layer driven
+//! by the route table's [`Routing`] column (`api/mod.rs`): writes that reach a follower, and
+//! linearizable reads, are sent on to the leader once, marked with `x-drover-forwarded`; a
+//! forwarded request that reaches a non-leader, or any of them while no leader is known, gets
+//! 503 with the leader hint; a linearizable read the leader serves waits for a confirmation of
+//! its leadership first. The handlers below the layer serve what reaches them on this node.
+//! This is HTTP, so it is the API's: the core only says who leads ([`Node::leader`]) and
+//! confirms it ([`Node::linearizable`]).
 
-use axum::body::Bytes;
-use axum::http::{HeaderMap, Method, Uri};
+use axum::body::{Bytes, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use drover_api::ErrorCode;
 
 use super::error::{ApiError, ApiResult};
 use crate::core::{LeaderHint, Node};
+
+/// How a route reaches the state it serves: the route table's forwarding column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Routing {
+    /// Served by the leader: a follower forwards it (every write).
+    Leader,
+    /// A heartbeat: to the leader like [`Routing::Leader`], except that the fault harness's
+    /// `--unsafe-test-local-heartbeats` bug acknowledges it on any node.
+    Heartbeat,
+    /// A linearizable read: served by the leader once a quorum confirmed it still leads, or
+    /// forwarded to it. With `stale`, the route also takes `?stale=true`, which this node
+    /// answers from its own applied state.
+    Read { stale: bool },
+    /// Served by this node from its own state: long polls (which wait here and route only
+    /// their read), membership views, health, metrics, the console.
+    Local,
+}
+
+/// The state of one route's [`forwarding`] layer.
+#[derive(Clone, Debug)]
+pub struct Forwarding {
+    pub node: Node,
+    pub routing: Routing,
+}
+
+/// The route layer: forwards what this node must not serve, confirms leadership for a
+/// linearizable read it serves, and passes everything else to the handler.
+pub async fn forwarding(State(f): State<Forwarding>, req: Request, next: Next) -> Response {
+    let node = &f.node;
+    match f.routing {
+        Routing::Local => next.run(req).await,
+        Routing::Heartbeat if node.config().unsafe_test.local_heartbeats => next.run(req).await,
+        Routing::Read { stale } => {
+            let stale = stale && asks_stale(req.uri());
+            match node.read_route(stale, req.uri(), req.headers()).await {
+                Ok(None) => next.run(req).await,
+                Ok(Some(answer)) => answer,
+                Err(e) => e.into_response(),
+            }
+        }
+        Routing::Leader | Routing::Heartbeat => match node.route(req.headers()) {
+            Ok(Route::Local) => next.run(req).await,
+            Ok(Route::Forward(leader)) => {
+                let (parts, body) = req.into_parts();
+                let Ok(body) = to_bytes(body, node.config().max_body_bytes).await else {
+                    return ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        ErrorCode::TooLarge,
+                        format!(
+                            "request body could not be read whole to forward it (over the \
+                             limit of {} bytes, or cut off)",
+                            node.config().max_body_bytes
+                        ),
+                    )
+                    .into_response();
+                };
+                node.forward(&leader, parts.method, &parts.uri, &parts.headers, body)
+                    .await
+            }
+            Err(e) => e.into_response(),
+        },
+    }
+}
+
+/// Whether the query says `stale=true` (the handler's own parsing refuses a malformed one).
+fn asks_stale(uri: &Uri) -> bool {
+    form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .any(|(k, v)| k == "stale" && v == "true")
+}
 
 /// Marks a request a node forwarded to the leader, so it is never forwarded twice.
 pub const FORWARDED_HEADER: &str = "x-drover-forwarded";
@@ -22,7 +95,8 @@ pub(crate) enum Route {
     Forward(LeaderHint),
 }
 
-/// The HTTP layer's forwarding, on the core's node handle. Its futures are `Send`, as axum
+/// The HTTP layer's forwarding, on the core's node handle: the layer's, and the events long
+/// poll's, which waits here and then routes only its read. Its futures are `Send`, as axum
 /// needs of a handler's.
 pub(crate) trait Forward {
     /// Decides whether this node serves a leader-only request or forwards it.
@@ -38,22 +112,14 @@ pub(crate) trait Forward {
         body: Bytes,
     ) -> impl Future<Output = Response> + Send;
 
-    /// Serves a read here if it is stale or this node leads (after confirming leadership),
-    /// otherwise forwards it to the leader and returns the leader's answer.
+    /// For a handler that routes its read itself (the events long poll, after its wait): the
+    /// leader's answer when this node forwarded the read, `None` to serve it here — stale, or
+    /// on the leader once its leadership is confirmed.
     fn read_route(
         &self,
         stale: bool,
         uri: &Uri,
         headers: &HeaderMap,
-    ) -> impl Future<Output = ApiResult<Option<Response>>> + Send;
-
-    /// For a write: `Some(answer)` when it was forwarded to the leader, `None` to handle here.
-    fn write_route(
-        &self,
-        method: Method,
-        uri: &Uri,
-        headers: &HeaderMap,
-        body: Bytes,
     ) -> impl Future<Output = ApiResult<Option<Response>>> + Send;
 }
 
@@ -162,21 +228,6 @@ impl Forward for Node {
                 self.linearizable().await?;
                 Ok(None)
             }
-        }
-    }
-
-    async fn write_route(
-        &self,
-        method: Method,
-        uri: &Uri,
-        headers: &HeaderMap,
-        body: Bytes,
-    ) -> ApiResult<Option<Response>> {
-        match self.route(headers)? {
-            Route::Forward(leader) => Ok(Some(
-                self.forward(&leader, method, uri, headers, body).await,
-            )),
-            Route::Local => Ok(None),
         }
     }
 }

@@ -5,7 +5,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, Method, Uri};
+use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
 use drover_api::{KvDeleted, KvItem, KvPage, KvPut};
 use drover_types::{Command, Response as Applied, validate_kv_key};
@@ -16,7 +16,6 @@ use super::error::{ApiError, ApiResult, Conflict, NotFound, StandardErrors, TooL
 use super::extract::{
     ApiPath, ReadQuery, body, no_dot_segments, page_limit, parse_json, parse_query,
 };
-use super::forward::{Forward, Route};
 use crate::core::Node;
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -40,6 +39,8 @@ struct ListQuery {
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
     /// Answer from this node's applied state instead of through the leader.
+    // Read by the route layer (`forward.rs`); parsed here too, so a malformed value is 400.
+    #[allow(dead_code)]
     #[serde(default)]
     stale: bool,
 }
@@ -74,13 +75,9 @@ pub async fn get(
     State(node): State<Node>,
     ApiPath(KeyPath { key }): ApiPath<KeyPath>,
     uri: Uri,
-    headers: HeaderMap,
 ) -> ApiResult<Response> {
     check_key(&key)?;
-    let q: ReadQuery = parse_query(&uri)?;
-    if let Some(forwarded) = node.read_route(q.stale, &uri, &headers).await? {
-        return Ok(forwarded);
-    }
+    let _q: ReadQuery = parse_query(&uri)?;
     let state = node.state().read();
     match state.state.kv.get(&key) {
         Some(e) => Ok(Json(KvItem::new(&key, e)).into_response()),
@@ -100,12 +97,9 @@ pub async fn get(
         StandardErrors,
     )
 )]
-pub async fn list(State(node): State<Node>, uri: Uri, headers: HeaderMap) -> ApiResult<Response> {
+pub async fn list(State(node): State<Node>, uri: Uri) -> ApiResult<Response> {
     let q: ListQuery = parse_query(&uri)?;
     let limit = page_limit(q.limit)?;
-    if let Some(forwarded) = node.read_route(q.stale, &uri, &headers).await? {
-        return Ok(forwarded);
-    }
     let state = node.state().read();
     let start = match &q.cursor {
         Some(c) if c.as_str() > q.prefix.as_str() => c.clone(),
@@ -159,18 +153,11 @@ pub async fn list(State(node): State<Node>, uri: Uri, headers: HeaderMap) -> Api
 pub async fn put(
     State(node): State<Node>,
     ApiPath(KeyPath { key }): ApiPath<KeyPath>,
-    uri: Uri,
-    headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let raw = body(raw)?;
     check_key(&key)?;
     let b: KvPut = parse_json(&raw)?;
-    if let Route::Forward(leader) = node.route(&headers)? {
-        return Ok(node
-            .forward(&leader, Method::PUT, &uri, &headers, raw)
-            .await);
-    }
     let outcome = node
         .propose(Command::KvPut {
             key,
@@ -202,15 +189,9 @@ pub async fn delete(
     State(node): State<Node>,
     ApiPath(KeyPath { key }): ApiPath<KeyPath>,
     uri: Uri,
-    headers: HeaderMap,
 ) -> ApiResult<Response> {
     check_key(&key)?;
     let q: DeleteQuery = parse_query(&uri)?;
-    if let Route::Forward(leader) = node.route(&headers)? {
-        return Ok(node
-            .forward(&leader, Method::DELETE, &uri, &headers, Bytes::new())
-            .await);
-    }
     let outcome = node
         .propose(Command::KvDelete {
             key,

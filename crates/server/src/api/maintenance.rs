@@ -4,18 +4,16 @@
 //! A maintenance is a restart without data movement: the worker keeps its replicas, its
 //! preferred leaderships move off, and until `until` it is not declared dead. It is refused with
 //! `409 budget_exceeded` when it would leave a partition with fewer than `min_available` serving
-//! replicas on workers alive and not in maintenance. `apply` checks the replicated half (dead
-//! verdicts, other maintenances) on every node, so two concurrent requests cannot both pass; the
-//! leader adds the half only it knows — the workers it does not hear — before proposing. The
-//! admin token, or the worker's own agent (fleet token with its generation), may ask.
+//! replicas on workers alive and not in maintenance (both halves of that check are the core's,
+//! `core/maintenance.rs`). The admin token, or the worker's own agent (fleet token with its
+//! generation), may ask.
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, Method, Uri};
+use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use drover_api::Liveness;
 use drover_types::{Actor, Brakes, Command, MAX_MAINTENANCE_MS, Response as Applied, Worker};
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -23,10 +21,8 @@ use utoipa::ToSchema;
 use super::auth::Role;
 use super::error::{AgentErrors, ApiError, ApiResult, NotFound, StandardErrors};
 use super::extract::{ApiPath, WorkerPath, body, check_reason, expiry, parse_json, parse_query};
-use super::forward::Forward;
 use super::workers::worker_id;
-use crate::core::Node;
-use crate::core::clock::now_ms;
+use crate::core::{EnterMaintenance, Node};
 
 /// A maintenance: why, and until when — `until` (ms since the Unix epoch) or `for` (a duration
 /// from the leader's clock, such as `10m`); one of them is required, at most a day ahead.
@@ -98,8 +94,6 @@ pub async fn put(
     State(node): State<Node>,
     Extension(role): Extension<Role>,
     ApiPath(WorkerPath { id }): ApiPath<WorkerPath>,
-    uri: Uri,
-    headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let raw = body(raw)?;
@@ -107,36 +101,11 @@ pub async fn put(
     let b: MaintenanceRequest = parse_json(&raw)?;
     check_reason(&b.reason)?;
     let by = actor(role, b.generation)?;
-    maintenance_until(&b, now_ms())?;
-    if let Some(fwd) = node.write_route(Method::PUT, &uri, &headers, raw).await? {
-        return Ok(fwd);
-    }
-    // On the leader: `for` counts from its clock, the one that judges deaths and the expiry.
-    let until_ms = maintenance_until(&b, now_ms())?;
-    {
-        // The half of the budget only the leader knows: workers it does not hear now.
-        let guard = node.state().read();
-        let s = &guard.state;
-        if s.workers.get(&worker).is_some_and(|w| !w.in_maintenance()) {
-            let now = tokio::time::Instant::now();
-            let unheard = |w: &drover_types::WorkerId| {
-                s.workers.get(w).is_some_and(|x| {
-                    !matches!(node.liveness_of(s, x, now), Some(Liveness::Alive) | None)
-                })
-            };
-            let short = s.budget_shortfall(&worker, unheard);
-            if !short.is_empty() {
-                return Err(drover_types::Rejection::budget_exceeded(
-                    &format!("maintenance of {worker}, counting the workers not heard from now,"),
-                    "their disruption budget of",
-                    short,
-                )
-                .into());
-            }
-        }
-    }
-    let outcome = node
-        .propose(Command::EnterMaintenance {
+    // On the leader (the route layer forwards): `for` counts from its clock, the one that
+    // judges deaths and the expiry.
+    let until_ms = maintenance_until(&b, node.now_ms())?;
+    let w = node
+        .enter_maintenance(EnterMaintenance {
             worker,
             reason: b.reason.clone(),
             until_ms,
@@ -144,12 +113,6 @@ pub async fn put(
             generation: b.generation,
         })
         .await?;
-    let Applied::Worker(w) = outcome.response else {
-        return Err(ApiError::internal(format!(
-            "unexpected answer {:?}",
-            outcome.response
-        )));
-    };
     let actor = by.name(&w.id);
     tracing::info!(target: "drover::audit", %actor, action = "maintenance", worker = %w.id, reason = %b.reason, until = until_ms, version = w.version, "worker in maintenance");
     Ok(Json(w).into_response())
@@ -174,17 +137,10 @@ pub async fn delete(
     Extension(role): Extension<Role>,
     ApiPath(WorkerPath { id }): ApiPath<WorkerPath>,
     uri: Uri,
-    headers: HeaderMap,
 ) -> ApiResult<Response> {
     let worker = worker_id(&id)?;
     let q: EndQuery = parse_query(&uri)?;
     let by = actor(role, q.generation)?;
-    if let Some(fwd) = node
-        .write_route(Method::DELETE, &uri, &headers, Bytes::new())
-        .await?
-    {
-        return Ok(fwd);
-    }
     let outcome = node
         .propose(Command::EndMaintenance {
             worker,
@@ -231,8 +187,6 @@ pub struct ReleaseRequest {
 )]
 pub async fn release(
     State(node): State<Node>,
-    uri: Uri,
-    headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let raw = body(raw)?;
@@ -244,11 +198,8 @@ pub async fn release(
     if let Some(r) = &b.reason {
         check_reason(r)?;
     }
-    if let Some(fwd) = node.write_route(Method::POST, &uri, &headers, raw).await? {
-        return Ok(fwd);
-    }
     let window = node.state().read().state.settings.dead_after_ms;
-    let until_ms = now_ms().saturating_add(window);
+    let until_ms = node.now_ms().saturating_add(window);
     let outcome = node
         .propose(Command::ReleaseBrake {
             by: Actor::Operator,

@@ -4,6 +4,7 @@
 //! `extract.rs` (request parsing), `forward.rs` (forwarding to the leader), `auth.rs` (tokens
 //! and roles) — so nothing imports this file but the crate root.
 
+mod agent;
 pub mod auth;
 mod cluster;
 mod cordon;
@@ -34,7 +35,7 @@ use drover_api::ErrorCode;
 
 pub use auth::Access;
 pub use error::{ApiError, ApiResult};
-pub use forward::FORWARDED_HEADER;
+pub use forward::{FORWARDED_HEADER, Routing};
 
 use crate::core::Node;
 use metrics::HttpMetrics;
@@ -46,6 +47,8 @@ pub struct RouteInfo {
     /// As axum spells it (`{*key}` for a rest-of-path parameter).
     pub path: &'static str,
     pub access: Access,
+    /// Whether a follower forwards it to the leader ([`forward::forwarding`]).
+    pub routing: Routing,
 }
 
 impl RouteInfo {
@@ -58,7 +61,7 @@ impl RouteInfo {
 fn route<H, T>(
     method: Method,
     path: &'static str,
-    access: Access,
+    (access, routing): (Access, Routing),
     handler: H,
 ) -> (RouteInfo, MethodRouter<Node>)
 where
@@ -70,6 +73,7 @@ where
         method,
         path,
         access,
+        routing,
     };
     (info, on(filter, handler))
 }
@@ -77,95 +81,149 @@ where
 /// Every route the API serves. The router is built from this one table, and `tests/api.rs`
 /// checks it against `/openapi.json`, so a route cannot be added without its documentation.
 fn table() -> Vec<(RouteInfo, MethodRouter<Node>)> {
-    use Access::{Agent, Debug, Open, Token};
     use Method as M;
+    // Who may call it, and where it is served.
+    let admin_write = (Access::Token, Routing::Leader);
+    let admin_read = (Access::Token, Routing::Read { stale: true });
+    let agent_write = (Access::Agent, Routing::Leader);
+    let open = (Access::Open, Routing::Local);
+    let debug = (Access::Debug, Routing::Local);
     vec![
-        route(M::GET, "/v1/cluster", Token, cluster::status),
-        route(M::POST, "/v1/cluster/members", Token, cluster::add_member),
+        // Membership as this node knows it (and, on the leader, each member's lag).
+        route(
+            M::GET,
+            "/v1/cluster",
+            (Access::Token, Routing::Local),
+            cluster::status,
+        ),
+        route(
+            M::POST,
+            "/v1/cluster/members",
+            admin_write,
+            cluster::add_member,
+        ),
         route(
             M::DELETE,
             "/v1/cluster/members/{id}",
-            Token,
+            admin_write,
             cluster::remove_member,
         ),
-        route(M::GET, "/v1/kv", Token, kv::list),
-        route(M::GET, "/v1/kv/{*key}", Token, kv::get),
-        route(M::PUT, "/v1/kv/{*key}", Token, kv::put),
-        route(M::DELETE, "/v1/kv/{*key}", Token, kv::delete),
-        route(M::GET, "/v1/workers", Token, workers::list),
-        route(M::GET, "/v1/workers/{id}", Token, workers::show),
-        route(M::PUT, "/v1/workers/{id}", Agent, workers::register),
-        route(M::DELETE, "/v1/workers/{id}", Token, workers::remove),
-        route(M::POST, "/v1/workers/{id}/state", Agent, workers::set_state),
+        route(M::GET, "/v1/kv", admin_read, kv::list),
+        route(M::GET, "/v1/kv/{*key}", admin_read, kv::get),
+        route(M::PUT, "/v1/kv/{*key}", admin_write, kv::put),
+        route(M::DELETE, "/v1/kv/{*key}", admin_write, kv::delete),
+        route(M::GET, "/v1/workers", admin_read, workers::list),
+        route(M::GET, "/v1/workers/{id}", admin_read, workers::show),
+        route(M::PUT, "/v1/workers/{id}", agent_write, agent::register),
+        route(M::DELETE, "/v1/workers/{id}", admin_write, workers::remove),
+        route(
+            M::POST,
+            "/v1/workers/{id}/state",
+            agent_write,
+            workers::set_state,
+        ),
+        // A long poll answered from this node's applied state.
         route(
             M::GET,
             "/v1/workers/{id}/assignments",
-            Agent,
-            workers::assignments_poll,
+            (Access::Agent, Routing::Local),
+            agent::assignments_poll,
         ),
         route(
             M::POST,
             "/v1/workers/{id}/heartbeat",
-            Agent,
-            workers::heartbeat,
+            (Access::Agent, Routing::Heartbeat),
+            agent::heartbeat,
         ),
-        route(M::POST, "/v1/workers/{id}/drain", Token, drains::drain_one),
-        route(M::POST, "/v1/drain", Token, drains::drain_set),
-        route(M::POST, "/v1/what-if", Token, what_if::what_if_action),
+        route(
+            M::POST,
+            "/v1/workers/{id}/drain",
+            admin_write,
+            drains::drain_one,
+        ),
+        route(M::POST, "/v1/drain", admin_write, drains::drain_set),
+        route(M::POST, "/v1/what-if", admin_write, what_if::what_if_action),
         route(
             M::PUT,
             "/v1/workers/{id}/cordon/{holder}",
-            Token,
+            admin_write,
             cordon::put,
         ),
         route(
             M::DELETE,
             "/v1/workers/{id}/cordon/{holder}",
-            Token,
+            admin_write,
             cordon::delete,
         ),
         route(
             M::PUT,
             "/v1/workers/{id}/maintenance",
-            Agent,
+            agent_write,
             maintenance::put,
         ),
         route(
             M::DELETE,
             "/v1/workers/{id}/maintenance",
-            Agent,
+            agent_write,
             maintenance::delete,
         ),
-        route(M::POST, "/v1/brake/release", Token, maintenance::release),
-        route(M::POST, "/v1/scheduler/pause", Token, scheduler::pause),
-        route(M::POST, "/v1/scheduler/resume", Token, scheduler::resume),
+        route(
+            M::POST,
+            "/v1/brake/release",
+            admin_write,
+            maintenance::release,
+        ),
+        route(
+            M::POST,
+            "/v1/scheduler/pause",
+            admin_write,
+            scheduler::pause,
+        ),
+        route(
+            M::POST,
+            "/v1/scheduler/resume",
+            admin_write,
+            scheduler::resume,
+        ),
         route(
             M::POST,
             "/v1/partitions/{p}/replicas/{worker}/ack",
-            Agent,
+            agent_write,
             partitions::ack,
         ),
-        route(M::GET, "/v1/partitions", Token, partitions::list),
-        route(M::POST, "/v1/partitions", Token, partitions::create),
+        route(M::GET, "/v1/partitions", admin_read, partitions::list),
+        route(M::POST, "/v1/partitions", admin_write, partitions::create),
         route(
             M::GET,
             "/v1/partitions/by-key/{key}",
-            Token,
+            admin_read,
             partitions::by_key,
         ),
-        route(M::GET, "/v1/partitions/{p}", Token, partitions::show),
-        route(M::GET, "/v1/settings", Token, settings::get),
-        route(M::PUT, "/v1/settings", Token, settings::put),
-        route(M::GET, "/v1/events", Token, events::list),
-        route(M::GET, "/v1/snapshot", Token, events::snapshot),
-        route(M::GET, "/debug/faults", Debug, cluster::faults),
-        route(M::POST, "/debug/faults", Debug, cluster::set_fault),
-        route(M::DELETE, "/debug/faults", Debug, cluster::clear_faults),
-        route(M::GET, "/healthz", Open, cluster::healthz),
-        route(M::GET, "/readyz", Open, cluster::readyz),
-        route(M::GET, "/metrics", Open, metrics::render),
-        route(M::GET, "/openapi.json", Open, openapi::document),
-        route(M::GET, "/ui", Open, ui::page),
+        route(M::GET, "/v1/partitions/{p}", admin_read, partitions::show),
+        route(M::GET, "/v1/settings", admin_read, settings::get),
+        route(M::PUT, "/v1/settings", admin_write, settings::put),
+        // A long poll: it waits on this node's applied state, then routes only its read.
+        route(
+            M::GET,
+            "/v1/events",
+            (Access::Token, Routing::Local),
+            events::list,
+        ),
+        // A backup is always the leader's confirmed state.
+        route(
+            M::GET,
+            "/v1/snapshot",
+            (Access::Token, Routing::Read { stale: false }),
+            events::snapshot,
+        ),
+        route(M::GET, "/debug/faults", debug, cluster::faults),
+        route(M::POST, "/debug/faults", debug, cluster::set_fault),
+        route(M::DELETE, "/debug/faults", debug, cluster::clear_faults),
+        route(M::GET, "/healthz", open, cluster::healthz),
+        route(M::GET, "/readyz", open, cluster::readyz),
+        route(M::GET, "/metrics", open, metrics::render),
+        route(M::GET, "/openapi.json", open, openapi::document),
+        route(M::GET, "/ui", open, ui::page),
     ]
 }
 
@@ -181,6 +239,17 @@ pub fn router(node: Node) -> Router {
     let debug = node.config().enable_fault_injection;
     let mut api = Router::new();
     for (info, handler) in table() {
+        // Forwarding runs inside authorization: nothing unauthorized is forwarded.
+        let handler = match info.routing {
+            Routing::Local => handler,
+            routing => handler.route_layer(axum::middleware::from_fn_with_state(
+                forward::Forwarding {
+                    node: node.clone(),
+                    routing,
+                },
+                forward::forwarding,
+            )),
+        };
         let handler = match info.access {
             Access::Open => handler,
             Access::Debug if !debug => continue,

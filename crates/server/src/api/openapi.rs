@@ -17,8 +17,8 @@ use super::error::{
     BadRequest, Conflict, Forbidden, Gone, NotFound, TooLarge, Unauthorized, Unavailable,
 };
 use super::{
-    cluster, cordon, drains, events, kv, maintenance, metrics, partitions, scheduler, settings, ui,
-    what_if, workers,
+    agent, cluster, cordon, drains, events, kv, maintenance, metrics, partitions, scheduler,
+    settings, ui, what_if, workers,
 };
 
 #[derive(Debug, OpenApi)]
@@ -44,11 +44,11 @@ use super::{
         kv::delete,
         workers::list,
         workers::show,
-        workers::register,
+        agent::register,
         workers::remove,
         workers::set_state,
-        workers::assignments_poll,
-        workers::heartbeat,
+        agent::assignments_poll,
+        agent::heartbeat,
         drains::drain_one,
         drains::drain_set,
         cordon::put,

@@ -7,7 +7,6 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use drover_types::{Brakes, Command, Response as Applied};
 use serde::Deserialize;
@@ -15,9 +14,7 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ApiResult, StandardErrors};
 use super::extract::{body, check_reason, expiry, parse_json};
-use super::forward::Forward;
 use crate::core::Node;
-use crate::core::clock::now_ms;
 
 /// A pause: why, and until when (`until` in ms since the Unix epoch, or `for` a duration from
 /// the leader's clock such as `30m`; neither: until resumed).
@@ -50,18 +47,13 @@ pub struct PauseRequest {
 )]
 pub async fn pause(
     State(node): State<Node>,
-    uri: Uri,
-    headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let raw = body(raw)?;
     let b: PauseRequest = parse_json(&raw)?;
     check_reason(&b.reason)?;
-    expiry(b.until, b.for_.as_deref(), now_ms())?;
-    if let Some(fwd) = node.write_route(Method::POST, &uri, &headers, raw).await? {
-        return Ok(fwd);
-    }
-    let until_ms = expiry(b.until, b.for_.as_deref(), now_ms())?;
+    // On the leader (the route layer forwards): `for` counts from its clock.
+    let until_ms = expiry(b.until, b.for_.as_deref(), node.now_ms())?;
     let outcome = node
         .propose(Command::PauseScheduler {
             reason: b.reason.clone(),
@@ -91,17 +83,12 @@ pub async fn pause(
 )]
 pub async fn resume(
     State(node): State<Node>,
-    uri: Uri,
-    headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let raw = body(raw)?;
     // No body is expected; an empty JSON object is accepted too.
     if !raw.iter().all(u8::is_ascii_whitespace) {
         let _: EmptyBody = parse_json(&raw)?;
-    }
-    if let Some(fwd) = node.write_route(Method::POST, &uri, &headers, raw).await? {
-        return Ok(fwd);
     }
     let outcome = node.propose(Command::ResumeScheduler).await?;
     let Applied::Brakes(brakes) = outcome.response else {

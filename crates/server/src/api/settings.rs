@@ -7,14 +7,13 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, Method, Uri};
+use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
 use drover_api::SettingsRequest;
 use drover_types::{Command, Response as Applied, Settings, SettingsPatch};
 
 use super::error::{ApiError, ApiResult, Conflict, StandardErrors, TooLarge};
 use super::extract::{ReadQuery, body, parse_json, parse_query};
-use super::forward::Forward;
 use crate::core::Node;
 
 /// The cluster settings, through the leader (or this node's applied state with `stale`).
@@ -29,11 +28,8 @@ use crate::core::Node;
         StandardErrors,
     )
 )]
-pub async fn get(State(node): State<Node>, uri: Uri, headers: HeaderMap) -> ApiResult<Response> {
-    let q: ReadQuery = parse_query(&uri)?;
-    if let Some(fwd) = node.read_route(q.stale, &uri, &headers).await? {
-        return Ok(fwd);
-    }
+pub async fn get(State(node): State<Node>, uri: Uri) -> ApiResult<Response> {
+    let _q: ReadQuery = parse_query(&uri)?;
     let settings = node.state().read().state.settings.clone();
     Ok(Json(settings).into_response())
 }
@@ -54,8 +50,6 @@ pub async fn get(State(node): State<Node>, uri: Uri, headers: HeaderMap) -> ApiR
 )]
 pub async fn put(
     State(node): State<Node>,
-    uri: Uri,
-    headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let raw = body(raw)?;
@@ -80,9 +74,6 @@ pub async fn put(
         .settings
         .patched(&patch)
         .map_err(ApiError::bad_request)?;
-    if let Some(fwd) = node.write_route(Method::PUT, &uri, &headers, raw).await? {
-        return Ok(fwd);
-    }
     let outcome = node
         .propose(Command::UpdateSettings {
             patch,

@@ -9,7 +9,6 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use drover_api::{WhatIf, WhatIfRequest};
 use drover_scheduler::what_if;
@@ -17,7 +16,6 @@ use drover_types::{WorkerId, validate_worker_id};
 
 use super::error::{ApiError, ApiResult, NotFound, StandardErrors, TooLarge};
 use super::extract::{body, parse_json};
-use super::forward::Forward;
 use crate::core::Node;
 
 /// What an action on a set of workers or a zone would do; nothing is changed.
@@ -36,8 +34,6 @@ use crate::core::Node;
 )]
 pub async fn what_if_action(
     State(node): State<Node>,
-    uri: Uri,
-    headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let raw = body(raw)?;
@@ -65,9 +61,6 @@ pub async fn what_if_action(
             ));
         }
     };
-    if let Some(fwd) = node.write_route(Method::POST, &uri, &headers, raw).await? {
-        return Ok(fwd);
-    }
     // Like a drain's plan: judged only once this leader knows who is alive.
     node.liveness_known().await;
     let guard = node.state().read();

@@ -5,29 +5,23 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, State};
-use axum::http::{HeaderMap, Method, Uri};
+use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
 use drover_api::{
-    Assignment, Assignments, ForcedDisable, HeartbeatAck, HeartbeatRequest, Peer, RegisterRequest,
-    StateChanged, StateRequest, WorkerPage, WorkerRemoved, WorkerView,
+    ForcedDisable, StateChanged, StateRequest, WorkerPage, WorkerRemoved, WorkerView,
 };
 use drover_types::{
-    Actor, Command, Registration, Response as Applied, Worker, WorkerId, WorkerState,
-    validate_address, validate_labels, validate_worker_id, validate_zone,
+    Actor, Command, Response as Applied, Worker, WorkerId, WorkerState, validate_worker_id,
 };
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::auth::Role;
-use super::error::{
-    AgentErrors, ApiError, ApiResult, BadRequest, Conflict, NotFound, StandardErrors, Unauthorized,
-};
+use super::error::{AgentErrors, ApiError, ApiResult, Conflict, NotFound, StandardErrors};
 use super::extract::{
-    ApiPath, ReadQuery, WorkerPath, body, check_reason, long_poll_wait, no_dot_segments,
-    page_limit, parse_json, parse_query,
+    ApiPath, ReadQuery, WorkerPath, body, check_reason, no_dot_segments, page_limit, parse_json,
+    parse_query,
 };
-use super::forward::Forward;
-use crate::core::liveness::Timing;
 use crate::core::{Node, RoundOnce};
 
 pub(crate) fn worker_id(id: &str) -> ApiResult<WorkerId> {
@@ -38,68 +32,6 @@ pub(crate) fn worker_id(id: &str) -> ApiResult<WorkerId> {
 
 fn unexpected(other: &Applied) -> ApiError {
     ApiError::internal(format!("unexpected answer {other:?}"))
-}
-
-/// Registers a worker (SPEC §1): new, restarted (new incarnation), or recommissioned.
-#[utoipa::path(
-    put,
-    path = "/v1/workers/{id}",
-    operation_id = "register_worker",
-    tag = "workers",
-    params(WorkerPath),
-    request_body = RegisterRequest,
-    responses(
-        (status = 200, description = "The record, with the generation to send on every agent call", body = Worker,
-            links(
-                ("show" = (operation_id = "show_worker", parameters(("id" = "$request.path.id")))),
-                ("heartbeat" = (operation_id = "heartbeat", parameters(("id" = "$request.path.id")),
-                    request_body = json!({"generation": "$response.body#/generation"}))),
-                ("activate" = (operation_id = "set_worker_state", parameters(("id" = "$request.path.id")),
-                    request_body = json!({"state": "active"}))),
-                ("drain" = (operation_id = "drain_worker", parameters(("id" = "$request.path.id")))),
-                ("drain_set" = (operation_id = "drain_workers",
-                    request_body = json!({"workers": ["$request.path.id"]}))),
-                ("remove" = (operation_id = "remove_worker", parameters(("id" = "$request.path.id")))),
-            )),
-        AgentErrors,
-    )
-)]
-pub async fn register(
-    State(node): State<Node>,
-    ApiPath(WorkerPath { id }): ApiPath<WorkerPath>,
-    uri: Uri,
-    headers: HeaderMap,
-    raw: Result<Bytes, BytesRejection>,
-) -> ApiResult<Response> {
-    let raw = body(raw)?;
-    let worker = worker_id(&id)?;
-    let b: RegisterRequest = parse_json(&raw)?;
-    validate_address(&b.address)
-        .map_err(|e| ApiError::bad_request(format!("field address: {e}")))?;
-    if let Some(z) = &b.zone {
-        validate_zone(z).map_err(|e| ApiError::bad_request(format!("field zone: {e}")))?;
-    }
-    if b.capacity == Some(0) {
-        return Err(ApiError::bad_request("field capacity: must be at least 1"));
-    }
-    validate_labels(&b.labels).map_err(|e| ApiError::bad_request(format!("field labels: {e}")))?;
-    if let Some(fwd) = node.write_route(Method::PUT, &uri, &headers, raw).await? {
-        return Ok(fwd);
-    }
-    let outcome = node
-        .propose(Command::Register(Registration {
-            worker,
-            incarnation: b.incarnation,
-            address: b.address,
-            zone: b.zone,
-            capacity: b.capacity.unwrap_or(1),
-            labels: b.labels,
-        }))
-        .await?;
-    match outcome.response {
-        Applied::Worker(w) => Ok(Json(w).into_response()),
-        other => Err(unexpected(&other)),
-    }
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -116,6 +48,8 @@ struct ListQuery {
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
     /// Answer from this node's applied state instead of through the leader.
+    // Read by the route layer (`forward.rs`); parsed here too, so a malformed value is 400.
+    #[allow(dead_code)]
     #[serde(default)]
     stale: bool,
 }
@@ -132,12 +66,9 @@ struct ListQuery {
         StandardErrors,
     )
 )]
-pub async fn list(State(node): State<Node>, uri: Uri, headers: HeaderMap) -> ApiResult<Response> {
+pub async fn list(State(node): State<Node>, uri: Uri) -> ApiResult<Response> {
     let q: ListQuery = parse_query(&uri)?;
     let limit = page_limit(q.limit)?;
-    if let Some(fwd) = node.read_route(q.stale, &uri, &headers).await? {
-        return Ok(fwd);
-    }
     let state = node.state().read();
     let after = q.cursor.clone().map(WorkerId);
     let mut matching = state
@@ -185,13 +116,9 @@ pub async fn show(
     State(node): State<Node>,
     ApiPath(WorkerPath { id }): ApiPath<WorkerPath>,
     uri: Uri,
-    headers: HeaderMap,
 ) -> ApiResult<Response> {
     let id = worker_id(&id)?;
-    let q: ReadQuery = parse_query(&uri)?;
-    if let Some(fwd) = node.read_route(q.stale, &uri, &headers).await? {
-        return Ok(fwd);
-    }
+    let _q: ReadQuery = parse_query(&uri)?;
     let state = node.state().read();
     match state.state.workers.get(&id) {
         Some(w) => Ok(Json(node.worker_view(&state.state, w, &RoundOnce::new())).into_response()),
@@ -222,8 +149,6 @@ pub async fn set_state(
     State(node): State<Node>,
     Extension(role): Extension<Role>,
     ApiPath(WorkerPath { id }): ApiPath<WorkerPath>,
-    uri: Uri,
-    headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let raw = body(raw)?;
@@ -241,9 +166,6 @@ pub async fn set_state(
         return Err(ApiError::bad_request(
             "field generation: required with the worker token",
         ));
-    }
-    if let Some(fwd) = node.write_route(Method::POST, &uri, &headers, raw).await? {
-        return Ok(fwd);
     }
     let actor = match by {
         Actor::Agent => format!("worker:{worker}"),
@@ -322,16 +244,9 @@ pub async fn remove(
     State(node): State<Node>,
     ApiPath(WorkerPath { id }): ApiPath<WorkerPath>,
     uri: Uri,
-    headers: HeaderMap,
 ) -> ApiResult<Response> {
     let worker = worker_id(&id)?;
     let q: DeleteQuery = parse_query(&uri)?;
-    if let Some(fwd) = node
-        .write_route(Method::DELETE, &uri, &headers, Bytes::new())
-        .await?
-    {
-        return Ok(fwd);
-    }
     let outcome = node
         .propose(Command::Remove {
             worker,
@@ -356,216 +271,5 @@ pub async fn remove(
             .into_response())
         }
         other => Err(unexpected(&other)),
-    }
-}
-
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-struct AssignmentsQuery {
-    /// Answer once the worker's assignments `version` exceeds this (default 0: at once).
-    #[serde(default)]
-    after: u64,
-    /// How long to wait at most: `500ms`, `30s`, `1m` or plain seconds; at most 60 s
-    /// (default: do not wait).
-    #[param(pattern = "^([0-9]{1,4}ms|[1-5][0-9]{4}ms|60000ms|([0-9]|[1-5][0-9]|60)s?|[01]m)$")]
-    wait: Option<String>,
-}
-
-fn assignments(s: &drover_types::ClusterState, w: &Worker) -> Assignments {
-    let replicas = s
-        .replicas_on(&w.id)
-        .filter_map(|p| {
-            let mine = p.replica(&w.id)?;
-            Some(Assignment {
-                partition: p.id,
-                key_range: p.key_range,
-                role: mine.role,
-                since: mine.since,
-                epoch: p.epoch,
-                leader: p.leader.as_ref() == Some(&w.id),
-                peers: p
-                    .replicas
-                    .iter()
-                    .filter(|r| r.worker != w.id)
-                    .map(|r| Peer {
-                        worker: r.worker.to_string(),
-                        address: s.workers.get(&r.worker).map(|x| x.address.clone()),
-                        role: r.role,
-                    })
-                    .collect(),
-            })
-        })
-        .collect();
-    Assignments {
-        worker: w.id.to_string(),
-        state: w.state,
-        generation: w.generation,
-        dead: w.dead,
-        version: w.assignments_version,
-        replicas,
-    }
-}
-
-/// Long poll, answered by this node from its applied state: returns as soon as the worker's
-/// assignments version exceeds `after`, or after `wait` (at most 60 s) with it unchanged.
-#[utoipa::path(
-    get,
-    path = "/v1/workers/{id}/assignments",
-    operation_id = "poll_assignments",
-    tag = "workers",
-    params(WorkerPath, AssignmentsQuery),
-    responses(
-        (status = 200, description = "The worker's assignments: changed since `after`, or unchanged once `wait` ran out", body = Assignments),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 404, response = NotFound),
-    )
-)]
-pub async fn assignments_poll(
-    State(node): State<Node>,
-    ApiPath(WorkerPath { id }): ApiPath<WorkerPath>,
-    uri: Uri,
-) -> ApiResult<Response> {
-    let id = worker_id(&id)?;
-    let q: AssignmentsQuery = parse_query(&uri)?;
-    let wait = long_poll_wait(q.wait.as_deref())?;
-    // Subscribe before the first look, so a change between the look and the wait is seen.
-    let mut versions = node.versions();
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        let answer = {
-            let guard = node.state().read();
-            let Some(w) = guard.state.workers.get(&id) else {
-                return Err(ApiError::not_found(format!("no worker {id}")));
-            };
-            (w.assignments_version > q.after).then(|| assignments(&guard.state, w))
-        };
-        if let Some(a) = answer {
-            return Ok(Json(a).into_response());
-        }
-        match tokio::time::timeout_at(deadline, versions.changed()).await {
-            Ok(Ok(())) => continue,
-            // Timed out, or the node is shutting down: answer with what there is.
-            _ => {
-                let guard = node.state().read();
-                let Some(w) = guard.state.workers.get(&id) else {
-                    return Err(ApiError::not_found(format!("no worker {id}")));
-                };
-                return Ok(Json(assignments(&guard.state, w)).into_response());
-            }
-        }
-    }
-}
-
-/// How long a heartbeat waits for a pending death verdict of its worker before giving up.
-const VERDICT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// An agent's heartbeat: leader soft state, never a Raft write. Acknowledged only by a leader
-/// that a quorum confirmed after the heartbeat arrived and that has applied every entry of
-/// earlier terms; fenced by generation against that applied state (stale → 409
-/// `stale_generation`, declared dead → 409 `fenced`); never while a death verdict of its
-/// generation is being committed.
-#[utoipa::path(
-    post,
-    path = "/v1/workers/{id}/heartbeat",
-    operation_id = "heartbeat",
-    tag = "workers",
-    params(WorkerPath),
-    request_body = HeartbeatRequest,
-    responses(
-        (status = 200, description = "Recorded by the leader", body = HeartbeatAck),
-        AgentErrors,
-        (status = 404, response = NotFound),
-    )
-)]
-pub async fn heartbeat(
-    State(node): State<Node>,
-    ApiPath(WorkerPath { id }): ApiPath<WorkerPath>,
-    uri: Uri,
-    headers: HeaderMap,
-    raw: Result<Bytes, BytesRejection>,
-) -> ApiResult<Response> {
-    let arrival = tokio::time::Instant::now();
-    let raw = body(raw)?;
-    let worker = worker_id(&id)?;
-    let b: HeartbeatRequest = parse_json(&raw)?;
-    if !node.config().unsafe_test.local_heartbeats {
-        if let Some(fwd) = node.write_route(Method::POST, &uri, &headers, raw).await? {
-            return Ok(fwd);
-        }
-        // A quorum round that started after the heartbeat arrived, then everything it read
-        // applied — including this term's first entry, so every entry of earlier terms (a death
-        // an earlier leader proposed is committed or gone).
-        node.linearizable().await?;
-    }
-    let mut settlements = node.heartbeats().settlements();
-    let mut versions = node.versions();
-    let deadline = arrival + VERDICT_WAIT;
-    loop {
-        let now = tokio::time::Instant::now();
-        let answer = {
-            let guard = node.state().read();
-            let s = &guard.state;
-            let Some(w) = s.workers.get(&worker) else {
-                return Err(ApiError::not_found(format!("no worker {worker}")));
-            };
-            drover_types::check_generation(w, b.generation)?;
-            if s.settings.version == 0 {
-                None
-            } else {
-                let clock = node.state().clock();
-                let t = Timing::at(&s.settings, &clock, now);
-                Some((w.clone(), t, clock.generation_applied(&w.id, w.generation)))
-            }
-        };
-        // A brand-new cluster: its first leader is committing the initial settings, and no
-        // lease is granted under settings the cluster has not committed.
-        let Some((w, t, applied)) = answer else {
-            if matches!(
-                tokio::time::timeout_at(deadline, versions.changed()).await,
-                Ok(Ok(()))
-            ) {
-                continue;
-            }
-            return Err(ApiError::unavailable(
-                "the cluster's initial settings are not committed yet; retry shortly",
-                node.leader(),
-            ));
-        };
-        let hb = node.heartbeats();
-        if b.release {
-            let free = hb.lease_free_from(&w, applied, t.death_threshold).max(now);
-            hb.release(&worker, b.generation, free);
-            tracing::info!(%worker, generation = b.generation, "lease given up");
-        } else if hb.acknowledge(&worker, b.generation, arrival).is_err() {
-            // A death verdict for this generation is being committed: answer once it is
-            // settled (fenced, or acknowledged after all), never before.
-            match tokio::time::timeout_at(deadline, settlements.changed()).await {
-                Ok(Ok(())) => continue,
-                _ => {
-                    return Err(ApiError::unavailable(
-                        format!("a death verdict for worker {worker} is being committed"),
-                        node.leader(),
-                    ));
-                }
-            }
-        }
-        let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        let wait = if node.config().unsafe_test.no_lease_wait {
-            std::time::Duration::ZERO
-        } else {
-            hb.lease_wait(&w, applied, t.death_threshold, now)
-        };
-        tracing::debug!(%worker, generation = b.generation, "heartbeat acknowledged");
-        return Ok(Json(HeartbeatAck {
-            worker,
-            generation: b.generation,
-            heartbeat_interval_ms: ms(t.heartbeat_interval),
-            suspect_after_ms: ms(t.suspect_after),
-            dead_after_ms: ms(t.dead_after),
-            lease_wait_ms: ms(wait),
-        })
-        .into_response());
     }
 }

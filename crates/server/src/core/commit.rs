@@ -7,7 +7,6 @@ use drover_store::Reply;
 use drover_types::{Command, Outcome, Proposal};
 use openraft::error::{ClientWriteError, RaftError};
 
-use super::clock::now_ms;
 use super::error::{Error, Result};
 use super::node::Node;
 
@@ -21,7 +20,7 @@ impl Node {
             _ => Command::Batch(commands),
         };
         let proposal = Proposal {
-            at_ms: now_ms(),
+            at_ms: self.now_ms(),
             command,
         };
         let answer = |reply: Reply| match reply {

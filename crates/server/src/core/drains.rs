@@ -9,7 +9,8 @@ use drover_api::{DrainAnswer, DrainPreview, DrainStarted};
 use drover_scheduler::plan_drain;
 use drover_types::{Command, RejectCode, Response as Applied, WorkerId};
 
-use super::{Error, Node};
+use super::error::Error;
+use super::node::Node;
 
 /// How a drain is asked for.
 #[derive(Clone, Debug, Default)]

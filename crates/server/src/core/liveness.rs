@@ -22,12 +22,12 @@
 //!
 //! Concurrency: one `std::sync::Mutex`, held only for map operations, never across `.await`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use drover_store::ApplyClock;
-use drover_types::{Settings, Worker, WorkerId};
+use drover_types::{ClusterState, Settings, Worker, WorkerId};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -316,6 +316,41 @@ impl Heartbeats {
                 Some(silent) if silent < t.suspect_after => Liveness::Unknown,
                 _ => Liveness::Suspect,
             },
+        }
+    }
+
+    /// The planner's view of liveness at `now`: the workers this leader counts as suspect
+    /// (silent past `suspect_after`, or not heard since it became leader), and the time of day
+    /// `now_ms` it plans at.
+    pub fn planner_view(
+        &self,
+        s: &ClusterState,
+        clock: &ApplyClock,
+        now: Instant,
+        now_ms: u64,
+    ) -> drover_scheduler::Liveness {
+        let t = Timing::at(&s.settings, clock, now);
+        let mut suspect = BTreeSet::new();
+        // Not heard yet is no news: the planner places nothing on these workers but changes
+        // nothing because of them (no leader re-picked, no move started).
+        let mut unheard = BTreeSet::new();
+        for w in s.workers.values() {
+            let applied = clock.generation_applied(&w.id, w.generation);
+            match self.liveness(w, applied, &t, now) {
+                Liveness::Suspect => {
+                    suspect.insert(w.id.clone());
+                }
+                Liveness::Unknown => {
+                    suspect.insert(w.id.clone());
+                    unheard.insert(w.id.clone());
+                }
+                Liveness::Alive | Liveness::Dead => {}
+            }
+        }
+        drover_scheduler::Liveness {
+            suspect,
+            unheard,
+            now_ms,
         }
     }
 }

@@ -9,13 +9,14 @@
 //! (`node.rs` and what it holds) and spawns the tasks; the files with `impl Node` blocks
 //! (`propose.rs`, `commit.rs`, `reads.rs`, `membership.rs`) build on `node.rs`.
 
+mod agents;
 mod batcher;
-pub mod clock;
 mod commit;
 mod drains;
 mod error;
 mod leadership;
 pub mod liveness;
+mod maintenance;
 mod membership;
 pub mod metrics;
 mod node;
@@ -28,6 +29,7 @@ mod views;
 
 pub use drains::{DrainError, DrainRequest};
 pub use error::{Error, LeaderHint, Result};
+pub use maintenance::EnterMaintenance;
 pub use membership::CAUGHT_UP_LAG;
 pub use node::Node;
 pub use start::{StartError, start};

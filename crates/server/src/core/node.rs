@@ -4,7 +4,6 @@
 //! proposals (`propose.rs`, `commit.rs`), linearizable reads (`reads.rs`), membership and
 //! leadership tasks, the scheduling loop.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -15,11 +14,11 @@ use openraft::ServerState;
 use tokio::time::Instant;
 
 use super::batcher::Batcher;
-use super::clock::now_ms;
 use super::error::LeaderHint;
 use super::liveness::{Heartbeats, Liveness, Timing};
 use super::metrics::Metrics;
 use super::read_index::ReadIndex;
+use crate::clock::Clock;
 use crate::config::Config;
 
 /// What a node is made of; assembled once by `start.rs`.
@@ -65,6 +64,17 @@ impl Node {
 
     pub fn config(&self) -> &Config {
         &self.0.config
+    }
+
+    /// Where this node reads the time of day (the configuration's).
+    pub fn clock(&self) -> Clock {
+        self.0.config.clock
+    }
+
+    /// The time of day on this node's clock, in ms since the Unix epoch: what it stamps into
+    /// its proposals and compares `until`s and deadlines with.
+    pub fn now_ms(&self) -> u64 {
+        self.clock().now_ms()
     }
 
     pub fn raft(&self) -> &Raft {
@@ -115,38 +125,16 @@ impl Node {
         &self.0.metrics
     }
 
-    /// The planner's view of liveness at `now`: the workers this leader counts as suspect
-    /// (silent past `suspect_after`, or not heard since it became leader), and its clock. Used
-    /// by the scheduling loop, drain plans and drain progress alike, so they all agree.
+    /// The planner's view of liveness at `now` ([`Heartbeats::planner_view`]), on this node's
+    /// clock. Used by the scheduling loop, drain plans and drain progress alike, so they all
+    /// agree.
     pub(crate) fn planner_view(
         &self,
         s: &drover_types::ClusterState,
         clock: &drover_store::ApplyClock,
         now: Instant,
     ) -> drover_scheduler::Liveness {
-        let t = Timing::at(&s.settings, clock, now);
-        let mut suspect = BTreeSet::new();
-        // Not heard yet is no news: the planner places nothing on these workers but changes
-        // nothing because of them (no leader re-picked, no move started).
-        let mut unheard = BTreeSet::new();
-        for w in s.workers.values() {
-            let applied = clock.generation_applied(&w.id, w.generation);
-            match self.heartbeats().liveness(w, applied, &t, now) {
-                Liveness::Suspect => {
-                    suspect.insert(w.id.clone());
-                }
-                Liveness::Unknown => {
-                    suspect.insert(w.id.clone());
-                    unheard.insert(w.id.clone());
-                }
-                Liveness::Alive | Liveness::Dead => {}
-            }
-        }
-        drover_scheduler::Liveness {
-            suspect,
-            unheard,
-            now_ms: now_ms(),
-        }
+        self.heartbeats().planner_view(s, clock, now, self.now_ms())
     }
 
     /// Waits until this leader knows whether each worker that may hold or take replicas is

@@ -4,7 +4,6 @@
 
 use drover_types::{Command, Outcome, Proposal};
 
-use super::clock::now_ms;
 use super::error::{Error, Result};
 use super::node::Node;
 
@@ -14,7 +13,7 @@ impl Node {
     pub async fn propose(&self, command: Command) -> Result<Outcome> {
         if self.config().unsafe_test.early_ack {
             let proposal = Proposal {
-                at_ms: now_ms(),
+                at_ms: self.now_ms(),
                 command,
             };
             return self.propose_early_ack(proposal).await;

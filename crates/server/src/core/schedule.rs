@@ -5,18 +5,19 @@
 //! it read as precondition. It stops acting the moment leadership is lost: every round starts
 //! by checking, and a stale step is rejected by `apply`, never applied.
 
+use std::ops::Deref;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use drover_scheduler::{
-    PlannerConfig, Reason, Step, due_expiries, judge_deaths, overdue_drains, plan,
+    Blocked, PlannerConfig, Reason, Step, due_expiries, judge_deaths, overdue_drains, plan,
 };
-use drover_types::{Command, WorkerId, WorkerState};
+use drover_store::ApplyClock;
+use drover_types::{ClusterState, Command, WorkerId, WorkerState};
 
-use super::clock::now_ms;
 use super::error::Error;
-use super::liveness::{Leadership, Timing};
+use super::liveness::{Heartbeats, Leadership, Timing};
 use super::metrics::{CauseLabels, CodeLabels, ReasonLabels};
 use super::node::Node;
 
@@ -50,72 +51,119 @@ pub(crate) fn planner_config(s: &drover_types::Settings) -> PlannerConfig {
     }
 }
 
-/// One round: death verdicts first (they change what the planner may use), then the plan.
+/// What one round decided, before any of it is proposed.
+#[derive(Debug)]
+struct Decisions {
+    /// Workers to declare dead, at their generation: decided under the heartbeats' lock, so
+    /// none of their heartbeats is acknowledged until each verdict is settled.
+    deaths: Vec<(WorkerId, u64)>,
+    /// Brake trips, and cordons, pauses, maintenances and drains whose time is up.
+    expiries: Vec<Command>,
+    /// The planner's steps, in order.
+    steps: Vec<Step>,
+    /// What the planner found blocked, and how long it took.
+    blocked: Vec<Blocked>,
+    planning: Duration,
+}
+
+/// Decides one round on the applied state `s` at `now` (tokio's clock, which the liveness
+/// rules compare heartbeats with) and `wall` (the time of day, which `until`s and deadlines are
+/// in): death verdicts first (they change what the planner may use), then the plan. Reads no
+/// clock of its own. `clock` (the apply clock's guard) is released before planning.
+fn decide(
+    s: &ClusterState,
+    clock: impl Deref<Target = ApplyClock>,
+    hb: &Heartbeats,
+    leadership: Leadership,
+    now: Instant,
+    wall: u64,
+) -> Decisions {
+    // Verdicts left pending by an unknown outcome are settled once the state tells: dead,
+    // or re-registered, removed or no longer judged (apply refuses a death then).
+    hb.settle_resolved(|w, g| {
+        s.workers.get(w).is_none_or(|x| {
+            x.generation != g
+                || x.dead
+                || !matches!(x.state, WorkerState::Active | WorkerState::Draining)
+        })
+    });
+    let t = Timing::at(&s.settings, &clock, now);
+    // Who is due to be declared dead: silent past the threshold at their generation, and
+    // not in a maintenance whose `until` this leader's clock has not reached (SPEC §1).
+    let due: Vec<&drover_types::Worker> = s
+        .workers
+        .values()
+        .filter(|w| !w.dead && matches!(w.state, WorkerState::Active | WorkerState::Draining))
+        .filter(|w| w.maintenance.as_ref().is_none_or(|m| m.until_ms <= wall))
+        .filter(|w| {
+            let applied = clock.generation_applied(&w.id, w.generation);
+            hb.is_due(leadership, w, applied, t.death_threshold, now)
+        })
+        .collect();
+    // The mass-failure brake judges how many of them may go (SPEC §3).
+    let due_ids: Vec<WorkerId> = due.iter().map(|w| w.id.clone()).collect();
+    let view = hb.planner_view(s, &clock, now, wall);
+    let verdicts = judge_deaths(s, &due_ids, |w| view.is_suspect(w), wall);
+    // Decided under the heartbeats' lock: from here until the verdict is settled, none of
+    // these workers' heartbeats is acknowledged (the lease argument, liveness.rs).
+    let deaths: Vec<(WorkerId, u64)> = due
+        .iter()
+        .filter(|w| verdicts.declare.contains(&w.id))
+        .filter(|w| {
+            let applied = clock.generation_applied(&w.id, w.generation);
+            hb.decide_death(leadership, w, applied, t.death_threshold, now)
+        })
+        .map(|w| (w.id.clone(), w.generation))
+        .collect();
+    // Cordons, pauses and maintenances whose `until` this leader's clock has reached, and
+    // maintenances whose restart is done (SPEC §1: the expiry is the scheduler's,
+    // committed, never apply's).
+    let mut expiries: Vec<Command> = verdicts.brake.into_iter().collect();
+    expiries.extend(due_expiries(s, wall, |w, g| hb.heard(w, g)));
+    drop(clock);
+    let started = std::time::Instant::now();
+    let planned = plan(s, &view, &planner_config(&s.settings));
+    let planning = started.elapsed();
+    // Drains past their deadline, with what this round found blocked (SPEC §3).
+    expiries.extend(overdue_drains(s, &view, &planned.blocked, wall));
+    let mut steps = planned.steps;
+    // A new leader starts no move until it has had `suspect_after` to hear every worker:
+    // placing on whoever happened to heartbeat first would need undoing once the rest are
+    // heard. Steps that finish moves already under way go ahead.
+    if now.saturating_duration_since(leadership.since) < t.suspect_after {
+        steps.retain(|step| !matches!(step, Step::Add { .. }));
+    }
+    Decisions {
+        deaths,
+        expiries,
+        steps,
+        blocked: planned.blocked,
+        planning,
+    }
+}
+
+/// One round: decided on the applied state at this moment of the node's clocks, then
+/// committed in order — verdicts, expiries, steps — stopping the moment leadership is lost.
 async fn round(node: &Node, leadership: Leadership) {
-    let now = Instant::now();
     let hb = node.heartbeats();
-    let (deaths, expiries, steps) = {
+    let Decisions {
+        deaths,
+        expiries,
+        steps,
+        blocked,
+        planning,
+    } = {
         let guard = node.state().read();
-        let s = &guard.state;
-        // Verdicts left pending by an unknown outcome are settled once the state tells: dead,
-        // or re-registered, removed or no longer judged (apply refuses a death then).
-        hb.settle_resolved(|w, g| {
-            s.workers.get(w).is_none_or(|x| {
-                x.generation != g
-                    || x.dead
-                    || !matches!(x.state, WorkerState::Active | WorkerState::Draining)
-            })
-        });
-        let clock = node.state().clock();
-        let t = Timing::at(&s.settings, &clock, now);
-        let wall = now_ms();
-        // Who is due to be declared dead: silent past the threshold at their generation, and
-        // not in a maintenance whose `until` this leader's clock has not reached (SPEC §1).
-        let due: Vec<&drover_types::Worker> = s
-            .workers
-            .values()
-            .filter(|w| !w.dead && matches!(w.state, WorkerState::Active | WorkerState::Draining))
-            .filter(|w| w.maintenance.as_ref().is_none_or(|m| m.until_ms <= wall))
-            .filter(|w| {
-                let applied = clock.generation_applied(&w.id, w.generation);
-                hb.is_due(leadership, w, applied, t.death_threshold, now)
-            })
-            .collect();
-        // The mass-failure brake judges how many of them may go (SPEC §3).
-        let due_ids: Vec<WorkerId> = due.iter().map(|w| w.id.clone()).collect();
-        let view = node.planner_view(s, &clock, now);
-        let verdicts = judge_deaths(s, &due_ids, |w| view.is_suspect(w), wall);
-        // Decided under the heartbeats' lock: from here until the verdict is settled, none of
-        // these workers' heartbeats is acknowledged (the lease argument, liveness.rs).
-        let deaths: Vec<(WorkerId, u64)> = due
-            .iter()
-            .filter(|w| verdicts.declare.contains(&w.id))
-            .filter(|w| {
-                let applied = clock.generation_applied(&w.id, w.generation);
-                hb.decide_death(leadership, w, applied, t.death_threshold, now)
-            })
-            .map(|w| (w.id.clone(), w.generation))
-            .collect();
-        // Cordons, pauses and maintenances whose `until` this leader's clock has reached, and
-        // maintenances whose restart is done (SPEC §1: the expiry is the scheduler's,
-        // committed, never apply's).
-        let mut expiries: Vec<Command> = verdicts.brake.into_iter().collect();
-        expiries.extend(due_expiries(s, wall, |w, g| hb.heard(w, g)));
-        drop(clock);
-        let started = std::time::Instant::now();
-        let planned = plan(s, &view, &planner_config(&s.settings));
-        record_round(node, &planned, started.elapsed());
-        // Drains past their deadline, with what this round found blocked (SPEC §3).
-        expiries.extend(overdue_drains(s, &view, &planned.blocked, wall));
-        let mut steps = planned.steps;
-        // A new leader starts no move until it has had `suspect_after` to hear every worker:
-        // placing on whoever happened to heartbeat first would need undoing once the rest are
-        // heard. Steps that finish moves already under way go ahead.
-        if now.saturating_duration_since(leadership.since) < t.suspect_after {
-            steps.retain(|step| !matches!(step, Step::Add { .. }));
-        }
-        (deaths, expiries, steps)
+        decide(
+            &guard.state,
+            node.state().clock(),
+            hb,
+            leadership,
+            Instant::now(),
+            node.now_ms(),
+        )
     };
+    record_round(node, &blocked, planning);
     for (worker, generation) in deaths {
         if hb.leadership() != Some(leadership) {
             break; // the term ended: its verdicts were cleared with its soft state
@@ -227,7 +275,7 @@ fn reason_label(reason: Reason) -> ReasonLabels {
 
 /// A round's planning time, and what it found blocked, by reason (every reason written, so a
 /// reason that cleared reads 0 rather than its last value).
-fn record_round(node: &Node, planned: &drover_scheduler::Plan, took: Duration) {
+fn record_round(node: &Node, blocked: &[Blocked], took: Duration) {
     use drover_scheduler::BlockCode;
     let m = node.metrics();
     m.round_seconds.observe(took.as_secs_f64());
@@ -239,7 +287,7 @@ fn record_round(node: &Node, planned: &drover_scheduler::Plan, took: Duration) {
         BlockCode::Paused,
         BlockCode::MassFailure,
     ] {
-        let n = planned.blocked.iter().filter(|b| b.code == code).count();
+        let n = blocked.iter().filter(|b| b.code == code).count();
         let code = serde_json::to_value(code)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
@@ -264,7 +312,7 @@ fn record(node: &Node, step: &Step, drain_requested: Option<u64>) {
         }
         Step::Disable { worker } => {
             if let Some(at) = drain_requested {
-                let secs = now_ms().saturating_sub(at) as f64 / 1000.0;
+                let secs = node.now_ms().saturating_sub(at) as f64 / 1000.0;
                 m.drain_seconds.observe(secs);
                 tracing::info!(%worker, secs, "drained worker disabled");
             }
@@ -279,9 +327,124 @@ fn record(node: &Node, step: &Step, drain_requested: Option<u64>) {
 
 #[cfg(test)]
 mod tests {
-    use drover_types::PlannedMove;
+    use drover_types::testing::Harness;
+    use drover_types::{Actor, PlannedMove};
 
     use super::*;
+    use crate::clock::Clock;
+
+    /// A round decided on tokio's paused clock and a node clock that follows it, the way the
+    /// loop decides it: a worker heard at the start and silent since is declared dead exactly
+    /// `dead_after` later (30 s by default), not a moment before; one in maintenance survives
+    /// its silence until the `until` the node's clock reaches, then dies with its maintenance
+    /// ended; a pause ends at its `until`. Every moment comes from the clocks passed in — a
+    /// round that read the system's time of day would end the maintenance (set in 2023 on
+    /// this clock) at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_round_judges_deaths_and_expiries_by_the_clocks_it_is_given() {
+        const S: Duration = Duration::from_secs(1);
+        let clock = Clock::tokio_from(1_700_000_000_000);
+        let mut h = Harness::starting_at(clock.now_ms(), 0);
+        for (id, zone) in [
+            ("w1", "a"),
+            ("w2", "a"),
+            ("w3", "b"),
+            ("w4", "b"),
+            ("w5", "c"),
+            ("w6", "c"),
+        ] {
+            h.add_worker(id, Some(zone), 4);
+        }
+        let t0 = Instant::now();
+        let applied = ApplyClock::new_at(t0);
+        let hb = Heartbeats::default();
+        hb.became_leader(1, t0);
+        let lead = hb.leadership().expect("leads");
+        let heartbeat = |ids: &[&str]| {
+            for id in ids {
+                hb.acknowledge(&WorkerId::from(*id), 1, Instant::now())
+                    .unwrap();
+            }
+        };
+        heartbeat(&["w1", "w2", "w3", "w4", "w5", "w6"]);
+        h.ok(Command::EnterMaintenance {
+            worker: "w6".into(),
+            reason: "kernel upgrade".into(),
+            until_ms: clock.now_ms() + 90_000,
+            by: Actor::Operator,
+            generation: None,
+        });
+        h.ok(Command::PauseScheduler {
+            reason: "change freeze".into(),
+            until_ms: Some(clock.now_ms() + 45_000),
+        });
+        // Runs a round at this moment of both clocks, and commits its verdicts and expiries
+        // as the loop would, stamped with the node clock's time.
+        let round = |h: &mut Harness| {
+            let d = decide(
+                &h.state,
+                &applied,
+                &hb,
+                lead,
+                Instant::now(),
+                clock.now_ms(),
+            );
+            h.now_ms = clock.now_ms();
+            for (worker, generation) in &d.deaths {
+                h.ok(Command::MarkDead {
+                    worker: worker.clone(),
+                    generation: *generation,
+                    term: lead.term,
+                });
+                hb.settle(worker);
+            }
+            // A refusal is a newer word (here: the death ended the maintenance already).
+            for e in &d.expiries {
+                let _ = h.run(e.clone());
+            }
+            let dead: Vec<String> = d.deaths.iter().map(|(w, _)| w.to_string()).collect();
+            (dead, d.expiries)
+        };
+        let live = ["w2", "w3", "w4", "w5"];
+        let mut at = Duration::ZERO;
+        // Up to just before w1's 30 s: nothing decided.
+        let step = Duration::from_millis(900);
+        while at + step < 30 * S {
+            tokio::time::advance(step).await;
+            at += step;
+            heartbeat(&live);
+            assert_eq!(round(&mut h), (vec![], vec![]), "at {at:?}");
+        }
+        tokio::time::advance(30 * S - at).await;
+        at = 30 * S;
+        assert_eq!(round(&mut h).0, ["w1"], "w1 dies at exactly dead_after");
+        assert!(h.worker("w1").dead);
+        // The pause ends at 45 s, w6's maintenance at 90 s: it dies then, not before.
+        let mut paused_until = None;
+        while at < 90 * S {
+            tokio::time::advance(S).await;
+            at += S;
+            heartbeat(&live);
+            let (dead, expiries) = round(&mut h);
+            if expiries
+                .iter()
+                .any(|e| matches!(e, Command::ExpirePause { .. }))
+            {
+                paused_until.get_or_insert(at);
+            }
+            if at < 90 * S {
+                assert!(dead.is_empty(), "at {at:?}: {dead:?} died");
+                assert!(h.state.workers[&WorkerId::from("w6")].maintenance.is_some());
+            } else {
+                assert_eq!(dead, ["w6"], "w6 dies when its maintenance is over");
+            }
+        }
+        assert_eq!(paused_until, Some(45 * S), "the pause ends at its until");
+        assert!(
+            h.worker("w6").maintenance.is_none(),
+            "w6's maintenance ended"
+        );
+    }
 
     /// The regression: a drain plan step was refused (one of its partitions' epochs had moved),
     /// and the round went on to make the moves that plan justified — moves the drain record

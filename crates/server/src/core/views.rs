@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use drover_api::{Blocked, DrainProgress, HeldReplica, WorkerView};
 use drover_types::{ClusterState, Partition, ReplicaRole, Worker, WorkerState};
 
-use super::Node;
 use super::liveness::Liveness;
+use super::node::Node;
 use super::schedule::planner_config;
 
 /// The planning round drain progress reads its `blocked` reasons from, with the liveness view

@@ -97,12 +97,7 @@ pub struct Rejection {
 }
 
 pub(super) fn reject<T>(code: RejectCode, message: impl Into<String>) -> Result<T, Rejection> {
-    Err(Rejection {
-        code,
-        message: message.into(),
-        current_version: None,
-        partitions: Vec::new(),
-    })
+    Err(Rejection::new(code, message))
 }
 
 /// `budget_exceeded`, naming the partitions (at most the first 20 in the message; all in the
@@ -116,6 +111,16 @@ pub(super) fn budget_exceeded<T>(
 }
 
 impl Rejection {
+    /// A refusal with `code` and `message`, nothing more.
+    pub fn new(code: RejectCode, message: impl Into<String>) -> Rejection {
+        Rejection {
+            code,
+            message: message.into(),
+            current_version: None,
+            partitions: Vec::new(),
+        }
+    }
+
     /// `budget_exceeded` naming the partitions (the first 20 in the message, all in the field):
     /// `apply`'s refusal and the leader's, which adds the workers it does not hear.
     pub fn budget_exceeded(what: &str, min: &str, partitions: Vec<PartitionId>) -> Rejection {
