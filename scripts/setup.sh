@@ -26,3 +26,6 @@ command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust with
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 cargo nextest --version >/dev/null 2>&1 || cargo install --locked cargo-nextest
+# Licenses, duplicate versions and sources of every dependency (deny.toml); about 3 minutes to
+# build once.
+cargo deny --version >/dev/null 2>&1 || cargo install --locked cargo-deny

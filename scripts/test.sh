@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every check CI runs: setup, formatting, clippy, every test of the workspace, then
-# schemathesis against the admin API (scripts/fuzz-api.sh), the demo, and the web console in
-# headless Chromium against the demo's cluster (scripts/ui-test.sh).
+# Runs every check CI runs: setup, formatting, clippy, cargo deny, every test of the workspace,
+# then schemathesis against the admin API (scripts/fuzz-api.sh), the demo, README's tour on it
+# (scripts/readme_tour.py), and the web console in headless Chromium against the demo's
+# cluster (scripts/ui-test.sh).
 #
 #   PROFILE=dev|release   cargo profile to build and test with (default dev)
 #   PROPTEST_CASES=N      property-test cases (default 1000 locally, 128 under CI)
@@ -26,6 +27,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy (profile $PROFILE)"
 cargo clippy --profile "$PROFILE" --workspace --all-targets --locked -- -D warnings
+echo "== cargo deny (licenses, bans, sources; deny.toml says why not advisories)"
+cargo deny check licenses bans sources
 echo "== tests (profile $PROFILE, PROPTEST_CASES=${PROPTEST_CASES:-default})"
 cargo nextest run --cargo-profile "$PROFILE" --workspace --locked --no-fail-fast
 # The API against its own OpenAPI document, on a fresh cluster: about 15 s at 20 examples.
@@ -42,6 +45,9 @@ demo_dir=$(mktemp -d)
 export DROVER_DEMO_DIR=$demo_dir/demo DROVER_CLUSTER_DIR=$demo_dir/cluster
 trap 'bash scripts/demo.sh down >/dev/null 2>&1 || true; rm -rf "$demo_dir"' EXIT
 timeout 600 bash scripts/demo.sh
+# README's tour and curl examples, as written, on the demo; they must leave nothing behind.
+echo "== the README tour (scripts/readme_tour.py)"
+timeout 600 python3 scripts/readme_tour.py
 # The web console against the demo's cluster, in headless Chromium: it drains one more worker
 # and cordons another from the page (screenshots under $UI_SHOTS, default a temporary dir).
 echo "== the web console (scripts/ui-test.sh, headless Chromium)"
