@@ -292,6 +292,41 @@ async fn drain_and_wait_on_a_disabled_or_provisioning_worker_returns_cleanly() {
     );
 }
 
+/// The regression: `recommission` only printed advice — an agent still running on a disabled
+/// worker could not be brought back without restarting its process. An operator's drain
+/// disables the worker while its agent keeps running; `POST /v1/workers/{id}/recommission`
+/// asks that agent to register again and answers once it has: a new generation, and since the
+/// application had said it was ready, Active again. Asked again, it is no longer disabled.
+#[tokio::test]
+async fn a_disabled_worker_with_a_running_agent_is_recommissioned_through_it() {
+    let c = Cluster::start(1, FLAGS);
+    c.leader_among(&[1]).await;
+    let eps = vec![c.node(1).addr.to_string()];
+    let admin = Client::new(&eps, None).unwrap();
+    let r1 = start_agent(eps.clone(), "r1", "z0").await;
+    admin.drain("r1", false).await.unwrap();
+    wait_for("r1 drained", Duration::from_secs(20), || async {
+        let w = admin.worker("r1").await.ok()?;
+        (w.record.state == WorkerState::Disabled).then_some(())
+    })
+    .await;
+    let r = tokio::time::timeout(Duration::from_secs(20), admin.recommission("r1"))
+        .await
+        .expect("recommission hung")
+        .unwrap();
+    assert_eq!(r.previous_generation, 1);
+    assert!(r.worker.generation > 1, "{r:?}");
+    let w = wait_for("r1 active again", Duration::from_secs(20), || async {
+        let w = admin.worker("r1").await.ok()?;
+        (w.record.state == WorkerState::Active).then_some(w)
+    })
+    .await;
+    assert_eq!(w.record.generation, r.worker.generation);
+    assert_eq!(r1.agent.generation(), r.worker.generation);
+    let e = admin.recommission("r1").await.unwrap_err();
+    assert_eq!(e.status(), Some(409), "{e}");
+}
+
 /// docs/grafana-dashboard.json has the shape Grafana's dashboard schema requires (a title,
 /// a uid, a numeric schemaVersion, panels with unique ids, a type, a gridPos inside the 24
 /// column grid and Prometheus targets with refIds), and every drover_* metric its queries use

@@ -553,8 +553,8 @@ impl Shared {
         self.handed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Fenced (declared dead): register again and ask for the state the application wanted —
-    /// Active, or Draining if a graceful shutdown was under way.
+    /// Fenced (declared dead), or recommissioned: register again and ask for the state the
+    /// application wanted — Active, or Draining if a graceful shutdown was under way.
     async fn recover_from_fence(&self) {
         self.drop_lease();
         if let Err(e) = self.register().await {
@@ -630,6 +630,13 @@ async fn heartbeats(s: Arc<Shared>) {
         let generation = *s.generation.borrow();
         let answer = until_or_lease_end(&s, s.beats.heartbeat(&s.cfg.worker_id, generation)).await;
         match answer {
+            Ok(reply) if reply.register_again && !s.draining.load(Ordering::SeqCst) => {
+                // An operator recommissions this disabled worker: a new generation, then the
+                // state the application asked for (Active once it said it is ready).
+                tracing::info!(worker = %s.cfg.worker_id, generation, "recommissioned; registering again");
+                s.recover_from_fence().await;
+                continue;
+            }
             Ok(reply) => {
                 interval = Duration::from_millis(reply.heartbeat_interval_ms.clamp(10, 60_000));
                 match lease_from(&reply, sent, s.cfg.lease_margin) {

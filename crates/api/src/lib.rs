@@ -32,6 +32,6 @@ pub use settings::SettingsRequest;
 pub use what_if::{Shortfall, WhatIf, WhatIfAction, WhatIfRequest};
 pub use workers::{
     Assignment, Assignments, DrainProgress, ForcedDisable, HeartbeatAck, HeartbeatRequest,
-    HeldReplica, Liveness, Peer, RegisterRequest, StateChanged, StateRequest, WorkerPage,
-    WorkerRemoved, WorkerView,
+    HeldReplica, Liveness, Peer, Recommissioned, RegisterRequest, StateChanged, StateRequest,
+    WorkerPage, WorkerRemoved, WorkerView,
 };

@@ -268,4 +268,19 @@ pub struct HeartbeatAck {
     /// lease for this long, so this one holds none yet (the heartbeat still counts for
     /// liveness).
     pub lease_wait_ms: u64,
+    /// An operator asked to recommission this disabled worker (`POST
+    /// /v1/workers/{id}/recommission`): register again — a new generation, Provisioning — and
+    /// ask for Active when ready.
+    #[serde(default)]
+    pub register_again: bool,
+}
+
+/// A recommissioned worker: its agent registered again, so it is back in Provisioning at a new
+/// generation (Active once the agent says it is ready).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Recommissioned {
+    pub worker: Worker,
+    /// The generation that was disabled.
+    pub previous_generation: u64,
 }

@@ -468,6 +468,13 @@ impl Client {
         self.json(call).await
     }
 
+    /// Recommissions a disabled worker: its running agent is asked to register again, and the
+    /// answer comes once it has (a new generation, Provisioning). Sent once.
+    pub async fn recommission(&self, id: &str) -> Result<drover_api::Recommissioned> {
+        let path = format!("/v1/workers/{}/recommission", seg(id));
+        self.json(Call::new(Method::POST, path, Repeat::Once)).await
+    }
+
     /// Releases the mass-failure brake: the deaths it held back are declared, and it does not
     /// trip again for one `dead_after`. Sent once.
     pub async fn release_brake(&self, reason: Option<&str>) -> Result<drover_types::Brakes> {

@@ -415,8 +415,9 @@ pub(crate) enum WorkersCmd {
         #[arg(long)]
         dead: bool,
     },
-    /// Bring a Disabled worker back: says what to do (a worker returns by registering again,
-    /// SPEC §1), or why this one cannot.
+    /// Bring a Disabled worker back: its running agent is asked to register again (SPEC §1: a
+    /// new generation, Provisioning, then Active when ready); with no agent running, says what
+    /// to do.
     Recommission {
         /// The worker's id.
         id: String,

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
 use comfy_table::Table;
-use drover_api::{ClusterStatus, KvItem, StateRequest, WorkerView};
+use drover_api::{ClusterStatus, KvItem, StateRequest};
 use drover_client::{Client, Error, outln};
 use drover_types::{Event, ReplicaRole, WorkerState};
 use serde_json::Value;
@@ -517,16 +517,28 @@ async fn workers(c: &Client, out: Printer, cmd: WorkersCmd, yes: bool) -> Result
             );
             out.sentence(&w, line);
         }
-        WorkersCmd::Recommission { id } => {
-            let w = match c.worker(&id).await {
-                Ok(w) => Some(w),
-                Err(e) if e.status() == Some(404) => None,
-                Err(e) => return Err(e.into()),
-            };
-            let advice = recommission_advice(&id, w.as_ref())?;
-            let v = serde_json::json!({"worker": id, "advice": advice});
-            out.sentence(&v, advice);
-        }
+        WorkersCmd::Recommission { id } => match c.recommission(&id).await {
+            Ok(r) => {
+                let line = format!(
+                    "worker {}: its agent registered again at generation {} (was {}); {} — \
+                     active once the agent says it is ready",
+                    r.worker.id, r.worker.generation, r.previous_generation, r.worker.state
+                );
+                out.sentence(&r, line);
+            }
+            // Removed, or never registered: the server knows nothing to ask.
+            Err(e) if e.status() == Some(404) => {
+                return Err(Failure {
+                    message: format!("worker {id} was removed (or never registered)"),
+                    hint: Some(format!(
+                        "start its agent process: it registers with a new incarnation and \
+                         comes back as a new worker {id}, in provisioning"
+                    )),
+                    exit: 3,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        },
     }
     Ok(())
 }
@@ -549,42 +561,6 @@ async fn scheduler(c: &Client, out: Printer, cmd: SchedulerCmd) -> Result<(), Fa
     };
     out.sentence(&brakes, line);
     Ok(())
-}
-
-/// What bringing a worker back takes, from its state: SPEC §1 has Disabled → Provisioning only
-/// by registration, so the agent process must register again.
-fn recommission_advice(id: &str, w: Option<&WorkerView>) -> Result<String, Failure> {
-    let restart = format!(
-        "restart the agent process of {id} (e.g. `systemctl restart <its unit>`): it registers \
-         with a new incarnation, starts in provisioning, and becomes active when it calls \
-         ready() (or: droverctl workers activate {id}). An agent that is still running does \
-         not register again on its own"
-    );
-    let Some(w) = w else {
-        return Ok(format!(
-            "worker {id} was removed (or never registered): {restart}; it comes back as a new \
-             worker"
-        ));
-    };
-    match w.record.state {
-        WorkerState::Disabled => Ok(format!(
-            "worker {id} is disabled at generation {}: {restart}; it will hold generation {}",
-            w.record.generation,
-            w.record.generation + 1
-        )),
-        WorkerState::Draining => Err(Failure {
-            message: format!("worker {id} is draining, not disabled"),
-            hint: Some(format!(
-                "droverctl workers cancel-drain {id} keeps it (completed moves stay)"
-            )),
-            exit: 4,
-        }),
-        state => Err(Failure {
-            message: format!("worker {id} is {state}: only a disabled worker is recommissioned"),
-            hint: None,
-            exit: 4,
-        }),
-    }
 }
 
 /// Asks on the terminal before a destructive change, unless `--yes`. Off a terminal (a

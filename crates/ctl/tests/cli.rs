@@ -817,7 +817,8 @@ async fn events_filter_tail_and_follow_and_lists_read_well() {
 /// disable and then a removal, with nothing saying so. `workers remove --dead` does both, for
 /// a worker the cluster declared dead only; `recommission` says how a disabled worker comes
 /// back; and every operator action is one structured audit line on the node that applied it.
-#[tokio::test]
+// Two threads: w3's agent keeps heartbeating while the test waits on droverctl processes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_workers_go_in_one_step_and_recommission_says_what_to_do() {
     let c = Cluster::start(
         1,
@@ -874,16 +875,26 @@ async fn dead_workers_go_in_one_step_and_recommission_says_what_to_do() {
     assert!(ok(&out).contains("worker w1 removed"), "{}", out.stdout);
     assert_eq!(client.worker("w1").await.unwrap_err().status(), Some(404));
 
-    // Recommission: an active worker is refused; a disabled one is told what to do.
+    // Recommission: an active worker is refused; a disabled one with no agent running is told
+    // what to do (exit 4, nothing changed).
     let out = ctl(&eps, &["workers", "recommission", "w2"]);
     assert_eq!(out.code, 4, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("only a disabled worker"),
+        "{}",
+        out.stderr
+    );
     ok(&ctl(&eps, &["workers", "disable", "w2", "--force"]));
     let out = ctl(&eps, &["workers", "recommission", "w2"]);
+    assert_eq!(out.code, 4, "{}", out.stderr);
     assert!(
-        ok(&out).contains("restart the agent process of w2") && out.stdout.contains("generation 2"),
+        out.stderr.contains("start its agent process") && out.stderr.contains("generation 2"),
         "{}",
-        out.stdout
+        out.stderr
     );
+    assert_eq!(client.worker("w2").await.unwrap().record.generation, 1);
+    let out = ctl(&eps, &["workers", "recommission", "nobody"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
     let out = ctl(&eps, &["workers", "remove", "w2", "--dead", "--yes"]);
     assert!(ok(&out).contains("worker w2 removed"), "{}", out.stdout);
     // A live worker (its agent heartbeats) is not removed by --dead.
@@ -898,12 +909,30 @@ async fn dead_workers_go_in_one_step_and_recommission_says_what_to_do() {
     assert_eq!(out.code, 6, "{}", out.stderr);
     assert!(out.stderr.contains("is not dead"), "{}", out.stderr);
     client.worker("w3").await.unwrap();
+    // A disabled worker whose agent still runs is recommissioned through it: the agent
+    // registers again — a new generation, Provisioning (it never said it was ready).
+    ok(&ctl(
+        &eps,
+        &["workers", "disable", "w3", "--force", "--yes"],
+    ));
+    let out = ctl(&eps, &["workers", "recommission", "w3"]);
+    assert!(
+        ok(&out).contains("worker w3: its agent registered again at generation 2 (was 1)"),
+        "{}",
+        out.stdout
+    );
+    let w3 = client.worker("w3").await.unwrap().record;
+    assert_eq!(
+        (w3.generation, w3.state),
+        (2, drover_types::WorkerState::Provisioning)
+    );
 
     let log = c.log(1);
     for line in [
         "action=\"force_disable\"",
         "action=\"remove_worker\"",
         "action=\"set_state\"",
+        "action=\"recommission\"",
     ] {
         assert!(
             log.lines()

@@ -137,6 +137,12 @@ fn table() -> Vec<(RouteInfo, MethodRouter<Node>)> {
         ),
         route(
             M::POST,
+            "/v1/workers/{id}/recommission",
+            admin_write,
+            workers::recommission,
+        ),
+        route(
+            M::POST,
             "/v1/workers/{id}/drain",
             admin_write,
             drains::drain_one,

@@ -47,6 +47,7 @@ use super::{
         agent::register,
         workers::remove,
         workers::set_state,
+        workers::recommission,
         agent::assignments_poll,
         agent::heartbeat,
         drains::drain_one,

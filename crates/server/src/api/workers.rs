@@ -8,7 +8,8 @@ use axum::extract::{Extension, State};
 use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
 use drover_api::{
-    ForcedDisable, StateChanged, StateRequest, WorkerPage, WorkerRemoved, WorkerView,
+    ForcedDisable, Recommissioned, StateChanged, StateRequest, WorkerPage, WorkerRemoved,
+    WorkerView,
 };
 use drover_types::{
     Actor, Command, Response as Applied, Worker, WorkerId, WorkerState, validate_worker_id,
@@ -272,4 +273,30 @@ pub async fn remove(
         }
         other => Err(unexpected(&other)),
     }
+}
+
+/// Recommissions a disabled worker (SPEC §1: Disabled → Provisioning is its agent's
+/// registration): asks its running agent to register again and answers once it has — back in
+/// Provisioning at a new generation, Active when the agent says it is ready. 409 when the
+/// worker is not Disabled or no agent of it is heard (start its agent process); 503 when the
+/// agent did not register within a few heartbeat intervals.
+#[utoipa::path(
+    post,
+    path = "/v1/workers/{id}/recommission",
+    operation_id = "recommission_worker",
+    tag = "workers",
+    params(WorkerPath),
+    responses(
+        (status = 200, description = "The agent registered again", body = Recommissioned),
+        StandardErrors,
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    )
+)]
+pub async fn recommission(
+    State(node): State<Node>,
+    ApiPath(WorkerPath { id }): ApiPath<WorkerPath>,
+) -> ApiResult<Response> {
+    let worker = worker_id(&id)?;
+    Ok(Json(node.recommission(&worker).await?).into_response())
 }

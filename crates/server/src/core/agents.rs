@@ -4,8 +4,10 @@
 
 use std::time::Duration;
 
-use drover_api::{Assignment, Assignments, HeartbeatAck, HeartbeatRequest, Peer};
-use drover_types::{ClusterState, RejectCode, Rejection, Worker, WorkerId};
+use drover_api::{
+    Assignment, Assignments, HeartbeatAck, HeartbeatRequest, Liveness, Peer, Recommissioned,
+};
+use drover_types::{ClusterState, RejectCode, Rejection, Worker, WorkerId, WorkerState};
 use tokio::time::Instant;
 
 use super::error::{Error, Result};
@@ -172,6 +174,7 @@ impl Node {
                 hb.lease_wait(&w, applied, t.death_threshold, now)
             };
             tracing::debug!(%worker, generation = b.generation, "heartbeat acknowledged");
+            let register_again = !b.release && hb.recommission_asked(worker, b.generation);
             return Ok(HeartbeatAck {
                 worker: worker.clone(),
                 generation: b.generation,
@@ -179,7 +182,77 @@ impl Node {
                 suspect_after_ms: ms(t.suspect_after),
                 dead_after_ms: ms(t.dead_after),
                 lease_wait_ms: ms(wait),
+                register_again,
             });
+        }
+    }
+
+    /// Recommissions a disabled worker (SPEC §1: Disabled → Provisioning is its agent's
+    /// registration): on the leader, asks its running agent — through the answers to its
+    /// heartbeats — to register again, and waits until that registration is applied. Refused
+    /// when the worker is not Disabled, or when no agent of it is heard (there is nobody to
+    /// ask: its agent process must be started).
+    pub async fn recommission(&self, worker: &WorkerId) -> Result<Recommissioned> {
+        let illegal = |message: String| {
+            Error::Rejected(Rejection::new(RejectCode::IllegalTransition, message))
+        };
+        let (generation, wait) = {
+            let guard = self.state().read();
+            let s = &guard.state;
+            let w = s.workers.get(worker).ok_or_else(|| no_worker(worker))?;
+            if w.state != WorkerState::Disabled {
+                return Err(illegal(format!(
+                    "worker {worker} is {}: only a disabled worker is recommissioned",
+                    w.state
+                )));
+            }
+            if self.liveness_of(s, w, Instant::now()) != Some(Liveness::Alive) {
+                return Err(illegal(format!(
+                    "no agent of worker {worker} is heard (generation {}): Disabled → \
+                     Provisioning is its agent's registration — start its agent process, which \
+                     registers with a new incarnation (generation {})",
+                    w.generation,
+                    w.generation + 1
+                )));
+            }
+            // Its next heartbeat carries the request; a few intervals for it and the
+            // registration it prompts.
+            let interval = Duration::from_millis(s.settings.heartbeat_interval_ms);
+            let wait = (interval * 5).clamp(Duration::from_secs(5), Duration::from_secs(30));
+            (w.generation, wait)
+        };
+        self.heartbeats().ask_recommission(worker, generation);
+        let mut versions = self.versions();
+        let deadline = Instant::now() + wait;
+        loop {
+            let registered = {
+                let guard = self.state().read();
+                let w = guard
+                    .state
+                    .workers
+                    .get(worker)
+                    .ok_or_else(|| no_worker(worker))?;
+                (w.generation > generation).then(|| w.clone())
+            };
+            if let Some(w) = registered {
+                tracing::info!(target: "drover::audit", actor = "admin", action = "recommission", %worker, generation = w.generation, "worker registered again");
+                return Ok(Recommissioned {
+                    worker: w,
+                    previous_generation: generation,
+                });
+            }
+            if !matches!(
+                tokio::time::timeout_at(deadline, versions.changed()).await,
+                Ok(Ok(()))
+            ) {
+                return Err(Error::unavailable(
+                    format!(
+                        "asked the agent of worker {worker} to register again; it has not within \
+                         {wait:?} — check its log, or restart its process"
+                    ),
+                    self.leader(),
+                ));
+            }
         }
     }
 }

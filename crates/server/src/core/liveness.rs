@@ -89,6 +89,9 @@ struct Inner {
     dying: HashMap<WorkerId, u64>,
     /// Worker → (generation that gave its lease up, from when no older process holds one).
     released: HashMap<WorkerId, (u64, Instant)>,
+    /// Disabled workers an operator asked to recommission: worker → the generation whose
+    /// agent is to register again (told in its heartbeats' answers).
+    recommission: HashMap<WorkerId, u64>,
 }
 
 #[derive(Debug)]
@@ -273,6 +276,18 @@ impl Heartbeats {
         self.lock()
             .released
             .insert(worker.clone(), (generation, free_from));
+    }
+
+    /// An operator asked that generation `generation` of `worker` register again (SPEC §1:
+    /// Disabled → Provisioning is its agent's registration); its heartbeats' answers say so
+    /// until a newer generation registers or this term of leadership ends.
+    pub fn ask_recommission(&self, worker: &WorkerId, generation: u64) {
+        self.lock().recommission.insert(worker.clone(), generation);
+    }
+
+    /// Whether generation `generation` of `worker` is asked to register again.
+    pub fn recommission_asked(&self, worker: &WorkerId, generation: u64) -> bool {
+        self.lock().recommission.get(worker) == Some(&generation)
     }
 
     /// From when no process of `w` older than its current generation can hold a lease. Every
