@@ -119,9 +119,27 @@ for w in 1 2 3 4; do
   api POST "/v1/workers/seed-$w/state" '{"state": "active"}'
 done
 api POST /v1/partitions '{"count": 16, "replication_factor": 3}'
+# The heartbeat loop does what an agent does when a heartbeat's answer asks it to register
+# again (an operator's recommission, which schemathesis may send): it registers, and beats at
+# the new generation.
+beat() {
+  curl -sS -X POST -H "Authorization: Bearer $ADMIN" -H 'content-type: application/json' \
+    "http://$(addr "$leader")/v1/workers/seed-$1/heartbeat" --data "{\"generation\": $2}" 2>/dev/null || true
+}
+register_again() {
+  curl -sS -X PUT -H "Authorization: Bearer $ADMIN" -H 'content-type: application/json' \
+    "http://$(addr "$leader")/v1/workers/seed-$1" \
+    --data "{\"incarnation\": $RANDOM$RANDOM, \"address\": \"127.0.0.1:$((9000 + $1))\", \"zone\": \"z$(($1 % 2))\"}" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["generation"])'
+}
 (
+  gen=(0 1 1 1 1)
   while true; do
-    for w in 1 2 3 4; do api POST "/v1/workers/seed-$w/heartbeat" '{"generation": 1}' 2>/dev/null || true; done
+    for w in 1 2 3 4; do
+      case "$(beat "$w" "${gen[$w]}")" in
+        *'"register_again":true'*) gen[w]=$(register_again "$w" 2>/dev/null || echo "${gen[$w]}") ;;
+      esac
+    done
     sleep 0.5
   done
 ) &

@@ -203,6 +203,17 @@ async fn join_promote_and_remove_a_fourth_node() {
     assert_eq!(changes.len(), 2, "{events:?}");
     assert_eq!(changes[0]["added"]["node"], 4, "{changes:?}");
     assert_eq!(changes[1]["removed"]["node"], 4, "{changes:?}");
+    // And each is one audit line, with its actor, on the node that made it.
+    for action in ["add_member", "remove_member"] {
+        let audited = (1..=4).any(|id| {
+            c.log(id).lines().any(|l| {
+                l.contains("drover::audit")
+                    && l.contains(&format!("action=\"{action}\""))
+                    && l.contains("actor=\"admin\"")
+            })
+        });
+        assert!(audited, "no audit line for {action}");
+    }
 
     // With one voter down, removing another would leave 2 voters with 1 reachable: refused.
     let leader = c.leader_among(&[1, 2, 3]).await;

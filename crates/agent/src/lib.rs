@@ -73,6 +73,14 @@ pub enum Ended {
     /// The application shut the agent down ([`Agent::shutdown`]).
     #[error("shut down")]
     ShutDown,
+    /// Declared dead, and disabled meanwhile (drained, or force-disabled): a drained worker
+    /// does not come back on its own. This process stopped serving; start a new one (or
+    /// recommission the worker while its agent runs) to bring it back.
+    #[error(
+        "declared dead and disabled (generation {generation}): this process stopped serving; \
+         restart it to bring the worker back"
+    )]
+    Disabled { generation: u64 },
 }
 
 #[derive(Clone, Debug)]
@@ -449,7 +457,19 @@ impl AgentHandle {
         let s = &self.shared;
         s.draining.store(true, Ordering::SeqCst);
         s.wants_active.store(false, Ordering::SeqCst);
-        match s.set_state(WorkerState::Draining).await {
+        // A re-registration (a recommission) that lands while this asks makes its generation
+        // stale: ask again at the new one.
+        let mut asked = s.set_state(WorkerState::Draining).await;
+        for _ in 0..3 {
+            match &asked {
+                Err(Error::Client(e)) if e.is(drover_client::ErrorCode::StaleGeneration) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    asked = s.set_state(WorkerState::Draining).await;
+                }
+                _ => break,
+            }
+        }
+        match asked {
             Ok(()) => {}
             // Only an Active worker drains. One that is already Disabled (the scheduler got
             // there first, or an operator) or still Provisioning holds no replica: there is
@@ -554,23 +574,39 @@ impl Shared {
     }
 
     /// Fenced (declared dead), or recommissioned: register again and ask for the state the
-    /// application wanted — Active, or Draining if a graceful shutdown was under way.
-    async fn recover_from_fence(&self) {
+    /// application wanted — Active, or Draining if a graceful shutdown was under way. A worker
+    /// that was disabled meanwhile (drained while it was declared dead, or force-disabled)
+    /// does not come back on its own: unless an operator recommissions it, this process ends
+    /// ([`Ended::Disabled`]) and a new one registers anew. Returns whether it registered.
+    async fn register_again(&self, recommissioned: bool) -> bool {
         self.drop_lease();
+        if !recommissioned
+            && let Ok(w) = self.client.worker(&self.cfg.worker_id).await
+            && w.record.state == WorkerState::Disabled
+            && w.record.generation == *self.generation.borrow()
+        {
+            let why = Ended::Disabled {
+                generation: w.record.generation,
+            };
+            tracing::warn!(worker = %self.cfg.worker_id, "{why}");
+            self.end(why);
+            return false;
+        }
         if let Err(e) = self.register().await {
             tracing::warn!(error = %e, "re-registration failed; will retry");
-            return;
+            return false;
         }
         let want = if self.draining.load(Ordering::SeqCst) {
             WorkerState::Draining
         } else if self.wants_active.load(Ordering::SeqCst) {
             WorkerState::Active
         } else {
-            return;
+            return true;
         };
         if let Err(e) = self.set_state(want).await {
             tracing::warn!(error = %e, ?want, "could not restore the state after re-registering");
         }
+        true
     }
 }
 
@@ -631,11 +667,15 @@ async fn heartbeats(s: Arc<Shared>) {
         let answer = until_or_lease_end(&s, s.beats.heartbeat(&s.cfg.worker_id, generation)).await;
         match answer {
             Ok(reply) if reply.register_again && !s.draining.load(Ordering::SeqCst) => {
-                // An operator recommissions this disabled worker: a new generation, then the
-                // state the application asked for (Active once it said it is ready).
+                // An operator recommissions this disabled worker: this generation gives its
+                // lease up (so the next need not wait it out), then a new generation and the
+                // state the application asked for (Active once it said it is ready). The next
+                // beat comes one interval on, whatever happened.
                 tracing::info!(worker = %s.cfg.worker_id, generation, "recommissioned; registering again");
-                s.recover_from_fence().await;
-                continue;
+                if let Err(e) = s.client.release_lease(&s.cfg.worker_id, generation).await {
+                    tracing::debug!(error = %e, "lease release before re-registering failed");
+                }
+                s.register_again(true).await;
             }
             Ok(reply) => {
                 interval = Duration::from_millis(reply.heartbeat_interval_ms.clamp(10, 60_000));
@@ -670,8 +710,12 @@ async fn heartbeats(s: Arc<Shared>) {
             }
             Err(e) if e.is_fenced() => {
                 tracing::warn!(worker = %s.cfg.worker_id, error = %e, "declared dead; registering again");
-                s.recover_from_fence().await;
-                continue;
+                if s.register_again(false).await {
+                    continue;
+                }
+                if s.ended.borrow().is_some() {
+                    return;
+                }
             }
             Err(e) => {
                 tracing::debug!(worker = %s.cfg.worker_id, error = %e, "heartbeat not acknowledged")

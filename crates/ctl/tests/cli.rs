@@ -702,6 +702,20 @@ async fn state_changes_speak_and_destructive_ones_ask_on_a_terminal() {
         out.stdout
     );
     assert_eq!(client.worker("w1").await.unwrap_err().status(), Some(404));
+
+    // Member removal: asked on a terminal too; declining leaves the membership as it was.
+    let out = ctl_on_a_terminal(&eps, &["members", "remove", "1"], "n\n");
+    assert!(
+        out.stdout
+            .contains("Remove node 1 from the cluster's membership? [y/N]")
+            && out.stdout.contains("aborted: nothing was changed"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    let status = client.cluster().await.unwrap();
+    assert_eq!(status.members.len(), 1, "{status:?}");
     drop(agent);
 }
 

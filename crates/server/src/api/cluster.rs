@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use drover_api::{AddMember, ClusterStatus, ErrorCode, ErrorDetail, Member, MemberRole, NodeState};
 use drover_raft::PeerFault;
-use openraft::{BasicNode, ChangeMembers, ServerState};
+use openraft::ServerState;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -20,9 +20,6 @@ use super::error::{
 };
 use super::extract::{ApiPath, body, parse_json};
 use crate::core::{CAUGHT_UP_LAG, Node};
-
-/// How long a membership change may take to commit before the API gives up waiting.
-const MEMBERSHIP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
@@ -268,54 +265,13 @@ pub async fn add_member(
             req.address
         )));
     }
-    let m = node.raft().metrics().borrow().clone();
-    let membership = m.membership_config.membership();
-    if let Some(existing) = membership.get_node(&req.id) {
-        if existing.addr != req.address {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                ErrorCode::AlreadyExists,
-                format!(
-                    "node {} is a member at {}; remove it first to change its address",
-                    req.id, existing.addr
-                ),
-            ));
-        }
-        let role = if membership.voter_ids().any(|v| v == req.id) {
-            MemberRole::Voter
-        } else {
-            MemberRole::Learner
-        };
-        let member = Member {
-            id: req.id,
-            address: req.address,
-            role,
-            lag: None,
-        };
-        return Ok(Json(member).into_response());
-    }
-    node.raft()
-        .add_learner(req.id, BasicNode::new(&req.address), false)
-        .await
-        .map_err(|e| {
-            ApiError::unavailable(format!("cannot add node {}: {e}", req.id), node.leader())
-        })?;
-    tracing::info!(target: "drover::audit", actor = "admin", action = "add_member", id = req.id, address = %req.address, "added learner; it becomes a voter once caught up");
-    record_membership(
-        &node,
-        drover_types::MembershipChange::Added {
-            node: req.id,
-            address: req.address.clone(),
-        },
-    )
-    .await;
-    let member = Member {
-        id: req.id,
-        address: req.address,
-        role: MemberRole::Learner,
-        lag: None,
+    let (member, added) = node.add_member(req.id, req.address).await?;
+    let status = if added {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
     };
-    Ok((StatusCode::ACCEPTED, Json(member)).into_response())
+    Ok((status, Json(member)).into_response())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -354,71 +310,8 @@ pub async fn remove_member(
     let id: u64 = id
         .parse()
         .map_err(|_| ApiError::bad_request(format!("member id {id:?} is not a number")))?;
-    let m = node.raft().metrics().borrow().clone();
-    let membership = m.membership_config.membership();
-    if membership.get_node(&id).is_none() {
-        return Err(ApiError::not_found(format!("node {id} is not a member")));
-    }
-    let voters: BTreeSet<u64> = membership.voter_ids().collect();
-    let change = if voters.contains(&id) {
-        let remaining: BTreeSet<u64> = voters.iter().copied().filter(|v| *v != id).collect();
-        if remaining.is_empty() {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                ErrorCode::QuorumLoss,
-                "cannot remove the last voter",
-            ));
-        }
-        let reachable = node.reachable_voters(&m, &remaining).await;
-        let majority = remaining.len() / 2 + 1;
-        if reachable < majority {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                ErrorCode::QuorumLoss,
-                format!(
-                    "removing node {id} would leave {} voters of which only {reachable} are \
-                     reachable and caught up; a quorum needs {majority}",
-                    remaining.len()
-                ),
-            ));
-        }
-        ChangeMembers::RemoveVoters(BTreeSet::from([id]))
-    } else {
-        ChangeMembers::RemoveNodes(BTreeSet::from([id]))
-    };
-    // A change that cannot reach a quorum would wait forever; answer instead, saying the
-    // outcome is unknown (it may still commit).
-    let change = tokio::time::timeout(
-        MEMBERSHIP_TIMEOUT,
-        node.raft().change_membership(change, false),
-    );
-    match change.await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => {
-            let msg = format!("cannot remove node {id}: {e}");
-            return Err(ApiError::unavailable(msg, node.leader()));
-        }
-        Err(_) => {
-            let msg = format!(
-                "removing node {id} did not commit within {MEMBERSHIP_TIMEOUT:?}; its outcome is unknown"
-            );
-            return Err(ApiError::outcome_unknown(msg, node.leader()));
-        }
-    }
-    tracing::info!(target: "drover::audit", actor = "admin", action = "remove_member", id, "removed member");
-    record_membership(&node, drover_types::MembershipChange::Removed { node: id }).await;
+    node.remove_member(id).await?;
     Ok(Json(MemberRemoved { id, removed: true }).into_response())
-}
-
-/// Records a committed membership change in the events log. The change itself is done: if
-/// the record cannot be committed (leadership lost meanwhile), that is logged, not failed.
-async fn record_membership(node: &Node, change: drover_types::MembershipChange) {
-    if let Err(e) = node
-        .propose(drover_types::Command::RecordMembership(change.clone()))
-        .await
-    {
-        tracing::warn!(?change, error = %e, "membership change committed but not recorded in the events log");
-    }
 }
 
 /// What happens to this node's Raft messages to one peer (drover-raft's `PeerFault`).

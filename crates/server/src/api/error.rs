@@ -9,7 +9,7 @@ use drover_api::{ErrorBody, ErrorCode, ErrorDetail};
 use drover_types::{RejectCode, Rejection};
 use utoipa::{IntoResponses, ToResponse};
 
-use crate::core::{DrainError, Error as CoreError, LeaderHint};
+use crate::core::{DrainError, Error as CoreError, LeaderHint, MembershipError};
 
 #[derive(Clone, Debug)]
 pub struct ApiError {
@@ -131,6 +131,23 @@ impl From<DrainError> for ApiError {
             }
             DrainError::Unexpected(message) => ApiError::internal(message),
             DrainError::Core(e) => e.into(),
+        }
+    }
+}
+
+/// A membership change's own refusals (`core/membership.rs`).
+impl From<MembershipError> for ApiError {
+    fn from(e: MembershipError) -> Self {
+        let message = e.to_string();
+        match e {
+            MembershipError::AddressTaken { .. } => {
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::AlreadyExists, message)
+            }
+            MembershipError::NotAMember(_) => ApiError::not_found(message),
+            MembershipError::QuorumLoss(_) => {
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::QuorumLoss, message)
+            }
+            MembershipError::Core(e) => e.into(),
         }
     }
 }

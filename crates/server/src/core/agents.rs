@@ -190,8 +190,10 @@ impl Node {
     /// Recommissions a disabled worker (SPEC §1: Disabled → Provisioning is its agent's
     /// registration): on the leader, asks its running agent — through the answers to its
     /// heartbeats — to register again, and waits until that registration is applied. Refused
-    /// when the worker is not Disabled, or when no agent of it is heard (there is nobody to
-    /// ask: its agent process must be started).
+    /// when the worker is not Disabled, or when no agent of it is heard or it was declared dead
+    /// (there is nobody to ask: its agent process must be started); unavailable while this
+    /// leader has not heard it yet; an unknown outcome when the agent did not register in time
+    /// (the ask is withdrawn, but one already answered may still act).
     pub async fn recommission(&self, worker: &WorkerId) -> Result<Recommissioned> {
         let illegal = |message: String| {
             Error::Rejected(Rejection::new(RejectCode::IllegalTransition, message))
@@ -206,19 +208,40 @@ impl Node {
                     w.state
                 )));
             }
-            if self.liveness_of(s, w, Instant::now()) != Some(Liveness::Alive) {
-                return Err(illegal(format!(
-                    "no agent of worker {worker} is heard (generation {}): Disabled → \
-                     Provisioning is its agent's registration — start its agent process, which \
-                     registers with a new incarnation (generation {})",
-                    w.generation,
-                    w.generation + 1
-                )));
+            match self.liveness_of(s, w, Instant::now()) {
+                Some(Liveness::Alive) => {}
+                // Not heard yet by a new leader, or this node no longer leads: ask again.
+                None | Some(Liveness::Unknown) => {
+                    return Err(Error::unavailable(
+                        format!(
+                            "worker {worker}'s agent is not heard yet by this leader; retry \
+                             shortly"
+                        ),
+                        self.leader(),
+                    ));
+                }
+                Some(Liveness::Dead) => {
+                    return Err(illegal(format!(
+                        "worker {worker} was declared dead: its agent, if it still runs, is \
+                         fenced and stays out — restart its agent process, which registers \
+                         with a new incarnation (generation {})",
+                        w.generation + 1
+                    )));
+                }
+                Some(Liveness::Suspect) => {
+                    return Err(illegal(format!(
+                        "no agent of worker {worker} is heard (generation {}): Disabled → \
+                         Provisioning is its agent's registration — start its agent process, \
+                         which registers with a new incarnation (generation {})",
+                        w.generation,
+                        w.generation + 1
+                    )));
+                }
             }
-            // Its next heartbeat carries the request; a few intervals for it and the
-            // registration it prompts.
+            // Its next heartbeat carries the request, and the registration follows at once;
+            // a few intervals, within a client's usual request timeout.
             let interval = Duration::from_millis(s.settings.heartbeat_interval_ms);
-            let wait = (interval * 5).clamp(Duration::from_secs(5), Duration::from_secs(30));
+            let wait = (interval * 3).clamp(Duration::from_secs(1), Duration::from_secs(4));
             (w.generation, wait)
         };
         self.heartbeats().ask_recommission(worker, generation);
@@ -245,10 +268,14 @@ impl Node {
                 tokio::time::timeout_at(deadline, versions.changed()).await,
                 Ok(Ok(()))
             ) {
-                return Err(Error::unavailable(
+                // Withdrawn, so no later heartbeat is told; one answered meanwhile may still
+                // bring a registration: the outcome is unknown, not a refusal.
+                self.heartbeats().withdraw_recommission(worker, generation);
+                return Err(Error::outcome_unknown(
                     format!(
-                        "asked the agent of worker {worker} to register again; it has not within \
-                         {wait:?} — check its log, or restart its process"
+                        "asked the agent of worker {worker} to register again; it had not within \
+                         {wait:?} (the ask is withdrawn) — read the worker before asking again, \
+                         and check its agent's log"
                     ),
                     self.leader(),
                 ));

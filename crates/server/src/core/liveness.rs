@@ -285,6 +285,14 @@ impl Heartbeats {
         self.lock().recommission.insert(worker.clone(), generation);
     }
 
+    /// Withdraws the ask for generation `generation` of `worker` (a request that gave up).
+    pub fn withdraw_recommission(&self, worker: &WorkerId, generation: u64) {
+        let mut i = self.lock();
+        if i.recommission.get(worker) == Some(&generation) {
+            i.recommission.remove(worker);
+        }
+    }
+
     /// Whether generation `generation` of `worker` is asked to register again.
     pub fn recommission_asked(&self, worker: &WorkerId, generation: u64) -> bool {
         self.lock().recommission.get(worker) == Some(&generation)

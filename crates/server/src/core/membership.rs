@@ -7,10 +7,30 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use drover_api::{Member, MemberRole};
 use openraft::metrics::RaftMetrics;
 use openraft::{BasicNode, ChangeMembers};
 
+use super::error::Error;
 use super::node::Node;
+
+/// How long a membership change may take to commit before the leader gives up waiting.
+const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a membership change was refused, or did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    /// The id is a member at another address.
+    #[error("node {id} is a member at {address}; remove it first to change its address")]
+    AddressTaken { id: u64, address: String },
+    #[error("node {0} is not a member")]
+    NotAMember(u64),
+    /// The change would leave the cluster without a quorum of reachable voters.
+    #[error("{0}")]
+    QuorumLoss(String),
+    #[error(transparent)]
+    Core(#[from] Error),
+}
 
 /// How far (in log entries) a follower may trail the leader and still count as caught up.
 pub const CAUGHT_UP_LAG: u64 = 64;
@@ -162,5 +182,120 @@ impl Node {
                         .is_some_and(|l| last.saturating_sub(l.index) <= CAUGHT_UP_LAG)
             })
             .count()
+    }
+
+    /// Adds node `id` at `address` as a learner, which the leader promotes to voter once it
+    /// has caught up. Already a member at that address: nothing changes, and the second value
+    /// is false.
+    pub async fn add_member(
+        &self,
+        id: u64,
+        address: String,
+    ) -> Result<(Member, bool), MembershipError> {
+        let m = self.raft().metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        if let Some(existing) = membership.get_node(&id) {
+            if existing.addr != address {
+                return Err(MembershipError::AddressTaken {
+                    id,
+                    address: existing.addr.clone(),
+                });
+            }
+            let role = if membership.voter_ids().any(|v| v == id) {
+                MemberRole::Voter
+            } else {
+                MemberRole::Learner
+            };
+            let member = Member {
+                id,
+                address,
+                role,
+                lag: None,
+            };
+            return Ok((member, false));
+        }
+        self.raft()
+            .add_learner(id, BasicNode::new(&address), false)
+            .await
+            .map_err(|e| Error::unavailable(format!("cannot add node {id}: {e}"), self.leader()))?;
+        tracing::info!(target: "drover::audit", actor = "admin", action = "add_member", id, address = %address, "added learner; it becomes a voter once caught up");
+        self.record_membership(drover_types::MembershipChange::Added {
+            node: id,
+            address: address.clone(),
+        })
+        .await;
+        let member = Member {
+            id,
+            address,
+            role: MemberRole::Learner,
+            lag: None,
+        };
+        Ok((member, true))
+    }
+
+    /// Removes node `id`, refusing a change that would leave the cluster without a quorum of
+    /// reachable, caught-up voters. A change that does not commit within
+    /// [`MEMBERSHIP_TIMEOUT`] is an unknown outcome (it may still commit).
+    pub async fn remove_member(&self, id: u64) -> Result<(), MembershipError> {
+        let m = self.raft().metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        if membership.get_node(&id).is_none() {
+            return Err(MembershipError::NotAMember(id));
+        }
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let change = if voters.contains(&id) {
+            let remaining: BTreeSet<u64> = voters.iter().copied().filter(|v| *v != id).collect();
+            if remaining.is_empty() {
+                return Err(MembershipError::QuorumLoss(
+                    "cannot remove the last voter".to_owned(),
+                ));
+            }
+            let reachable = self.reachable_voters(&m, &remaining).await;
+            let majority = remaining.len() / 2 + 1;
+            if reachable < majority {
+                return Err(MembershipError::QuorumLoss(format!(
+                    "removing node {id} would leave {} voters of which only {reachable} are \
+                     reachable and caught up; a quorum needs {majority}",
+                    remaining.len()
+                )));
+            }
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        };
+        let change = tokio::time::timeout(
+            MEMBERSHIP_TIMEOUT,
+            self.raft().change_membership(change, false),
+        );
+        match change.await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                let msg = format!("cannot remove node {id}: {e}");
+                return Err(Error::unavailable(msg, self.leader()).into());
+            }
+            Err(_) => {
+                let msg = format!(
+                    "removing node {id} did not commit within {MEMBERSHIP_TIMEOUT:?}; its outcome \
+                     is unknown"
+                );
+                return Err(Error::outcome_unknown(msg, self.leader()).into());
+            }
+        }
+        tracing::info!(target: "drover::audit", actor = "admin", action = "remove_member", id, "removed member");
+        self.record_membership(drover_types::MembershipChange::Removed { node: id })
+            .await;
+        Ok(())
+    }
+
+    /// Records a committed membership change in the events log. The change itself is done:
+    /// if the record cannot be committed (leadership lost meanwhile), that is logged, not
+    /// failed.
+    async fn record_membership(&self, change: drover_types::MembershipChange) {
+        if let Err(e) = self
+            .propose(drover_types::Command::RecordMembership(change.clone()))
+            .await
+        {
+            tracing::warn!(?change, error = %e, "membership change committed but not recorded in the events log");
+        }
     }
 }

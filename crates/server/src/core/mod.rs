@@ -30,7 +30,7 @@ mod views;
 pub use drains::{DrainError, DrainRequest};
 pub use error::{Error, LeaderHint, Result};
 pub use maintenance::EnterMaintenance;
-pub use membership::CAUGHT_UP_LAG;
+pub use membership::{CAUGHT_UP_LAG, MembershipError};
 pub use node::Node;
 pub use start::{StartError, start};
 pub use views::RoundOnce;
