@@ -292,6 +292,36 @@ async fn drain_and_wait_on_a_disabled_or_provisioning_worker_returns_cleanly() {
     );
 }
 
+/// Heartbeats are logged at debug, never at info (5,600 INFO lines in 15 minutes from six
+/// workers were the regression), and the debug line names the worker and its generation.
+#[tokio::test]
+async fn a_heartbeat_is_one_debug_line_naming_its_worker() {
+    let mut c = Cluster::new(1, FLAGS);
+    c.log_filter = "info,drover_server=debug,openraft=info".into();
+    c.spawn(1);
+    c.leader_among(&[1]).await;
+    let eps = vec![c.node(1).addr.to_string()];
+    let a = start_agent(eps, "hb7", "z0").await;
+    wait_for("hb7 holding its lease", Duration::from_secs(20), || async {
+        a.agent.holds_lease().then_some(())
+    })
+    .await;
+    let log = c.log(1);
+    let line = log
+        .lines()
+        .find(|l| l.contains("heartbeat acknowledged"))
+        .unwrap_or_else(|| panic!("no heartbeat line at debug:\n{log}"));
+    assert!(
+        line.contains("DEBUG") && line.contains("worker=hb7") && line.contains("generation=1"),
+        "{line}"
+    );
+    assert!(
+        !log.lines()
+            .any(|l| l.contains(" INFO ") && l.contains("/v1/workers/{id}/heartbeat")),
+        "a heartbeat logged at info:\n{log}"
+    );
+}
+
 /// The regression: `recommission` only printed advice — an agent still running on a disabled
 /// worker could not be brought back without restarting its process. An operator's drain
 /// disables the worker while its agent keeps running; `POST /v1/workers/{id}/recommission`

@@ -146,6 +146,50 @@ async fn lagging_node_catches_up_by_snapshot() {
     assert_eq!(c.put(now, "after", "ok").await.unwrap().status(), 200);
 }
 
+/// The leader's `/metrics` has each peer's replication lag (`drover_raft_replication_lag_entries
+/// {peer}`), small once the peers have caught up; a follower has none.
+#[tokio::test]
+async fn the_leader_reports_each_peers_replication_lag() {
+    let c = Cluster::start(3, &[]);
+    let leader = c.leader_among(&[1, 2, 3]).await;
+    assert_eq!(c.put(leader, "lag/probe", "x").await.unwrap().status(), 200);
+    let metrics = |id: u64| {
+        let url = c.url(id, "/metrics");
+        let http = c.http.clone();
+        async move { http.get(url).send().await.ok()?.text().await.ok() }
+    };
+    let peers: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    let text = wait_for(
+        "both peers' lag, caught up",
+        Duration::from_secs(20),
+        || async {
+            let text = metrics(leader).await?;
+            let lag = |peer: u64| -> Option<u64> {
+                let prefix = format!("drover_raft_replication_lag_entries{{peer=\"{peer}\"}} ");
+                text.lines()
+                    .find_map(|l| l.strip_prefix(prefix.as_str()))
+                    .and_then(|v| v.trim().parse().ok())
+            };
+            peers
+                .iter()
+                .all(|p| lag(*p).is_some_and(|n| n <= 1))
+                .then_some(text.clone())
+        },
+    )
+    .await;
+    assert!(
+        !text.contains(&format!(
+            "drover_raft_replication_lag_entries{{peer=\"{leader}\"}}"
+        )),
+        "the leader reports a lag for itself:\n{text}"
+    );
+    let follower = metrics(peers[0]).await.unwrap();
+    assert!(
+        !follower.contains("drover_raft_replication_lag_entries{"),
+        "a follower reports replication lag:\n{follower}"
+    );
+}
+
 /// A fourth node started with --join is added as a learner, promoted to voter automatically,
 /// then removed; the cluster keeps answering throughout. Removing a voter while another is down
 /// is refused, since it would leave no quorum.

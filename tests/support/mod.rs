@@ -84,6 +84,8 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     pub root: tempfile::TempDir,
     pub http: reqwest::Client,
+    /// The nodes' `DROVER_LOG` filter (set before spawning them).
+    pub log_filter: String,
 }
 
 /// A loopback address no other test is likely to use (127.x.y.z with random x, y, z).
@@ -151,6 +153,7 @@ impl Cluster {
             nodes,
             root,
             http,
+            log_filter: "info,openraft=info".into(),
         }
     }
 
@@ -178,7 +181,7 @@ impl Cluster {
         assert!(node.child.is_none(), "node {id} is already running");
         let child = Command::new(drover_bin())
             .args(&node.args)
-            .env("DROVER_LOG", "info,openraft=info")
+            .env("DROVER_LOG", &self.log_filter)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -398,18 +398,17 @@ fn cause(base: &str, e: &reqwest::Error) -> String {
     }
 }
 
+/// Every byte but RFC 3986's unreserved characters: what a path segment must escape.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Percent-encodes one path segment (ids are plain ASCII already; this keeps anything else
 /// from changing the URL's meaning).
 pub(crate) fn seg(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
 }
 
 /// A KV key as the path of `/v1/kv/{*key}`: each `/`-separated part percent-encoded, the

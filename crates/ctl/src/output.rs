@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::cli::Output;
 use crate::exit::Failure;
-use crate::{Probe, render};
+use crate::render;
 
 /// A state change in words: the new state, and for a forced disable what it cost.
 pub(crate) fn print_change(out: Printer, r: &StateChanged, done: &str) {
@@ -637,4 +637,32 @@ pub(crate) fn event_row(e: &Event, wide: bool) -> Vec<String> {
         row.insert(1, e.version.to_string());
     }
     row
+}
+
+/// One node's answer to a direct `GET /v1/cluster`, or why there was none.
+pub(crate) struct Probe {
+    pub(crate) endpoint: String,
+    pub(crate) answer: Result<drover_api::ClusterStatus, String>,
+}
+
+/// Asks on the terminal before a destructive change, unless `--yes`. Off a terminal (a
+/// script, a pipe) there is nobody to ask: the command goes ahead, as `rm` does.
+pub(crate) fn confirm(yes: bool, question: &str) -> Result<(), Failure> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if yes || !std::io::stdin().is_terminal() {
+        return Ok(());
+    }
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+        Ok(())
+    } else {
+        Err(Failure {
+            message: "aborted: nothing was changed".into(),
+            hint: Some("--yes (-y) skips this question".into()),
+            exit: 1,
+        })
+    }
 }
