@@ -650,4 +650,12 @@ pub(crate) enum SnapshotCmd {
         /// Where to write it (written beside, then renamed into place).
         file: std::path::PathBuf,
     },
+    /// What a saved snapshot holds — its format and state version, workers by state,
+    /// partitions and replicas, drains, keys, events — read from FILE alone, without a
+    /// cluster. Exits 6 if FILE is not a backup this release reads (or breaks the state's
+    /// invariants), 3 if there is no FILE.
+    Inspect {
+        /// The backup, as `snapshot save` wrote it.
+        file: std::path::PathBuf,
+    },
 }

@@ -21,6 +21,7 @@ mod exit;
 mod output;
 mod render;
 mod rolling;
+mod snapshot;
 mod workers;
 
 use cli::{
@@ -55,6 +56,10 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
+    // Reads a file, not a cluster.
+    if let Command::Snapshot(SnapshotCmd::Inspect { file }) = &cli.command {
+        return snapshot::inspect(Printer(cli.output), file);
+    }
     if let Command::Completions { shell } = cli.command {
         let mut cmd = Cli::command();
         clap_complete::generate(
@@ -282,7 +287,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 t
             });
         }
-        Command::Completions { .. } => {}
+        Command::Completions { .. } | Command::Snapshot(SnapshotCmd::Inspect { .. }) => {}
     }
     Ok(())
 }

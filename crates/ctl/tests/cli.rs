@@ -1548,3 +1548,76 @@ async fn a_rolling_restart_through_the_cli_moves_nothing_and_stops_at_a_failure(
         w.abort();
     }
 }
+
+/// `snapshot inspect` reads a saved backup alone, with no cluster reachable: its state
+/// version and counts are the cluster's at the save; a truncated copy and a file of garbage
+/// are refused (exit 6) saying so, and a missing file is exit 3.
+#[tokio::test]
+async fn a_saved_snapshot_is_inspected_without_a_cluster() {
+    let c = Cluster::start(1, &[]);
+    c.leader_among(&[1]).await;
+    let eps = c.node(1).addr.to_string();
+    for id in ["i1", "i2"] {
+        let r = c
+            .http
+            .put(c.url(1, &format!("/v1/workers/{id}")))
+            .json(&json!({"incarnation": 1, "address": "10.0.0.1:9000", "zone": "a"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    ok(&ctl(&eps, &["kv", "put", "app/config", "1"]));
+    ok(&ctl(
+        &eps,
+        &["partitions", "create", "--count", "4", "--rf", "1"],
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("backup.bin");
+    let file_s = file.display().to_string();
+    let saved: Value =
+        serde_json::from_str(ok(&ctl(&eps, &["-o", "json", "snapshot", "save", &file_s]))).unwrap();
+
+    let nowhere = unused_addr();
+    let v: Value = serde_json::from_str(ok(&ctl(
+        &nowhere,
+        &["-o", "json", "snapshot", "inspect", &file_s],
+    )))
+    .unwrap();
+    assert_eq!(v["state_version"], saved["state_version"], "{v}");
+    assert_eq!(v["workers"]["provisioning"], 2, "{v}");
+    assert_eq!(v["workers"]["active"], 0, "{v}");
+    assert_eq!(
+        (&v["partitions"], &v["replication_factor"], &v["kv_keys"]),
+        (&json!(4), &json!(1), &json!(1)),
+        "{v}"
+    );
+    assert_eq!(v["invariant_violations"], json!([]), "{v}");
+    let text = ok(&ctl(&nowhere, &["snapshot", "inspect", &file_s])).to_owned();
+    assert!(
+        text.contains("4 at RF 1") && text.contains("2 provisioning") && text.contains("hold"),
+        "{text}"
+    );
+
+    let bytes = std::fs::read(&file).unwrap();
+    let cut = dir.path().join("cut.bin");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let out = ctl(
+        &nowhere,
+        &["snapshot", "inspect", &cut.display().to_string()],
+    );
+    assert_eq!(out.code, 6, "{}", out.stderr);
+    assert!(out.stderr.contains("not a backup"), "{}", out.stderr);
+    let junk = dir.path().join("junk.bin");
+    std::fs::write(&junk, b"hello").unwrap();
+    let out = ctl(
+        &nowhere,
+        &["snapshot", "inspect", &junk.display().to_string()],
+    );
+    assert_eq!(out.code, 6, "{}", out.stderr);
+    let out = ctl(
+        &nowhere,
+        &["snapshot", "inspect", "/nonexistent/backup.bin"],
+    );
+    assert_eq!(out.code, 3, "{}", out.stderr);
+}
