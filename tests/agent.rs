@@ -1152,13 +1152,25 @@ async fn a_maintenance_and_a_tripped_brake_survive_a_leader_failover() {
     c.kill(second);
     let others: Vec<u64> = (1..=3).filter(|id| *id != second).collect();
     let third = c.leader_among(&others).await;
-    let held = admin.cluster().await.unwrap().brakes.mass_failure;
-    let mut held: Vec<String> = held
-        .expect("the new leader lost the brake")
-        .workers
-        .iter()
-        .map(|w| w.to_string())
-        .collect();
+    // Asked of the new leader, until it shows it: a node answers /v1/cluster from what it has
+    // applied, and right after a failover that may trail the log (a new leader learns that
+    // entries of earlier terms are committed only once its own first entry commits). Read from
+    // any node at once, CI once saw "no brake" there. Had the brake been lost, the deaths
+    // checked below would follow.
+    let mut held: Vec<String> = wait_for(
+        "the new leader showing the brake",
+        Duration::from_secs(10),
+        || async {
+            let s = c.status(third).await?;
+            let held = s["brakes"]["mass_failure"]["workers"].as_array()?;
+            Some(
+                held.iter()
+                    .filter_map(|w| w.as_str().map(str::to_owned))
+                    .collect(),
+            )
+        },
+    )
+    .await;
     held.sort();
     assert_eq!(held, ["w1", "w4"]);
     tokio::time::sleep(Duration::from_millis(4000)).await;

@@ -38,7 +38,7 @@ fn ok(r: &Run) -> &str {
 
 #[tokio::test]
 async fn commands_print_and_exit_as_documented() {
-    let c = Cluster::start(3, &[]);
+    let mut c = Cluster::start(3, &[]);
     let leader = c.leader_among(&[1, 2, 3]).await;
     let eps: Vec<String> = (1..=3).map(|id| c.node(id).addr.to_string()).collect();
     let eps = eps.join(",");
@@ -183,6 +183,25 @@ async fn commands_print_and_exit_as_documented() {
     );
     // A usage error is clap's 2.
     assert_eq!(ctl(&eps, &["workers", "frobnicate"]).code, 2);
+
+    // members list with a member down: its row says so, with the cause; the others answer.
+    let down = (1..=3).find(|id| *id != leader).unwrap();
+    c.kill(down);
+    let out = ctl(&eps, &["-o", "json", "members", "list"]);
+    let rows: Value = serde_json::from_str(ok(&out)).unwrap();
+    let rows = rows.as_array().unwrap();
+    let row = |id: u64| rows.iter().find(|r| r["id"] == id).unwrap();
+    assert_eq!(row(down)["reachable"], false, "{}", out.stdout);
+    assert!(
+        row(down)["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("connection refused")),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(row(leader)["reachable"], true, "{}", out.stdout);
+    let out = ctl(&eps, &["-o", "wide", "members", "list"]);
+    assert!(ok(&out).contains("connection refused"), "{}", out.stdout);
 }
 
 /// Runs droverctl with its stdout a pipe whose reading end is already closed, as when `head`
