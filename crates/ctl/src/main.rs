@@ -270,18 +270,20 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let snap = c.snapshot().await?;
             // Write beside, then rename: a partial file never looks like a backup.
             let tmp = file.with_extension("partial");
-            std::fs::write(&tmp, &snap.bytes)?;
+            // Framed with a checksum, so a damaged copy is told from a good one.
+            let framed = drover_types::backup::frame(&snap.bytes);
+            std::fs::write(&tmp, &framed)?;
             std::fs::rename(&tmp, &file)?;
             let summary = serde_json::json!({
                 "file": file.display().to_string(),
-                "bytes": snap.bytes.len(),
+                "bytes": framed.len(),
                 "state_version": snap.version,
             });
             out.emit(&summary, || {
                 let mut t = table(&["FILE", "BYTES", "STATE VERSION"]);
                 t.add_row(vec![
                     file.display().to_string(),
-                    snap.bytes.len().to_string(),
+                    framed.len().to_string(),
                     snap.version.to_string(),
                 ]);
                 t

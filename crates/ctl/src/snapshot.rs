@@ -1,5 +1,7 @@
 //! `droverctl snapshot inspect FILE`: what a backup holds, read from the file alone — no
-//! cluster needed, so an operator can check a backup before restoring from it.
+//! cluster needed, so an operator can check a backup before restoring from it. The file's
+//! checksum is checked first (`drover_types::backup`), then the state decoded and its
+//! invariants checked.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -37,7 +39,7 @@ struct Summary {
     invariant_violations: Vec<String>,
 }
 
-fn summarize(file: &Path, bytes: &[u8], s: &ClusterState) -> Summary {
+fn summarize(file: &Path, bytes: usize, format: u8, s: &ClusterState) -> Summary {
     let mut workers: BTreeMap<&'static str, usize> = [
         WorkerState::Provisioning,
         WorkerState::Active,
@@ -62,8 +64,8 @@ fn summarize(file: &Path, bytes: &[u8], s: &ClusterState) -> Summary {
     }
     Summary {
         file: file.display().to_string(),
-        bytes: bytes.len(),
-        format: bytes[0],
+        bytes,
+        format,
         state_version: s.version,
         settings_version: s.settings.version,
         workers,
@@ -93,7 +95,13 @@ pub(crate) fn inspect(out: Printer, file: &Path) -> Result<(), Failure> {
             1
         },
     })?;
-    let state: ClusterState = drover_types::codec::decode(&bytes).map_err(|e| Failure {
+    let refused = |why: String| Failure {
+        message: format!("{}: {why}", file.display()),
+        hint: Some("a truncated or damaged copy, or not a backup: save it again".into()),
+        exit: 6,
+    };
+    let snapshot = drover_types::backup::unframe(&bytes).map_err(|e| refused(e.to_string()))?;
+    let state: ClusterState = drover_types::codec::decode(snapshot).map_err(|e| Failure {
         message: format!(
             "{}: not a backup this release reads ({} bytes): {e}",
             file.display(),
@@ -102,7 +110,7 @@ pub(crate) fn inspect(out: Printer, file: &Path) -> Result<(), Failure> {
         hint: Some("a truncated or damaged copy, or another format: save it again".into()),
         exit: 6,
     })?;
-    let summary = summarize(file, &bytes, &state);
+    let summary = summarize(file, bytes.len(), snapshot[0], &state);
     let violations = summary.invariant_violations.len();
     out.emit(&summary, || {
         let mut t = table(&["", ""]);

@@ -1569,8 +1569,9 @@ async fn a_rolling_restart_through_the_cli_moves_nothing_and_stops_at_a_failure(
 }
 
 /// `snapshot inspect` reads a saved backup alone, with no cluster reachable: its state
-/// version and counts are the cluster's at the save; a truncated copy and a file of garbage
-/// are refused (exit 6) saying so, and a missing file is exit 3.
+/// version and counts are the cluster's at the save; a truncated copy, one with a bit
+/// flipped (the file's checksum) and a file of garbage are refused (exit 6) saying so, and a
+/// missing file is exit 3.
 #[tokio::test]
 async fn a_saved_snapshot_is_inspected_without_a_cluster() {
     let c = Cluster::start(1, &[]);
@@ -1621,19 +1622,29 @@ async fn a_saved_snapshot_is_inspected_without_a_cluster() {
     let bytes = std::fs::read(&file).unwrap();
     let cut = dir.path().join("cut.bin");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
-    let out = ctl(
-        &nowhere,
-        &["snapshot", "inspect", &cut.display().to_string()],
-    );
+    let inspect =
+        |f: &std::path::Path| ctl(&nowhere, &["snapshot", "inspect", &f.display().to_string()]);
+    let out = inspect(&cut);
     assert_eq!(out.code, 6, "{}", out.stderr);
-    assert!(out.stderr.contains("not a backup"), "{}", out.stderr);
+    assert!(out.stderr.contains("damaged"), "{}", out.stderr);
+    // One bit flipped in the middle: bincode might still decode it; the checksum does not.
+    let mut flipped = bytes.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0x04;
+    let bad = dir.path().join("flipped.bin");
+    std::fs::write(&bad, &flipped).unwrap();
+    let out = inspect(&bad);
+    assert_eq!(out.code, 6, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("damaged: its checksum"),
+        "{}",
+        out.stderr
+    );
     let junk = dir.path().join("junk.bin");
-    std::fs::write(&junk, b"hello").unwrap();
-    let out = ctl(
-        &nowhere,
-        &["snapshot", "inspect", &junk.display().to_string()],
-    );
+    std::fs::write(&junk, b"hello, world").unwrap();
+    let out = inspect(&junk);
     assert_eq!(out.code, 6, "{}", out.stderr);
+    assert!(out.stderr.contains("not a Drover backup"), "{}", out.stderr);
     let out = ctl(
         &nowhere,
         &["snapshot", "inspect", "/nonexistent/backup.bin"],

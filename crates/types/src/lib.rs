@@ -23,6 +23,7 @@
 )]
 
 mod apply;
+pub mod backup;
 mod brakes;
 pub mod codec;
 mod command;
