@@ -579,6 +579,19 @@ async fn drains_warn_aggregate_their_throttles_and_give_an_eta() {
     drop(agents);
 }
 
+/// Registers worker `id` in `zone` through node 1's API, as an agent would, with no agent
+/// behind it (it stays Provisioning and never heartbeats).
+async fn register(c: &Cluster, id: &str, zone: &str) {
+    let r = c
+        .http
+        .put(c.url(1, &format!("/v1/workers/{id}")))
+        .json(&json!({"incarnation": 1, "address": "10.0.0.1:9000", "zone": zone}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "registering {id}");
+}
+
 /// An address on loopback where nothing listens (bound, then closed).
 fn unused_addr() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -747,14 +760,7 @@ async fn events_filter_tail_and_follow_and_lists_read_well() {
     c.leader_among(&[1]).await;
     let eps = c.node(1).addr.to_string();
     for id in ["w10", "w2"] {
-        let r = c
-            .http
-            .put(c.url(1, &format!("/v1/workers/{id}")))
-            .json(&json!({"incarnation": 1, "address": "10.0.0.1:9000", "zone": "a"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        register(&c, id, "a").await;
     }
     ok(&ctl(&eps, &["workers", "activate", "w10"]));
 
@@ -877,14 +883,7 @@ async fn dead_workers_go_in_one_step_and_recommission_says_what_to_do() {
         .unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     for (id, zone) in [("w1", "a"), ("w2", "b")] {
-        let r = c
-            .http
-            .put(c.url(1, &format!("/v1/workers/{id}")))
-            .json(&json!({"incarnation": 1, "address": "10.0.0.1:9000", "zone": zone}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        register(&c, id, zone).await;
         ok(&ctl(&eps, &["workers", "activate", id]));
     }
     // Nothing heartbeats for them: both are declared dead.
@@ -1578,14 +1577,7 @@ async fn a_saved_snapshot_is_inspected_without_a_cluster() {
     c.leader_among(&[1]).await;
     let eps = c.node(1).addr.to_string();
     for id in ["i1", "i2"] {
-        let r = c
-            .http
-            .put(c.url(1, &format!("/v1/workers/{id}")))
-            .json(&json!({"incarnation": 1, "address": "10.0.0.1:9000", "zone": "a"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        register(&c, id, "a").await;
     }
     ok(&ctl(&eps, &["kv", "put", "app/config", "1"]));
     ok(&ctl(

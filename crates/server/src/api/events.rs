@@ -92,25 +92,16 @@ pub async fn list(State(node): State<Node>, uri: Uri, headers: HeaderMap) -> Api
 /// Waits until this node has applied an event after `after` (or compacted past it), at most
 /// `wait`.
 async fn wait_for_event(node: &Node, after: u64, wait: std::time::Duration) {
-    // Subscribe before the first look, so an event between the look and the wait is seen.
-    let mut versions = node.versions();
     let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        let arrived = {
-            let guard = node.state().read();
-            let log = &guard.state.events;
-            log.events.back().is_some_and(|e| e.seq > after)
-                || after.saturating_add(1) < log.first_seq()
-        };
-        if arrived {
-            return;
-        }
-        match tokio::time::timeout_at(deadline, versions.changed()).await {
-            Ok(Ok(())) => continue,
-            // Timed out, or the node is shutting down: answer with what there is.
-            _ => return,
-        }
-    }
+    // Timed out, or the node is shutting down: the read answers with what there is.
+    let _ = node
+        .wait_on_state(deadline, |s| {
+            let log = &s.events;
+            let arrived = log.events.back().is_some_and(|e| e.seq > after)
+                || after.saturating_add(1) < log.first_seq();
+            Ok::<_, std::convert::Infallible>(arrived.then_some(()))
+        })
+        .await;
 }
 
 /// `uri` without its `wait` parameter: what is forwarded after the wait, so the leader answers

@@ -69,34 +69,23 @@ impl Node {
         after: u64,
         wait: Duration,
     ) -> Result<Assignments> {
-        // Subscribe before the first look, so a change between the look and the wait is seen.
-        let mut versions = self.versions();
-        let deadline = Instant::now() + wait;
-        loop {
-            let answer = {
+        let found = self
+            .wait_on_state(Instant::now() + wait, |s| {
+                let w = s.workers.get(worker).ok_or_else(|| no_worker(worker))?;
+                Ok::<_, Error>((w.assignments_version > after).then(|| assignments(s, w)))
+            })
+            .await?;
+        match found {
+            Some(a) => Ok(a),
+            // Timed out, or the node is shutting down: answer with what there is.
+            None => {
                 let guard = self.state().read();
                 let w = guard
                     .state
                     .workers
                     .get(worker)
                     .ok_or_else(|| no_worker(worker))?;
-                (w.assignments_version > after).then(|| assignments(&guard.state, w))
-            };
-            if let Some(a) = answer {
-                return Ok(a);
-            }
-            match tokio::time::timeout_at(deadline, versions.changed()).await {
-                Ok(Ok(())) => continue,
-                // Timed out, or the node is shutting down: answer with what there is.
-                _ => {
-                    let guard = self.state().read();
-                    let w = guard
-                        .state
-                        .workers
-                        .get(worker)
-                        .ok_or_else(|| no_worker(worker))?;
-                    return Ok(assignments(&guard.state, w));
-                }
+                Ok(assignments(&guard.state, w))
             }
         }
     }
@@ -245,40 +234,32 @@ impl Node {
             (w.generation, wait)
         };
         self.heartbeats().ask_recommission(worker, generation);
-        let mut versions = self.versions();
-        let deadline = Instant::now() + wait;
-        loop {
-            let registered = {
-                let guard = self.state().read();
-                let w = guard
-                    .state
-                    .workers
-                    .get(worker)
-                    .ok_or_else(|| no_worker(worker))?;
-                (w.generation > generation).then(|| w.clone())
-            };
-            if let Some(w) = registered {
+        let registered = self
+            .wait_on_state(Instant::now() + wait, |s| {
+                let w = s.workers.get(worker).ok_or_else(|| no_worker(worker))?;
+                Ok::<_, Error>((w.generation > generation).then(|| w.clone()))
+            })
+            .await?;
+        match registered {
+            Some(w) => {
                 tracing::info!(target: "drover::audit", actor = "admin", action = "recommission", %worker, generation = w.generation, "worker registered again");
-                return Ok(Recommissioned {
+                Ok(Recommissioned {
                     worker: w,
                     previous_generation: generation,
-                });
+                })
             }
-            if !matches!(
-                tokio::time::timeout_at(deadline, versions.changed()).await,
-                Ok(Ok(()))
-            ) {
+            None => {
                 // Withdrawn, so no later heartbeat is told; one answered meanwhile may still
                 // bring a registration: the outcome is unknown, not a refusal.
                 self.heartbeats().withdraw_recommission(worker, generation);
-                return Err(Error::outcome_unknown(
+                Err(Error::outcome_unknown(
                     format!(
                         "asked the agent of worker {worker} to register again; it had not within \
                          {wait:?} (the ask is withdrawn) — read the worker before asking again, \
                          and check its agent's log"
                     ),
                     self.leader(),
-                ));
+                ))
             }
         }
     }

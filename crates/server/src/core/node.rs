@@ -186,6 +186,31 @@ impl Node {
         self.0.state_machine.subscribe()
     }
 
+    /// Waits until `look` finds what it looks for in this node's applied state, looking again
+    /// after each applied change, until `deadline` (or the node stops): `Some` of what it found,
+    /// or `None`. An error from `look` ends the wait with it. The long polls and the requests
+    /// that wait for a registration share it.
+    pub(crate) async fn wait_on_state<T, E>(
+        &self,
+        deadline: Instant,
+        mut look: impl FnMut(&drover_types::ClusterState) -> std::result::Result<Option<T>, E>,
+    ) -> std::result::Result<Option<T>, E> {
+        // Subscribe before the first look, so a change between the look and the wait is seen.
+        let mut versions = self.versions();
+        loop {
+            let found = look(&self.state().read().state)?;
+            if found.is_some() {
+                return Ok(found);
+            }
+            if !matches!(
+                tokio::time::timeout_at(deadline, versions.changed()).await,
+                Ok(Ok(()))
+            ) {
+                return Ok(None);
+            }
+        }
+    }
+
     /// Follows the version of the last applied change that matters to placement.
     pub(crate) fn placement_versions(&self) -> tokio::sync::watch::Receiver<u64> {
         self.0.state_machine.subscribe_placement()
