@@ -191,6 +191,11 @@ impl Cluster {
 
     /// Adds a node that joins through node `via`.
     pub fn add_joining(&mut self, id: u64, via: u64) {
+        self.add_joining_with(id, via, &[]);
+    }
+
+    /// Adds a node that joins through node `via`, with `extra` flags.
+    pub fn add_joining_with(&mut self, id: u64, via: u64, extra: &[&str]) {
         let addr = SocketAddr::from((self.ip, 7000 + id as u16));
         let dir = self.root.path().join(format!("node{id}"));
         let args = vec![
@@ -205,6 +210,10 @@ impl Cluster {
             "--cluster-secret".into(),
             SECRET.into(),
         ];
+        let args = args
+            .into_iter()
+            .chain(extra.iter().map(|s| s.to_string()))
+            .collect();
         self.nodes.push(Node {
             id,
             addr,
@@ -338,17 +347,33 @@ impl Drop for Cluster {
     }
 }
 
-/// Runs `drover` with `args` to completion and returns (exit code, stderr).
+/// Runs `drover` with `args` to completion and returns (exit code, stderr). A run still going
+/// after 30 s (a node that started instead of refusing) is killed, and its code is `None`.
 pub fn run_drover(args: &[&str], cwd: &Path) -> (Option<i32>, String) {
-    let out = Command::new(drover_bin())
+    let mut child = Command::new(drover_bin())
         .args(args)
         .current_dir(cwd)
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let start = Instant::now();
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        std::io::Read::read_to_string(&mut e, &mut stderr).unwrap();
+    }
+    (code, stderr)
 }
 
 /// Every lifecycle event, oldest first, read through node `node`.

@@ -361,11 +361,24 @@ impl Client {
                 endpoint: endpoint.clone(),
                 message: "snapshot without x-drover-state-version".into(),
             })?;
+        let cluster_id = resp
+            .headers()
+            .get("x-drover-cluster-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .ok_or_else(|| Error::Decode {
+                endpoint: endpoint.clone(),
+                message: "snapshot without x-drover-cluster-id".into(),
+            })?;
         let bytes = resp.bytes().await.map_err(|e| Error::Decode {
             endpoint,
             message: e.to_string(),
         })?;
-        Ok(Snapshot { bytes, version })
+        Ok(Snapshot {
+            bytes,
+            version,
+            cluster_id,
+        })
     }
 
     // ---- health, metrics, the API's document --------------------------------------------
@@ -534,4 +547,6 @@ pub struct DrainOptions {
 pub struct Snapshot {
     pub bytes: bytes::Bytes,
     pub version: u64,
+    /// The `--cluster-id` of the cluster it was taken from.
+    pub cluster_id: String,
 }

@@ -270,8 +270,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let snap = c.snapshot().await?;
             // Write beside, then rename: a partial file never looks like a backup.
             let tmp = file.with_extension("partial");
-            // Framed with a checksum, so a damaged copy is told from a good one.
-            let framed = drover_types::backup::frame(&snap.bytes);
+            // Framed with a checksum, so a damaged copy is told from a good one, and the
+            // cluster id, so a restore can insist on a new one.
+            let framed = drover_types::backup::frame(&snap.cluster_id, &snap.bytes);
             std::fs::write(&tmp, &framed)?;
             std::fs::rename(&tmp, &file)?;
             let summary = serde_json::json!({

@@ -17,6 +17,8 @@ use crate::output::{Printer, table};
 struct Summary {
     file: String,
     bytes: usize,
+    /// The `--cluster-id` of the cluster it was saved from.
+    cluster_id: String,
     format: u8,
     state_version: u64,
     settings_version: u64,
@@ -39,7 +41,7 @@ struct Summary {
     invariant_violations: Vec<String>,
 }
 
-fn summarize(file: &Path, bytes: usize, format: u8, s: &ClusterState) -> Summary {
+fn summarize(file: &Path, bytes: usize, cluster_id: &str, format: u8, s: &ClusterState) -> Summary {
     let mut workers: BTreeMap<&'static str, usize> = [
         WorkerState::Provisioning,
         WorkerState::Active,
@@ -65,6 +67,7 @@ fn summarize(file: &Path, bytes: usize, format: u8, s: &ClusterState) -> Summary
     Summary {
         file: file.display().to_string(),
         bytes,
+        cluster_id: cluster_id.to_owned(),
         format,
         state_version: s.version,
         settings_version: s.settings.version,
@@ -100,7 +103,8 @@ pub(crate) fn inspect(out: Printer, file: &Path) -> Result<(), Failure> {
         hint: Some("a truncated or damaged copy, or not a backup: save it again".into()),
         exit: 6,
     };
-    let snapshot = drover_types::backup::unframe(&bytes).map_err(|e| refused(e.to_string()))?;
+    let backup = drover_types::backup::unframe(&bytes).map_err(|e| refused(e.to_string()))?;
+    let snapshot = backup.snapshot;
     let state: ClusterState = drover_types::codec::decode(snapshot).map_err(|e| Failure {
         message: format!(
             "{}: not a backup this release reads ({} bytes): {e}",
@@ -110,7 +114,8 @@ pub(crate) fn inspect(out: Printer, file: &Path) -> Result<(), Failure> {
         hint: Some("a truncated or damaged copy, or another format: save it again".into()),
         exit: 6,
     })?;
-    let summary = summarize(file, bytes.len(), snapshot[0], &state);
+    let format = snapshot.first().copied().unwrap_or_default();
+    let summary = summarize(file, bytes.len(), backup.cluster_id, format, &state);
     let violations = summary.invariant_violations.len();
     out.emit(&summary, || {
         let mut t = table(&["", ""]);
@@ -125,6 +130,7 @@ pub(crate) fn inspect(out: Printer, file: &Path) -> Result<(), Failure> {
                 "file",
                 format!("{} ({} bytes)", summary.file, summary.bytes),
             ),
+            ("cluster", summary.cluster_id.clone()),
             ("format", summary.format.to_string()),
             ("state version", summary.state_version.to_string()),
             ("settings version", summary.settings_version.to_string()),

@@ -72,6 +72,9 @@ pub struct Cli {
     pub test: TestFlags,
     #[command(flatten)]
     #[serde(skip)]
+    pub recovery: RecoveryFlags,
+    #[command(flatten)]
+    #[serde(skip)]
     pub unsafe_test: UnsafeTestFlags,
 }
 
@@ -181,6 +184,24 @@ pub struct TestFlags {
     #[arg(long, env = "DROVER_ENABLE_FAULT_INJECTION")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub enable_fault_injection: Option<bool>,
+}
+
+/// One-time recovery actions (docs/operations.md "Disasters"), from flags only: never from the
+/// file or the environment, so that no configuration left in place repeats one at the next
+/// start. Outside the tree for that reason.
+#[derive(Debug, Default, Args)]
+#[command(next_help_heading = "Recovery (one-time)")]
+pub struct RecoveryFlags {
+    /// Bootstrap a new cluster from this `droverctl snapshot save` file. Needs an empty
+    /// --data-dir, --initial-cluster (start every listed node with the same file) and a
+    /// --cluster-id other than the backup's.
+    #[arg(long, value_name = "FILE")]
+    pub restore: Option<PathBuf>,
+    /// After losing a quorum for good: start this node's existing data as a cluster of one
+    /// voter, keeping everything its log holds; then add members back with `--join`. Writes
+    /// the lost majority acknowledged after this node's last entry are gone. Once only.
+    #[arg(long, conflicts_with = "restore")]
+    pub force_new_cluster: bool,
 }
 
 /// Deliberate bugs, from flags or the environment only: never from the file, so no
@@ -360,6 +381,17 @@ pub enum Membership {
     Initial(BTreeMap<u64, SocketAddr>),
     /// Ask the node at this address to add us (only if the data dir is new).
     Join(String),
+    /// Neither: the data dir holds the cluster already (`--force-new-cluster` only).
+    Existing,
+}
+
+/// A one-time recovery to run on the store before Raft opens it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Recovery {
+    /// Seed an empty data dir from this backup file.
+    Restore(PathBuf),
+    /// Make this node's data a cluster of one voter.
+    ForceNewCluster,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -375,6 +407,7 @@ pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub membership: Membership,
+    pub recovery: Option<Recovery>,
     pub cluster_id: String,
     pub admin_token: Option<String>,
     pub worker_token: Option<String>,
@@ -526,7 +559,7 @@ impl Cli {
             let file = self.config.as_deref().unwrap_or(Path::new("-"));
             file_error(file, &e)
         })?;
-        settings.validate(&self.unsafe_test)
+        settings.validate(&self.recovery, &self.unsafe_test)
     }
 }
 
@@ -551,7 +584,11 @@ fn file_error(file: &Path, e: &figment::Error) -> ConfigError {
 impl Settings {
     /// Checks the tree and resolves it into the typed configuration; the errors name the flag
     /// (its file key is the same name in its section).
-    fn validate(self, unsafe_test: &UnsafeTestFlags) -> Result<Config, ConfigError> {
+    fn validate(
+        self,
+        recovery: &RecoveryFlags,
+        unsafe_test: &UnsafeTestFlags,
+    ) -> Result<Config, ConfigError> {
         let id = match self.id {
             Some(n) if n > 0 => n,
             Some(_) => return err("id: must be a positive integer"),
@@ -567,12 +604,18 @@ impl Settings {
         let Some(data_dir) = self.storage.data_dir else {
             return err("--data-dir is required");
         };
+        let recovery = match (&recovery.restore, recovery.force_new_cluster) {
+            (Some(file), _) => Some(Recovery::Restore(file.clone())),
+            (None, true) => Some(Recovery::ForceNewCluster),
+            (None, false) => None,
+        };
         let membership = match (self.initial_cluster, self.join) {
             (Some(_), Some(_)) => {
                 return err(
                     "--initial-cluster and --join are both set; a node either bootstraps or joins",
                 );
             }
+            (None, None) if recovery == Some(Recovery::ForceNewCluster) => Membership::Existing,
             (None, None) => {
                 return err(
                     "one of --initial-cluster (bootstrap) or --join (add to a running cluster) is required",
@@ -594,6 +637,11 @@ impl Settings {
                     Some(_) => {}
                 }
                 Membership::Initial(members)
+            }
+            (None, Some(_)) if matches!(recovery, Some(Recovery::Restore(_))) => {
+                return err(
+                    "--restore bootstraps a new cluster: give it --initial-cluster, not --join",
+                );
             }
             (None, Some(j)) => {
                 parse_addr("--join", &j)?;
@@ -662,6 +710,7 @@ impl Settings {
             listen,
             data_dir,
             membership,
+            recovery,
             cluster_id,
             admin_token,
             worker_token,
@@ -709,6 +758,52 @@ mod tests {
         assert_eq!(c.id, 2);
         assert_eq!(c.raft.heartbeat, Duration::from_millis(70));
         assert_eq!(c.membership, Membership::Join("127.0.0.1:7001".into()));
+    }
+
+    /// Recovery flags are one-time actions from the command line: `--force-new-cluster` needs
+    /// no membership flag (the data dir has one); `--restore` needs `--initial-cluster`; the
+    /// two exclude each other; the file cannot ask for either.
+    #[test]
+    fn recovery_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("d");
+        let base = ["--id", "1", "--listen", "127.0.0.1:7001", "--data-dir"];
+        let with = |more: &[&str]| {
+            let mut args: Vec<&str> = base.to_vec();
+            args.push(data.to_str().unwrap());
+            args.extend_from_slice(more);
+            Cli::try_parse_from(std::iter::once("drover").chain(args)).map(Cli::into_config)
+        };
+        let c = with(&["--force-new-cluster"]).unwrap().unwrap();
+        assert_eq!(c.membership, Membership::Existing);
+        assert_eq!(c.recovery, Some(Recovery::ForceNewCluster));
+        let c = with(&[
+            "--restore",
+            "b.drover",
+            "--initial-cluster",
+            "1=127.0.0.1:7001",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.recovery, Some(Recovery::Restore("b.drover".into())));
+        let e = with(&["--restore", "b.drover", "--join", "127.0.0.1:7002"])
+            .unwrap()
+            .unwrap_err();
+        assert!(e.0.contains("not --join"), "{e}");
+        let e = with(&["--restore", "b.drover"]).unwrap().unwrap_err();
+        assert!(e.0.contains("--initial-cluster"), "{e}");
+        assert!(with(&["--restore", "b", "--force-new-cluster"]).is_err());
+        let file = dir.path().join("drover.toml");
+        std::fs::write(&file, "force_new_cluster = true\n").unwrap();
+        let e = with(&[
+            "--config",
+            file.to_str().unwrap(),
+            "--join",
+            "127.0.0.1:7002",
+        ])
+        .unwrap()
+        .unwrap_err();
+        assert!(e.0.contains("unknown key"), "{e}");
     }
 
     #[test]

@@ -21,6 +21,7 @@
 mod error;
 mod keys;
 mod log_store;
+mod seed;
 mod state_machine;
 mod timings;
 

@@ -263,6 +263,18 @@ impl LogStore {
         Ok(())
     }
 
+    /// Adds to `batch` what makes the log empty and purged up to `at`, with `at` committed:
+    /// the log's side of seeding a store with a state at `at` (see `seed.rs`).
+    pub(crate) fn seed_into(&self, batch: &mut WriteBatch, at: &LogId) -> Result<()> {
+        batch.delete_range_cf(cf(&self.db, CF_LOG)?, &log_key(0)[..], &LOG_END[..]);
+        let raft = cf(&self.db, CF_RAFT)?;
+        batch.put_cf(raft, RAFT_LAST_PURGED, encoded("log id", at)?);
+        batch.put_cf(raft, RAFT_COMMITTED, encoded("log id", at)?);
+        self.committed_index
+            .fetch_max(at.index, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
     fn write_committed(&self, committed: Option<&LogId>) -> Result<()> {
         let family = cf(&self.db, CF_RAFT)?;
         if let Some(c) = committed {

@@ -488,6 +488,17 @@ impl StateMachine {
 
     /// Replaces the applied state with a snapshot's and makes it the current snapshot.
     pub fn install(&self, meta: &SnapshotMeta, data: Vec<u8>) -> Result<()> {
+        self.install_with(meta, data, WriteBatch::default())
+    }
+
+    /// [`install`](Self::install), in one synced write with what `batch` already holds (the
+    /// log's side of seeding a store).
+    pub(crate) fn install_with(
+        &self,
+        meta: &SnapshotMeta,
+        data: Vec<u8>,
+        mut batch: WriteBatch,
+    ) -> Result<()> {
         let state: ClusterState =
             codec::decode(&data).map_err(|e| Error::corrupt("snapshot data", e))?;
         let installed = Applied {
@@ -495,7 +506,6 @@ impl StateMachine {
             last_applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
         };
-        let mut batch = WriteBatch::default();
         write_everything(&mut batch, cf(&self.db, CF_SM)?, &installed)?;
         let stored = StoredSnapshot {
             meta: meta.clone(),

@@ -130,7 +130,8 @@ fn without_wait(uri: &Uri) -> ApiResult<Uri> {
     tag = "events",
     responses(
         (status = 200, description = "The replicated state: a format byte, then bincode", body = [u8], content_type = "application/octet-stream",
-            headers(("x-drover-state-version" = u64, description = "The state version of the snapshot"))),
+            headers(("x-drover-state-version" = u64, description = "The state version of the snapshot"),
+                ("x-drover-cluster-id" = String, description = "The cluster's --cluster-id, which a backup records"))),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 503, response = Unavailable),
@@ -160,6 +161,9 @@ pub async fn snapshot(
     );
     if let Ok(v) = http::HeaderValue::from_str(&version.to_string()) {
         h.insert("x-drover-state-version", v);
+    }
+    if let Ok(v) = http::HeaderValue::from_str(&node.config().cluster_id) {
+        h.insert("x-drover-cluster-id", v);
     }
     Ok(response)
 }

@@ -1,7 +1,7 @@
-//! Starting a node's core: opens the store, starts Raft, assembles the [`Node`] and spawns the
-//! tasks that run for its life — group commit, shared read confirmations, bootstrap or join
-//! (only when the data dir is new), learner promotion, leadership tracking and the
-//! scheduling loop. Serving it is the caller's (`run.rs`: the HTTP layer and Raft's routes).
+//! Starting a node's core: opens the store (and runs a recovery on it, if asked: `recovery.rs`),
+//! starts Raft, assembles the [`Node`] and spawns the tasks that run for its life — group
+//! commit, shared read confirmations, bootstrap or join (only when the data dir is new),
+//! learner promotion, leadership tracking and the scheduling loop. Serving it is the caller's (`run.rs`: the HTTP layer and Raft's routes).
 
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use drover_raft::{Faults, Peering, Raft, Transport};
 use super::batcher::Batcher;
 use super::node::{Inner, Node};
 use super::read_index::ReadIndex;
+use super::recovery::{self, RecoveryError};
 use super::{leadership, membership, schedule};
 use crate::config::{Config, Membership};
 
@@ -22,12 +23,15 @@ pub enum StartError {
     Raft(String),
     #[error("http client: {0}")]
     Http(#[from] reqwest::Error),
+    #[error(transparent)]
+    Recovery(#[from] RecoveryError),
 }
 
 /// Opens the store and starts Raft and the node's background tasks; the returned node is
 /// ready to serve. Stop it with `node.raft().shutdown()`.
 pub async fn start(config: Config) -> Result<Node, StartError> {
     let store = drover_store::open(config.data_dir.join("store"))?;
+    recovery::recover(&store, &config)?;
     let timings = store.timings.clone();
     let commit_index = store.log.committed_index();
     let peering = Peering {
@@ -122,6 +126,12 @@ pub async fn start(config: Config) -> Result<Node, StartError> {
         }
         Membership::Join(via) => {
             tokio::spawn(membership::join(node.clone(), via.clone()));
+        }
+        // Only with --force-new-cluster, which refuses a data dir holding no cluster.
+        Membership::Existing => {
+            return Err(StartError::Raft(
+                "the data dir holds no cluster to start".into(),
+            ));
         }
     }
     tokio::spawn(membership::promote_learners(node.clone()));

@@ -1,0 +1,71 @@
+//! Seeding a store (the recoveries' first step): a used store's whole log applied, then the
+//! store replaced by one state at one log id with a new membership, in one write that a reopen
+//! finds whole.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{assert_applied_is_replay, entries, log_id};
+use drover_store::{Node, Vote};
+use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// 120 entries in the log, 80 applied: `apply_whole_log` applies the other 40, committed or
+/// not, and the applied state is a replay of all 120. Seeded with that state at entry 120 and
+/// node 7 alone, the reopened store holds an empty log purged up to 120, 120 committed, the
+/// state as its applied state and its current snapshot, node 7 the only voter, and the vote
+/// as it was.
+#[test]
+fn a_used_store_is_seeded_with_its_whole_log_and_a_membership_of_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = runtime().block_on(async {
+        let store = common::open(dir.path());
+        assert!(store.is_empty().unwrap());
+        let mut log = store.log.clone();
+        log.save_vote(&Vote::new(4, 2)).await.unwrap();
+        log.blocking_append(entries(1..=120)).await.unwrap();
+        store.state_machine.apply_entries(entries(1..=80)).unwrap();
+        log.save_committed(Some(log_id(90))).await.unwrap();
+        assert!(!store.is_empty().unwrap());
+
+        assert_eq!(store.apply_whole_log().unwrap(), 40);
+        assert_eq!(store.apply_whole_log().unwrap(), 0, "applied twice");
+        assert_applied_is_replay(&store);
+        let applied = store.state_machine.handle().read().clone();
+        assert_eq!(applied.last_applied, Some(log_id(120)));
+        let me = BTreeMap::from([(7, Node::new("127.0.0.1:7007"))]);
+        store.seed(&applied.state, log_id(120), me.clone()).unwrap();
+        // A state version above the log id is refused: versions are log indexes.
+        let mut ahead = applied.state.clone();
+        ahead.version = 121;
+        assert!(store.seed(&ahead, log_id(120), me).is_err());
+        applied.state
+    });
+
+    let store = common::open(dir.path());
+    assert_eq!(
+        store.log.log_state().unwrap(),
+        (Some(log_id(120)), Some(log_id(120)))
+    );
+    assert!(store.log.entries(0..).unwrap().is_empty());
+    assert_eq!(store.log.committed().unwrap(), Some(log_id(120)));
+    assert_eq!(store.log.vote().unwrap(), Some(Vote::new(4, 2)));
+    let applied = store.state_machine.handle().read().clone();
+    assert_eq!(applied.state, state);
+    assert_eq!(applied.last_applied, Some(log_id(120)));
+    let voters: Vec<u64> = applied.membership.membership().voter_ids().collect();
+    assert_eq!(voters, vec![7]);
+    let (meta, data) = store.state_machine.current_snapshot().unwrap().unwrap();
+    assert_eq!(meta.last_log_id, Some(log_id(120)));
+    assert_eq!(
+        drover_types::codec::decode::<drover_types::ClusterState>(&data).unwrap(),
+        state
+    );
+}
