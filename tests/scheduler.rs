@@ -35,7 +35,7 @@ fn spawn_worker_beating(
     every: Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let http = reqwest::Client::builder()
+        let http = drover_tls::http_client(None)
             .timeout(Duration::from_secs(10))
             .no_proxy()
             .build()

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use serde_json::Value;
 
+pub mod certs;
+
 pub const SECRET: &str = "test-cluster-secret";
 
 /// The `drover` binary cargo built for these tests: cargo names it for the server's own tests;
@@ -86,6 +88,8 @@ pub struct Cluster {
     pub http: reqwest::Client,
     /// The nodes' `DROVER_LOG` filter (set before spawning them).
     pub log_filter: String,
+    /// `http`, or `https` once [`Cluster::with_tls`] set it up.
+    pub scheme: &'static str,
 }
 
 /// A loopback address no other test is likely to use (127.x.y.z with random x, y, z).
@@ -142,7 +146,7 @@ impl Cluster {
                 child: None,
             });
         }
-        let http = reqwest::Client::builder()
+        let http = drover_tls::http_client(None)
             .timeout(Duration::from_secs(10))
             .no_proxy()
             .build()
@@ -154,7 +158,33 @@ impl Cluster {
             root,
             http,
             log_filter: "info,openraft=info".into(),
+            scheme: "http",
         }
+    }
+
+    /// Serves every node over TLS with a certificate from `ca` for the cluster's IP (as
+    /// server and peer client certificate), `extra` TLS flags on each (such as
+    /// `--peer-client-cert-auth`); the helpers then speak HTTPS, trusting `ca`.
+    pub fn with_tls(&mut self, ca: &certs::Ca, extra: &[&str]) {
+        let dir = self.root.path().to_owned();
+        for node in &mut self.nodes {
+            let (cert, key) = ca.issue(&dir, &format!("node{}", node.id), self.ip.into());
+            node.args.extend([
+                "--cert-file".into(),
+                cert.display().to_string(),
+                "--key-file".into(),
+                key.display().to_string(),
+                "--trusted-ca-file".into(),
+                ca.file.display().to_string(),
+            ]);
+            node.args.extend(extra.iter().map(|s| s.to_string()));
+        }
+        self.scheme = "https";
+        self.http = drover_tls::http_client(Some(certs::client(&ca.file, None)))
+            .timeout(Duration::from_secs(10))
+            .no_proxy()
+            .build()
+            .unwrap();
     }
 
     pub fn node(&self, id: u64) -> &Node {
@@ -233,7 +263,7 @@ impl Cluster {
     }
 
     pub fn url(&self, id: u64, path: &str) -> String {
-        format!("http://{}{path}", self.node(id).addr)
+        format!("{}://{}{path}", self.scheme, self.node(id).addr)
     }
 
     /// A request to node `id` carrying the cluster's token, if any.

@@ -98,6 +98,9 @@ pub struct AgentConfig {
     pub dead_after: Duration,
     /// How long before the cluster could declare it dead the agent gives up its lease.
     pub lease_margin: Duration,
+    /// TLS to the nodes (`drover_tls::client_config`, with a client certificate if the
+    /// cluster wants one); `None`: plain HTTP.
+    pub tls: Option<drover_tls::rustls::ClientConfig>,
 }
 
 impl AgentConfig {
@@ -117,6 +120,7 @@ impl AgentConfig {
             heartbeat_interval: Duration::from_secs(1),
             dead_after: Duration::from_secs(30),
             lease_margin: Duration::from_secs(3),
+            tls: None,
         }
     }
 }
@@ -195,7 +199,11 @@ struct Shared {
 impl Agent {
     /// Registers with a fresh incarnation and starts heartbeating and watching assignments.
     pub async fn start(cfg: AgentConfig) -> Result<Agent, Error> {
-        let client = Client::new(&cfg.endpoints, cfg.token.clone())?;
+        let plain = ClientOptions {
+            tls: cfg.tls.clone(),
+            ..ClientOptions::default()
+        };
+        let client = Client::with_options(&cfg.endpoints, cfg.token.clone(), plain.clone())?;
         let interval = cfg.heartbeat_interval;
         let beats = Client::with_options(
             &cfg.endpoints,
@@ -203,7 +211,7 @@ impl Agent {
             ClientOptions {
                 timeout: interval.max(Duration::from_millis(300)),
                 retry_for: interval,
-                ..ClientOptions::default()
+                ..plain
             },
         )?;
         let (tasks, tasks_rx) = mpsc::unbounded_channel();

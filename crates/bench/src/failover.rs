@@ -122,7 +122,7 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
     for n in &mut nodes {
         n.start(&bin)?;
     }
-    let http = reqwest::Client::builder()
+    let http = drover_tls::http_client(None)
         .no_proxy()
         .timeout(Duration::from_millis(300))
         .build()?;

@@ -211,7 +211,7 @@ struct DroverClient {
 
 impl DroverClient {
     async fn connect(args: &RunArgs, i: usize) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
+        let http = drover_tls::http_client(None)
             .no_proxy()
             .timeout(Duration::from_secs(10))
             .pool_max_idle_per_host(1)

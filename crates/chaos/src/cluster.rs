@@ -110,7 +110,7 @@ impl Cluster {
                 }
             })
             .collect();
-        let http = reqwest::Client::builder()
+        let http = drover_tls::http_client(None)
             .local_address(std::net::IpAddr::V4(CLIENT_IP))
             .no_proxy()
             .pool_idle_timeout(Duration::from_secs(5))

@@ -37,6 +37,9 @@ pub struct ClientOptions {
     /// connecting), give up after this instead of `retry_for`: an operator's tool wants the
     /// real cause now, while an agent (`None`) rides out a whole cluster's restart.
     pub unreachable_for: Option<Duration>,
+    /// TLS (`drover_tls::client_config`): endpoints given as `host:port` are reached over
+    /// HTTPS, the nodes' certificates checked against its CA. `None`: plain HTTP.
+    pub tls: Option<drover_tls::rustls::ClientConfig>,
 }
 
 impl Default for ClientOptions {
@@ -46,6 +49,7 @@ impl Default for ClientOptions {
             retry_for: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(2),
             unreachable_for: None,
+            tls: None,
         }
     }
 }
@@ -133,8 +137,9 @@ enum Attempt {
     Fatal(Error),
 }
 
-/// `host:port` or a URL, as `http://host:port` without a trailing slash.
-fn normalize(endpoint: &str) -> Result<String> {
+/// `host:port` or a URL, as `scheme://host:port` without a trailing slash (`scheme` for a
+/// bare `host:port`).
+fn normalize_as(endpoint: &str, scheme: &str) -> Result<String> {
     let e = endpoint.trim().trim_end_matches('/');
     if e.is_empty() {
         return Err(Error::Config("an endpoint is empty".into()));
@@ -142,8 +147,14 @@ fn normalize(endpoint: &str) -> Result<String> {
     if e.starts_with("http://") || e.starts_with("https://") {
         Ok(e.to_owned())
     } else {
-        Ok(format!("http://{e}"))
+        Ok(format!("{scheme}://{e}"))
     }
+}
+
+/// [`normalize_as`] with plain HTTP.
+#[cfg(test)]
+fn normalize(endpoint: &str) -> Result<String> {
+    normalize_as(endpoint, "http")
 }
 
 impl Client {
@@ -157,14 +168,15 @@ impl Client {
         token: Option<String>,
         opts: ClientOptions,
     ) -> Result<Client> {
+        let scheme = if opts.tls.is_some() { "https" } else { "http" };
         let endpoints = endpoints
             .iter()
-            .map(|e| normalize(e.as_ref()))
+            .map(|e| normalize_as(e.as_ref(), scheme))
             .collect::<Result<Vec<_>>>()?;
         if endpoints.is_empty() {
             return Err(Error::Config("no endpoints given".into()));
         }
-        let http = reqwest::Client::builder()
+        let http = drover_tls::http_client(opts.tls.clone())
             .no_proxy()
             .connect_timeout(opts.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(30))
@@ -184,6 +196,15 @@ impl Client {
 
     pub fn endpoints(&self) -> &[String] {
         &self.inner.endpoints
+    }
+
+    /// `https` over TLS, else `http`.
+    fn scheme(&self) -> &'static str {
+        if self.inner.opts.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// Sends one request, failing over between endpoints.
@@ -307,7 +328,7 @@ impl Client {
             if let Error::Api {
                 leader: Some(hint), ..
             } = &err
-                && let Ok(to) = normalize(&hint.address)
+                && let Ok(to) = normalize_as(&hint.address, self.scheme())
                 && to != base
             {
                 return Err(Attempt::Redirect(to, why));

@@ -70,7 +70,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         );
         return Ok(());
     }
+    let tls = cli.tls().map_err(|e| Failure {
+        message: e.to_string(),
+        hint: None,
+        exit: 2,
+    })?;
     let opts = drover_client::ClientOptions {
+        tls: tls.clone(),
         timeout: Duration::from_secs(cli.timeout),
         retry_for: Duration::from_secs(cli.timeout * 2),
         connect_timeout: CONNECT_TIMEOUT.min(Duration::from_secs(cli.timeout)),
@@ -110,7 +116,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Members(MembersCmd::List) => {
             let s = c.cluster().await?;
             let addrs: Vec<String> = s.members.iter().map(|m| m.address.clone()).collect();
-            let probes = probe_all(&addrs, cli.token.clone(), cli.timeout).await;
+            let probes = probe_all(&addrs, cli.token.clone(), cli.timeout, &tls).await;
             let rows = health_rows(&probes, &s.members);
             out.emit(&rows, || {
                 health_table(
@@ -135,7 +141,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 }
                 members = s.members;
             }
-            let probes = probe_all(&addrs, cli.token.clone(), cli.timeout).await;
+            let probes = probe_all(&addrs, cli.token.clone(), cli.timeout, &tls).await;
             let rows = health_rows(&probes, &members);
             out.emit(&rows, || {
                 health_table(
@@ -399,13 +405,19 @@ async fn kv(c: &Client, out: Printer, cmd: KvCmd) -> Result<(), Failure> {
 }
 
 /// Asks every address directly and at once (no failover: each answer is that node's own).
-async fn probe_all(addrs: &[String], token: Option<String>, timeout: u64) -> Vec<Probe> {
+async fn probe_all(
+    addrs: &[String],
+    token: Option<String>,
+    timeout: u64,
+    tls: &Option<drover_tls::rustls::ClientConfig>,
+) -> Vec<Probe> {
     let limit = CONNECT_TIMEOUT.min(Duration::from_secs(timeout));
     let mut tasks = Vec::new();
     for a in addrs {
-        let (a, token) = (a.clone(), token.clone());
+        let (a, token, tls) = (a.clone(), token.clone(), tls.clone());
         tasks.push(tokio::spawn(async move {
             let opts = drover_client::ClientOptions {
+                tls,
                 timeout: limit,
                 retry_for: Duration::ZERO,
                 connect_timeout: limit,

@@ -29,6 +29,8 @@ use crate::{CLUSTER_ID_HEADER, CLUSTER_SECRET_HEADER, Faults, Node, NodeId, Peer
 #[derive(Clone, Debug)]
 pub struct Transport {
     client: reqwest::Client,
+    /// `https` or `http`.
+    scheme: &'static str,
     peering: Peering,
     faults: Faults,
     max_rpc_bytes: usize,
@@ -68,14 +70,17 @@ fn network_err<E: std::error::Error>(e: impl Display) -> RPCError<NodeId, Node, 
 }
 
 impl Transport {
-    /// A transport whose connections originate from `source` (the node's own IP).
+    /// A transport whose connections originate from `source` (the node's own IP), over TLS
+    /// with `tls` (HTTPS to every peer), else plain HTTP.
     pub fn new(
         source: IpAddr,
         peering: Peering,
         faults: Faults,
         max_rpc_bytes: usize,
+        tls: Option<drover_tls::rustls::ClientConfig>,
     ) -> Result<Transport, reqwest::Error> {
-        let client = reqwest::Client::builder()
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let client = drover_tls::http_client(tls)
             .local_address(source)
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(30))
@@ -84,6 +89,7 @@ impl Transport {
             .build()?;
         Ok(Transport {
             client,
+            scheme,
             peering,
             faults,
             max_rpc_bytes,
@@ -117,7 +123,7 @@ impl Transport {
         let body = codec::encode(req).map_err(network_err)?;
         let mut request = self
             .client
-            .post(format!("http://{}/raft/{path}", node.addr))
+            .post(format!("{}://{}/raft/{path}", self.scheme, node.addr))
             .timeout(option.hard_ttl())
             .header(CLUSTER_ID_HEADER, &self.peering.cluster_id)
             .header(http::header::CONTENT_TYPE, "application/octet-stream")

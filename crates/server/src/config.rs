@@ -69,6 +69,8 @@ pub struct Cli {
     #[command(flatten)]
     pub liveness: LivenessFlags,
     #[command(flatten)]
+    pub tls: TlsFlags,
+    #[command(flatten)]
     pub test: TestFlags,
     #[command(flatten)]
     #[serde(skip)]
@@ -176,6 +178,31 @@ pub struct LivenessFlags {
     pub max_deaths_fraction: Option<drover_types::Fraction>,
 }
 
+/// Flags of the `tls` section: TLS on the API and on Raft traffic (docs/operations.md "TLS").
+#[derive(Debug, Default, Args, Serialize)]
+#[command(next_help_heading = "TLS")]
+pub struct TlsFlags {
+    /// This node's certificate chain (PEM): serve HTTPS, and present it to peers. Reloaded
+    /// when the file changes or on SIGHUP.
+    #[arg(long, env = "DROVER_CERT_FILE", value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    /// The private key of --cert-file (PEM).
+    #[arg(long, env = "DROVER_KEY_FILE", value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// CA certificates (PEM) that peers' server and client certificates must be signed by
+    /// (default: the system's roots, and no client certificates accepted).
+    #[arg(long, env = "DROVER_TRUSTED_CA_FILE", value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trusted_ca_file: Option<PathBuf>,
+    /// Raft traffic only from peers presenting a client certificate signed by
+    /// --trusted-ca-file (the cluster secret is still checked).
+    #[arg(long, env = "DROVER_PEER_CLIENT_CERT_AUTH", num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_client_cert_auth: Option<bool>,
+}
+
 /// Flags of the `test` section.
 #[derive(Debug, Default, Args, Serialize)]
 #[command(next_help_heading = "Tests only")]
@@ -253,6 +280,7 @@ struct Settings {
     raft: RaftSettings,
     api: ApiSettings,
     liveness: LivenessSettings,
+    tls: TlsSettings,
     test: TestSettings,
 }
 
@@ -269,6 +297,7 @@ impl Default for Settings {
             raft: RaftSettings::default(),
             api: ApiSettings::default(),
             liveness: LivenessSettings::default(),
+            tls: TlsSettings::default(),
             test: TestSettings::default(),
         }
     }
@@ -357,6 +386,15 @@ impl Default for LivenessSettings {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+struct TlsSettings {
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    trusted_ca_file: Option<PathBuf>,
+    peer_client_cert_auth: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 struct TestSettings {
     enable_fault_injection: bool,
 }
@@ -412,6 +450,8 @@ pub struct Config {
     pub admin_token: Option<String>,
     pub worker_token: Option<String>,
     pub cluster_secret: Option<String>,
+    /// TLS on every link, or plain HTTP.
+    pub tls: Option<TlsConfig>,
     pub raft: RaftOptions,
     pub max_body_bytes: usize,
     pub log_format: LogFormat,
@@ -422,6 +462,27 @@ pub struct Config {
     /// Where the node reads the time of day: the system's, except in tests that run the core on
     /// tokio's paused clock. Not a flag.
     pub clock: crate::clock::Clock,
+}
+
+/// TLS on the API and on Raft traffic, loaded and checked at start.
+#[derive(Clone, Debug)]
+pub struct TlsConfig {
+    /// This node's certificate and key, reloaded while running (`drover_tls::watch`).
+    pub pair: std::sync::Arc<drover_tls::KeyPair>,
+    /// The server side: `pair`, and client certificates checked against the CA, if any.
+    pub server: std::sync::Arc<drover_tls::rustls::ServerConfig>,
+    /// The client side, to peers: their certificates checked against the CA (or the
+    /// system's roots), `pair` presented as this node's client certificate.
+    pub client: drover_tls::rustls::ClientConfig,
+    /// Raft RPCs only from peers that presented a verified client certificate.
+    pub peer_client_cert_auth: bool,
+}
+
+impl Config {
+    /// `https` with TLS, else `http`: how this node reaches its peers.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
 }
 
 /// Switches that break Drover's guarantees on purpose (SPEC §6), so that the fault-injection
@@ -515,6 +576,38 @@ fn secret(
         },
         (None, None) => Ok(None),
     }
+}
+
+/// Loads the TLS files, if any are set, into both sides' configurations.
+fn tls_config(t: TlsSettings) -> Result<Option<TlsConfig>, ConfigError> {
+    let tls_err = |e: drover_tls::Error| ConfigError(format!("TLS: {e}"));
+    let (cert, key) = match (t.cert_file, t.key_file) {
+        (Some(c), Some(k)) => (c, k),
+        (None, None) => {
+            if t.trusted_ca_file.is_some() || t.peer_client_cert_auth {
+                return err(
+                    "--trusted-ca-file and --peer-client-cert-auth need --cert-file and --key-file",
+                );
+            }
+            return Ok(None);
+        }
+        _ => return err("--cert-file and --key-file go together"),
+    };
+    if t.peer_client_cert_auth && t.trusted_ca_file.is_none() {
+        return err(
+            "--peer-client-cert-auth needs --trusted-ca-file, the CA peers' certificates are signed by",
+        );
+    }
+    let pair = drover_tls::KeyPair::load(cert, key).map_err(tls_err)?;
+    let ca = t.trusted_ca_file.as_deref();
+    let server = drover_tls::server_config(pair.clone(), ca).map_err(tls_err)?;
+    let client = drover_tls::client_config(ca, Some(pair.clone())).map_err(tls_err)?;
+    Ok(Some(TlsConfig {
+        pair,
+        server,
+        client,
+        peer_client_cert_auth: t.peer_client_cert_auth,
+    }))
 }
 
 /// Checks that `dir` exists (creating it) and that we can write in it.
@@ -704,6 +797,7 @@ impl Settings {
                 "liveness: need 0 < --heartbeat-interval-ms < --suspect-after-ms < --dead-after-ms",
             );
         }
+        let tls = tls_config(self.tls)?;
         check_data_dir(&data_dir)?;
         Ok(Config {
             id,
@@ -715,6 +809,7 @@ impl Settings {
             admin_token,
             worker_token,
             cluster_secret,
+            tls,
             raft,
             max_body_bytes,
             log_format,

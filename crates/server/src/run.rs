@@ -10,6 +10,9 @@ use crate::api;
 use crate::config::Config;
 use crate::core::{StartError, start};
 
+/// How often the certificate files are checked for a change (SIGHUP reloads at once).
+const CERT_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Why a node could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -33,15 +36,40 @@ pub async fn run(
     }
     let node = start(config.clone()).await?;
     let raft = node.raft().clone();
-    let app = api::router(node.clone()).merge(drover_raft::routes(
+    let mut raft_routes = drover_raft::routes(
         raft.clone(),
         node.peering().clone(),
         config.raft.max_rpc_bytes,
-    ));
-    tracing::info!(id = config.id, listen = %config.listen, "serving");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    );
+    if config.tls.as_ref().is_some_and(|t| t.peer_client_cert_auth) {
+        raft_routes = raft_routes.layer(axum::middleware::from_fn(
+            api::tls::require_peer_certificate,
+        ));
+    }
+    let app = api::router(node.clone()).merge(raft_routes);
+    match &config.tls {
+        None => {
+            tracing::info!(id = config.id, listen = %config.listen, "serving HTTP");
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await?;
+        }
+        Some(tls) => {
+            tracing::info!(
+                id = config.id,
+                listen = %config.listen,
+                peer_client_cert_auth = tls.peer_client_cert_auth,
+                "serving HTTPS"
+            );
+            drover_tls::watch(tls.pair.clone(), CERT_CHECK_EVERY);
+            let listener =
+                api::tls::Listener(drover_tls::Acceptor::new(listener, tls.server.clone())?);
+            let app = app.into_make_service_with_connect_info::<api::tls::Peer>();
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await?;
+        }
+    }
     tracing::info!("shutting down raft");
     raft.shutdown()
         .await

@@ -153,7 +153,10 @@ impl Forward for Node {
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
         let mut req = self
             .peer_client()
-            .request(method, format!("http://{}{path}", leader.address))
+            .request(
+                method,
+                format!("{}://{}{path}", self.config().scheme(), leader.address),
+            )
             .header(FORWARDED_HEADER, self.id().to_string())
             .body(body);
         for name in [http::header::CONTENT_TYPE, http::header::AUTHORIZATION] {

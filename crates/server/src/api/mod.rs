@@ -20,6 +20,7 @@ pub mod openapi;
 mod partitions;
 mod scheduler;
 mod settings;
+pub mod tls;
 mod ui;
 mod what_if;
 mod workers;

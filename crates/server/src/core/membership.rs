@@ -72,7 +72,10 @@ pub(super) async fn join(node: Node, via: String) {
     loop {
         let mut request = node
             .peer_client()
-            .post(format!("http://{via}/v1/cluster/members"))
+            .post(format!(
+                "{}://{via}/v1/cluster/members",
+                node.config().scheme()
+            ))
             .json(&body);
         if let Some(token) = &node.config().admin_token {
             request = request.bearer_auth(token);
@@ -148,7 +151,7 @@ impl Node {
                 let Some(addr) = addr else { return false };
                 let probe = self
                     .peer_client()
-                    .get(format!("http://{addr}/healthz"))
+                    .get(format!("{}://{addr}/healthz", self.config().scheme()))
                     .timeout(Duration::from_secs(1))
                     .send()
                     .await;

@@ -56,6 +56,7 @@ pub async fn start(config: Config) -> Result<Node, StartError> {
         peering.clone(),
         faults.clone(),
         config.raft.max_rpc_bytes,
+        config.tls.as_ref().map(|t| t.client.clone()),
     )?;
     let raft_config = config
         .raft
@@ -72,7 +73,7 @@ pub async fn start(config: Config) -> Result<Node, StartError> {
     )
     .await
     .map_err(|e| StartError::Raft(e.to_string()))?;
-    let peer_client = reqwest::Client::builder()
+    let peer_client = drover_tls::http_client(config.tls.as_ref().map(|t| t.client.clone()))
         .local_address(config.listen.ip())
         // Long enough for the leader to answer any proposal (bounded by the request timeout) or
         // membership change (10 s); short enough that a request forwarded to a leader that was
