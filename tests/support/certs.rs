@@ -1,11 +1,13 @@
-//! Throwaway certificate authorities for the TLS tests (rcgen): a CA, and certificates it
-//! signs for a node's IP, usable as both server and client certificates.
+//! Certificates for the TLS tests, from throwaway CAs (`drover_tls::ca`): a CA, and
+//! certificates it signs for a node's IP, usable as both server and client certificates.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use drover_tls::ca::write_pem;
+
 pub struct Ca {
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    ca: drover_tls::ca::Ca,
     /// The CA certificate's PEM file.
     pub file: PathBuf,
 }
@@ -13,39 +15,25 @@ pub struct Ca {
 impl Ca {
     /// A new CA named `name`, its certificate written to `dir/name.pem`.
     pub fn new(dir: &Path, name: &str) -> Ca {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        let cert = params.self_signed(&key).unwrap();
+        let ca = drover_tls::ca::Ca::new(name).unwrap();
         let file = dir.join(format!("{name}.pem"));
-        std::fs::write(&file, cert.pem()).unwrap();
-        Ca {
-            issuer: rcgen::Issuer::new(params, key),
-            file,
-        }
+        write_pem(&file, ca.pem()).unwrap();
+        Ca { ca, file }
     }
 
-    /// A certificate for `ip` (and `localhost`) and its key, written to `dir/name.crt` and
-    /// `dir/name.key`; returns their paths.
+    /// A certificate for `ip` (and `localhost`) and its key, written (beside, then renamed) to
+    /// `dir/name.crt` and `dir/name.key`; returns their paths.
     pub fn issue(&self, dir: &Path, name: &str, ip: IpAddr) -> (PathBuf, PathBuf) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let params =
-            rcgen::CertificateParams::new(vec![ip.to_string(), "localhost".into()]).unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let issued = self
+            .ca
+            .issue(name, &[ip.to_string(), "localhost".into()])
+            .unwrap();
         let (c, k) = (
             dir.join(format!("{name}.crt")),
             dir.join(format!("{name}.key")),
         );
-        // Written beside and renamed, as a certificate manager does, so a reload never reads
-        // half a file.
-        for (path, pem) in [(&c, cert.pem()), (&k, key.serialize_pem())] {
-            let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, pem).unwrap();
-            std::fs::rename(&tmp, path).unwrap();
-        }
+        write_pem(&c, &issued.cert).unwrap();
+        write_pem(&k, &issued.key).unwrap();
         (c, k)
     }
 }

@@ -145,6 +145,20 @@ pub(crate) enum Command {
     /// Backups.
     #[command(subcommand)]
     Snapshot(SnapshotCmd),
+    /// A throwaway certificate authority for a demo or a test cluster over TLS, written to
+    /// DIR: `ca.pem` (give it to `--trusted-ca-file` and `--cacert`), `node.crt`/`node.key`
+    /// for every node (`--cert-file`, `--key-file`), `client.crt`/`client.key` for an
+    /// operator. The CA's key is not kept: nothing more can be signed by it. Use your own PKI
+    /// in production. Refuses (exit 4) a DIR that already holds `ca.pem`.
+    Certs {
+        /// Where to write the files (created if missing).
+        #[arg(long)]
+        dir: std::path::PathBuf,
+        /// An address or DNS name the nodes are reached by, named in `node.crt` (repeat it;
+        /// default 127.0.0.1 and localhost).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+    },
     /// Replicated cluster settings: liveness timing, move throttles, limits.
     #[command(subcommand)]
     Settings(SettingsCmd),

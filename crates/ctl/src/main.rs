@@ -15,6 +15,7 @@ use clap::{CommandFactory, Parser};
 use drover_api::KvItem;
 use drover_client::{Client, Error};
 
+mod certs;
 mod cli;
 mod events;
 mod exit;
@@ -59,6 +60,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     // Reads a file, not a cluster.
     if let Command::Snapshot(SnapshotCmd::Inspect { file }) = &cli.command {
         return snapshot::inspect(Printer(cli.output), file);
+    }
+    if let Command::Certs { dir, hosts } = &cli.command {
+        return certs::create(Printer(cli.output), dir, hosts);
     }
     if let Command::Completions { shell } = cli.command {
         let mut cmd = Cli::command();
@@ -296,7 +300,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 t
             });
         }
-        Command::Completions { .. } | Command::Snapshot(SnapshotCmd::Inspect { .. }) => {}
+        Command::Completions { .. }
+        | Command::Certs { .. }
+        | Command::Snapshot(SnapshotCmd::Inspect { .. }) => {}
     }
     Ok(())
 }

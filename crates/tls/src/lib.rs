@@ -29,6 +29,9 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
+#[cfg(feature = "ca")]
+pub mod ca;
+
 pub use rustls;
 pub use tokio_rustls::server::TlsStream;
 
@@ -349,28 +352,15 @@ pub fn watch(pair: Arc<KeyPair>, every: Duration) {
 mod tests {
     use super::*;
 
-    fn write_pair(
-        dir: &Path,
-        name: &str,
-        ca: &rcgen::Issuer<'_, rcgen::KeyPair>,
-    ) -> (PathBuf, PathBuf) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
-        let cert = params.signed_by(&key, ca).unwrap();
+    fn write_pair(dir: &Path, name: &str, ca: &ca::Ca) -> (PathBuf, PathBuf) {
+        let issued = ca.issue(name, &["localhost".to_owned()]).unwrap();
         let (c, k) = (
             dir.join(format!("{name}.crt")),
             dir.join(format!("{name}.key")),
         );
-        std::fs::write(&c, cert.pem()).unwrap();
-        std::fs::write(&k, key.serialize_pem()).unwrap();
+        ca::write_pem(&c, &issued.cert).unwrap();
+        ca::write_pem(&k, &issued.key).unwrap();
         (c, k)
-    }
-
-    fn ca() -> rcgen::Issuer<'static, rcgen::KeyPair> {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        rcgen::Issuer::new(params, key)
     }
 
     /// A pair loads, a reload after the files change takes the new certificate, and a reload
@@ -378,7 +368,7 @@ mod tests {
     #[test]
     fn a_key_pair_reloads_and_keeps_the_old_one_when_the_new_is_bad() {
         let dir = tempfile::tempdir().unwrap();
-        let ca = ca();
+        let ca = ca::Ca::new("test CA").unwrap();
         let (cert, key) = write_pair(dir.path(), "a", &ca);
         let pair = KeyPair::load(&cert, &key).unwrap();
         let first = pair.current().cert[0].clone();
