@@ -9,7 +9,8 @@
 #   scripts/cluster.sh clean        stop every node and delete the data
 #
 # Data and logs live under $DROVER_CLUSTER_DIR (default .drover/cluster); PROFILE picks the cargo
-# profile (default dev).
+# profile (default dev). With DROVER_TLS_DIR set (a directory `droverctl certs` wrote), the nodes
+# serve HTTPS with its certificates and require client certificates of each other.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +23,16 @@ NODES=(1 2 3)
 addr() { echo "127.0.0.1:700$1"; }
 INITIAL="1=$(addr 1),2=$(addr 2),3=$(addr 3)"
 SECRET_FILE="$DIR/cluster-secret"
+TLS=${DROVER_TLS_DIR:-}
+TLS_FLAGS=()
+CURL=(curl -fsS)
+SCHEME=http
+if [ -n "$TLS" ]; then
+  TLS_FLAGS=(--cert-file "$TLS/node.crt" --key-file "$TLS/node.key"
+    --trusted-ca-file "$TLS/ca.pem" --peer-client-cert-auth)
+  CURL=(curl -fsS --cacert "$TLS/ca.pem")
+  SCHEME=https
+fi
 
 build() {
   bash scripts/setup.sh
@@ -37,7 +48,7 @@ start() {
   mkdir -p "$DIR"
   [ -f "$SECRET_FILE" ] || head -c 24 /dev/urandom | base64 > "$SECRET_FILE"
   "$BIN" --id "$n" --listen "$(addr "$n")" --data-dir "$DIR/node$n" \
-    --initial-cluster "$INITIAL" --cluster-secret-file "$SECRET_FILE" \
+    --initial-cluster "$INITIAL" --cluster-secret-file "$SECRET_FILE" ${TLS_FLAGS[@]+"${TLS_FLAGS[@]}"} \
     >>"$DIR/node$n.log" 2>&1 &
   echo $! > "$DIR/node$n.pid"
   echo "node $n started (pid $!, $(addr "$n"), log $DIR/node$n.log)"
@@ -48,8 +59,8 @@ wait_ready() {
   for _ in $(seq 1 150); do
     local ready=0 leader=0
     for n in "${NODES[@]}"; do
-      curl -fsS "http://$(addr "$n")/readyz" >/dev/null 2>&1 && ready=$((ready + 1))
-      curl -fsS "http://$(addr "$n")/v1/cluster" 2>/dev/null | grep -q '"state":"leader"' && leader=1
+      "${CURL[@]}" "$SCHEME://$(addr "$n")/readyz" >/dev/null 2>&1 && ready=$((ready + 1))
+      "${CURL[@]}" "$SCHEME://$(addr "$n")/v1/cluster" 2>/dev/null | grep -q '"state":"leader"' && leader=1
     done
     if [ "$ready" -eq "${#NODES[@]}" ] && [ "$leader" -eq 1 ]; then return 0; fi
     sleep 0.2
@@ -62,7 +73,7 @@ status() {
   for n in "${NODES[@]}"; do
     if alive "$n"; then
       printf 'node %s: ' "$n"
-      curl -fsS "http://$(addr "$n")/v1/cluster" || echo "(not answering)"
+      "${CURL[@]}" "$SCHEME://$(addr "$n")/v1/cluster" || echo "(not answering)"
       echo
     else
       echo "node $n: down"

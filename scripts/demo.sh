@@ -4,6 +4,8 @@
 # restart of the others that moves no replica.
 #
 #   scripts/demo.sh         build, start everything, drain w1, leave it all running
+#   scripts/demo.sh --tls   the same over TLS: a throwaway CA (droverctl certs) in
+#                           .drover/cluster/tls, client-certificate peers, HTTPS everywhere
 #   scripts/demo.sh down    stop the workers and the cluster and delete the demo's data
 #
 # Nodes listen on 127.0.0.1:7001-7003 (data and logs under .drover/cluster); workers log to
@@ -64,6 +66,7 @@ print(w["state"], left, d.get("replicas_total", "?"), d.get("moves_in_flight", 0
 }
 
 up() {
+  local tls=${1:-}
   bash scripts/setup.sh
   say "building drover, droverctl and the example worker ($PROFILE)"
   PROFILE=$PROFILE bash scripts/build.sh
@@ -72,6 +75,13 @@ up() {
     down
   fi
   mkdir -p "$DEMO"
+  if [ "$tls" = --tls ]; then
+    say "TLS: a throwaway certificate authority"
+    export DROVER_TLS_DIR="$DROVER_CLUSTER_DIR/tls"
+    ctl certs --dir "$DROVER_TLS_DIR"
+    # droverctl and the example workers read it from the environment.
+    export DROVER_CACERT="$DROVER_TLS_DIR/ca.pem"
+  fi
 
   say "starting three nodes"
   bash scripts/cluster.sh up >/dev/null
@@ -131,6 +141,7 @@ up() {
   echo
   echo "The cluster and workers keep running. Try:"
   echo "  export DROVER_ENDPOINTS=$DROVER_ENDPOINTS"
+  [ -n "${DROVER_CACERT:-}" ] && echo "  export DROVER_CACERT=$DROVER_CACERT DROVER_TLS_DIR=$DROVER_TLS_DIR"
   echo "  $BIN/droverctl workers list        # or: watch, events, partitions locate 42"
   echo "  scripts/cluster.sh kill 1            # and see a new leader take over"
   echo "Stop everything with: scripts/demo.sh down"
@@ -138,6 +149,7 @@ up() {
 
 case "${1:-up}" in
   up) up ;;
+  --tls) up --tls ;;
   down) down ;;
-  *) sed -n '2,9p' "$0"; exit 2 ;;
+  *) sed -n '2,11p' "$0"; exit 2 ;;
 esac
