@@ -51,9 +51,15 @@ fn run_and_print(opts: &Options) -> Report {
 /// and restart of one node and of all, SIGSTOP/SIGCONT and message delay, every KV key and
 /// worker history is linearizable, no acknowledged write is lost, no failed one appears, the
 /// SPEC §6 invariants hold at every state version, and the replicas agree at the end.
+///
+/// Every link is TLS in this run (a throwaway CA, client-certificate peers): the clients, the
+/// agents and Raft, with the fault layer dropping and delaying messages over it.
 #[test]
 fn every_fault_kind_keeps_histories_linearizable_and_loses_nothing() {
-    let report = run_and_print(&no_deaths(75));
+    let mut opts = no_deaths(75);
+    opts.tls = true;
+    let report = run_and_print(&opts);
+    assert!(report.tls, "the run was not over TLS");
     for kind in Fault::NODE {
         assert!(
             report.faults.get(kind.name()).is_some_and(|n| *n > 0),

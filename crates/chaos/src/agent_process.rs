@@ -48,6 +48,9 @@ pub struct Args {
     /// How long before the cluster could declare it dead the agent gives its lease up.
     #[arg(long, default_value_t = 1_000)]
     pub lease_margin_ms: u64,
+    /// Talk HTTPS to the nodes, trusting this CA (read before switching uid).
+    #[arg(long)]
+    pub cacert: Option<std::path::PathBuf>,
 }
 
 /// One report of an agent process.
@@ -161,6 +164,17 @@ impl Out {
 
 /// Runs the agent process until it ends; returns the exit code.
 pub fn main(args: Args) -> i32 {
+    // The run's directory is root's: read the CA while still root.
+    let tls = match &args.cacert {
+        None => None,
+        Some(ca) => match drover_tls::client_config(Some(ca), None) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("drover-chaos agent: {e}");
+                return 2;
+            }
+        },
+    };
     if let Some(uid) = args.uid
         && let Err(e) = switch_user(uid)
     {
@@ -177,7 +191,7 @@ pub fn main(args: Args) -> i32 {
             return 2;
         }
     };
-    rt.block_on(run(args))
+    rt.block_on(run(args, tls))
 }
 
 fn switch_user(uid: u32) -> nix::Result<()> {
@@ -187,7 +201,7 @@ fn switch_user(uid: u32) -> nix::Result<()> {
     setuid(Uid::from_raw(uid))
 }
 
-async fn run(a: Args) -> i32 {
+async fn run(a: Args, tls: Option<drover_tls::rustls::ClientConfig>) -> i32 {
     let out = Out {
         pid: std::process::id(),
         worker: a.id.clone(),
@@ -207,6 +221,7 @@ async fn run(a: Args) -> i32 {
     cfg.heartbeat_interval = Duration::from_millis(a.heartbeat_interval_ms);
     cfg.dead_after = Duration::from_millis(a.dead_after_ms);
     cfg.lease_margin = Duration::from_millis(a.lease_margin_ms);
+    cfg.tls = tls;
 
     let start = async {
         loop {

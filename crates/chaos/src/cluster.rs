@@ -46,7 +46,39 @@ pub struct Cluster {
     drover: PathBuf,
     netns: std::sync::Arc<Netns>,
     cuts: BTreeSet<(Ipv4Addr, Ipv4Addr)>,
-    pub http: reqwest::Client,
+    pub http: Http,
+}
+
+/// How the harness reaches the nodes: its HTTP client, over TLS when the nodes serve it.
+#[derive(Clone, Debug)]
+pub struct Http {
+    client: reqwest::Client,
+    scheme: &'static str,
+}
+
+impl Http {
+    /// A client from the harness's own address, trusting `tls`'s CA when given.
+    pub fn new(tls: Option<drover_tls::rustls::ClientConfig>) -> Result<Http> {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let client = drover_tls::http_client(tls)
+            .local_address(std::net::IpAddr::V4(CLIENT_IP))
+            .no_proxy()
+            .pool_idle_timeout(Duration::from_secs(5))
+            .build()?;
+        Ok(Http { client, scheme })
+    }
+
+    /// The URL of `path` on node `id`.
+    pub fn url(&self, id: u64, path: &str) -> String {
+        format!("{}://{}{path}", self.scheme, node_addr(id))
+    }
+}
+
+impl std::ops::Deref for Http {
+    type Target = reqwest::Client;
+    fn deref(&self) -> &reqwest::Client {
+        &self.client
+    }
 }
 
 impl std::fmt::Debug for Cluster {
@@ -64,6 +96,7 @@ impl Cluster {
         dir: &Path,
         liveness: crate::Liveness,
         extra: &[String],
+        tls: Option<drover_tls::rustls::ClientConfig>,
     ) -> Result<Cluster> {
         let ids = vec![1, 2, 3];
         let initial = ids
@@ -110,11 +143,7 @@ impl Cluster {
                 }
             })
             .collect();
-        let http = drover_tls::http_client(None)
-            .local_address(std::net::IpAddr::V4(CLIENT_IP))
-            .no_proxy()
-            .pool_idle_timeout(Duration::from_secs(5))
-            .build()?;
+        let http = Http::new(tls)?;
         Ok(Cluster {
             ids,
             nodes,
@@ -230,7 +259,7 @@ impl Cluster {
     /// Delays every Raft message `from` sends to `to` (the transport's fault layer).
     pub async fn set_delay(&self, from: u64, to: u64, delay_ms: u64) -> Result<()> {
         self.http
-            .post(format!("http://{}/debug/faults", node_addr(from)))
+            .post(self.http.url(from, "/debug/faults"))
             .json(&serde_json::json!({"peer": to, "delay_ms": delay_ms}))
             .timeout(Duration::from_secs(2))
             .send()
@@ -241,7 +270,7 @@ impl Cluster {
 
     pub async fn clear_delays(&self, id: u64) -> Result<()> {
         self.http
-            .delete(format!("http://{}/debug/faults", node_addr(id)))
+            .delete(self.http.url(id, "/debug/faults"))
             .timeout(Duration::from_secs(2))
             .send()
             .await?
@@ -252,7 +281,7 @@ impl Cluster {
     pub async fn status(&self, id: u64) -> Option<Value> {
         let r = self
             .http
-            .get(format!("http://{}/v1/cluster", node_addr(id)))
+            .get(self.http.url(id, "/v1/cluster"))
             .timeout(Duration::from_secs(1))
             .send()
             .await

@@ -70,6 +70,8 @@ pub struct Config {
     pub liveness: Liveness,
     /// Each worker's processes append their stderr to `<log_dir>/<worker>.log`.
     pub log_dir: PathBuf,
+    /// The CA of the nodes' certificates, when they serve TLS.
+    pub cacert: Option<PathBuf>,
 }
 
 /// One agent process as the checks see it.
@@ -134,7 +136,14 @@ pub struct Fleet {
 impl Fleet {
     pub fn new(cfg: Config, netns: Arc<Netns>) -> Result<Arc<Fleet>> {
         std::fs::create_dir_all(&cfg.log_dir)?;
-        let admin = Client::new(&cfg.endpoints, None)?;
+        let opts = drover_client::ClientOptions {
+            tls: match &cfg.cacert {
+                Some(ca) => Some(drover_tls::client_config(Some(ca), None)?),
+                None => None,
+            },
+            ..Default::default()
+        };
+        let admin = Client::with_options(&cfg.endpoints, None, opts)?;
         let slots = (0..WORKERS)
             .map(|i| Slot {
                 worker: format!("f-{i}"),
@@ -194,8 +203,13 @@ impl Fleet {
             .create(true)
             .append(true)
             .open(self.cfg.log_dir.join(format!("{worker}.log")))?;
-        let mut child = Command::new(&self.cfg.agent_bin)
-            .arg("agent")
+        let mut command = Command::new(&self.cfg.agent_bin);
+        if let Some(ca) = &self.cfg.cacert {
+            command.arg("agent").arg("--cacert").arg(ca);
+        } else {
+            command.arg("agent");
+        }
+        let mut child = command
             .args(["--endpoints", &self.cfg.endpoints.join(",")])
             .args(["--id", &worker, "--zone", &zone])
             .args(["--address", &format!("10.8.0.{slot}:9000")])

@@ -142,6 +142,9 @@ pub struct Options {
     pub fleet: bool,
     /// Print the nemesis' actions as they happen.
     pub verbose: bool,
+    /// Every link over TLS, with client-certificate peers (a throwaway CA in the run's
+    /// directory): the harness's own clients, the agents and Raft between the nodes.
+    pub tls: bool,
 }
 
 impl Options {
@@ -165,6 +168,7 @@ impl Options {
             check_budget: 20_000_000,
             fleet: true,
             verbose: false,
+            tls: false,
         }
     }
 }
@@ -182,6 +186,8 @@ pub fn seed_from_env() -> u64 {
 pub struct Report {
     pub seed: u64,
     pub duration_s: f64,
+    /// Every link was TLS.
+    pub tls: bool,
     pub unsafe_switches: Vec<String>,
     pub liveness: Option<Liveness>,
     pub operations: u64,
@@ -250,7 +256,7 @@ impl Report {
     pub fn summary(&self) -> String {
         let c = &self.operation_counts;
         let mut s = format!(
-            "seed {} ({:.0}s{})\n\
+            "seed {} ({:.0}s{}{})\n\
              operations: {} ({} ok, {} failed, {} unknown)\n\
              faults injected: {}\n\
              linearizability violations: {} (keys checked {}, inconclusive {}, {:.1}s)\n\
@@ -267,6 +273,7 @@ impl Report {
              fleet: {} agent processes, {} lease reports, {} acknowledgements, {} drains ({} to disabled, {} cancelled), {} restarts in maintenance ({} done, {} refused); {} maintenances committed\n",
             self.seed,
             self.duration_s,
+            if self.tls { ", TLS" } else { "" },
             if self.unsafe_switches.is_empty() {
                 String::new()
             } else {
@@ -415,7 +422,26 @@ async fn run_inside(opts: &Options, netns: Arc<Netns>, dir: &std::path::Path) ->
     if !opts.brake {
         extra.extend(["--max-deaths-fraction".to_owned(), "1".to_owned()]);
     }
-    let mut cluster = Cluster::new(netns, &opts.drover, dir, opts.liveness, &extra)?;
+    let tls = if opts.tls {
+        let hosts: Vec<String> = [1, 2, 3].map(|id| cluster::node_ip(id).to_string()).into();
+        let files = drover_tls::ca::throwaway(&dir.join("tls"), &hosts)?;
+        for (flag, file) in [
+            ("--cert-file", &files.node_cert),
+            ("--key-file", &files.node_key),
+            ("--trusted-ca-file", &files.ca),
+        ] {
+            extra.extend([flag.to_owned(), file.display().to_string()]);
+        }
+        extra.push("--peer-client-cert-auth".to_owned());
+        Some(files.ca)
+    } else {
+        None
+    };
+    let client_tls = match &tls {
+        Some(ca) => Some(drover_tls::client_config(Some(ca), None)?),
+        None => None,
+    };
+    let mut cluster = Cluster::new(netns, &opts.drover, dir, opts.liveness, &extra, client_tls)?;
     for id in cluster.ids.clone() {
         cluster.spawn(id)?;
     }
@@ -473,6 +499,7 @@ async fn exercise(
             endpoints,
             liveness: opts.liveness,
             log_dir: dir.join("agents"),
+            cacert: opts.tls.then(|| dir.join("tls").join("ca.pem")),
         };
         Some(fleet::Fleet::new(cfg, cluster.netns())?)
     } else {
@@ -560,6 +587,7 @@ async fn exercise(
 
     let mut report = Report {
         seed: opts.seed,
+        tls: opts.tls,
         liveness: Some(opts.liveness),
         faults: nemesis_log.counts,
         nemesis: nemesis_log.lines,
@@ -764,7 +792,7 @@ fn write_histories(dir: &std::path::Path, h: &History, nemesis: &[String]) -> Re
 /// Tails the events log into the shadow, and checks a snapshot every few seconds, until told
 /// to stop.
 async fn observe(
-    http: reqwest::Client,
+    http: cluster::Http,
     ids: Vec<u64>,
     start: Instant,
     shadow: Arc<Mutex<Shadow>>,
@@ -793,12 +821,11 @@ async fn observe(
 
 /// Reads every event after the shadow's last one through `node`, feeding the shadow. Gives up
 /// quietly when the node cannot answer (the next round asks another).
-async fn fetch_events(http: &reqwest::Client, node: u64, sh: &mut Shadow) {
+async fn fetch_events(http: &cluster::Http, node: u64, sh: &mut Shadow) {
     for _ in 0..1_000 {
-        let url = format!(
-            "http://{}/v1/events?after={}&limit=1000",
-            node_addr(node),
-            sh.next_after()
+        let url = http.url(
+            node,
+            &format!("/v1/events?after={}&limit=1000", sh.next_after()),
         );
         let Ok(resp) = http.get(url).timeout(Duration::from_secs(3)).send().await else {
             return;
@@ -831,9 +858,9 @@ async fn fetch_events(http: &reqwest::Client, node: u64, sh: &mut Shadow) {
     }
 }
 
-async fn snapshot(http: &reqwest::Client, node: u64) -> Option<drover_types::ClusterState> {
+async fn snapshot(http: &cluster::Http, node: u64) -> Option<drover_types::ClusterState> {
     let resp = http
-        .get(format!("http://{}/v1/snapshot", node_addr(node)))
+        .get(http.url(node, "/v1/snapshot"))
         .timeout(Duration::from_secs(3))
         .send()
         .await
@@ -847,7 +874,7 @@ async fn snapshot(http: &reqwest::Client, node: u64) -> Option<drover_types::Clu
 
 /// Every key under `prefix` through `node`: key → (value, version).
 async fn list_kv(
-    http: &reqwest::Client,
+    http: &cluster::Http,
     node: u64,
     prefix: &str,
     stale: bool,
@@ -855,9 +882,9 @@ async fn list_kv(
     let mut out = BTreeMap::new();
     let mut cursor: Option<String> = None;
     loop {
-        let mut url = format!(
-            "http://{}/v1/kv?prefix={prefix}&limit=1000&stale={stale}",
-            node_addr(node)
+        let mut url = http.url(
+            node,
+            &format!("/v1/kv?prefix={prefix}&limit=1000&stale={stale}"),
         );
         if let Some(c) = &cursor {
             url.push_str(&format!("&cursor={c}"));
@@ -892,7 +919,7 @@ async fn list_kv(
 /// [`list_kv`], tried a few times before giving up (at the end, once the cluster has converged,
 /// a failure is a slow moment, not an answer).
 async fn list_kv_retrying(
-    http: &reqwest::Client,
+    http: &cluster::Http,
     node: u64,
     prefix: &str,
     stale: bool,

@@ -93,6 +93,9 @@ struct Args {
     /// Print the nemesis' actions as they happen.
     #[arg(long, short)]
     verbose: bool,
+    /// Every link over TLS (a throwaway CA, client-certificate peers).
+    #[arg(long)]
+    tls: bool,
 }
 
 fn main() {
@@ -147,6 +150,7 @@ fn main() {
         opts.agent_bin = exe;
     }
     opts.verbose = args.verbose;
+    opts.tls = args.tls;
     if let Some(f) = &args.faults {
         let mut kinds = Vec::new();
         for name in f

@@ -23,7 +23,6 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 
-use crate::cluster::node_addr;
 use crate::linearizability::Timed;
 use crate::model::{KvOp, Record, WState, WorkerOp, WriteResult};
 
@@ -113,12 +112,12 @@ pub struct Clients {
     pub history: Arc<Mutex<History>>,
     pub start: Instant,
     stop: Arc<AtomicBool>,
-    http: reqwest::Client,
+    http: crate::cluster::Http,
     ids: Vec<u64>,
 }
 
 impl Clients {
-    pub fn new(http: reqwest::Client, ids: Vec<u64>, start: Instant) -> Clients {
+    pub fn new(http: crate::cluster::Http, ids: Vec<u64>, start: Instant) -> Clients {
         Clients {
             history: Arc::default(),
             start,
@@ -152,7 +151,7 @@ impl Clients {
         let timeout = if write { WRITE_TIMEOUT } else { READ_TIMEOUT };
         let mut req = self
             .http
-            .request(method, format!("http://{}{path}", node_addr(node)))
+            .request(method, self.http.url(node, path))
             .timeout(timeout);
         if let Some(b) = body {
             req = req.json(&b);
