@@ -114,9 +114,16 @@ async fn state_of(c: &Cluster, id: u64) -> ClusterState {
     codec::decode(&snap.bytes).unwrap()
 }
 
+/// When the test saves its backups, ms since the epoch.
+const SAVED_AT_MS: u64 = 1_800_000_000_000;
+
 async fn save(admin: &Client, file: &Path) {
     let snap = admin.snapshot().await.unwrap();
-    std::fs::write(file, backup::frame(&snap.cluster_id, &snap.bytes)).unwrap();
+    std::fs::write(
+        file,
+        backup::frame(&snap.cluster_id, SAVED_AT_MS, &snap.bytes),
+    )
+    .unwrap();
 }
 
 /// Flags that restore node `id` of a new cluster `c` from `file` as cluster `cluster_id`.
@@ -132,9 +139,11 @@ fn restoring(c: &mut Cluster, file: &Path, cluster_id: &str) {
 }
 
 /// Save → restore into a fresh three-node cluster → every record is the backup's, as
-/// `backup::restored` says (generations bumped, one version on); the old generation's agent
-/// calls are fenced; the new cluster takes writes at versions above the backup's; and a node
-/// that joins later gets the restored state (as the leader's snapshot: the log before is gone).
+/// `backup::restored` says (fencing tokens 2^32 on), and the same on every node; the old
+/// cluster's agents are fenced — at the backup's generation, at the next one (a restart after
+/// the backup), and retrying their old registration; the new cluster takes writes at versions
+/// above the backup's; and a node that joins later gets the restored state (as the leader's
+/// snapshot: the log before is gone).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_restores_into_a_new_cluster_with_every_record() {
     let old = Cluster::start(3, FLAGS);
@@ -163,24 +172,43 @@ async fn a_backup_restores_into_a_new_cluster_with_every_record() {
         new.spawn(id);
     }
     let leader = new.leader_among(&[1, 2, 3]).await;
-    let (mut expected, version) = backup::restored(saved.clone(), 0);
+    let (expected, version) = backup::restored(saved.clone(), SAVED_AT_MS);
     let got = state_of(&new, leader).await;
     assert_eq!(got.version, version, "the new cluster changed the state");
-    // The registrations' time is the restoring node's clock.
-    for (e, g) in expected.events.events.iter_mut().zip(&got.events.events) {
-        e.at_ms = g.at_ms;
-    }
     assert_eq!(got, expected, "the restored state is not the backup's");
-    assert!(new.log(leader).contains("RESTORED a new cluster"));
+    for id in [1, 2, 3] {
+        assert_eq!(state_of(&new, id).await, expected, "node {id} differs");
+        assert!(new.log(id).contains("RESTORED a new cluster"));
+    }
 
     let admin = client(&new, &[1, 2, 3]);
     for (id, generation) in &generations {
         let Some(w) = got.workers.get(id) else {
             continue;
         };
-        assert_eq!(w.generation, generation + 1, "{id}");
-        let e = admin.heartbeat(id.as_str(), *generation).await.unwrap_err();
-        assert!(e.is_superseded(), "{id}'s old agent was not fenced: {e}");
+        if w.dead {
+            continue;
+        }
+        assert_eq!(w.generation, generation + backup::RESTORE_GAP, "{id}");
+        for old in [*generation, generation + 1] {
+            let e = admin.heartbeat(id.as_str(), old).await.unwrap_err();
+            assert!(
+                e.is_superseded(),
+                "{id}'s agent at {old} was not fenced: {e}"
+            );
+        }
+        // The old agent retries the registration it made before: a new generation, not the
+        // restored record's (which the old process would otherwise take for its own).
+        let old = &saved.workers[id];
+        let retry = RegisterRequest {
+            incarnation: old.incarnation,
+            address: old.address.clone(),
+            zone: old.zone.clone(),
+            capacity: Some(old.capacity),
+            labels: old.labels.clone(),
+        };
+        let again = admin.register(id.as_str(), &retry).await.unwrap();
+        assert_eq!(again.generation, w.generation + 1, "{id}");
     }
     let put = admin.kv_put("after/restore", "yes", None).await.unwrap();
     assert!(put.version > version, "{} <= {version}", put.version);
@@ -211,7 +239,15 @@ async fn a_backup_restores_into_a_new_cluster_with_every_record() {
 async fn a_bad_restore_is_refused_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    let good = backup::frame("old", &codec::encode(&ClusterState::default()).unwrap());
+    let state = codec::encode(&ClusterState::default()).unwrap();
+    let good = backup::frame("old", SAVED_AT_MS, &state);
+    // A frame of before the format byte (cluster id length, id, snapshot), checksum and all.
+    let mut older_rest = vec![3u8];
+    older_rest.extend_from_slice(b"old");
+    older_rest.extend_from_slice(&state);
+    let mut older = backup::MAGIC.to_vec();
+    older.extend_from_slice(&crc32fast::hash(&older_rest).to_le_bytes());
+    older.extend_from_slice(&older_rest);
     let mut damaged = good.clone();
     let last = damaged.len() - 1;
     damaged[last] ^= 1;
@@ -228,9 +264,10 @@ async fn a_bad_restore_is_refused_and_changes_nothing() {
         ),
         (
             "format",
-            backup::frame("old", &other_format),
+            backup::frame("old", SAVED_AT_MS, &other_format),
             "unknown format version",
         ),
+        ("older-frame", older, "frame format 0x03"),
         ("same-id", good.clone(), "another --cluster-id"),
     ];
     let addr = "127.0.0.1:7999";
@@ -317,9 +354,11 @@ async fn a_bad_restore_is_refused_and_changes_nothing() {
 }
 
 /// A three-node cluster loses nodes 2 and 3 for good (their data dirs deleted): node 1 alone
-/// cannot commit. Restarted with `--force-new-cluster` it is a one-voter cluster with every
-/// key and worker from before; nodes 2 and 3 join back with empty dirs, all three are voters,
-/// and the replayed events log, the final state's invariants and every node's copy agree.
+/// cannot commit. `--force-new-cluster` with the cluster's own id is refused; with a new one,
+/// node 1 is a one-voter cluster with every key and worker from before, and the flag left in
+/// place is refused at the next start, as is the old id. Nodes 2 and 3 join back with empty
+/// dirs, all three are voters, and the replayed events log, the final state's invariants and
+/// every node's copy agree.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn force_new_cluster_brings_back_a_cluster_that_lost_two_nodes() {
     let mut c = Cluster::start(3, FLAGS);
@@ -348,7 +387,19 @@ async fn force_new_cluster_brings_back_a_cluster_that_lost_two_nodes() {
         std::fs::remove_dir_all(&c.node(id).dir).unwrap();
     }
     c.kill(1);
-    c.nodes[0].args.push("--force-new-cluster".into());
+    let root = c.root.path().to_owned();
+    let refused = |args: &[String], why: &str| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, err) = run_drover(&args, &root);
+        assert_eq!(code, Some(1), "{err}");
+        assert!(err.contains(why), "{err}");
+    };
+    let mut args = c.nodes[0].args.clone();
+    args.push("--force-new-cluster".into());
+    refused(&args, "another --cluster-id");
+    c.nodes[0]
+        .args
+        .extend(["--cluster-id", "forced", "--force-new-cluster"].map(String::from));
     c.spawn(1);
     c.leader_among(&[1]).await;
     assert!(c.log(1).contains("FORCED A NEW CLUSTER"), "{}", c.log(1));
@@ -362,8 +413,14 @@ async fn force_new_cluster_brings_back_a_cluster_that_lost_two_nodes() {
         .unwrap();
     assert!(put.version > before.version);
 
-    // Back to three: nodes 2 and 3 join with empty data dirs; the flag is dropped from node 1.
+    // The flag left in place is refused: the data dir is of the new cluster already. So is
+    // the old cluster's id.
     c.kill(1);
+    refused(&c.nodes[0].args, "remove it");
+    let mut old_id = c.nodes[0].args.clone();
+    old_id.truncate(old_id.len() - 3);
+    refused(&old_id, "holds a node of cluster \"forced\"");
+    // Back to three: nodes 2 and 3 join with empty data dirs; the flag is dropped from node 1.
     c.nodes[0].args.pop();
     c.spawn(1);
     c.leader_among(&[1]).await;
@@ -377,6 +434,7 @@ async fn force_new_cluster_brings_back_a_cluster_that_lost_two_nodes() {
             .unwrap();
         n.args[join] = "--join".into();
         n.args[join + 1] = first.clone();
+        n.args.extend(["--cluster-id", "forced"].map(String::from));
         c.spawn(id);
     }
     let admin = client(&c, &[1, 2, 3]);

@@ -135,7 +135,8 @@ pub struct WorkerRemoved {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegisterRequest {
     /// The random number the agent process picked at start: the same one is an idempotent
-    /// retry, a new one a restart (generation + 1).
+    /// retry, a new one a restart (generation + 1). At least 1.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub incarnation: u64,
     /// Where the worker serves, `host:port` (at most 256 bytes).
     #[cfg_attr(

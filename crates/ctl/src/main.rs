@@ -282,7 +282,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let tmp = file.with_extension("partial");
             // Framed with a checksum, so a damaged copy is told from a good one, and the
             // cluster id, so a restore can insist on a new one.
-            let framed = drover_types::backup::frame(&snap.cluster_id, &snap.bytes);
+            let saved_at_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            let framed = drover_types::backup::frame(&snap.cluster_id, saved_at_ms, &snap.bytes);
             std::fs::write(&tmp, &framed)?;
             std::fs::rename(&tmp, &file)?;
             let summary = serde_json::json!({

@@ -6,11 +6,13 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use drover_types::backup::Backup;
 use drover_types::{ClusterState, ReplicaRole, WorkerState};
 use serde::Serialize;
 
 use crate::exit::Failure;
 use crate::output::{Printer, table};
+use crate::render;
 
 /// A backup's contents, counted.
 #[derive(Debug, Serialize)]
@@ -19,6 +21,8 @@ struct Summary {
     bytes: usize,
     /// The `--cluster-id` of the cluster it was saved from.
     cluster_id: String,
+    /// When it was saved, ms since the Unix epoch (the saving droverctl's clock).
+    saved_at_ms: u64,
     format: u8,
     state_version: u64,
     settings_version: u64,
@@ -41,7 +45,7 @@ struct Summary {
     invariant_violations: Vec<String>,
 }
 
-fn summarize(file: &Path, bytes: usize, cluster_id: &str, format: u8, s: &ClusterState) -> Summary {
+fn summarize(file: &Path, bytes: usize, backup: &Backup<'_>, s: &ClusterState) -> Summary {
     let mut workers: BTreeMap<&'static str, usize> = [
         WorkerState::Provisioning,
         WorkerState::Active,
@@ -67,8 +71,9 @@ fn summarize(file: &Path, bytes: usize, cluster_id: &str, format: u8, s: &Cluste
     Summary {
         file: file.display().to_string(),
         bytes,
-        cluster_id: cluster_id.to_owned(),
-        format,
+        cluster_id: backup.cluster_id.to_owned(),
+        saved_at_ms: backup.saved_at_ms,
+        format: backup.snapshot.first().copied().unwrap_or_default(),
         state_version: s.version,
         settings_version: s.settings.version,
         workers,
@@ -114,8 +119,7 @@ pub(crate) fn inspect(out: Printer, file: &Path) -> Result<(), Failure> {
         hint: Some("a truncated or damaged copy, or another format: save it again".into()),
         exit: 6,
     })?;
-    let format = snapshot.first().copied().unwrap_or_default();
-    let summary = summarize(file, bytes.len(), backup.cluster_id, format, &state);
+    let summary = summarize(file, bytes.len(), &backup, &state);
     let violations = summary.invariant_violations.len();
     out.emit(&summary, || {
         let mut t = table(&["", ""]);
@@ -131,6 +135,7 @@ pub(crate) fn inspect(out: Printer, file: &Path) -> Result<(), Failure> {
                 format!("{} ({} bytes)", summary.file, summary.bytes),
             ),
             ("cluster", summary.cluster_id.clone()),
+            ("saved at", render::rfc3339_ms(summary.saved_at_ms)),
             ("format", summary.format.to_string()),
             ("state version", summary.state_version.to_string()),
             ("settings version", summary.settings_version.to_string()),

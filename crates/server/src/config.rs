@@ -214,8 +214,9 @@ pub struct TestFlags {
 }
 
 /// One-time recovery actions (docs/operations.md "Disasters"), from flags only: never from the
-/// file or the environment, so that no configuration left in place repeats one at the next
-/// start. Outside the tree for that reason.
+/// file or the environment, where they would be easy to leave in place; a flag left on the
+/// command line is refused at the next start, as the data dir is used (restore) or of the new
+/// cluster id (force-new-cluster). Outside the tree for that reason.
 #[derive(Debug, Default, Args)]
 #[command(next_help_heading = "Recovery (one-time)")]
 pub struct RecoveryFlags {
@@ -226,7 +227,8 @@ pub struct RecoveryFlags {
     pub restore: Option<PathBuf>,
     /// After losing a quorum for good: start this node's existing data as a cluster of one
     /// voter, keeping everything its log holds; then add members back with `--join`. Writes
-    /// the lost majority acknowledged after this node's last entry are gone. Once only.
+    /// the lost majority acknowledged after this node's last entry are gone. Needs a
+    /// --cluster-id other than the data dir's: the forced cluster is a new one.
     #[arg(long, conflicts_with = "restore")]
     pub force_new_cluster: bool,
 }

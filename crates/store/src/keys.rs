@@ -20,6 +20,8 @@ pub const ALL_CFS: [&str; 4] = [CF_LOG, CF_RAFT, CF_SM, CF_SNAPSHOT];
 pub const RAFT_VOTE: &[u8] = b"vote";
 pub const RAFT_COMMITTED: &[u8] = b"committed";
 pub const RAFT_LAST_PURGED: &[u8] = b"last_purged";
+/// The `--cluster-id` the store belongs to (`Store::cluster_id`).
+pub const RAFT_CLUSTER_ID: &[u8] = b"cluster_id";
 
 pub const SNAPSHOT_CURRENT: &[u8] = b"current";
 

@@ -111,7 +111,7 @@ impl Syncer {
 /// The Raft log store. Cloning it is cheap; clones share the database and the sync thread.
 #[derive(Clone)]
 pub struct LogStore {
-    db: Arc<DB>,
+    pub(crate) db: Arc<DB>,
     syncer: Arc<Syncer>,
     /// The last committed index openraft told us, for status reporting (0 before any).
     committed_index: Arc<std::sync::atomic::AtomicU64>,

@@ -15,8 +15,9 @@ use drover_types::ClusterState;
 use rocksdb::WriteBatch;
 
 use crate::error::{Error, Result};
-use crate::log_store::encoded;
-use crate::{LogId, Node, NodeId, SnapshotMeta, Store, StoredMembership};
+use crate::keys::{CF_RAFT, RAFT_CLUSTER_ID};
+use crate::log_store::{cf, encoded, get_decoded, synced};
+use crate::{Applied, LogId, Node, NodeId, SnapshotMeta, Store, StoredMembership};
 
 impl Store {
     /// Whether the store holds nothing yet: no log entry, no vote, nothing applied, no
@@ -31,12 +32,13 @@ impl Store {
             && self.state_machine.current_snapshot()?.is_none())
     }
 
-    /// Applies every entry the log holds past the applied state, committed or not, and returns
-    /// how many. Only before Raft opens the store, when this node's log is all that is left of
-    /// the cluster (force-new-cluster): an entry this node holds uncommitted may have been
-    /// committed by the lost majority, and every entry of a node's log is a prefix of some
-    /// leader's, so applying them all keeps the most of what may have been acknowledged.
-    pub fn apply_whole_log(&self) -> Result<usize> {
+    /// The applied state after every entry the log holds past it, committed or not, and how
+    /// many those were — computed in memory, so that seeding it is the one write. Only before
+    /// Raft opens the store, when this node's log is all that is left of the cluster
+    /// (force-new-cluster): an entry this node holds uncommitted may have been committed by
+    /// the lost majority, and every entry of a node's log is a prefix of some leader's, so
+    /// applying them all keeps the most of what may have been acknowledged.
+    pub fn whole_log_applied(&self) -> Result<(Applied, usize)> {
         let from = self
             .state_machine
             .handle()
@@ -45,18 +47,37 @@ impl Store {
             .map_or(0, |l| l.index.saturating_add(1));
         let entries = self.log.entries(from..)?;
         let n = entries.len();
-        self.state_machine.apply_entries(entries)?;
-        Ok(n)
+        Ok((self.state_machine.applied_after(entries), n))
+    }
+
+    /// The `--cluster-id` of the cluster this store belongs to: written at its first start,
+    /// or by a seed. `None` for a store that never started, or from a release before it was
+    /// kept.
+    pub fn cluster_id(&self) -> Result<Option<String>> {
+        get_decoded(&self.log.db, CF_RAFT, RAFT_CLUSTER_ID)
+    }
+
+    /// Records that this store belongs to the cluster `id` (synced).
+    pub fn set_cluster_id(&self, id: &str) -> Result<()> {
+        self.log.db.put_cf_opt(
+            cf(&self.log.db, CF_RAFT)?,
+            RAFT_CLUSTER_ID,
+            encoded("cluster id", &id)?,
+            &synced(),
+        )?;
+        Ok(())
     }
 
     /// Replaces everything the store holds but the vote with `state` at `at`, whose voters
-    /// are `members`: the applied state, the current snapshot, an empty log purged up to `at`
-    /// and `at` committed, in one synced write. The vote is kept, so terms only grow.
+    /// are `members`, in the cluster `cluster_id`: the applied state, the current snapshot, an
+    /// empty log purged up to `at`, `at` committed, and the cluster id, in one synced write.
+    /// The vote is kept, so terms only grow.
     pub fn seed(
         &self,
         state: &ClusterState,
         at: LogId,
         members: BTreeMap<NodeId, Node>,
+        cluster_id: &str,
     ) -> Result<()> {
         if state.version > at.index {
             return Err(Error::Inconsistent(format!(
@@ -74,6 +95,11 @@ impl Store {
         let data = encoded("seeded state", state)?;
         let mut batch = WriteBatch::default();
         self.log.seed_into(&mut batch, &at)?;
+        batch.put_cf(
+            cf(&self.log.db, CF_RAFT)?,
+            RAFT_CLUSTER_ID,
+            encoded("cluster id", &cluster_id)?,
+        );
         self.state_machine.install_with(&meta, data, batch)
     }
 }

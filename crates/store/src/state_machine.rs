@@ -419,46 +419,9 @@ impl StateMachine {
     pub fn apply_entries(&self, entries: impl IntoIterator<Item = Entry>) -> Result<Vec<Reply>> {
         let mut a = self.applied.write();
         let mut clock = self.applied.clock();
-        let now = Instant::now();
         let started = std::time::Instant::now();
         let events_before = (a.state.events.first_seq(), a.state.events.next_seq);
-        let mut changes = Changes::default();
-        let mut replies = Vec::new();
-        for entry in entries {
-            a.last_applied = Some(entry.log_id);
-            let reply = match entry.payload {
-                EntryPayload::Blank => Reply::Internal,
-                EntryPayload::Membership(m) => {
-                    a.membership = StoredMembership::new(Some(entry.log_id), m);
-                    Reply::Internal
-                }
-                EntryPayload::Normal(proposal) => {
-                    let batch = matches!(proposal.command, Command::Batch(_));
-                    let mut answers: Vec<Reply> =
-                        apply_proposal(&mut a.state, crate::position(&entry.log_id), &proposal)
-                            .into_iter()
-                            .map(|result| match result {
-                                Ok(mut outcome) => {
-                                    if outcome.changed {
-                                        clock.note(&proposal.command, &outcome.response, now);
-                                    }
-                                    changes.merge(std::mem::take(&mut outcome.changes));
-                                    Reply::Applied(Box::new(outcome))
-                                }
-                                Err(rejection) => Reply::Rejected(rejection),
-                            })
-                            .collect();
-                    match answers.pop() {
-                        Some(single) if !batch => single,
-                        last => {
-                            answers.extend(last);
-                            Reply::Batch(answers)
-                        }
-                    }
-                }
-            };
-            replies.push(reply);
-        }
+        let (replies, changes) = apply_to(&mut a, entries, &mut clock, Instant::now());
         let family = cf(&self.db, CF_SM)?;
         let mut batch = WriteBatch::default();
         write_changes(&mut batch, family, &a, &changes, events_before)?;
@@ -478,6 +441,15 @@ impl StateMachine {
                 .send_if_modified(|v| std::mem::replace(v, version) != version);
         }
         Ok(replies)
+    }
+
+    /// The applied state as it would be after `entries`, computed in memory: nothing is
+    /// written, and the state machine itself is unchanged.
+    pub fn applied_after(&self, entries: impl IntoIterator<Item = Entry>) -> Applied {
+        let mut a = self.applied.read().clone();
+        let now = Instant::now();
+        apply_to(&mut a, entries, &mut ApplyClock::new_at(now), now);
+        a
     }
 
     /// The current snapshot, if one was built or installed.
@@ -638,4 +610,52 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             snapshot: Box::new(Cursor::new(data)),
         }))
     }
+}
+
+/// Applies `entries` to `a` in memory, noting on `clock` (at `now`) what the lease rules
+/// care about: each entry's reply, and what the entries changed, for persisting.
+fn apply_to(
+    a: &mut Applied,
+    entries: impl IntoIterator<Item = Entry>,
+    clock: &mut ApplyClock,
+    now: Instant,
+) -> (Vec<Reply>, Changes) {
+    let mut changes = Changes::default();
+    let mut replies = Vec::new();
+    for entry in entries {
+        a.last_applied = Some(entry.log_id);
+        let reply = match entry.payload {
+            EntryPayload::Blank => Reply::Internal,
+            EntryPayload::Membership(m) => {
+                a.membership = StoredMembership::new(Some(entry.log_id), m);
+                Reply::Internal
+            }
+            EntryPayload::Normal(proposal) => {
+                let batch = matches!(proposal.command, Command::Batch(_));
+                let mut answers: Vec<Reply> =
+                    apply_proposal(&mut a.state, crate::position(&entry.log_id), &proposal)
+                        .into_iter()
+                        .map(|result| match result {
+                            Ok(mut outcome) => {
+                                if outcome.changed {
+                                    clock.note(&proposal.command, &outcome.response, now);
+                                }
+                                changes.merge(std::mem::take(&mut outcome.changes));
+                                Reply::Applied(Box::new(outcome))
+                            }
+                            Err(rejection) => Reply::Rejected(rejection),
+                        })
+                        .collect();
+                match answers.pop() {
+                    Some(single) if !batch => single,
+                    last => {
+                        answers.extend(last);
+                        Reply::Batch(answers)
+                    }
+                }
+            }
+        };
+        replies.push(reply);
+    }
+    (replies, changes)
 }

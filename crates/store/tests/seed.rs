@@ -17,11 +17,11 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// 120 entries in the log, 80 applied: `apply_whole_log` applies the other 40, committed or
-/// not, and the applied state is a replay of all 120. Seeded with that state at entry 120 and
-/// node 7 alone, the reopened store holds an empty log purged up to 120, 120 committed, the
-/// state as its applied state and its current snapshot, node 7 the only voter, and the vote
-/// as it was.
+/// 120 entries in the log, 80 applied: `whole_log_applied` computes the state after the other
+/// 40, committed or not — a replay of all 120 — without writing it. Seeded with that state at
+/// entry 120, node 7 alone and a new cluster id, the reopened store holds an empty log purged
+/// up to 120, 120 committed, the state as its applied state and its current snapshot, node 7
+/// the only voter, the new cluster id, and the vote as it was.
 #[test]
 fn a_used_store_is_seeded_with_its_whole_log_and_a_membership_of_one() {
     let dir = tempfile::tempdir().unwrap();
@@ -35,17 +35,25 @@ fn a_used_store_is_seeded_with_its_whole_log_and_a_membership_of_one() {
         log.save_committed(Some(log_id(90))).await.unwrap();
         assert!(!store.is_empty().unwrap());
 
-        assert_eq!(store.apply_whole_log().unwrap(), 40);
-        assert_eq!(store.apply_whole_log().unwrap(), 0, "applied twice");
-        assert_applied_is_replay(&store);
-        let applied = store.state_machine.handle().read().clone();
+        store.set_cluster_id("old").unwrap();
+        let before = store.state_machine.handle().read().clone();
+        let (applied, n) = store.whole_log_applied().unwrap();
+        assert_eq!(n, 40);
         assert_eq!(applied.last_applied, Some(log_id(120)));
+        assert_eq!(
+            *store.state_machine.handle().read(),
+            before,
+            "computed, not applied"
+        );
+        assert_applied_is_replay(&store);
         let me = BTreeMap::from([(7, Node::new("127.0.0.1:7007"))]);
-        store.seed(&applied.state, log_id(120), me.clone()).unwrap();
         // A state version above the log id is refused: versions are log indexes.
         let mut ahead = applied.state.clone();
         ahead.version = 121;
-        assert!(store.seed(&ahead, log_id(120), me).is_err());
+        assert!(store.seed(&ahead, log_id(120), me.clone(), "new").is_err());
+        assert_eq!(store.cluster_id().unwrap().as_deref(), Some("old"));
+        store.seed(&applied.state, log_id(120), me, "new").unwrap();
+        assert_applied_is_replay(&store);
         applied.state
     });
 
@@ -57,6 +65,7 @@ fn a_used_store_is_seeded_with_its_whole_log_and_a_membership_of_one() {
     assert!(store.log.entries(0..).unwrap().is_empty());
     assert_eq!(store.log.committed().unwrap(), Some(log_id(120)));
     assert_eq!(store.log.vote().unwrap(), Some(Vote::new(4, 2)));
+    assert_eq!(store.cluster_id().unwrap().as_deref(), Some("new"));
     let applied = store.state_machine.handle().read().clone();
     assert_eq!(applied.state, state);
     assert_eq!(applied.last_applied, Some(log_id(120)));

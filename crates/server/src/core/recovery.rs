@@ -8,7 +8,11 @@
 //!   state as the leader's snapshot.
 //! - `--force-new-cluster`: a surviving node's data dir becomes a one-voter cluster with
 //!   everything its log holds, committed or not, to which members are then added (etcd's flag
-//!   of the same name).
+//!   of the same name). The new cluster has a new `--cluster-id`: the lost nodes, should they
+//!   come back, are of the old one and cannot reach it, and a flag left in place is refused at
+//!   the next start, as the data dir is of the new cluster by then.
+//!
+//! Every start then checks that the data dir is of the `--cluster-id` given ([`check_cluster`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -32,12 +36,31 @@ fn refused<T>(why: impl Into<String>) -> Result<T, RecoveryError> {
     Err(RecoveryError::Refused(why.into()))
 }
 
-/// Runs the recovery `config` asks for, if any.
+/// Runs the recovery `config` asks for, if any, then checks the data dir is of the cluster
+/// `config` names.
 pub(super) fn recover(store: &Store, config: &Config) -> Result<(), RecoveryError> {
     match &config.recovery {
-        None => Ok(()),
-        Some(Recovery::Restore(file)) => restore(store, file, config),
-        Some(Recovery::ForceNewCluster) => force_new_cluster(store, config),
+        None => {}
+        Some(Recovery::Restore(file)) => restore(store, file, config)?,
+        Some(Recovery::ForceNewCluster) => force_new_cluster(store, config)?,
+    }
+    check_cluster(store, config)
+}
+
+/// A data dir belongs to one cluster: the id it was first started with (or seeded with) is
+/// kept, and a start with another `--cluster-id` is refused — a node of one cluster pointed
+/// at the data of another would replicate the wrong log. A data dir from before the id was
+/// kept takes the one it is started with.
+fn check_cluster(store: &Store, config: &Config) -> Result<(), RecoveryError> {
+    match store.cluster_id()? {
+        Some(id) if id == config.cluster_id => Ok(()),
+        Some(id) => refused(format!(
+            "{} holds a node of cluster {id:?}, and this node was started with --cluster-id \
+             {:?}: give it the data dir of its own cluster, or the --cluster-id of this one",
+            config.data_dir.display(),
+            config.cluster_id
+        )),
+        None => Ok(store.set_cluster_id(&config.cluster_id)?),
     }
 }
 
@@ -81,14 +104,14 @@ fn restore(store: &Store, file: &Path, config: &Config) -> Result<(), RecoveryEr
         ));
     }
     let backup_version = state.version;
-    let (state, version) = backup::restored(state, config.clock.now_ms());
+    let (state, version) = backup::restored(state, framed.saved_at_ms);
     // Term 0, as the entry `initialize` writes: the new cluster's first election is term 1.
     let at = LogId::new(CommittedLeaderId::new(0, 0), version);
     let nodes: BTreeMap<u64, BasicNode> = members
         .iter()
         .map(|(id, addr)| (*id, BasicNode::new(addr.to_string())))
         .collect();
-    store.seed(&state, at, nodes)?;
+    store.seed(&state, at, nodes, &config.cluster_id)?;
     tracing::warn!(
         file = %name,
         from_cluster = framed.cluster_id,
@@ -110,20 +133,27 @@ fn force_new_cluster(store: &Store, config: &Config) -> Result<(), RecoveryError
             config.data_dir.display()
         ));
     }
-    let from_log = store.apply_whole_log()?;
-    let applied = store.state_machine.handle().read().clone();
+    if let Some(id) = store.cluster_id()?
+        && id == config.cluster_id
+    {
+        return refused(format!(
+            "--force-new-cluster makes a new cluster, and {} is of cluster {id:?} already: \
+             give the new one another --cluster-id (the nodes that join it too), so that the \
+             lost nodes, should they come back, cannot reach it. If this node was forced into \
+             {id:?} before and the flag was left in place, remove it",
+            config.data_dir.display()
+        ));
+    }
+    let (applied, from_log) = store.whole_log_applied()?;
     let Some(at) = applied.last_applied else {
         return refused("--force-new-cluster: this node has applied nothing to keep");
     };
-    let before: Vec<u64> = applied
-        .membership
-        .membership()
-        .voter_ids()
-        .collect::<Vec<_>>();
+    let before: Vec<u64> = applied.membership.membership().voter_ids().collect();
     let me = BTreeMap::from([(config.id, BasicNode::new(config.listen.to_string()))]);
-    store.seed(&applied.state, at, me)?;
+    store.seed(&applied.state, at, me, &config.cluster_id)?;
     tracing::warn!(
         voters_before = ?before,
+        cluster_id = config.cluster_id,
         last_log_index = at.index,
         applied_from_log = from_log,
         state_version = applied.state.version,

@@ -28,6 +28,11 @@ impl Cx<'_> {
         if r.capacity == 0 {
             return invalid("capacity must be at least 1");
         }
+        if r.incarnation == 0 {
+            // Reserved: a record restored from a backup carries it (`backup::restored`), so
+            // that every process registers anew.
+            return invalid("incarnation must be at least 1");
+        }
         validate_labels(&r.labels).or_else(invalid)?;
 
         let (generation, state) = match self.s.workers.get(&r.worker) {
