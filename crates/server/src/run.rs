@@ -34,6 +34,11 @@ pub async fn run(
     if config.admin_token.is_none() && config.worker_token.is_none() {
         tracing::warn!("NO API TOKENS: this node serves every request without authentication");
     }
+    if let Some(tls) = &config.tls {
+        // Before the store opens, so a SIGHUP sent to rotate the certificate while this node
+        // is still starting reloads it instead of ending the process.
+        drover_tls::watch(tls.pair.clone(), CERT_CHECK_EVERY);
+    }
     let node = start(config.clone()).await?;
     let raft = node.raft().clone();
     let mut raft_routes = drover_raft::routes(
@@ -61,7 +66,6 @@ pub async fn run(
                 peer_client_cert_auth = tls.peer_client_cert_auth,
                 "serving HTTPS"
             );
-            drover_tls::watch(tls.pair.clone(), CERT_CHECK_EVERY);
             let listener =
                 api::tls::Listener(drover_tls::Acceptor::new(listener, tls.server.clone())?);
             let app = app.into_make_service_with_connect_info::<api::tls::Peer>();

@@ -31,6 +31,10 @@ use tokio::sync::mpsc;
 
 #[cfg(feature = "ca")]
 pub mod ca;
+#[cfg(feature = "cli")]
+mod cli;
+#[cfg(feature = "cli")]
+pub use cli::ClientArgs;
 
 pub use rustls;
 pub use tokio_rustls::server::TlsStream;
@@ -262,6 +266,11 @@ pub fn peer_certified(stream: &TlsStream<TcpStream>) -> bool {
 /// How long a client has to finish its handshake before the connection is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Handshakes in progress at once; past it, accepting waits (the kernel's backlog holds the
+/// rest), so a flood of connections that never finish costs at most this many tasks and
+/// sockets for `HANDSHAKE_TIMEOUT` each.
+const HANDSHAKES_IN_FLIGHT: usize = 512;
+
 /// Accepts TCP connections and completes their TLS handshakes concurrently, so one slow or
 /// hostile client cannot hold up the others; yields the connections that completed. A failed
 /// handshake (a certificate not signed by the CA, plain HTTP, a timeout) is logged at debug
@@ -277,8 +286,12 @@ impl Acceptor {
         let local = tcp.local_addr()?;
         let (tx, ready) = mpsc::channel(64);
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let slots = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES_IN_FLIGHT));
         tokio::spawn(async move {
             loop {
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    return;
+                };
                 let (stream, peer) = match tcp.accept().await {
                     Ok(c) => c,
                     Err(e) => {
@@ -292,7 +305,10 @@ impl Acceptor {
                 }
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    let handshake =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+                    drop(slot);
+                    match handshake {
                         Ok(Ok(tls)) => {
                             let _ = tx.send((tls, peer)).await;
                         }
@@ -320,10 +336,11 @@ impl Acceptor {
 }
 
 /// Reloads `pair` on SIGHUP, and whenever its files change (checked every `every`), for the
-/// life of the process; each outcome is logged.
+/// life of the process; each outcome is logged. SIGHUP is taken over before this returns, so
+/// from then on it no longer ends the process.
 pub fn watch(pair: Arc<KeyPair>, every: Duration) {
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     tokio::spawn(async move {
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
