@@ -36,9 +36,8 @@ struct Args {
     /// Where this worker serves (announced to peers).
     #[arg(long, default_value = "127.0.0.1:9000")]
     address: String,
-    /// CA certificate (PEM) the nodes' certificates are signed by: talk HTTPS.
-    #[arg(long, env = "DROVER_CACERT")]
-    cacert: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    tls: drover_tls::ClientArgs,
     /// Simulated catch-up time per joining replica.
     #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
     catch_up: Duration,
@@ -54,12 +53,12 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    let https = args.endpoints.iter().any(|e| e.starts_with("https://"));
+    let tls = args.tls.config(https)?;
     let mut cfg = AgentConfig::new(args.endpoints, &args.id, args.address);
     cfg.zone = args.zone;
     cfg.token = args.token;
-    if let Some(ca) = &args.cacert {
-        cfg.tls = Some(drover_tls::client_config(Some(ca), None)?);
-    }
+    cfg.tls = tls;
 
     let mut agent = Agent::start(cfg).await?;
     let mut tasks = agent.take_tasks().expect("tasks are taken once");

@@ -34,6 +34,9 @@ pub struct RunArgs {
     /// Bearer token (Drover).
     #[arg(long, env = "DROVER_TOKEN")]
     token: Option<String>,
+    /// TLS to Drover's nodes, as droverctl takes it.
+    #[command(flatten)]
+    tls: drover_tls::ClientArgs,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -59,11 +62,20 @@ pub struct Report {
 const READ_KEYS: usize = 1000;
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let https = args.endpoints.iter().any(|e| e.starts_with("https://"));
+    let tls = args.tls.config(https)?;
+    if args.target == Target::Etcd && tls.is_some() {
+        bail!(
+            "--cacert, --cert and --key are for --target drover; etcd is benchmarked over plain HTTP"
+        );
+    }
     let value: Arc<str> = "x".repeat(args.value_size).into();
     let mut clients: Vec<AnyClient> = Vec::with_capacity(args.clients);
     for i in 0..args.clients {
         clients.push(match args.target {
-            Target::Drover => AnyClient::Drover(DroverClient::connect(&args, i).await?),
+            Target::Drover => {
+                AnyClient::Drover(DroverClient::connect(&args, tls.clone(), i).await?)
+            }
             Target::Etcd => AnyClient::Etcd(Box::new(EtcdClient::connect(&args).await?)),
         });
     }
@@ -210,13 +222,21 @@ struct DroverClient {
 }
 
 impl DroverClient {
-    async fn connect(args: &RunArgs, i: usize) -> anyhow::Result<Self> {
-        let http = drover_tls::http_client(None)
+    async fn connect(
+        args: &RunArgs,
+        tls: Option<drover_tls::rustls::ClientConfig>,
+        i: usize,
+    ) -> anyhow::Result<Self> {
+        let scheme = drover_tls::ClientArgs::scheme(&tls);
+        let http = drover_tls::http_client(tls)
             .no_proxy()
             .timeout(Duration::from_secs(10))
             .pool_max_idle_per_host(1)
             .build()?;
-        let first = format!("http://{}", args.endpoints[0].trim_start_matches("http://"));
+        let bare = args.endpoints[0]
+            .trim_start_matches("https://")
+            .trim_start_matches("http://");
+        let first = format!("{scheme}://{bare}");
         let status: Value = http
             .get(format!("{first}/v1/cluster"))
             .send()
@@ -232,7 +252,7 @@ impl DroverClient {
             .context("leader not among the members")?;
         Ok(DroverClient {
             http,
-            base: format!("http://{address}"),
+            base: format!("{scheme}://{address}"),
             token: args.token.clone(),
             worker: format!("bench-{i}"),
             disabled: true,

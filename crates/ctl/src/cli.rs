@@ -30,28 +30,8 @@ pub(crate) struct Cli {
     /// twice that, but an endpoint list where nothing listens fails within the connect timeout.
     #[arg(long, global = true, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) timeout: u64,
-    /// CA certificate (PEM) the nodes' certificates are signed by: talk HTTPS. Endpoints
-    /// written `https://…` use HTTPS too, with the system's roots unless this is given.
-    #[arg(long, global = true, env = "DROVER_CACERT", value_name = "FILE")]
-    pub(crate) cacert: Option<std::path::PathBuf>,
-    /// Client certificate (PEM) to present, with --key.
-    #[arg(
-        long = "cert",
-        global = true,
-        env = "DROVER_CERT",
-        value_name = "FILE",
-        requires = "client_key"
-    )]
-    pub(crate) client_cert: Option<std::path::PathBuf>,
-    /// Private key (PEM) of --cert.
-    #[arg(
-        long = "key",
-        global = true,
-        env = "DROVER_KEY",
-        value_name = "FILE",
-        requires = "client_cert"
-    )]
-    pub(crate) client_key: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub(crate) tls_args: drover_tls::ClientArgs,
     /// Do not ask before destructive commands (forced disable, removals); they ask only when
     /// standard input is a terminal.
     #[arg(short = 'y', long, global = true)]
@@ -82,14 +62,7 @@ impl Cli {
             .endpoints
             .iter()
             .any(|e| e.trim().starts_with("https://"));
-        if self.cacert.is_none() && self.client_cert.is_none() && !https {
-            return Ok(None);
-        }
-        let identity = match (&self.client_cert, &self.client_key) {
-            (Some(c), Some(k)) => Some(drover_tls::KeyPair::load(c, k)?),
-            _ => None,
-        };
-        drover_tls::client_config(self.cacert.as_deref(), identity).map(Some)
+        self.tls_args.config(https)
     }
 }
 
