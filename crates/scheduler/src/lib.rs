@@ -137,6 +137,13 @@ pub enum Step {
         reason: Reason,
         replaces: Option<WorkerId>,
     },
+    /// Initial placement of a partition that never held a replica (a new table): joining
+    /// replicas on all of `workers` at once. No data moves, so no throttle counts it (SPEC §3).
+    Place {
+        partition: PartitionId,
+        workers: Vec<WorkerId>,
+        epoch: u64,
+    },
     /// Break: the partition has enough healthy serving replicas without this one.
     Release {
         partition: PartitionId,
@@ -183,6 +190,15 @@ impl Step {
                 worker,
                 expected_epoch: epoch,
                 replaces,
+            },
+            Step::Place {
+                partition,
+                workers,
+                epoch,
+            } => Command::PlaceReplicas {
+                partition,
+                workers,
+                expected_epoch: epoch,
             },
             Step::Release {
                 partition,
@@ -231,6 +247,12 @@ impl Step {
             Step::Add { reason, .. } | Step::Release { reason, .. } => Some(*reason),
             _ => None,
         }
+    }
+
+    /// Whether this step puts a new replica on a worker (a move's make step, or a placement):
+    /// what waits until the liveness of every worker is known.
+    pub fn adds_replica(&self) -> bool {
+        matches!(self, Step::Add { .. } | Step::Place { .. })
     }
 }
 

@@ -23,6 +23,7 @@ pub fn plan(s: &ClusterState, live: &Liveness, cfg: &PlannerConfig) -> Plan {
         busy: BTreeSet::new(),
         releasing: BTreeSet::new(),
         target: None,
+        placed: 0,
     };
     r.in_flight();
     r.target = target(&r.t, &r.releasing);
@@ -45,9 +46,7 @@ pub fn plan(s: &ClusterState, live: &Liveness, cfg: &PlannerConfig) -> Plan {
     r.plan.feasible = r.plan.blocked.iter().all(|b| b.code.is_transient());
     if !live.unheard.is_empty() {
         // Liveness not known yet: moves wait for it; steps that finish moves go ahead.
-        r.plan
-            .steps
-            .retain(|step| !matches!(step, Step::Add { .. }));
+        r.plan.steps.retain(|step| !step.adds_replica());
     }
     if let Some(pause) = &s.brakes.pause {
         r.hold_new_moves(&pause.reason);
@@ -68,6 +67,25 @@ struct Round<'a> {
     /// Where the rules want every replica with the fewest moves, when the flow applies
     /// (see [`crate::target`]); otherwise the greedy passes choose.
     target: Option<Target>,
+    /// Partitions placed this round (initial placement), at most [`PLACEMENTS_PER_ROUND`].
+    placed: usize,
+}
+
+/// Most new partitions one round places: each choice scans a zone's workers under the state's
+/// read lock, so a table of 30,000 is placed over a few short rounds rather than one long one
+/// that apply (and the heartbeats behind it) would wait out.
+const PLACEMENTS_PER_ROUND: usize = 4096;
+
+/// A joining replica on `w`, as a placement's later choices see the earlier ones.
+fn joining(w: &WorkerId) -> drover_types::Replica {
+    drover_types::Replica {
+        worker: w.clone(),
+        role: ReplicaRole::Joining,
+        since: 0,
+        since_ms: 0,
+        acked_join: None,
+        replaces: None,
+    }
 }
 
 impl Round<'_> {
@@ -107,7 +125,8 @@ impl Round<'_> {
                 partition,
                 reason: Reason::Restore,
                 ..
-            } => {
+            }
+            | Step::Place { partition, .. } => {
                 held.push(*partition);
                 false
             }
@@ -268,11 +287,18 @@ impl Round<'_> {
         }
     }
 
-    /// Rule 5's first priority: partitions with fewer than RF healthy serving replicas.
+    /// Rule 5's first priority: partitions with fewer than RF healthy serving replicas. A
+    /// partition that never held a replica (a new table) is placed whole instead.
     fn restore(&mut self) {
         let s = self.t.s;
         for p in &s.partitions {
             if self.busy.contains(&p.id) || self.healthy(p) >= usize::from(p.replication_factor) {
+                continue;
+            }
+            if p.epoch == 0 && p.replicas.is_empty() {
+                if self.placed < PLACEMENTS_PER_ROUND {
+                    self.place(p);
+                }
                 continue;
             }
             if !self.t.has_total_slot() {
@@ -297,6 +323,55 @@ impl Round<'_> {
                 }
             }
         }
+    }
+
+    /// Initial placement (SPEC §3): RF replicas at once on the workers the greedy choice picks,
+    /// one after another as if each were already there; no data moves, so no throttle applies.
+    /// As many as can be placed are, when fewer than RF can; none is `no_candidate`.
+    fn place(&mut self, p: &Partition) {
+        self.placed += 1;
+        let mut tentative = p.clone();
+        let rf = usize::from(p.replication_factor);
+        // The flow's target, when it covers the partition (a round then has no reason to move
+        // the replicas again), and the greedy choice for the rest.
+        let mut workers: Vec<WorkerId> = self.target_adds(p, None);
+        workers.truncate(rf);
+        for w in &workers {
+            tentative.replicas.push(joining(w));
+        }
+        let mut refused = None;
+        while workers.len() < rf {
+            match self.t.choose_placement(&tentative) {
+                Ok(w) => {
+                    tentative.replicas.push(joining(&w));
+                    workers.push(w);
+                }
+                Err(code) => {
+                    refused = Some(code);
+                    break;
+                }
+            }
+        }
+        if let Some(code) = refused {
+            let detail = format!(
+                "a new partition can be placed on {} of the {} workers it needs",
+                workers.len(),
+                p.replication_factor
+            );
+            self.block(p.id, None, code, detail);
+        }
+        if workers.is_empty() {
+            return;
+        }
+        for w in &workers {
+            self.t.note_place(w);
+        }
+        self.busy.insert(p.id);
+        self.plan.steps.push(Step::Place {
+            partition: p.id,
+            workers,
+            epoch: p.epoch,
+        });
     }
 
     /// Break step: a partition with more than RF healthy serving replicas releases the one whose

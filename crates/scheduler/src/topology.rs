@@ -34,6 +34,23 @@ pub(crate) fn after_departures(p: &Partition, departing: impl Fn(&WorkerId) -> b
 
 /// The serving replicas of `p` that a move in flight replaces: the named source of a joining
 /// replica, or of a serving one that joined after it (its break step is next).
+/// Whether `r` is a joiner of `p`'s initial placement (SPEC §3), which moves no data and which
+/// no throttle counts: from no move (`replaces` none), joining at an epoch up to RF (where
+/// `PlaceReplicas` puts a never-placed partition's joiners: epochs 1 to RF), and added before
+/// any replica of `p` started serving (an acknowledgement moves the epoch, so a serving
+/// replica from before `r` has a lower `since`). A partition that lost all its replicas is
+/// re-created at higher epochs, and those restores count, as does a join that has a serving
+/// replica to copy from.
+pub(crate) fn placing(p: &Partition, r: &drover_types::Replica) -> bool {
+    r.role == ReplicaRole::Joining
+        && r.replaces.is_none()
+        && r.since <= u64::from(p.replication_factor)
+        && !p
+            .replicas
+            .iter()
+            .any(|s| s.role == ReplicaRole::Serving && s.since < r.since)
+}
+
 pub(crate) fn moving_away(p: &Partition) -> impl Iterator<Item = &WorkerId> {
     p.replicas.iter().filter_map(move |r| {
         let src = r.replaces.as_ref()?;
@@ -116,7 +133,7 @@ impl<'a> Topology<'a> {
                     *load.entry(r.worker.clone()).or_insert(0) += 1;
                     *zone_load.entry(zone_key(w)).or_insert(0) += 1;
                 }
-                if r.role != ReplicaRole::Serving {
+                if r.role != ReplicaRole::Serving && !placing(p, r) {
                     *inflight.entry(r.worker.clone()).or_insert(0) += 1;
                     if r.role == ReplicaRole::Joining {
                         inflight_total += 1;
@@ -287,6 +304,14 @@ impl<'a> Topology<'a> {
         self.inflight_total < self.cfg.max_moves_total
     }
 
+    /// Records a planned initial placement of a replica on `to`: its load, and no move slot.
+    pub fn note_place(&mut self, to: &WorkerId) {
+        if let Some(z) = self.zone_of(to) {
+            *self.zone_load.entry(z).or_insert(0) += 1;
+        }
+        *self.load.entry(to.clone()).or_insert(0) += 1;
+    }
+
     /// Records a planned add of a replica on `to`, moving away from `from` (if any).
     pub fn note_add(&mut self, to: &WorkerId, from: Option<&WorkerId>) {
         if let Some(z) = self.zone_of(to) {
@@ -398,6 +423,11 @@ impl<'a> Topology<'a> {
         self.choose_target_in(p, leaving, None)
     }
 
+    /// [`Self::choose_target`] for an initial placement, which takes no move slot.
+    pub fn choose_placement(&self, p: &Partition) -> Result<WorkerId, BlockCode> {
+        self.choose(p, None, None, false)
+    }
+
     /// [`Self::choose_target`], restricted to zone `only` when given (the zone balance moves a
     /// replica into one chosen zone, and must not settle for another).
     pub fn choose_target_in(
@@ -405,6 +435,18 @@ impl<'a> Topology<'a> {
         p: &Partition,
         leaving: Option<&WorkerId>,
         only: Option<&ZoneKey>,
+    ) -> Result<WorkerId, BlockCode> {
+        self.choose(p, leaving, only, true)
+    }
+
+    /// The choice behind [`Self::choose_target_in`]; `slots`: skip workers without a free
+    /// move slot.
+    fn choose(
+        &self,
+        p: &Partition,
+        leaving: Option<&WorkerId>,
+        only: Option<&ZoneKey>,
+        slots: bool,
     ) -> Result<WorkerId, BlockCode> {
         let free = |w: &WorkerId| p.replica(w).is_none();
         if self.open_zones(p).is_empty() {
@@ -431,7 +473,7 @@ impl<'a> Topology<'a> {
                 if !free(w) {
                     continue;
                 }
-                if !self.has_slot(w) {
+                if slots && !self.has_slot(w) {
                     throttled = true;
                     continue;
                 }

@@ -146,15 +146,15 @@ impl LogPosition {
 /// `at.index`. A command that carries the term it was decided in (a death verdict) is refused
 /// in an entry of any other term.
 ///
-/// A [`Command::Batch`] is refused here: its commands have one answer each, from
-/// [`apply_proposal`].
+/// A [`Command::Group`] (or an older [`Command::Batch`]) is refused here: its commands have
+/// one answer each, from [`apply_proposal`].
 pub fn apply(
     state: &mut ClusterState,
     at: LogPosition,
     proposal: &Proposal,
 ) -> Result<Outcome, Rejection> {
     check_index(state, at.index)?;
-    if matches!(proposal.command, Command::Batch(_)) {
+    if proposal.command.is_group() {
         return invalid("a batch has one answer per command: apply it with apply_proposal");
     }
     apply_command(state, at, proposal.at_ms, &proposal.command)
@@ -170,10 +170,12 @@ pub fn apply_proposal(
     at: LogPosition,
     proposal: &Proposal,
 ) -> Vec<Result<Outcome, Rejection>> {
-    let Command::Batch(commands) = &proposal.command else {
-        return vec![apply(state, at, proposal)];
+    let (commands, checked) = match &proposal.command {
+        Command::Batch(commands) => (commands, check_kv_batch(commands)),
+        Command::Group(commands) => (commands, check_group(commands)),
+        _ => return vec![apply(state, at, proposal)],
     };
-    if let Err(refusal) = check_index(state, at.index).and_then(|()| check_batch(commands)) {
+    if let Err(refusal) = check_index(state, at.index).and(checked) {
         return vec![Err(refusal); commands.len().max(1)];
     }
     commands
@@ -192,17 +194,43 @@ fn check_index(state: &ClusterState, index: u64) -> Result<(), Rejection> {
     Ok(())
 }
 
-fn check_batch(commands: &[Command]) -> Result<(), Rejection> {
+/// An older release's `Batch`: KV writes to distinct keys, nothing else — exactly what that
+/// release accepted, so its logs replay to the state it applied.
+fn check_kv_batch(commands: &[Command]) -> Result<(), Rejection> {
     if commands.is_empty() {
         return invalid("an empty batch");
     }
     let mut keys = std::collections::HashSet::with_capacity(commands.len());
     for command in commands {
-        let Some(key) = command.batch_key() else {
-            return invalid("only KV writes may be batched");
+        let key = match command {
+            Command::KvPut { key, .. } | Command::KvDelete { key, .. } => key,
+            _ => return invalid("only KV writes may be batched"),
         };
         if !keys.insert(key) {
             return invalid(format!("a batch writes key {key:?} twice"));
+        }
+    }
+    Ok(())
+}
+
+fn check_group(commands: &[Command]) -> Result<(), Rejection> {
+    if commands.is_empty() {
+        return invalid("an empty batch");
+    }
+    // One scheduling round's steps, in the order planned.
+    if commands.iter().all(Command::is_step) {
+        return Ok(());
+    }
+    // Group commit: each command's key once.
+    let mut keys = std::collections::HashSet::with_capacity(commands.len());
+    for command in commands {
+        let Some(key) = command.batch_key() else {
+            return invalid(
+                "a batch holds KV writes and acknowledgements, or scheduling steps, only",
+            );
+        };
+        if !keys.insert(key) {
+            return invalid("a batch writes one key twice");
         }
     }
     Ok(())
@@ -309,7 +337,12 @@ fn apply_command(
             patch,
             expected_version,
         } => cx.update_settings(patch, *expected_version),
-        Command::Batch(_) => invalid("batches do not nest"),
+        Command::Batch(_) | Command::Group(_) => invalid("batches do not nest"),
+        Command::PlaceReplicas {
+            partition,
+            workers,
+            expected_epoch,
+        } => cx.place_replicas(*partition, workers, *expected_epoch),
         Command::RecordMembership(change) => {
             cx.event(EventKind::Membership {
                 change: change.clone(),

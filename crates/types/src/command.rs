@@ -155,10 +155,9 @@ pub enum Command {
         patch: SettingsPatch,
         expected_version: Option<u64>,
     },
-    /// KV writes to distinct keys that the leader proposes as one log entry (group commit).
-    /// Each is applied in order as if alone and answered on its own; all take the entry's index
-    /// as their version. Distinct keys keep a key's version naming exactly one write, so
-    /// compare-and-set stays exact. Only `KvPut` and `KvDelete` may be batched.
+    /// KV writes to distinct keys as one log entry: the first group commit, which releases
+    /// before [`Command::Group`] proposed. Kept to replay their logs; no longer proposed.
+    /// Each is applied in order as if alone and answered on its own, at the entry's index.
     Batch(Vec<Command>),
     /// Records a committed Raft membership change in the events log, so that an audit of the
     /// cluster's history shows it beside worker transitions. Proposed by the leader after the
@@ -222,6 +221,24 @@ pub enum Command {
         reason: Option<String>,
         until_ms: Option<u64>,
     },
+    /// Initial placement of a partition that has never held a replica (epoch 0, as the table
+    /// was created): every worker of `workers` gets a joining replica at once, as one
+    /// `AddReplica` each would, in order (epochs `expected_epoch` + 1, + 2, …). No data moves,
+    /// so the scheduler does not count it against the move throttles (SPEC §3).
+    PlaceReplicas {
+        partition: PartitionId,
+        workers: Vec<WorkerId>,
+        expected_epoch: u64,
+    },
+    /// Commands the leader proposes as one log entry. Each is applied in order as if alone and
+    /// answered on its own; all take the entry's index as their version. Either group commit —
+    /// KV writes and acknowledgements, each with its own [`Command::batch_key`], distinct, so a
+    /// key's version names exactly one write and compare-and-set stays exact — or one
+    /// scheduling round's steps ([`Command::is_step`]), in the order planned. A variant of its
+    /// own, not a wider `Batch`: a node of an older release cannot decode it and stops
+    /// replicating, where it would have decoded a `Batch` and refused it — a silently
+    /// different state.
+    Group(Vec<Command>),
 }
 
 /// A Raft membership change, as the events log records it.
@@ -236,12 +253,35 @@ pub enum MembershipChange {
 }
 
 impl Command {
-    /// The key a batchable command writes: `Some` for `KvPut` and `KvDelete`, which may share a
-    /// log entry with writes to other keys.
-    pub fn batch_key(&self) -> Option<&str> {
+    /// The key a group-committed command writes: `Some` for `KvPut` and `KvDelete` (the KV key)
+    /// and for `Acknowledge` (its replica, in a namespace no KV key can name: KV keys hold no
+    /// control characters), which may share a log entry with writes to other keys.
+    pub fn batch_key(&self) -> Option<std::borrow::Cow<'_, str>> {
         match self {
-            Command::KvPut { key, .. } | Command::KvDelete { key, .. } => Some(key),
+            Command::KvPut { key, .. } | Command::KvDelete { key, .. } => Some(key.into()),
+            Command::Acknowledge {
+                partition, worker, ..
+            } => Some(format!("\u{0}ack/{partition}/{worker}").into()),
             _ => None,
         }
+    }
+
+    /// Whether this holds commands of its own (a `Group`, or an older `Batch`): answered one
+    /// result per command.
+    pub fn is_group(&self) -> bool {
+        matches!(self, Command::Batch(_) | Command::Group(_))
+    }
+
+    /// Whether this is a scheduling step, which one round's batch may hold: replica steps and
+    /// leader choices, each with the epoch it was planned at.
+    pub fn is_step(&self) -> bool {
+        matches!(
+            self,
+            Command::AddReplica { .. }
+                | Command::PlaceReplicas { .. }
+                | Command::MarkLeaving { .. }
+                | Command::RemoveReplica { .. }
+                | Command::SetLeader { .. }
+        )
     }
 }

@@ -4,8 +4,8 @@
 use WorkerState::{Active as A, Disabled as D, Draining as Dr, Provisioning as P};
 use drover_types::testing::{Harness, register_cmd};
 use drover_types::{
-    Actor, Command, LogPosition, Proposal, RejectCode, Response, WorkerId, WorkerState,
-    apply_proposal,
+    Actor, Command, EventKind, LogPosition, Proposal, RejectCode, ReplicaRole, Response, WorkerId,
+    WorkerState, apply_proposal,
 };
 
 /// Expected answer: accepted with a change, accepted unchanged, or rejected with a code.
@@ -736,5 +736,183 @@ fn malformed_batches_change_nothing() {
         let e = drover_types::apply(&mut h.state, LogPosition::new(h.term, h.index + 1), &p)
             .unwrap_err();
         assert_eq!(e.code, RejectCode::Invalid);
+    }
+}
+
+/// Initial placement: a new table's partition takes all its replicas in one command, joining
+/// at epochs 1, 2, 3 with an event each, as three adds would; a placed partition, a worker
+/// that may not take it (all or nothing), more workers than RF and a stale epoch are refused
+/// and change nothing. Each joiner then acknowledges on its own.
+#[test]
+fn a_new_partition_is_placed_whole_and_acknowledged_one_by_one() {
+    let mut h = Harness::new();
+    for (id, zone) in [("w1", "a"), ("w2", "b"), ("w3", "c"), ("w4", "a")] {
+        h.add_worker(id, Some(zone), 2);
+    }
+    h.ok(Command::Cordon {
+        worker: "w4".into(),
+        holder: "ops".into(),
+        reason: "disk".into(),
+        until_ms: None,
+    });
+    h.ok(Command::CreateTable {
+        count: 2,
+        replication_factor: 3,
+    });
+    let place = |p: u32, ws: &[&str], epoch: u64| Command::PlaceReplicas {
+        partition: p,
+        workers: ws.iter().map(|w| WorkerId::from(*w)).collect(),
+        expected_epoch: epoch,
+    };
+    let before = h.state.clone();
+    for (command, code) in [
+        (place(0, &["w1", "w2", "w4"], 0), RejectCode::Unplaceable),
+        (place(0, &["w1", "w2", "w3", "w4"], 0), RejectCode::Invalid),
+        (place(0, &["w1", "w1"], 0), RejectCode::AlreadyExists),
+        (place(0, &[], 0), RejectCode::Invalid),
+        (place(0, &["w1"], 3), RejectCode::StaleEpoch),
+    ] {
+        let e = h.run(command.clone()).unwrap_err();
+        assert_eq!(e.code, code, "{command:?}: {e:?}");
+        assert_eq!(h.state.partitions, before.partitions, "{command:?}");
+    }
+    let first_event = h.state.events.next_seq;
+    h.ok(place(0, &["w1", "w2", "w3"], 0));
+    let p = h.state.partitions[0].clone();
+    assert_eq!(p.epoch, 3);
+    let since: Vec<(&str, u64, ReplicaRole)> = p
+        .replicas
+        .iter()
+        .map(|r| (r.worker.as_str(), r.since, r.role))
+        .collect();
+    assert_eq!(
+        since,
+        [
+            ("w1", 1, ReplicaRole::Joining),
+            ("w2", 2, ReplicaRole::Joining),
+            ("w3", 3, ReplicaRole::Joining)
+        ]
+    );
+    let added: Vec<u64> = h
+        .state
+        .events
+        .after(first_event - 1)
+        .unwrap()
+        .filter_map(|e| match &e.kind {
+            EventKind::ReplicaAdded { epoch, .. } => Some(*epoch),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(added, [1, 2, 3]);
+    let e = h.run(place(0, &["w1"], 3)).unwrap_err();
+    assert_eq!(e.code, RejectCode::Invalid, "placed already: {e:?}");
+    for (w, since) in [("w2", 2), ("w1", 1), ("w3", 3)] {
+        h.ok(Command::Acknowledge {
+            partition: 0,
+            worker: w.into(),
+            generation: 1,
+            epoch: since,
+        });
+    }
+    let p = &h.state.partitions[0];
+    assert!(p.replicas.iter().all(|r| r.role == ReplicaRole::Serving));
+    assert_eq!(p.epoch, 6);
+}
+
+/// One round's steps in one `Group` entry, in order, each answered as if alone: a second step
+/// on a partition at the epoch the first moved is refused (stale), the others apply.
+/// Acknowledgements group-commit beside KV writes, keyed by replica. A mix of steps and other
+/// commands, a nested group, and anything but KV writes in an older `Batch` are refused whole.
+#[test]
+fn a_rounds_steps_and_acknowledgements_share_entries() {
+    let mut h = Harness::new();
+    for (id, zone) in [("w1", "a"), ("w2", "b"), ("w3", "c")] {
+        h.add_worker(id, Some(zone), 2);
+    }
+    h.ok(Command::CreateTable {
+        count: 3,
+        replication_factor: 1,
+    });
+    let add = |p: u32, w: &str, epoch: u64| Command::AddReplica {
+        partition: p,
+        worker: w.into(),
+        expected_epoch: epoch,
+        replaces: None,
+    };
+    let steps = Proposal {
+        at_ms: h.now_ms,
+        command: Command::Group(vec![add(0, "w1", 0), add(0, "w2", 0), add(1, "w2", 0)]),
+    };
+    let index = h.index + 1;
+    let answers = apply_proposal(&mut h.state, LogPosition::new(h.term, index), &steps);
+    h.index = index;
+    let codes: Vec<_> = answers
+        .iter()
+        .map(|a| a.as_ref().err().map(|e| e.code))
+        .collect();
+    assert_eq!(codes, [None, Some(RejectCode::StaleEpoch), None]);
+    let acks = Proposal {
+        at_ms: h.now_ms,
+        command: Command::Group(vec![
+            Command::Acknowledge {
+                partition: 0,
+                worker: "w1".into(),
+                generation: 1,
+                epoch: 1,
+            },
+            put("k", "v", None),
+            Command::Acknowledge {
+                partition: 1,
+                worker: "w2".into(),
+                generation: 1,
+                epoch: 1,
+            },
+        ]),
+    };
+    let index = h.index + 1;
+    let answers = apply_proposal(&mut h.state, LogPosition::new(h.term, index), &acks);
+    h.index = index;
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    assert!(
+        h.state.partitions[..2]
+            .iter()
+            .all(|p| p.replicas[0].role == ReplicaRole::Serving)
+    );
+    let before = h.state.clone();
+    let mixed = Proposal {
+        at_ms: h.now_ms,
+        command: Command::Group(vec![add(2, "w3", 0), put("k2", "v", None)]),
+    };
+    // An older release's `Batch` holds KV writes only, as that release applied it: steps or
+    // acknowledgements in one are refused whole, so its logs replay as they applied.
+    let old_steps = Proposal {
+        at_ms: h.now_ms,
+        command: Command::Batch(vec![add(2, "w3", 0)]),
+    };
+    let old_acks = Proposal {
+        at_ms: h.now_ms,
+        command: Command::Batch(vec![
+            put("k3", "v", None),
+            Command::Acknowledge {
+                partition: 0,
+                worker: "w1".into(),
+                generation: 1,
+                epoch: 1,
+            },
+        ]),
+    };
+    let nested = Proposal {
+        at_ms: h.now_ms,
+        command: Command::Group(vec![add(2, "w3", 0), Command::Group(vec![add(2, "w3", 0)])]),
+    };
+    for p in [&mixed, &old_steps, &old_acks, &nested] {
+        let answers = apply_proposal(&mut h.state, LogPosition::new(h.term, h.index + 1), p);
+        assert!(
+            answers
+                .iter()
+                .all(|a| a.as_ref().is_err_and(|e| e.code == RejectCode::Invalid)),
+            "{p:?}: {answers:?}"
+        );
+        assert_eq!(h.state, before, "{p:?}");
     }
 }

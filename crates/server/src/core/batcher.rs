@@ -1,11 +1,13 @@
-//! Group commit for KV writes.
+//! Group commit for KV writes and acknowledgements.
 //!
 //! openraft 0.9 appends each client write as a log entry of its own and waits for that append's
 //! fsync on its core task before it takes the next one, so a leader commits at most one entry
 //! per fsync: under many concurrent writers the fsync rate caps the write rate. The batcher puts
-//! concurrent KV writes to distinct keys into one `Command::Batch` entry — one append, one
+//! concurrent KV writes to distinct keys into one `Command::Group` entry — one append, one
 //! fsync, one replication slot and one apply for the lot — and still answers each write on its
-//! own (`drover_types::apply_proposal`).
+//! own (`drover_types::apply_proposal`). Agents' acknowledgements of their replica steps join
+//! the same batches, each keyed by its replica (a fleet acknowledges a new table's placement
+//! in thousands at once, and each is a write like any other).
 //!
 //! At most [`IN_FLIGHT`] proposals are outstanding; writes that arrive meanwhile queue and form
 //! the next batch, so batches grow with the load while a lone writer pays only a channel hop
@@ -62,6 +64,7 @@ fn size(command: &Command) -> usize {
     match command {
         Command::KvPut { key, value, .. } => key.len() + value.len(),
         Command::KvDelete { key, .. } => key.len(),
+        Command::Acknowledge { worker, .. } => worker.as_str().len() + 24,
         _ => 0,
     }
 }
@@ -104,8 +107,8 @@ impl Batcher {
         )
     }
 
-    /// Proposes a KV write (a command with a `batch_key`) in the next batch and returns its
-    /// own answer.
+    /// Proposes a KV write or an acknowledgement (a command with a `batch_key`) in the next
+    /// batch and returns its own answer.
     pub(crate) async fn propose(&self, command: Command) -> Result<Outcome> {
         let (answer, rx) = oneshot::channel();
         let deadline = Instant::now() + self.request_timeout;
@@ -171,12 +174,12 @@ impl Queue {
         let mut bytes = size(&first.command);
         // Keys in the batch and keys held back: a later write to a held key waits behind it.
         let mut keys: HashSet<String> = HashSet::new();
-        keys.extend(first.command.batch_key().map(str::to_owned));
+        keys.extend(first.command.batch_key().map(|k| k.into_owned()));
         let mut batch = vec![first];
         let mut held = VecDeque::new();
         let mut full = false;
         let mut offer = |w: Waiting, full: &mut bool, held: &mut VecDeque<Waiting>| {
-            let key = w.command.batch_key().unwrap_or_default().to_owned();
+            let key = w.command.batch_key().unwrap_or_default().into_owned();
             let more = size(&w.command);
             if *full || keys.contains(&key) {
                 keys.insert(key);
@@ -243,8 +246,11 @@ mod tests {
         rx
     }
 
-    fn keys(batch: &[Waiting]) -> Vec<&str> {
-        batch.iter().filter_map(|w| w.command.batch_key()).collect()
+    fn keys(batch: &[Waiting]) -> Vec<String> {
+        batch
+            .iter()
+            .filter_map(|w| w.command.batch_key().map(|k| k.into_owned()))
+            .collect()
     }
 
     /// Waiting writes to distinct keys form one batch; a second write to a key waits for a later

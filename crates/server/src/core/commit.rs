@@ -1,4 +1,4 @@
-//! One log entry through Raft: a lone command as itself, several as a `Command::Batch`, and
+//! One log entry through Raft: a lone command as itself, several as a `Command::Group`, and
 //! one answer per command once the entry is committed and applied. The fsync that makes it
 //! durable on this node is the log store's (`drover-store`'s WAL sync thread), before openraft
 //! counts the entry as appended here.
@@ -12,12 +12,12 @@ use super::node::Node;
 
 impl Node {
     /// Proposes commands as one log entry (a lone command as itself, several as a
-    /// `Command::Batch`) and answers one result per command, in order.
+    /// `Command::Group`) and answers one result per command, in order.
     pub(crate) async fn propose_batch(&self, mut commands: Vec<Command>) -> Vec<Result<Outcome>> {
         let count = commands.len();
         let command = match commands.len() {
-            1 => commands.pop().unwrap_or(Command::Batch(Vec::new())),
-            _ => Command::Batch(commands),
+            1 => commands.pop().unwrap_or(Command::Group(Vec::new())),
+            _ => Command::Group(commands),
         };
         let proposal = Proposal {
             at_ms: self.now_ms(),

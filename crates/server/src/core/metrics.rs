@@ -36,6 +36,8 @@ pub struct Metrics {
     pub(crate) moves_started: Family<ReasonLabels, Counter>,
     /// Break steps this node committed as leader, by reason (the move's source released).
     pub(crate) moves_completed: Family<ReasonLabels, Counter>,
+    /// Replicas of new partitions this node placed as leader (initial placement: no move).
+    pub(crate) replicas_placed: Counter,
     /// Preferred-leader changes this node committed as leader, by cause (`none`: the partition
     /// had none; `unhealthy`: its holder stopped being a healthy serving replica; `balance`).
     pub(crate) leader_changes: Family<CauseLabels, Counter>,
@@ -63,6 +65,7 @@ impl Default for Metrics {
     fn default() -> Self {
         let moves_started = Family::<ReasonLabels, Counter>::default();
         let moves_completed = Family::<ReasonLabels, Counter>::default();
+        let replicas_placed = Counter::default();
         let leader_changes = Family::<CauseLabels, Counter>::default();
         // 1 s to ~9 h.
         let drain_seconds = Histogram::new(exponential_buckets(1.0, 2.0, 15));
@@ -99,6 +102,11 @@ impl Default for Metrics {
             moves_completed.clone(),
         );
         registry.register(
+            "drover_replicas_placed",
+            "Replicas of new partitions placed by this node as leader (initial placement)",
+            replicas_placed.clone(),
+        );
+        registry.register(
             "drover_preferred_leader_changes",
             "Preferred-leader changes committed by this node as leader, by cause",
             leader_changes.clone(),
@@ -117,6 +125,7 @@ impl Default for Metrics {
             registry: Mutex::new(registry),
             moves_started,
             moves_completed,
+            replicas_placed,
             leader_changes,
             drain_seconds,
             kv_writes_per_entry,

@@ -24,20 +24,30 @@ use super::node::Node;
 /// How often the loop plans even when nothing was applied (timeouts, liveness changes).
 const TICK: Duration = Duration::from_millis(250);
 
+/// Least time between the starts of two rounds. A burst of applied changes — a fleet's
+/// acknowledgements, entry after entry — then makes one round, not one per entry, and the
+/// state's read lock (which apply waits behind) is not held by planning back to back.
+const SETTLE: Duration = Duration::from_millis(50);
+
 pub(crate) async fn run(node: Node) {
     // Woken by changes to what the planner reads, not by every KV write: a KV-heavy load
     // would otherwise run a planning round per write, holding the state's read lock.
     let mut versions = node.placement_versions();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             changed = versions.changed() => if changed.is_err() { return },
         }
+        if let Some(at) = last {
+            tokio::time::sleep_until(at + SETTLE).await;
+        }
         let Some(leadership) = node.heartbeats().leadership() else {
             continue;
         };
+        last = Some(Instant::now());
         round(&node, leadership).await;
     }
 }
@@ -131,7 +141,7 @@ fn decide(
     // placing on whoever happened to heartbeat first would need undoing once the rest are
     // heard. Steps that finish moves already under way go ahead.
     if now.saturating_duration_since(leadership.since) < t.suspect_after {
-        steps.retain(|step| !matches!(step, Step::Add { .. }));
+        steps.retain(|step| !step.adds_replica());
     }
     Decisions {
         deaths,
@@ -206,12 +216,13 @@ async fn round(node: &Node, leadership: Leadership) {
             Err(e) => tracing::debug!(command = ?expiry, error = %e, "expiry not applied"),
         }
     }
-    commit_steps(steps, |step| async move {
+    commit_steps(steps, |group: Vec<Step>| async move {
         if hb.leadership() != Some(leadership) {
-            return Committed::Stop; // leadership changed mid-round: stop at once
+            // Leadership changed mid-round: stop at once.
+            return vec![Committed::Stop; group.len()];
         }
         // For the drain-duration metric: when was this worker's drain requested?
-        let drain_requested = match &step {
+        let drain_requested = |step: &Step| match step {
             Step::Disable { worker } => node
                 .state()
                 .read()
@@ -220,22 +231,96 @@ async fn round(node: &Node, leadership: Leadership) {
                 .map(|d| d.requested_ms),
             _ => None,
         };
-        match node.propose(step.command()).await {
-            Ok(_) => {
-                record(node, &step, drain_requested);
-                Committed::Yes
+        let requested: Vec<Option<u64>> = group.iter().map(drain_requested).collect();
+        let mut commands: Vec<Command> = group.iter().map(Step::command).collect();
+        let results = match commands.pop() {
+            Some(only) if commands.is_empty() => vec![node.propose(only).await],
+            Some(last) => {
+                commands.push(last);
+                node.propose_batch(commands).await
             }
-            Err(e) => {
-                tracing::debug!(?step, error = %e, "step not applied; replanning");
-                Committed::No
-            }
-        }
+            None => Vec::new(),
+        };
+        group
+            .iter()
+            .zip(requested)
+            .zip(results)
+            .map(|((step, requested), result)| match result {
+                Ok(_) => {
+                    record(node, step, requested);
+                    Committed::Yes
+                }
+                Err(e) => {
+                    tracing::debug!(?step, error = %e, "step not applied; replanning");
+                    Committed::No
+                }
+            })
+            .collect()
     })
     .await;
 }
 
+/// Most steps in one log entry: a round of 90,000 placements is ~90 entries, not 90,000.
+const STEPS_PER_ENTRY: usize = 1024;
+
+/// Most bytes of worker ids in one entry (a step's ids are most of its encoding), as the
+/// batcher's limit: openraft sends up to 300 entries in one append, which must stay well under
+/// the RPC body limit.
+const STEP_BYTES_PER_ENTRY: usize = 64 << 10;
+
+/// About what `step` adds to an entry: its worker ids and a little for the rest.
+fn step_bytes(step: &Step) -> usize {
+    let id = |w: &drover_types::WorkerId| w.as_str().len() + 2;
+    16 + match step {
+        Step::Add {
+            worker, replaces, ..
+        } => id(worker) + replaces.as_ref().map_or(0, id),
+        Step::Place { workers, .. } => workers.iter().map(id).sum(),
+        Step::Release { worker, .. }
+        | Step::Withdraw { worker, .. }
+        | Step::SetLeader { worker, .. }
+        | Step::Disable { worker } => id(worker),
+        Step::Plan { moves, .. } => moves.iter().map(|m| id(&m.from) + 24).sum(),
+    }
+}
+
+/// A round's steps as the log entries that commit them, in order: drain plans alone (each
+/// must commit before the moves it justifies are made), and runs of replica steps batched,
+/// at most [`STEPS_PER_ENTRY`] and about [`STEP_BYTES_PER_ENTRY`] to an entry; any other step
+/// (disabling a worker) alone.
+fn groups(steps: Vec<Step>) -> Vec<Vec<Step>> {
+    let mut out: Vec<Vec<Step>> = Vec::new();
+    let mut run: Vec<Step> = Vec::new();
+    let mut bytes = 0;
+    for step in steps {
+        if step.command().is_step() {
+            let more = step_bytes(&step);
+            if !run.is_empty() && bytes + more > STEP_BYTES_PER_ENTRY {
+                out.push(std::mem::take(&mut run));
+                bytes = 0;
+            }
+            bytes += more;
+            run.push(step);
+            if run.len() == STEPS_PER_ENTRY {
+                out.push(std::mem::take(&mut run));
+                bytes = 0;
+            }
+        } else {
+            if !run.is_empty() {
+                out.push(std::mem::take(&mut run));
+                bytes = 0;
+            }
+            out.push(vec![step]);
+        }
+    }
+    if !run.is_empty() {
+        out.push(run);
+    }
+    out
+}
+
 /// What became of one step.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Committed {
     Yes,
     /// Refused (a stale epoch, a lost race): the next round replans it.
@@ -244,20 +329,27 @@ enum Committed {
     Stop,
 }
 
-/// Commits a round's steps in order. A drain plan that did not commit justified moves later
-/// in the round (plan steps come first), so none of those may be made outside the record: the
-/// round stops there and the next one replans from the state.
+/// Commits a round's steps in order, a log entry per [`groups`] group, with `commit`
+/// answering one [`Committed`] per step of the group. A drain plan that did not commit
+/// justified moves later in the round (plan steps come first), so none of those may be made
+/// outside the record: the round stops there and the next one replans from the state.
 async fn commit_steps<F, Fut>(steps: Vec<Step>, mut commit: F)
 where
-    F: FnMut(Step) -> Fut,
-    Fut: Future<Output = Committed>,
+    F: FnMut(Vec<Step>) -> Fut,
+    Fut: Future<Output = Vec<Committed>>,
 {
-    for step in steps {
-        let plan = matches!(step, Step::Plan { .. });
-        match commit(step).await {
-            Committed::Yes => {}
-            Committed::No if !plan => {}
-            Committed::No | Committed::Stop => return,
+    for group in groups(steps) {
+        let plans: Vec<bool> = group
+            .iter()
+            .map(|step| matches!(step, Step::Plan { .. }))
+            .collect();
+        let answers = commit(group).await;
+        for (plan, answer) in plans.into_iter().zip(answers) {
+            match answer {
+                Committed::Yes => {}
+                Committed::No if !plan => {}
+                Committed::No | Committed::Stop => return,
+            }
         }
     }
 }
@@ -320,6 +412,9 @@ fn record(node: &Node, step: &Step, drain_requested: Option<u64>) {
         Step::SetLeader { cause, .. } => {
             let cause = cause.as_str().to_owned();
             m.leader_changes.get_or_create(&CauseLabels { cause }).inc();
+        }
+        Step::Place { workers, .. } => {
+            m.replicas_placed.inc_by(workers.len() as u64);
         }
         Step::Withdraw { .. } | Step::Plan { .. } => {}
     }
@@ -471,26 +566,73 @@ mod tests {
             },
         ];
         let mut tried = Vec::new();
-        commit_steps(steps.clone(), |step| {
-            tried.push(step.clone());
+        commit_steps(steps.clone(), |group| {
+            tried.extend(group.clone());
             async move {
-                if matches!(step, Step::Plan { .. }) {
-                    Committed::No
-                } else {
-                    Committed::Yes
-                }
+                group
+                    .iter()
+                    .map(|step| {
+                        if matches!(step, Step::Plan { .. }) {
+                            Committed::No
+                        } else {
+                            Committed::Yes
+                        }
+                    })
+                    .collect()
             }
         })
         .await;
         assert_eq!(tried, steps[..1], "nothing after the refused plan");
         // A refused move does not stop the others.
         let mut tried = 0;
-        let two_adds = vec![steps[1].clone(), steps[1].clone()];
-        commit_steps(two_adds, |_| {
-            tried += 1;
-            async { Committed::No }
+        let adds = vec![steps[1].clone(); 3000];
+        commit_steps(adds, |group| {
+            tried += group.len();
+            async move { vec![Committed::No; group.len()] }
         })
         .await;
-        assert_eq!(tried, 2);
+        assert_eq!(tried, 3000);
+    }
+
+    /// A round's steps go into few log entries: plans alone and first, runs of replica steps
+    /// up to STEPS_PER_ENTRY an entry, a worker's disable alone, the order kept.
+    #[test]
+    fn a_round_is_committed_in_few_entries() {
+        let plan = Step::Plan {
+            drain: 1,
+            moves: Vec::new(),
+        };
+        let place = |p: u32| Step::Place {
+            partition: p,
+            workers: vec!["w1".into(), "w2".into(), "w3".into()],
+            epoch: 0,
+        };
+        let disable = Step::Disable {
+            worker: "w9".into(),
+        };
+        let mut steps = vec![plan.clone()];
+        steps.extend((0..2500).map(place));
+        steps.push(disable.clone());
+        steps.push(place(2500));
+        let g = groups(steps.clone());
+        let sizes: Vec<usize> = g.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [1, STEPS_PER_ENTRY, STEPS_PER_ENTRY, 452, 1, 1]);
+        assert_eq!(g.concat(), steps, "the order is kept");
+        assert_eq!(g[0], [plan]);
+        assert_eq!(g[4], [disable]);
+        // Long worker ids fill an entry's bytes before its count.
+        let long = |p: u32| Step::Place {
+            partition: p,
+            workers: (0..7)
+                .map(|i| WorkerId::from(format!("{i}{}", "w".repeat(63)).as_str()))
+                .collect(),
+            epoch: 0,
+        };
+        let g = groups((0..1000).map(long).collect());
+        assert!(g.len() > 1, "{} entries", g.len());
+        for entry in &g {
+            let bytes: usize = entry.iter().map(step_bytes).sum();
+            assert!(bytes <= STEP_BYTES_PER_ENTRY, "{bytes}");
+        }
     }
 }

@@ -94,6 +94,72 @@ impl Cx<'_> {
         Ok(())
     }
 
+    /// Initial placement (SPEC §3): joining replicas on `workers`, in order, on a partition
+    /// that has never held one. All or nothing: a worker that cannot take it refuses the lot.
+    pub(super) fn place_replicas(
+        &mut self,
+        pid: PartitionId,
+        workers: &[WorkerId],
+        expected: u64,
+    ) -> Applied {
+        let p = self.partition(pid)?;
+        check_epoch(p, expected)?;
+        if p.epoch != 0 || !p.replicas.is_empty() {
+            return invalid(format!(
+                "partition {pid} has been placed already (epoch {}): replicas are added to it \
+                 one move at a time",
+                p.epoch
+            ));
+        }
+        if workers.is_empty() || workers.len() > usize::from(p.replication_factor) {
+            return invalid(format!(
+                "an initial placement names 1-{} workers, got {}",
+                p.replication_factor,
+                workers.len()
+            ));
+        }
+        let mut tentative = p.clone();
+        for w in workers {
+            self.check_placeable(&tentative, w)?;
+            tentative.replicas.push(Replica {
+                worker: w.clone(),
+                role: ReplicaRole::Joining,
+                since: 0,
+                since_ms: 0,
+                acked_join: None,
+                replaces: None,
+            });
+        }
+        let at = self.at;
+        let Some(p) = self.partition_mut(pid) else {
+            return reject(RejectCode::NotFound, format!("no partition {pid}"));
+        };
+        let mut added = Vec::with_capacity(workers.len());
+        for w in workers {
+            p.epoch = p.epoch.saturating_add(1);
+            p.replicas.push(Replica {
+                worker: w.clone(),
+                role: ReplicaRole::Joining,
+                since: p.epoch,
+                since_ms: at,
+                acked_join: None,
+                replaces: None,
+            });
+            added.push((w.clone(), p.epoch));
+        }
+        let p = p.clone();
+        for (worker, epoch) in added {
+            self.event(EventKind::ReplicaAdded {
+                partition: pid,
+                worker,
+                epoch,
+                replaces: None,
+            });
+        }
+        self.touch_holders(pid, None);
+        Ok(Response::Partition(p))
+    }
+
     pub(super) fn add_replica(
         &mut self,
         pid: PartitionId,
