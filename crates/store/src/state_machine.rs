@@ -156,8 +156,65 @@ pub struct StateMachine {
     /// The state version of the last applied change to a record the planner reads (workers,
     /// partitions, drains, the table, settings) — not KV writes, which the scheduler ignores.
     placement: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Per worker, the state version of the last applied change to its record (its
+    /// assignments among them), for the long polls that wait on one worker each.
+    workers: Arc<WorkerWatch>,
     /// Seconds per applied batch.
     apply_seconds: Histogram,
+}
+
+/// Change notices per worker: a long poll waits on its own worker's channel, so an applied
+/// batch wakes the waiters of the workers it changed, not every waiter of the node (10,000
+/// agents each holding a long poll would otherwise be woken, and take the state's read lock,
+/// on every applied entry).
+#[derive(Debug, Default)]
+struct WorkerWatch {
+    senders: Mutex<HashMap<WorkerId, tokio::sync::watch::Sender<u64>>>,
+}
+
+impl WorkerWatch {
+    fn senders(&self) -> MutexGuard<'_, HashMap<WorkerId, tokio::sync::watch::Sender<u64>>> {
+        self.senders.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn subscribe(&self, id: &WorkerId, version: u64) -> tokio::sync::watch::Receiver<u64> {
+        self.senders()
+            .entry(id.clone())
+            .or_insert_with(|| tokio::sync::watch::Sender::new(version))
+            .subscribe()
+    }
+
+    /// Tells the waiters of `changed` that their worker changed at `version`; forgets the
+    /// channels nobody waits on any more.
+    fn notify<'a>(&self, changed: impl IntoIterator<Item = &'a WorkerId>, version: u64) {
+        let mut senders = self.senders();
+        for id in changed {
+            let Some(tx) = senders.get(id) else { continue };
+            if tx.receiver_count() == 0 {
+                senders.remove(id);
+            } else {
+                tx.send_replace(version);
+            }
+        }
+    }
+
+    /// Forgets `id`'s channel if nobody waits on it (a wait that ended, for a worker that may
+    /// never change: an id that does not exist).
+    fn prune(&self, id: &WorkerId) {
+        let mut senders = self.senders();
+        if senders.get(id).is_some_and(|tx| tx.receiver_count() == 0) {
+            senders.remove(id);
+        }
+    }
+
+    /// Every waiter: the whole state was replaced (a snapshot installed).
+    fn notify_all(&self, version: u64) {
+        let mut senders = self.senders();
+        senders.retain(|_, tx| tx.receiver_count() > 0);
+        for tx in senders.values() {
+            tx.send_replace(version);
+        }
+    }
 }
 
 impl fmt::Debug for StateMachine {
@@ -382,6 +439,7 @@ impl StateMachine {
         Ok(StateMachine {
             versions: Arc::new(versions),
             placement: Arc::new(placement),
+            workers: Arc::new(WorkerWatch::default()),
             db,
             applied: StateHandle {
                 applied: Arc::new(RwLock::new(applied)),
@@ -401,6 +459,21 @@ impl StateMachine {
     /// Follows the applied state version: changes after every applied batch that changed it.
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.versions.subscribe()
+    }
+
+    /// Follows the changes to one worker's record: the receiver sees a new value whenever an
+    /// applied entry changed it (or a snapshot replaced the state). Subscribe before reading
+    /// the state, so a change in between is not missed.
+    pub fn subscribe_worker(&self, id: &WorkerId) -> tokio::sync::watch::Receiver<u64> {
+        let version = self.applied.read().state.version;
+        self.workers.subscribe(id, version)
+    }
+
+    /// Ends a wait that [`Self::subscribe_worker`] began (its receiver dropped): the channel
+    /// goes once nobody else waits on it.
+    pub fn unsubscribe_worker(&self, id: &WorkerId, changes: tokio::sync::watch::Receiver<u64>) {
+        drop(changes);
+        self.workers.prune(id);
     }
 
     /// Follows the version of the last applied change the planner cares about (see
@@ -436,6 +509,7 @@ impl StateMachine {
         // After the lock is released, so woken readers find the new state.
         self.versions
             .send_if_modified(|v| std::mem::replace(v, version) != version);
+        self.workers.notify(&changes.workers, version);
         if changes.touch_placement() {
             self.placement
                 .send_if_modified(|v| std::mem::replace(v, version) != version);
@@ -499,6 +573,7 @@ impl StateMachine {
         self.snapshots_installed.fetch_add(1, Ordering::Relaxed);
         self.versions
             .send_if_modified(|v| std::mem::replace(v, version) != version);
+        self.workers.notify_all(version);
         self.placement
             .send_if_modified(|v| std::mem::replace(v, version) != version);
         Ok(())
@@ -631,7 +706,7 @@ fn apply_to(
                 Reply::Internal
             }
             EntryPayload::Normal(proposal) => {
-                let batch = matches!(proposal.command, Command::Batch(_));
+                let batch = proposal.command.is_group();
                 let mut answers: Vec<Reply> =
                     apply_proposal(&mut a.state, crate::position(&entry.log_id), &proposal)
                         .into_iter()

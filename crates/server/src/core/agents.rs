@@ -70,7 +70,7 @@ impl Node {
         wait: Duration,
     ) -> Result<Assignments> {
         let found = self
-            .wait_on_state(Instant::now() + wait, |s| {
+            .wait_on_worker(worker, Instant::now() + wait, |s| {
                 let w = s.workers.get(worker).ok_or_else(|| no_worker(worker))?;
                 Ok::<_, Error>((w.assignments_version > after).then(|| assignments(s, w)))
             })
@@ -235,7 +235,7 @@ impl Node {
         };
         self.heartbeats().ask_recommission(worker, generation);
         let registered = self
-            .wait_on_state(Instant::now() + wait, |s| {
+            .wait_on_worker(worker, Instant::now() + wait, |s| {
                 let w = s.workers.get(worker).ok_or_else(|| no_worker(worker))?;
                 Ok::<_, Error>((w.generation > generation).then(|| w.clone()))
             })

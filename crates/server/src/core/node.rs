@@ -188,15 +188,38 @@ impl Node {
 
     /// Waits until `look` finds what it looks for in this node's applied state, looking again
     /// after each applied change, until `deadline` (or the node stops): `Some` of what it found,
-    /// or `None`. An error from `look` ends the wait with it. The long polls and the requests
-    /// that wait for a registration share it.
+    /// or `None`. An error from `look` ends the wait with it. The requests that wait for a
+    /// registration use it; a long poll waits on its worker alone ([`Self::wait_on_worker`]).
     pub(crate) async fn wait_on_state<T, E>(
         &self,
         deadline: Instant,
+        look: impl FnMut(&drover_types::ClusterState) -> std::result::Result<Option<T>, E>,
+    ) -> std::result::Result<Option<T>, E> {
+        self.wait_on(&mut self.versions(), deadline, look).await
+    }
+
+    /// [`Self::wait_on_state`], looking again only after changes to `worker`'s record — what
+    /// its assignments are part of — so a node holding thousands of long polls wakes the one
+    /// an applied change concerns, not all of them.
+    pub(crate) async fn wait_on_worker<T, E>(
+        &self,
+        worker: &drover_types::WorkerId,
+        deadline: Instant,
+        look: impl FnMut(&drover_types::ClusterState) -> std::result::Result<Option<T>, E>,
+    ) -> std::result::Result<Option<T>, E> {
+        let mut changes = self.0.state_machine.subscribe_worker(worker);
+        let found = self.wait_on(&mut changes, deadline, look).await;
+        self.0.state_machine.unsubscribe_worker(worker, changes);
+        found
+    }
+
+    async fn wait_on<T, E>(
+        &self,
+        // Subscribed before the first look, so a change between the look and the wait is seen.
+        versions: &mut tokio::sync::watch::Receiver<u64>,
+        deadline: Instant,
         mut look: impl FnMut(&drover_types::ClusterState) -> std::result::Result<Option<T>, E>,
     ) -> std::result::Result<Option<T>, E> {
-        // Subscribe before the first look, so a change between the look and the wait is seen.
-        let mut versions = self.versions();
         loop {
             let found = look(&self.state().read().state)?;
             if found.is_some() {
