@@ -101,6 +101,55 @@ pub struct AgentConfig {
     /// TLS to the nodes (`drover_tls::client_config`, with a client certificate if the
     /// cluster wants one); `None`: plain HTTP.
     pub tls: Option<drover_tls::rustls::ClientConfig>,
+    /// The HTTP clients to use, shared with other agents of this process (their connection
+    /// pools with them) — a fleet simulator runs thousands of agents in one process; `None`:
+    /// this agent makes its own from the fields above.
+    pub clients: Option<Clients>,
+    /// Told how each heartbeat went, for the application's own metrics.
+    pub observer: Option<Arc<dyn Observer>>,
+}
+
+/// Sees the agent's heartbeats: how long each took from send to answer, and the error, if
+/// any. Called on the heartbeat task; keep it quick.
+pub trait Observer: Send + Sync + std::fmt::Debug {
+    fn heartbeat(&self, took: Duration, error: Option<&drover_client::Error>);
+}
+
+/// An agent's two API clients: one for its calls and long polls, one for heartbeats (short
+/// timeouts, retried within one interval, so a slow call never delays a beat).
+#[derive(Clone, Debug)]
+pub struct Clients {
+    calls: Client,
+    beats: Client,
+}
+
+impl Clients {
+    /// The clients an agent of `cfg` makes for itself; clone them into other agents' configs
+    /// to share their connection pools.
+    pub fn new(cfg: &AgentConfig) -> Result<Clients, Error> {
+        Self::with_options(cfg, ClientOptions::default())
+    }
+
+    /// [`Clients::new`] with `options` for the calls (`tls` is the config's); heartbeats time
+    /// out within one interval.
+    pub fn with_options(cfg: &AgentConfig, options: ClientOptions) -> Result<Clients, Error> {
+        let plain = ClientOptions {
+            tls: cfg.tls.clone(),
+            ..options
+        };
+        let calls = Client::with_options(&cfg.endpoints, cfg.token.clone(), plain.clone())?;
+        let interval = cfg.heartbeat_interval;
+        let beats = Client::with_options(
+            &cfg.endpoints,
+            cfg.token.clone(),
+            ClientOptions {
+                timeout: interval.max(Duration::from_millis(300)),
+                retry_for: interval,
+                ..plain
+            },
+        )?;
+        Ok(Clients { calls, beats })
+    }
 }
 
 impl AgentConfig {
@@ -121,6 +170,8 @@ impl AgentConfig {
             dead_after: Duration::from_secs(30),
             lease_margin: Duration::from_secs(3),
             tls: None,
+            clients: None,
+            observer: None,
         }
     }
 }
@@ -199,21 +250,13 @@ struct Shared {
 impl Agent {
     /// Registers with a fresh incarnation and starts heartbeating and watching assignments.
     pub async fn start(cfg: AgentConfig) -> Result<Agent, Error> {
-        let plain = ClientOptions {
-            tls: cfg.tls.clone(),
-            ..ClientOptions::default()
+        let Clients {
+            calls: client,
+            beats,
+        } = match &cfg.clients {
+            Some(shared) => shared.clone(),
+            None => Clients::new(&cfg)?,
         };
-        let client = Client::with_options(&cfg.endpoints, cfg.token.clone(), plain.clone())?;
-        let interval = cfg.heartbeat_interval;
-        let beats = Client::with_options(
-            &cfg.endpoints,
-            cfg.token.clone(),
-            ClientOptions {
-                timeout: interval.max(Duration::from_millis(300)),
-                retry_for: interval,
-                ..plain
-            },
-        )?;
         let (tasks, tasks_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             client,
@@ -673,6 +716,9 @@ async fn heartbeats(s: Arc<Shared>) {
         let sent = Instant::now();
         let generation = *s.generation.borrow();
         let answer = until_or_lease_end(&s, s.beats.heartbeat(&s.cfg.worker_id, generation)).await;
+        if let Some(o) = &s.cfg.observer {
+            o.heartbeat(sent.elapsed(), answer.as_ref().err());
+        }
         match answer {
             Ok(reply) if reply.register_again && !s.draining.load(Ordering::SeqCst) => {
                 // An operator recommissions this disabled worker: this generation gives its

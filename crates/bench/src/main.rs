@@ -3,12 +3,15 @@
 //!     drover-bench run --target drover --endpoints 127.0.0.1:7001 --workload put --clients 16
 //!     drover-bench run --target etcd --endpoints 127.0.0.1:2379 --workload get --clients 64
 //!     drover-bench failover --trials 20
+//!     drover-bench fleet --agents 1000 --partitions 3000
 //!
 //! Each client is one task with its own connection, issuing one request at a time; latency is
 //! recorded per request in an HDR histogram. Results print as one text line, or JSON.
 
 mod failover;
+mod fleet;
 mod load;
+mod local;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -29,6 +32,9 @@ enum Cmd {
     /// SIGKILL the leader of a fresh local three-node cluster, time until the first successful
     /// write; repeat.
     Failover(failover::FailoverArgs),
+    /// A local three-node cluster and N simulated workers (real agents in this process):
+    /// register, place a new table, steady state, drain a set, kill the leader, recommission.
+    Fleet(fleet::FleetArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
@@ -54,5 +60,6 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Cmd::Run(args) => load::run(args).await,
         Cmd::Failover(args) => failover::run(args).await,
+        Cmd::Fleet(args) => fleet::run(args).await,
     }
 }
