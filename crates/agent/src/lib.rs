@@ -145,6 +145,8 @@ impl Clients {
             ClientOptions {
                 timeout: interval.max(Duration::from_millis(300)),
                 retry_for: interval,
+                // Heartbeats are the leader's: straight there, not through a follower.
+                prefer_leader: true,
                 ..plain
             },
         )?;

@@ -1,7 +1,7 @@
 //! The fleet benchmark: a local three-node cluster and N simulated workers in this one process,
 //! each a real `drover-agent` (register, ready, heartbeat at the cluster's interval, long-poll
-//! its assignments, acknowledge every join and release after `--catch-up`), sharing two
-//! connection pools. It runs the phases a fleet's control plane lives through and reports
+//! its assignments, acknowledge every join and release after `--catch-up`), 250 of them to a
+//! pair of connection pools. It runs the phases a fleet's control plane lives through and reports
 //! each: register, create a table and wait until every replica is placed and acknowledged,
 //! steady state, drain a set of workers, SIGKILL the leader and restart it, recommission.
 //!
@@ -77,6 +77,9 @@ pub struct FleetArgs {
     #[arg(long)]
     keep: bool,
 }
+
+/// Simulated agents per pair of connection pools.
+const AGENTS_PER_POOL: usize = 250;
 
 /// Latencies and errors, shared by every simulated agent and reset at each phase.
 #[derive(Debug, Default)]
@@ -395,7 +398,11 @@ pub async fn run(args: FleetArgs) -> anyhow::Result<()> {
     )?;
     let stats = Arc::new(Stats::default());
     let template = AgentConfig::new(endpoints.clone(), "template", "127.0.0.1:1");
-    let clients = Clients::new(&template)?;
+    // One pair of pools per AGENTS_PER_POOL agents: each pool starts at a random node, as
+    // separate agent processes would, so the fleet's connections spread over the three nodes.
+    let pools: Vec<Clients> = (0..args.agents.div_ceil(AGENTS_PER_POOL).max(1))
+        .map(|_| Clients::new(&template))
+        .collect::<Result<_, _>>()?;
     let mut phases = Vec::new();
     let say = |p: &Phase| {
         if !args.json {
@@ -433,7 +440,7 @@ pub async fn run(args: FleetArgs) -> anyhow::Result<()> {
         cfg.worker_id = format!("f{i:05}");
         cfg.address = format!("10.{}.{}.{}:9000", (i >> 16) & 255, (i >> 8) & 255, i & 255);
         cfg.zone = Some(format!("z{}", i % args.zones.max(1)));
-        cfg.clients = Some(clients.clone());
+        cfg.clients = Some(pools[i / AGENTS_PER_POOL].clone());
         cfg.observer = Some(stats.clone());
         let (gate, stats, catch_up) = (gate.clone(), stats.clone(), args.catch_up);
         starting.spawn(async move {

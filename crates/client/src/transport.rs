@@ -40,6 +40,10 @@ pub struct ClientOptions {
     /// TLS (`drover_tls::client_config`): endpoints given as `host:port` are reached over
     /// HTTPS, the nodes' certificates checked against its CA. `None`: plain HTTP.
     pub tls: Option<drover_tls::rustls::ClientConfig>,
+    /// After an answer a follower forwarded to the leader (it names the leader in
+    /// `x-drover-leader`), send the next requests to the leader itself when it is one of the
+    /// endpoints: for a client of leader-only requests, such as an agent's heartbeats.
+    pub prefer_leader: bool,
 }
 
 impl Default for ClientOptions {
@@ -50,6 +54,7 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(2),
             unreachable_for: None,
             tls: None,
+            prefer_leader: false,
         }
     }
 }
@@ -233,7 +238,14 @@ impl Client {
             }
             let last = match self.attempt(&base, call).await {
                 Ok(r) => {
-                    if let Some(i) = inner.endpoints.iter().position(|e| *e == base) {
+                    let leader = r
+                        .headers()
+                        .get("x-drover-leader")
+                        .filter(|_| inner.opts.prefer_leader)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|l| normalize_as(l, self.scheme()).ok());
+                    let next = leader.as_ref().unwrap_or(&base);
+                    if let Some(i) = inner.endpoints.iter().position(|e| e == next) {
                         inner.preferred.store(i, Ordering::Relaxed);
                     }
                     return Ok(r);

@@ -66,3 +66,76 @@ async fn a_plain_drain_request_is_retried() {
     assert!(matches!(e, Error::Unreachable { .. }), "{e}");
     assert!(count.load(Ordering::SeqCst) >= 2);
 }
+
+/// Two fake nodes answering heartbeats: `follower` says (as a forwarding follower does) that
+/// `leader` served it. A client that prefers the leader sends its next heartbeat to the leader
+/// itself; one that does not stays where it was answered.
+#[tokio::test]
+async fn a_client_of_leader_requests_goes_to_the_leader_once_named() {
+    async fn node(leader: Option<String>) -> (String, Arc<AtomicUsize>) {
+        let count = Arc::new(AtomicUsize::new(0));
+        let seen = count.clone();
+        let app = Router::new().route(
+            "/v1/workers/{id}/heartbeat",
+            post(move || {
+                let (seen, leader) = (seen.clone(), leader.clone());
+                async move {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    let ack = serde_json::json!({
+                        "worker": "w1", "generation": 1, "heartbeat_interval_ms": 1000,
+                        "suspect_after_ms": 5000, "dead_after_ms": 30000, "lease_wait_ms": 0,
+                        "register_again": false
+                    });
+                    let mut r = axum::response::IntoResponse::into_response(axum::Json(ack));
+                    if let Some(l) = leader {
+                        r.headers_mut()
+                            .insert("x-drover-leader", l.parse().unwrap());
+                    }
+                    r
+                }
+            }),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (addr, count)
+    }
+    let (leader, at_leader) = node(None).await;
+    let (follower, at_follower) = node(Some(leader.clone())).await;
+    // Each client starts at a random endpoint: twenty of them start at the follower ~10 times.
+    for prefer_leader in [true, false] {
+        let mut stayed_at_follower = 0;
+        for _ in 0..20 {
+            let opts = ClientOptions {
+                prefer_leader,
+                ..ClientOptions::default()
+            };
+            let c =
+                Client::with_options(&[follower.as_str(), leader.as_str()], None, opts).unwrap();
+            let (f0, l0) = (
+                at_follower.load(Ordering::SeqCst),
+                at_leader.load(Ordering::SeqCst),
+            );
+            for _ in 0..10 {
+                c.heartbeat("w1", 1).await.unwrap();
+            }
+            let to_follower = at_follower.load(Ordering::SeqCst) - f0;
+            let to_leader = at_leader.load(Ordering::SeqCst) - l0;
+            assert_eq!(to_follower + to_leader, 10);
+            if prefer_leader {
+                assert!(
+                    to_follower <= 1,
+                    "{to_follower} heartbeats went through the follower"
+                );
+            } else if to_follower == 10 {
+                stayed_at_follower += 1;
+            }
+        }
+        if !prefer_leader {
+            assert!(
+                stayed_at_follower > 0,
+                "without the preference a client stays put"
+            );
+        }
+    }
+}

@@ -86,6 +86,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         connect_timeout: CONNECT_TIMEOUT.min(Duration::from_secs(cli.timeout)),
         // Nothing listening anywhere: say so (and why) now, not after the retry budget.
         unreachable_for: Some(CONNECT_TIMEOUT.min(Duration::from_secs(cli.timeout))),
+        prefer_leader: false,
     };
     let c = Client::with_options(&cli.endpoints, cli.token.clone(), opts)?;
     let out = Printer(cli.output);
@@ -431,6 +432,7 @@ async fn probe_all(
                 retry_for: Duration::ZERO,
                 connect_timeout: limit,
                 unreachable_for: Some(Duration::ZERO),
+                prefer_leader: false,
             };
             let answer = match Client::with_options(&[&a], token, opts) {
                 Ok(c) => c.cluster().await.map_err(|e| match e {

@@ -72,8 +72,15 @@ pub async fn forwarding(State(f): State<Forwarding>, req: Request, next: Next) -
                     )
                     .into_response();
                 };
-                node.forward(&leader, parts.method, &parts.uri, &parts.headers, body)
-                    .await
+                let mut answer = node
+                    .forward(&leader, parts.method, &parts.uri, &parts.headers, body)
+                    .await;
+                // Says who served it, so a client that sends many of these (an agent's
+                // heartbeats) can go to the leader itself and save the hop.
+                if let Ok(v) = http::HeaderValue::from_str(&leader.address) {
+                    answer.headers_mut().entry(LEADER_HEADER).or_insert(v);
+                }
+                answer
             }
             Err(e) => e.into_response(),
         },
@@ -88,6 +95,9 @@ fn asks_stale(uri: &Uri) -> bool {
 
 /// Marks a request a node forwarded to the leader, so it is never forwarded twice.
 pub const FORWARDED_HEADER: &str = "x-drover-forwarded";
+
+/// The leader's `HOST:PORT`, on a 503 that knows it and on an answer a follower forwarded.
+pub const LEADER_HEADER: &str = "x-drover-leader";
 
 /// Where a request that must reach the leader goes.
 pub(crate) enum Route {
