@@ -130,6 +130,18 @@ impl Stats {
         std::mem::take(&mut *self.window())
     }
 
+    fn start_failed(&self, e: &drover_agent::Error) {
+        let code = match e {
+            drover_agent::Error::Client(c) => error_code(c),
+            other => other.to_string(),
+        };
+        *self
+            .window()
+            .errors
+            .entry(format!("register {code}"))
+            .or_default() += 1;
+    }
+
     fn ack(&self, took: Duration, error: Option<&drover_client::Error>) {
         let mut w = self.window();
         let _ = w.acks.record(micros(took));
@@ -342,10 +354,24 @@ async fn start_worker(
     catch_up: Duration,
     stats: Arc<Stats>,
 ) -> anyhow::Result<Agent> {
-    let mut agent = Agent::start(cfg).await?;
+    // A worker process that cannot register (no leader for a while: an election under load)
+    // is started again, as a supervisor would.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut agent = loop {
+        match Agent::start(cfg.clone()).await {
+            Ok(a) => break a,
+            Err(e) if Instant::now() < deadline => {
+                stats.start_failed(&e);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     let mut tasks = agent.take_tasks().context("tasks")?;
     let handle = agent.handle();
+    let acks = stats.clone();
     tokio::spawn(async move {
+        let stats = acks;
         while let Some(task) = tasks.recv().await {
             let (handle, stats) = (handle.clone(), stats.clone());
             tokio::spawn(async move {
@@ -375,7 +401,13 @@ async fn start_worker(
             });
         }
     });
-    agent.ready().await?;
+    while let Err(e) = agent.ready().await {
+        if Instant::now() >= deadline {
+            return Err(e.into());
+        }
+        stats.start_failed(&e);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     Ok(agent)
 }
 
