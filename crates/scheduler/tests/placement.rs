@@ -57,16 +57,20 @@ fn a_new_table_is_placed_in_one_round_whatever_the_throttles() {
     }
     // The next round has nothing in flight to wait for but the acknowledgements.
     let next = plan(&sim.state, &live, &cfg);
-    assert!(next.steps.iter().all(|s| !s.adds_replica()), "{:?}", next.steps);
+    assert!(
+        next.steps.iter().all(|s| !s.adds_replica()),
+        "{:?}",
+        next.steps
+    );
     sim.ack_all();
     let (_, rounds) = sim.settle(&live, &cfg, 20, |_, _| {});
     assert!(rounds < 20);
     assert!(
-        sim.state
-            .partitions
+        sim.state.partitions.iter().all(|p| p
+            .replicas
             .iter()
-            .all(|p| p.replicas.iter().all(|r| r.role == ReplicaRole::Serving)
-                && p.leader.is_some())
+            .all(|r| r.role == ReplicaRole::Serving)
+            && p.leader.is_some())
     );
 }
 
@@ -111,5 +115,8 @@ fn placement_joiners_do_not_take_the_move_slots_of_a_drain() {
             break;
         }
     }
-    assert!(drain_adds > 0, "the drain waited behind the placement's joiners");
+    assert!(
+        drain_adds > 0,
+        "the drain waited behind the placement's joiners"
+    );
 }
