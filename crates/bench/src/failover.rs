@@ -2,34 +2,24 @@
 //! SIGKILLs the leader and times until a write through the survivors first succeeds, then
 //! restarts the killed node and waits until every node is ready again.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use clap::Args;
 use serde_json::json;
 
-use crate::local::Local;
+use crate::local::{Local, LocalArgs};
 
 #[derive(Debug, Args)]
 pub struct FailoverArgs {
     #[arg(long, default_value_t = 20)]
     trials: usize,
-    /// The `drover` binary (default: beside this one).
-    #[arg(long)]
-    drover: Option<PathBuf>,
-    /// Extra flags for every node (default timing when empty).
-    #[arg(long, allow_hyphen_values = true, num_args = 0..)]
-    node_args: Vec<String>,
-    #[arg(long)]
-    json: bool,
-    /// Keep the nodes' data and logs (the path is printed) instead of deleting them.
-    #[arg(long)]
-    keep: bool,
+    #[command(flatten)]
+    local: LocalArgs,
 }
 
 pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
-    let mut local = Local::start(args.drover, &args.node_args)?;
+    let mut local = Local::start(args.local.drover, &args.local.node_args)?;
     let http = drover_tls::http_client(None)
         .no_proxy()
         .timeout(Duration::from_millis(300))
@@ -64,7 +54,7 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         };
-        if !args.json {
+        if !args.local.json {
             drover_client::outln!(
                 "trial {:>2}: killed node {leader}, first write after {:.3} s",
                 trial + 1,
@@ -74,7 +64,7 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
         times.push(elapsed.as_secs_f64());
         local.restart(leader)?;
     }
-    if args.keep {
+    if args.local.keep {
         local.keep();
     }
     let mut sorted = times.clone();
@@ -88,7 +78,7 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
         "max_s": sorted[sorted.len() - 1],
         "times_s": times,
     });
-    if args.json {
+    if args.local.json {
         drover_client::outln!("{report}");
     } else {
         drover_client::outln!(

@@ -12,7 +12,6 @@
 //! whole run as one JSON line with `--json`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,7 +26,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::local::Local;
+use crate::local::{Local, LocalArgs};
 
 #[derive(Debug, Args)]
 pub struct FleetArgs {
@@ -64,18 +63,8 @@ pub struct FleetArgs {
     /// Longest any phase may take.
     #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
     phase_timeout: Duration,
-    /// The `drover` binary (default: beside this one).
-    #[arg(long)]
-    drover: Option<PathBuf>,
-    /// Extra flags for every node.
-    #[arg(long, allow_hyphen_values = true, num_args = 0..)]
-    node_args: Vec<String>,
-    /// Print the report as one JSON line.
-    #[arg(long)]
-    json: bool,
-    /// Keep the nodes' data and logs (the path is printed) instead of deleting them.
-    #[arg(long)]
-    keep: bool,
+    #[command(flatten)]
+    local: LocalArgs,
 }
 
 /// Simulated agents per pair of connection pools.
@@ -413,7 +402,7 @@ async fn start_worker(
 
 pub async fn run(args: FleetArgs) -> anyhow::Result<()> {
     raise_fd_limit();
-    let mut local = Local::start(args.drover.clone(), &args.node_args)?;
+    let mut local = Local::start(args.local.drover.clone(), &args.local.node_args)?;
     let status_http = drover_tls::http_client(None)
         .no_proxy()
         .timeout(Duration::from_secs(2))
@@ -437,7 +426,7 @@ pub async fn run(args: FleetArgs) -> anyhow::Result<()> {
         .collect::<Result<_, _>>()?;
     let mut phases = Vec::new();
     let say = |p: &Phase| {
-        if !args.json {
+        if !args.local.json {
             drover_client::outln!(
                 "{:<12} {:>8.1} s  heartbeats p50 {:.1} / p99 {:.1} / p999 {:.1} ms ({})  \
                  acks p50 {:.1} / p99 {:.1} ms ({})  nodes {:.2} cores, rss ≤ {:.0} MiB, \
@@ -607,11 +596,11 @@ pub async fn run(args: FleetArgs) -> anyhow::Result<()> {
         catch_up_ms: u64::try_from(args.catch_up.as_millis()).unwrap_or(u64::MAX),
         phases,
     };
-    if args.json {
+    if args.local.json {
         drover_client::outln!("{}", serde_json::to_string(&report)?);
     }
     drop(agents);
-    if args.keep {
+    if args.local.keep {
         local.keep();
     }
     Ok(())

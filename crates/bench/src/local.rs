@@ -8,7 +8,25 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use clap::Args;
 use serde_json::Value;
+
+/// The flags of a benchmark that starts its own cluster.
+#[derive(Debug, Args)]
+pub struct LocalArgs {
+    /// The `drover` binary (default: beside this one).
+    #[arg(long)]
+    pub drover: Option<PathBuf>,
+    /// Extra flags for every node.
+    #[arg(long, allow_hyphen_values = true, num_args = 0..)]
+    pub node_args: Vec<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Keep the nodes' data and logs (the path is printed) instead of deleting them.
+    #[arg(long)]
+    pub keep: bool,
+}
 
 pub struct Node {
     pub id: u64,

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use drover_types::{
-    ClusterState, Partition, PartitionId, PlannedMove, ReplicaRole, WorkerId, WorkerState,
+    ClusterState, Partition, PartitionId, PlannedMove, Replica, ReplicaRole, WorkerId, WorkerState,
 };
 
 use crate::target::{Target, target};
@@ -75,18 +75,6 @@ struct Round<'a> {
 /// read lock, so a table of 30,000 is placed over a few short rounds rather than one long one
 /// that apply (and the heartbeats behind it) would wait out.
 const PLACEMENTS_PER_ROUND: usize = 4096;
-
-/// A joining replica on `w`, as a placement's later choices see the earlier ones.
-fn joining(w: &WorkerId) -> drover_types::Replica {
-    drover_types::Replica {
-        worker: w.clone(),
-        role: ReplicaRole::Joining,
-        since: 0,
-        since_ms: 0,
-        acked_join: None,
-        replaces: None,
-    }
-}
 
 impl Round<'_> {
     /// SPEC §3 pause: no new move starts — the adds of drains and rebalances are held back and
@@ -337,13 +325,17 @@ impl Round<'_> {
         let mut workers: Vec<WorkerId> = self.target_adds(p, None);
         workers.truncate(rf);
         for w in &workers {
-            tentative.replicas.push(joining(w));
+            tentative
+                .replicas
+                .push(Replica::joining(w.clone(), 0, 0, None));
         }
         let mut refused = None;
         while workers.len() < rf {
             match self.t.choose_placement(&tentative) {
                 Ok(w) => {
-                    tentative.replicas.push(joining(&w));
+                    tentative
+                        .replicas
+                        .push(Replica::joining(w.clone(), 0, 0, None));
                     workers.push(w);
                 }
                 Err(code) => {

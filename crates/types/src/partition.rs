@@ -85,6 +85,25 @@ pub struct Replica {
     pub replaces: Option<WorkerId>,
 }
 
+impl Replica {
+    /// A joining replica on `worker` since epoch `since` (at `since_ms`), replacing `replaces`.
+    pub fn joining(
+        worker: WorkerId,
+        since: u64,
+        since_ms: u64,
+        replaces: Option<WorkerId>,
+    ) -> Self {
+        Replica {
+            worker,
+            role: ReplicaRole::Joining,
+            since,
+            since_ms,
+            acked_join: None,
+            replaces,
+        }
+    }
+}
+
 /// A release acknowledgement already applied, kept so that its retry succeeds unchanged.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

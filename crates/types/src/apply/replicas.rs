@@ -121,14 +121,9 @@ impl Cx<'_> {
         let mut tentative = p.clone();
         for w in workers {
             self.check_placeable(&tentative, w)?;
-            tentative.replicas.push(Replica {
-                worker: w.clone(),
-                role: ReplicaRole::Joining,
-                since: 0,
-                since_ms: 0,
-                acked_join: None,
-                replaces: None,
-            });
+            tentative
+                .replicas
+                .push(Replica::joining(w.clone(), 0, 0, None));
         }
         let at = self.at;
         let Some(p) = self.partition_mut(pid) else {
@@ -137,14 +132,8 @@ impl Cx<'_> {
         let mut added = Vec::with_capacity(workers.len());
         for w in workers {
             p.epoch = p.epoch.saturating_add(1);
-            p.replicas.push(Replica {
-                worker: w.clone(),
-                role: ReplicaRole::Joining,
-                since: p.epoch,
-                since_ms: at,
-                acked_join: None,
-                replaces: None,
-            });
+            p.replicas
+                .push(Replica::joining(w.clone(), p.epoch, at, None));
             added.push((w.clone(), p.epoch));
         }
         let p = p.clone();
@@ -193,14 +182,12 @@ impl Cx<'_> {
         };
         p.epoch = p.epoch.saturating_add(1);
         let epoch = p.epoch;
-        p.replicas.push(Replica {
-            worker: worker.clone(),
-            role: ReplicaRole::Joining,
-            since: epoch,
-            since_ms: at,
-            acked_join: None,
-            replaces: replaces.cloned(),
-        });
+        p.replicas.push(Replica::joining(
+            worker.clone(),
+            epoch,
+            at,
+            replaces.cloned(),
+        ));
         let p = p.clone();
         self.event(EventKind::ReplicaAdded {
             partition: pid,
