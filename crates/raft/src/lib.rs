@@ -65,6 +65,10 @@ pub struct RaftOptions {
     pub heartbeat: Duration,
     pub election_timeout_min: Duration,
     pub election_timeout_max: Duration,
+    /// The leader fsyncs its own append before replicating it, as stock openraft 0.9 does,
+    /// instead of in parallel (`openraft::Config::parallel_leader_append`, our patch): kept to
+    /// measure one against the other.
+    pub serial_append: bool,
     pub snapshot: SnapshotPolicy,
     /// Largest Raft RPC body accepted, in bytes (a snapshot chunk or an append batch).
     pub max_rpc_bytes: usize,
@@ -76,6 +80,7 @@ impl Default for RaftOptions {
             heartbeat: Duration::from_millis(100),
             election_timeout_min: Duration::from_millis(500),
             election_timeout_max: Duration::from_millis(1000),
+            serial_append: false,
             snapshot: SnapshotPolicy::default(),
             max_rpc_bytes: 64 << 20,
         }
@@ -114,6 +119,9 @@ impl RaftOptions {
             election_timeout_max: lease,
             // Snapshot chunks must fit under the receiver's body limit with room for framing.
             snapshot_max_chunk_size: u64::try_from(self.max_rpc_bytes / 2).unwrap_or(u64::MAX),
+            // An entry commits once any majority has fsynced it, the leader's own fsync running
+            // beside the followers' (docs/architecture.md, "One fsync on the write path").
+            parallel_leader_append: !self.serial_append,
             ..Default::default()
         };
         self.snapshot.apply_to(&mut config);

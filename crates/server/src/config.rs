@@ -105,6 +105,15 @@ pub struct RaftFlags {
     #[arg(long = "election-timeout-max-ms", env = "DROVER_ELECTION_TIMEOUT_MAX_MS", value_name = "DURATION", value_parser = millis)]
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     pub election_timeout_max: Option<Duration>,
+    /// The leader fsyncs its own append of an entry before sending it to followers (openraft's
+    /// stock order) instead of at the same time: for side-by-side benchmarks (default false).
+    #[arg(
+        long = "raft-serial-append",
+        env = "DROVER_RAFT_SERIAL_APPEND",
+        hide = true
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serial_append: Option<bool>,
     /// Snapshot after this many log entries (default 10000).
     #[arg(long, env = "DROVER_SNAPSHOT_EVERY")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -320,6 +329,7 @@ struct RaftSettings {
     election_timeout_min: Duration,
     #[serde(with = "humantime_serde")]
     election_timeout_max: Duration,
+    serial_append: bool,
     snapshot_every: u64,
     logs_to_keep: u64,
     cluster_secret: Option<String>,
@@ -333,6 +343,7 @@ impl Default for RaftSettings {
             heartbeat: d.heartbeat,
             election_timeout_min: d.election_timeout_min,
             election_timeout_max: d.election_timeout_max,
+            serial_append: d.serial_append,
             snapshot_every: d.snapshot.snapshot_every,
             logs_to_keep: d.snapshot.logs_to_keep,
             cluster_secret: None,
@@ -753,6 +764,7 @@ impl Settings {
             heartbeat: r.heartbeat,
             election_timeout_min: r.election_timeout_min,
             election_timeout_max: r.election_timeout_max,
+            serial_append: r.serial_append,
             snapshot: SnapshotPolicy {
                 snapshot_every: r.snapshot_every,
                 logs_to_keep: r.logs_to_keep,
