@@ -5,6 +5,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use serde_json::{Value, json};
 use support::{Cluster, wait_for};
 
 /// Three processes start from nothing and elect a leader; a write sent to each node (so two of
@@ -383,6 +384,67 @@ async fn no_quorum_answers_503() {
     .await;
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "unavailable");
+}
+
+/// An entry commits once a majority has it durably, with or without the leader, and not
+/// before: with the leader's disk stalled a write commits on the two followers' fsyncs (the
+/// leader sends it while its own fsync waits); with the leader's and one follower's disks
+/// stalled, the other follower's copy alone commits nothing, however long it is held; once the
+/// stalled follower's disk returns, the write is acknowledged.
+#[tokio::test]
+async fn a_write_commits_on_a_durable_majority_and_never_on_less() {
+    let c = Cluster::start(3, &["--enable-fault-injection", "true"]);
+    let leader = c.leader_among(&[1, 2, 3]).await;
+    let followers: Vec<u64> = [1, 2, 3].into_iter().filter(|&i| i != leader).collect();
+    let (slow, fast) = (followers[0], followers[1]);
+    assert_eq!(c.put(leader, "warm", "up").await.unwrap().status(), 200);
+
+    c.stall_fsync(leader, true).await;
+    let r = tokio::time::timeout(Duration::from_secs(10), c.put(leader, "k1", "v1"))
+        .await
+        .expect("with the leader's disk stalled, a write commits on the followers' fsyncs")
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    c.stall_fsync(slow, true).await;
+    let index = |s: Option<Value>, field: &str| s.and_then(|s| s[field].as_u64());
+    let committed = index(c.status(leader).await, "commit_index").unwrap();
+    let put = tokio::spawn(
+        c.req(reqwest::Method::PUT, leader, "/v1/kv/k2")
+            .json(&json!({"value": "v2"}))
+            .send(),
+    );
+    // The write reached the follower whose disk works; the leader hears its answer within a
+    // round trip. For a second after, nothing may commit: one durable copy of three.
+    let reached = wait_for(
+        "the write on the working follower",
+        Duration::from_secs(10),
+        || async { index(c.status(fast).await, "last_log_index").filter(|&i| i > committed) },
+    )
+    .await;
+    let held_until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < held_until {
+        let now = index(c.status(leader).await, "commit_index").unwrap();
+        assert!(
+            now < reached,
+            "entry {reached} committed at {now} while only one node had it durably"
+        );
+        assert!(
+            !put.is_finished(),
+            "a write was acknowledged on one durable copy"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    c.stall_fsync(slow, false).await;
+    let r = tokio::time::timeout(Duration::from_secs(10), put)
+        .await
+        .expect("the write commits once a second node has it durably")
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    c.stall_fsync(leader, false).await;
+    assert_eq!(c.get(leader, "k2", false).await.as_deref(), Some("v2"));
 }
 
 /// The transport's fault layer (enabled by --enable-fault-injection) cuts a leader off: with its

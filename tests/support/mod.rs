@@ -319,6 +319,18 @@ impl Cluster {
         assert_eq!(r.status(), 200, "cutting {from} -> {to}");
     }
 
+    /// Stalls (or resumes) node `id`'s fsyncs of appended log entries, through its
+    /// fault-injection endpoint (`--enable-fault-injection true`).
+    pub async fn stall_fsync(&self, id: u64, stalled: bool) {
+        let r = self
+            .req(reqwest::Method::POST, id, "/debug/disk")
+            .json(&serde_json::json!({ "stall_fsync": stalled }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "stalling node {id}'s disk: {stalled}");
+    }
+
     /// Clears every fault injected on node `id`.
     pub async fn clear_faults(&self, id: u64) {
         let r = self

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{Error, Result};
 pub use keys::{ALL_CFS, CF_LOG, CF_RAFT, CF_SM, CF_SNAPSHOT};
-pub use log_store::LogStore;
+pub use log_store::{FsyncGate, LogStore};
 pub use state_machine::{Applied, ApplyClock, SnapshotBuilder, StateHandle, StateMachine};
 pub use timings::Timings;
 

@@ -56,6 +56,33 @@ fn io_err(subject: ErrorSubject<u64>, verb: ErrorVerb, e: Error) -> StorageError
     StorageIOError::new(subject, verb, AnyError::new(&e)).into()
 }
 
+/// Holds the sync thread before its next fsync while closed: a stalled disk, for the tests that
+/// show an entry commits on the majority that has it durably and on no other (reached through
+/// the server's fault-injection endpoint only). Open unless a test closes it.
+#[derive(Clone, Debug, Default)]
+pub struct FsyncGate(Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>);
+
+impl FsyncGate {
+    /// Stalls (`true`) or resumes (`false`) the fsyncs of appends.
+    pub fn set_stalled(&self, stalled: bool) {
+        let (lock, wake) = &*self.0;
+        *lock.lock().unwrap_or_else(|p| p.into_inner()) = stalled;
+        wake.notify_all();
+    }
+
+    pub fn stalled(&self) -> bool {
+        *self.0.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wait_open(&self) {
+        let (lock, wake) = &*self.0;
+        let mut stalled = lock.lock().unwrap_or_else(|p| p.into_inner());
+        while *stalled {
+            stalled = wake.wait(stalled).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
 /// The one thread that syncs the WAL for appends, then acknowledges them.
 ///
 /// Every request it receives was written to RocksDB before it was sent, so a `flush_wal(true)`
@@ -63,6 +90,7 @@ fn io_err(subject: ErrorSubject<u64>, verb: ErrorVerb, e: Error) -> StorageError
 struct Syncer {
     tx: Option<mpsc::Sender<LogFlushed<TypeConfig>>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    gate: FsyncGate,
 }
 
 impl Drop for Syncer {
@@ -70,6 +98,7 @@ impl Drop for Syncer {
     /// the thread's handle on the database is gone too and the store can be reopened at once.
     fn drop(&mut self) {
         self.tx.take();
+        self.gate.set_stalled(false);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -79,11 +108,14 @@ impl Drop for Syncer {
 impl Syncer {
     fn start(db: Arc<DB>, fsync: Histogram) -> io::Result<Syncer> {
         let (tx, rx) = mpsc::channel::<LogFlushed<TypeConfig>>();
+        let gate = FsyncGate::default();
+        let held = gate.clone();
         let thread = std::thread::Builder::new()
             .name("drover-wal-sync".into())
             .spawn(move || {
                 // Ends when every LogStore clone (and so every sender) is dropped.
                 while let Ok(first) = rx.recv() {
+                    held.wait_open();
                     let mut waiting = vec![first];
                     waiting.extend(rx.try_iter());
                     // The fsync that makes the appends durable; only after it do we tell
@@ -104,6 +136,7 @@ impl Syncer {
         Ok(Syncer {
             tx: Some(tx),
             thread: Some(thread),
+            gate,
         })
     }
 }
@@ -134,6 +167,11 @@ impl LogStore {
             syncer: Arc::new(syncer),
             committed_index: Arc::new(std::sync::atomic::AtomicU64::new(committed_index)),
         })
+    }
+
+    /// The switch that stalls this store's fsyncs of appends (fault injection).
+    pub fn fsync_gate(&self) -> FsyncGate {
+        self.syncer.gate.clone()
     }
 
     /// A shared view of the last committed index openraft reported to this store.

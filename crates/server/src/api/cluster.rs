@@ -421,3 +421,37 @@ pub async fn clear_faults(State(node): State<Node>) -> Json<Faults> {
     node.faults().clear();
     Faults::of(&node)
 }
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiskFault {
+    /// Hold every fsync of appended log entries until set back to false: a stalled disk.
+    stall_fsync: bool,
+}
+
+/// Stalls or resumes this node's fsyncs of appended Raft log entries (test clusters only).
+#[utoipa::path(
+    post,
+    path = "/debug/disk",
+    operation_id = "set_disk_fault",
+    tag = "debug",
+    request_body = DiskFault,
+    responses(
+        (status = 200, description = "The disk fault now in force", body = DiskFault),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 413, response = TooLarge),
+    )
+)]
+pub async fn set_disk_fault(
+    State(node): State<Node>,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<DiskFault>> {
+    let f: DiskFault = parse_json(&body(raw)?)?;
+    node.fsync_gate().set_stalled(f.stall_fsync);
+    tracing::warn!(stall_fsync = f.stall_fsync, "disk fault injection changed");
+    Ok(Json(DiskFault {
+        stall_fsync: node.fsync_gate().stalled(),
+    }))
+}

@@ -226,6 +226,7 @@ fn table() -> Vec<(RouteInfo, MethodRouter<Node>)> {
         route(M::GET, "/debug/faults", debug, cluster::faults),
         route(M::POST, "/debug/faults", debug, cluster::set_fault),
         route(M::DELETE, "/debug/faults", debug, cluster::clear_faults),
+        route(M::POST, "/debug/disk", debug, cluster::set_disk_fault),
         route(M::GET, "/healthz", open, cluster::healthz),
         route(M::GET, "/readyz", open, cluster::readyz),
         route(M::GET, "/metrics", open, metrics::render),

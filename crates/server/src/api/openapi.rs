@@ -38,6 +38,7 @@ use super::{
         cluster::faults,
         cluster::set_fault,
         cluster::clear_faults,
+        cluster::set_disk_fault,
         kv::list,
         kv::get,
         kv::put,

@@ -30,6 +30,8 @@ pub(super) struct Inner {
     pub(super) state_machine: StateMachine,
     pub(super) commit_index: Arc<AtomicU64>,
     pub(super) faults: Faults,
+    /// Stalls this node's log fsyncs (fault injection).
+    pub(super) fsync_gate: drover_store::FsyncGate,
     /// Bound to this node's address, for traffic to the other nodes that is not Raft's:
     /// joining, quorum probes, and the HTTP layer's forwarding to the leader.
     pub(super) peer_client: reqwest::Client,
@@ -100,6 +102,11 @@ impl Node {
 
     pub fn faults(&self) -> &Faults {
         &self.0.faults
+    }
+
+    /// The switch that stalls this node's fsyncs of appended log entries (fault injection).
+    pub fn fsync_gate(&self) -> &drover_store::FsyncGate {
+        &self.0.fsync_gate
     }
 
     /// The client for this node's traffic to other nodes outside Raft (see `Inner`).

@@ -34,6 +34,7 @@ pub async fn start(config: Config) -> Result<Node, StartError> {
     recovery::recover(&store, &config)?;
     let timings = store.timings.clone();
     let commit_index = store.log.committed_index();
+    let fsync_gate = store.log.fsync_gate();
     let peering = Peering {
         cluster_id: config.cluster_id.clone(),
         secret: config.cluster_secret.clone(),
@@ -91,6 +92,7 @@ pub async fn start(config: Config) -> Result<Node, StartError> {
         state_machine,
         commit_index,
         faults,
+        fsync_gate,
         peer_client,
         metrics: Default::default(),
         heartbeats: Default::default(),

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyerror::AnyError;
+use futures::FutureExt;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use futures::TryFutureExt;
@@ -155,6 +156,10 @@ impl<C: RaftTypeConfig> LeaderData<C> {
         }
     }
 }
+
+/// How many appends of its own entries a leader lets run ahead of its disk
+/// ([`Config::parallel_leader_append`]).
+const MAX_LOCAL_FLUSHES: usize = 64;
 
 /// A leader's append of its own log entries whose flush is outstanding
 /// ([`Config::parallel_leader_append`]): the vote it was appended under and the receiver of its
@@ -722,7 +727,7 @@ where
 
     /// Whether an append under `vote` is this node's own, as the established leader of `vote`.
     fn is_leader_io(&self, vote: &Vote<C::NodeId>) -> bool {
-        self.engine.leader.as_ref().is_some_and(|l| l.vote.is_committed() && l.vote == *vote)
+        self.engine.leader.as_ref().is_some_and(|l| l.vote.is_committed() && l.vote.leader_id() == vote.leader_id())
     }
 
     /// Appends the leader's own entries without waiting for their flush: it is awaited in the
@@ -737,6 +742,14 @@ where
         I: IntoIterator<Item = C::Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        // Bounded: a leader whose disk stalls stops taking more than this many appends ahead
+        // of it, as it would stop at the first one without the parallel append.
+        if self.local_flushes.len() >= MAX_LOCAL_FLUSHES {
+            if let Some(LocalFlush { vote, rx }) = self.local_flushes.pop_front() {
+                let flushed = rx.await;
+                self.local_log_flushed(vote, flushed)?;
+            }
+        }
         let (tx, rx) = C::AsyncRuntime::oneshot();
         let callback = LogFlushed::new(LogIOId::new(vote.clone(), Some(last_log_id)), tx);
         self.log_store.append(entries, callback).await?;
@@ -759,6 +772,20 @@ where
             | Command::RebuildReplicationStreams { .. } => true,
             _ => false,
         }
+    }
+
+    /// Takes in the flushes of the leader's own entries that have completed, without waiting:
+    /// run before every batch of engine commands, so a busy core counts itself as soon as it
+    /// can, not only when its main loop finds its channels quiet.
+    fn reap_local_flushes(&mut self) -> Result<(), StorageError<C::NodeId>> {
+        while let Some(front) = self.local_flushes.front_mut() {
+            let Some(flushed) = (&mut front.rx).now_or_never() else {
+                break;
+            };
+            let LocalFlush { vote, .. } = self.local_flushes.pop_front().expect("the front just polled");
+            self.local_log_flushed(vote, flushed)?;
+        }
+        Ok(())
     }
 
     /// Waits for the flush of every outstanding append of the leader's own entries.
@@ -983,6 +1010,8 @@ where
             tracing::debug!("queued commands: end...");
         }
 
+        self.reap_local_flushes()?;
+
         while let Some(cmd) = self.engine.output.pop_command() {
             tracing::debug!("run command: {:?}", cmd);
 
@@ -1036,6 +1065,11 @@ where
                     return Err(Fatal::Stopped);
                 }
 
+                flushed = Self::next_local_flush(&mut self.local_flushes), if !self.local_flushes.is_empty() => {
+                    let LocalFlush { vote, .. } = self.local_flushes.pop_front().expect("the flush just awaited");
+                    self.local_log_flushed(vote, flushed)?;
+                }
+
                 notify_res = self.rx_notify.recv() => {
                     match notify_res {
                         Some(notify) => self.handle_notify(notify)?,
@@ -1044,11 +1078,6 @@ where
                             return Err(Fatal::Stopped);
                         }
                     };
-                }
-
-                flushed = Self::next_local_flush(&mut self.local_flushes), if !self.local_flushes.is_empty() => {
-                    let LocalFlush { vote, .. } = self.local_flushes.pop_front().expect("the flush just awaited");
-                    self.local_log_flushed(vote, flushed)?;
                 }
 
                 msg_res = self.rx_api.recv() => {
