@@ -346,16 +346,19 @@ async fn place_drain_and_recover() {
         .into_iter()
         .filter(|e| e["version"].as_u64().unwrap() > before)
         .filter(|e| {
-            let kind = serde_json::to_string(&e["kind"]).unwrap();
-            [
-                "drain_started",
-                "drain_planned",
-                "state_changed",
-                "replica_added",
-                "replica_removed",
-            ]
-            .iter()
-            .any(|k| kind.contains(k))
+            // Events are tagged by their kind's name: `{"drain_started": {...}}`.
+            e["kind"].as_object().is_some_and(|kind| {
+                kind.keys().any(|k| {
+                    [
+                        "drain_started",
+                        "drain_planned",
+                        "state_changed",
+                        "replica_added",
+                        "replica_removed",
+                    ]
+                    .contains(&k.as_str())
+                })
+            })
         })
         .collect();
     assert!(committed.is_empty(), "a dry run committed {committed:?}");

@@ -745,10 +745,7 @@ where
         // Bounded: a leader whose disk stalls stops taking more than this many appends ahead
         // of it, as it would stop at the first one without the parallel append.
         if self.local_flushes.len() >= MAX_LOCAL_FLUSHES {
-            if let Some(LocalFlush { vote, rx }) = self.local_flushes.pop_front() {
-                let flushed = rx.await;
-                self.local_log_flushed(vote, flushed)?;
-            }
+            self.wait_oldest_local_flush().await?;
         }
         let (tx, rx) = C::AsyncRuntime::oneshot();
         let callback = LogFlushed::new(LogIOId::new(vote.clone(), Some(last_log_id)), tx);
@@ -790,11 +787,19 @@ where
 
     /// Waits for the flush of every outstanding append of the leader's own entries.
     async fn wait_local_flushes(&mut self) -> Result<(), StorageError<C::NodeId>> {
-        while let Some(LocalFlush { vote, rx }) = self.local_flushes.pop_front() {
-            let flushed = rx.await;
-            self.local_log_flushed(vote, flushed)?;
-        }
+        while self.wait_oldest_local_flush().await? {}
         Ok(())
+    }
+
+    /// Waits for the oldest outstanding flush of the leader's own entries and takes it in;
+    /// `false` if there was none.
+    async fn wait_oldest_local_flush(&mut self) -> Result<bool, StorageError<C::NodeId>> {
+        let Some(LocalFlush { vote, rx }) = self.local_flushes.pop_front() else {
+            return Ok(false);
+        };
+        let flushed = rx.await;
+        self.local_log_flushed(vote, flushed)?;
+        Ok(true)
     }
 
     /// Waits for the oldest outstanding flush of the leader's own entries; pending forever if
