@@ -1,6 +1,7 @@
 //! Planner speed at 1,000 workers in 3 zones, 10,000 partitions at RF 3 (30,000 replicas):
 //! initial placement (one round placing every replica), the plan for draining one worker, and
-//! the round after losing a whole zone.
+//! the round after losing a whole zone; and the round a leader plans on a settled fleet of
+//! 1,000 and of 10,000 workers (30,000 partitions), where nothing is to be done.
 //!
 //! Run: `cargo bench -p drover-scheduler --bench planner`
 
@@ -13,12 +14,17 @@ use drover_scheduler::{Liveness, PlannerConfig, plan, plan_drain};
 use drover_types::{Command, WorkerId};
 
 fn cluster() -> Sim {
+    fleet(1000, 10_000)
+}
+
+/// `workers` in 3 zones (capacity 1) and an unplaced table of `partitions` at RF 3.
+fn fleet(workers: usize, partitions: u32) -> Sim {
     let mut sim = Sim::new();
-    for i in 0..1000 {
-        sim.add_worker(&format!("w{i:04}"), Some(&format!("z{}", i % 3)), 1);
+    for i in 0..workers {
+        sim.add_worker(&format!("w{i:05}"), Some(&format!("z{}", i % 3)), 1);
     }
     sim.run(Command::CreateTable {
-        count: 10_000,
+        count: partitions,
         replication_factor: 3,
     })
     .expect("table");
@@ -45,7 +51,10 @@ fn benches(c: &mut Criterion) {
 
     let mut placed = empty.clone();
     placed.settle(&live, &cfg, 50, |_, _| {});
-    let drained = BTreeSet::from([WorkerId::from("w0001")]);
+    g.bench_function("settled_round", |b| {
+        b.iter(|| plan(&placed.state, &live, &PlannerConfig::default()))
+    });
+    let drained = BTreeSet::from([WorkerId::from("w00001")]);
     g.bench_function("drain_one_worker", |b| {
         b.iter(|| plan_drain(&placed.state, &live, &drained))
     });
@@ -70,6 +79,17 @@ fn benches(c: &mut Criterion) {
     }
     g.bench_function("lose_a_zone", |b| {
         b.iter(|| plan(&zone_lost.state, &live, &PlannerConfig::default()))
+    });
+    g.finish();
+
+    // A settled fleet at the size the fleet benchmark aims for: the round every leader plans
+    // when nothing changed but the time (SPEC §3's expiries, joins timing out).
+    let mut g = c.benchmark_group("planner_10000w_30000p_rf3");
+    g.sample_size(10).measurement_time(Duration::from_secs(10));
+    let mut big = fleet(10_000, 30_000);
+    big.settle(&live, &cfg, 50, |_, _| {});
+    g.bench_function("settled_round", |b| {
+        b.iter(|| plan(&big.state, &live, &PlannerConfig::default()))
     });
     g.finish();
 

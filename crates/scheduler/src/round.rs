@@ -2,7 +2,7 @@
 //! (withdraw stale joiners, restore, release excess, drain, zone spread, balance), then preferred
 //! leaders and emptied draining workers.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use drover_types::{
     ClusterState, Partition, PartitionId, PlannedMove, Replica, ReplicaRole, WorkerId, WorkerState,
@@ -11,6 +11,13 @@ use drover_types::{
 use crate::target::{Target, target};
 use crate::topology::{Topology, ZoneKey, after_departures};
 use crate::{BlockCode, Blocked, LeaderCause, Liveness, Plan, PlannerConfig, Reason, Step};
+
+/// A worker's load and the floor and ceiling of its share, as the zone balance reads them.
+struct Bounds {
+    load: i64,
+    floor: i64,
+    ceil: i64,
+}
 
 /// Plans one round. Pure and deterministic: the same inputs give the same plan.
 pub fn plan(s: &ClusterState, live: &Liveness, cfg: &PlannerConfig) -> Plan {
@@ -739,34 +746,68 @@ impl Round<'_> {
             .filter(|w| movable(self, w))
             .map(|w| (*w).clone())
             .collect();
-        let mut stuck: BTreeSet<(WorkerId, WorkerId)> = BTreeSet::new();
+        // Pairs (a, b) of indices into `members` already found to give no move this round.
+        let mut stuck: HashSet<(usize, usize)> = HashSet::new();
         loop {
             if !self.t.has_total_slot() {
                 return;
             }
-            let by_excess = |r: &Round<'_>| {
-                let mut v: Vec<WorkerId> = members.clone();
-                v.sort_by(|a, b| r.t.excess(b).total_cmp(&r.t.excess(a)).then(a.cmp(b)));
-                v
-            };
-            let order = by_excess(self);
+            // Each member's load and share bounds, read once per move planned: a settled zone
+            // of thousands of workers is then judged in one pass, not pair by pair.
+            let bounds: Vec<Bounds> = members
+                .iter()
+                .map(|w| {
+                    let (floor, ceil) = self.t.share_bounds(w);
+                    Bounds {
+                        load: self.t.load_of(w),
+                        floor,
+                        ceil,
+                    }
+                })
+                .collect();
+            // A move is needed only from above a ceiling to below one, or from above a floor
+            // to below one.
+            let over: Vec<bool> = bounds.iter().map(|b| b.load > b.ceil).collect();
+            let under: Vec<bool> = bounds.iter().map(|b| b.load < b.floor).collect();
+            if !over.contains(&true) && !under.contains(&true) {
+                return;
+            }
+            let excess: Vec<f64> = members.iter().map(|w| self.t.excess(w)).collect();
+            let mut order: Vec<usize> = (0..members.len()).collect();
+            order.sort_by(|&a, &b| {
+                excess[b]
+                    .total_cmp(&excess[a])
+                    .then(members[a].cmp(&members[b]))
+            });
+            // The receivers an `a` within its ceiling may give to: those below their floor,
+            // in the order the search visits them.
+            let below_floor: Vec<usize> =
+                order.iter().rev().copied().filter(|&b| under[b]).collect();
             let mut chosen = None;
-            'pairs: for a in &order {
-                let (a_floor, a_ceil) = self.t.share_bounds(a);
-                let a_load = self.t.load_of(a);
-                for b in order.iter().rev() {
-                    if a == b || stuck.contains(&(a.clone(), b.clone())) {
+            'pairs: for &ai in &order {
+                let a_bounds = &bounds[ai];
+                if a_bounds.load <= a_bounds.floor {
+                    continue; // gives nothing: neither above its ceiling nor its floor
+                }
+                let receivers: Box<dyn Iterator<Item = usize>> = if over[ai] {
+                    Box::new(
+                        order
+                            .iter()
+                            .rev()
+                            .copied()
+                            .filter(|&b| bounds[b].load < bounds[b].ceil),
+                    )
+                } else {
+                    Box::new(below_floor.iter().copied())
+                };
+                let a = &members[ai];
+                for bi in receivers {
+                    if ai == bi || stuck.contains(&(ai, bi)) {
                         continue;
                     }
-                    let (b_floor, b_ceil) = self.t.share_bounds(b);
-                    let b_load = self.t.load_of(b);
-                    let needed = (a_load > a_ceil && b_load < b_ceil)
-                        || (b_load < b_floor && a_load > a_floor);
-                    if !needed {
-                        continue;
-                    }
+                    let b = &members[bi];
                     if !self.t.has_slot(a) || !self.t.has_slot(b) {
-                        stuck.insert((a.clone(), b.clone()));
+                        stuck.insert((ai, bi));
                         continue;
                     }
                     if let Some(pid) = self.movable_partitions(a, b) {
@@ -775,8 +816,9 @@ impl Round<'_> {
                     }
                     // b may already hold everything a could give: pass one replica through an
                     // intermediary c (a → c and c → b, two partitions), leaving c's load as is.
-                    for c in &order {
-                        if c == a || c == b || !self.t.has_slot(c) {
+                    for &ci in &order {
+                        let c = &members[ci];
+                        if ci == ai || ci == bi || !self.t.has_slot(c) {
                             continue;
                         }
                         let Some(q) = self.movable_partitions(a, c) else {
@@ -793,7 +835,7 @@ impl Round<'_> {
                             break 'pairs;
                         }
                     }
-                    stuck.insert((a.clone(), b.clone()));
+                    stuck.insert((ai, bi));
                 }
             }
             let Some(moves) = chosen else { return };

@@ -45,6 +45,36 @@ pub struct ClusterState {
 pub struct InvariantViolation(pub String);
 
 impl ClusterState {
+    /// A copy of what placement reads — everything but the KV store and the events log, which
+    /// may be most of a state's size and which the planner never reads — for planning away
+    /// from the state's lock.
+    pub fn placement_view(&self) -> ClusterState {
+        let ClusterState {
+            version,
+            settings,
+            table,
+            partitions,
+            workers,
+            tombstones,
+            kv: _,
+            drains,
+            events: _,
+            brakes,
+        } = self;
+        ClusterState {
+            version: *version,
+            settings: settings.clone(),
+            table: table.clone(),
+            partitions: partitions.clone(),
+            workers: workers.clone(),
+            tombstones: tombstones.clone(),
+            kv: BTreeMap::new(),
+            drains: drains.clone(),
+            events: EventLog::default(),
+            brakes: brakes.clone(),
+        }
+    }
+
     pub fn partition(&self, id: PartitionId) -> Option<&Partition> {
         self.partitions.get(usize::try_from(id).ok()?)
     }

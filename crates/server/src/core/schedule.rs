@@ -62,8 +62,9 @@ pub(crate) fn planner_config(s: &drover_types::Settings) -> PlannerConfig {
     }
 }
 
-/// How long a quiet plan stands before the loop plans again with nothing changed: join
-/// timeouts and drain deadlines are judged by the plan, at this resolution at worst.
+/// How long a quiet plan stands, with nothing changed, while the state holds something the
+/// plan judges by the time (a joining replica's timeout, a drain's deadline): at this
+/// resolution at worst. A plan on a state holding neither stands until its inputs change.
 const REPLAN_EVERY: Duration = Duration::from_secs(2);
 
 /// The last plan that had nothing to do, and what it was made on. A round whose inputs are
@@ -72,7 +73,15 @@ const REPLAN_EVERY: Duration = Duration::from_secs(2);
 /// times a second was most of a leader's CPU. Deaths and expiries are still judged every round.
 #[derive(Debug, Default)]
 pub(crate) struct PlanMemo {
-    quiet: Option<(PlanInputs, Instant)>,
+    quiet: Option<Quiet>,
+}
+
+#[derive(Debug)]
+struct Quiet {
+    inputs: PlanInputs,
+    at: Instant,
+    /// Whether the state it was made on holds something judged by the time.
+    timed: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -86,13 +95,34 @@ struct PlanInputs {
 impl PlanMemo {
     /// Whether a plan on `inputs` at `now` would repeat the last quiet one.
     fn stands(&self, inputs: &PlanInputs, now: Instant) -> bool {
-        self.quiet
-            .as_ref()
-            .is_some_and(|(i, at)| i == inputs && now.saturating_duration_since(*at) < REPLAN_EVERY)
+        self.quiet.as_ref().is_some_and(|q| {
+            q.inputs == *inputs && (!q.timed || now.saturating_duration_since(q.at) < REPLAN_EVERY)
+        })
+    }
+
+    /// Keeps `planned`'s inputs if the planner had nothing to do.
+    fn remember(&mut self, planned: &Planned, inputs: PlanInputs, now: Instant) {
+        self.quiet = planned.quiet.then_some(Quiet {
+            inputs,
+            at: now,
+            timed: planned.timed,
+        });
     }
 }
 
-/// What one round decided, before any of it is proposed.
+/// Whether a plan on `s` depends on the time as well as on `s`: through a joining replica's
+/// timeout, or a drain's deadline (its overdue report is made from the plan's blocked list).
+fn judged_by_time(s: &ClusterState) -> bool {
+    !s.drains.is_empty()
+        || s.partitions.iter().any(|p| {
+            p.replicas
+                .iter()
+                .any(|r| r.role == drover_types::ReplicaRole::Joining)
+        })
+}
+
+/// What one round decided, before any of it is proposed (as the tests read it).
+#[cfg(test)]
 #[derive(Debug)]
 struct Decisions {
     /// Workers to declare dead, at their generation: decided under the heartbeats' lock, so
@@ -108,14 +138,22 @@ struct Decisions {
     planning: Option<Duration>,
 }
 
-/// Decides one round on the applied state `s` at `now` (tokio's clock, which the liveness
-/// rules compare heartbeats with) and `wall` (the time of day, which `until`s and deadlines are
-/// in): death verdicts first (they change what the planner may use), then the plan. Reads no
-/// clock of its own. `clock` (the apply clock's guard) is released before planning. The plan
-/// is skipped while `memo`'s last quiet one stands for `placement_version` (the version of the
-/// last applied change to what the planner reads, read before `s` was).
+/// A round's verdicts, and what its plan (if one is due) is made on.
+struct Judged {
+    deaths: Vec<(WorkerId, u64)>,
+    expiries: Vec<Command>,
+    /// `None` while the last quiet plan stands.
+    plan: Option<(drover_scheduler::Liveness, PlanInputs)>,
+}
+
+/// Judges one round on the applied state `s` at `now` (tokio's clock, which the liveness rules
+/// compare heartbeats with) and `wall` (the time of day, which `until`s and deadlines are in):
+/// death verdicts and expiries, and whether a plan is due. Reads no clock of its own. `clock`
+/// (the apply clock's guard) is released before it returns. A plan is not due while `memo`'s
+/// last quiet one stands for `placement_version` (the version of the last applied change to
+/// what the planner reads, read before `s` was).
 #[allow(clippy::too_many_arguments)]
-fn decide(
+fn judge(
     s: &ClusterState,
     clock: impl Deref<Target = ApplyClock>,
     hb: &Heartbeats,
@@ -123,8 +161,8 @@ fn decide(
     now: Instant,
     wall: u64,
     placement_version: u64,
-    memo: &mut PlanMemo,
-) -> Decisions {
+    memo: &PlanMemo,
+) -> Judged {
     // Verdicts left pending by an unknown outcome are settled once the state tells: dead,
     // or re-registered, removed or no longer judged (apply refuses a death then).
     hb.settle_resolved(|w, g| {
@@ -174,35 +212,92 @@ fn decide(
         suspect: view.suspect.clone(),
         unheard: view.unheard.clone(),
     };
-    if memo.stands(&inputs, now) {
-        return Decisions {
-            deaths,
-            expiries,
-            steps: Vec::new(),
-            blocked: Vec::new(),
-            planning: None,
-        };
-    }
-    let started = std::time::Instant::now();
-    let planned = plan(s, &view, &planner_config(&s.settings));
-    let planning = Some(started.elapsed());
-    memo.quiet = planned.steps.is_empty().then_some((inputs, now));
-    // Drains past their deadline, with what this round found blocked (SPEC §3).
-    expiries.extend(overdue_drains(s, &view, &planned.blocked, wall));
-    let mut steps = planned.steps;
-    // A new leader starts no move until it has had `suspect_after` to hear every worker:
-    // placing on whoever happened to heartbeat first would need undoing once the rest are
-    // heard. Steps that finish moves already under way go ahead.
-    if now.saturating_duration_since(leadership.since) < t.suspect_after {
-        steps.retain(|step| !step.adds_replica());
-    }
-    Decisions {
+    Judged {
         deaths,
         expiries,
-        steps,
-        blocked: planned.blocked,
-        planning,
+        plan: (!memo.stands(&inputs, now)).then_some((view, inputs)),
     }
+}
+
+/// A plan and what follows from it.
+struct Planned {
+    steps: Vec<Step>,
+    blocked: Vec<Blocked>,
+    /// Drains past their deadline, with what the plan found blocked (SPEC §3).
+    overdue: Vec<Command>,
+    took: Duration,
+    /// Whether the planner had nothing to do (before a settling leader's steps were held back:
+    /// a plan that held some back must be made again).
+    quiet: bool,
+    timed: bool,
+}
+
+/// Plans on `s` (pure: no lock, no clock but the one timing it). A new leader starts no move
+/// until it has had `suspect_after` to hear every worker: placing on whoever happened to
+/// heartbeat first would need undoing once the rest are heard. Steps that finish moves
+/// already under way go ahead (`settling`: it has not had that time yet).
+fn plan_on(
+    s: &ClusterState,
+    view: &drover_scheduler::Liveness,
+    wall: u64,
+    settling: bool,
+) -> Planned {
+    let started = std::time::Instant::now();
+    let planned = plan(s, view, &planner_config(&s.settings));
+    let took = started.elapsed();
+    let overdue = overdue_drains(s, view, &planned.blocked, wall);
+    let mut steps = planned.steps;
+    let quiet = steps.is_empty();
+    if settling {
+        steps.retain(|step| !step.adds_replica());
+    }
+    Planned {
+        steps,
+        quiet,
+        blocked: planned.blocked,
+        overdue,
+        took,
+        timed: judged_by_time(s),
+    }
+}
+
+/// Whether a leader since `leadership.since` is still hearing its workers at `now`.
+fn settling(s: &ClusterState, leadership: Leadership, now: Instant) -> bool {
+    let suspect_after = Duration::from_millis(s.settings.suspect_after_ms);
+    now.saturating_duration_since(leadership.since) < suspect_after
+}
+
+/// Decides one round on `s` in one go, as [`round`] does with its plan made on a copy
+/// outside the state's lock: [`judge`], then the plan if one is due.
+#[allow(clippy::too_many_arguments)]
+#[cfg(test)]
+fn decide(
+    s: &ClusterState,
+    clock: impl Deref<Target = ApplyClock>,
+    hb: &Heartbeats,
+    leadership: Leadership,
+    now: Instant,
+    wall: u64,
+    placement_version: u64,
+    memo: &mut PlanMemo,
+) -> Decisions {
+    let judged = judge(s, clock, hb, leadership, now, wall, placement_version, memo);
+    let mut d = Decisions {
+        deaths: judged.deaths,
+        expiries: judged.expiries,
+        steps: Vec::new(),
+        blocked: Vec::new(),
+        planning: None,
+    };
+    if let Some((view, inputs)) = judged.plan {
+        let planned = plan_on(s, &view, wall, settling(s, leadership, now));
+        memo.remember(&planned, inputs, now);
+        d.expiries.extend(planned.overdue);
+        d.steps = planned.steps;
+        d.blocked = planned.blocked;
+        d.planning = Some(planned.took);
+    }
+    d
 }
 
 /// One round: decided on the applied state at this moment of the node's clocks, then
@@ -211,27 +306,46 @@ async fn round(node: &Node, leadership: Leadership, memo: &mut PlanMemo) {
     let hb = node.heartbeats();
     // Read before the state: the state is then at least as new as the version the memo keeps.
     let placement_version = *node.placement_versions().borrow();
-    let Decisions {
-        deaths,
-        expiries,
-        steps,
-        blocked,
-        planning,
-    } = {
+    let wall = node.now_ms();
+    let now = Instant::now();
+    // Verdicts under the state's read lock (they are O(workers)); the plan, if one is due, on
+    // a copy of what it reads, on a blocking thread: a plan of a 10,000-worker fleet takes
+    // long enough that, under the lock, apply (which takes it to write) and every reader
+    // queued behind apply would wait for it, and on a runtime thread every task would.
+    let (judged, snapshot) = {
         let guard = node.state().read();
-        decide(
-            &guard.state,
+        let s = &guard.state;
+        let judged = judge(
+            s,
             node.state().clock(),
             hb,
             leadership,
-            Instant::now(),
-            node.now_ms(),
+            now,
+            wall,
             placement_version,
             memo,
-        )
+        );
+        let snapshot = judged.plan.is_some().then(|| s.placement_view());
+        (judged, snapshot)
     };
-    if let Some(took) = planning {
-        record_round(node, &blocked, took);
+    let Judged {
+        deaths,
+        mut expiries,
+        plan,
+    } = judged;
+    let mut steps = Vec::new();
+    if let (Some((view, inputs)), Some(s)) = (plan, snapshot) {
+        let settling = settling(&s, leadership, now);
+        let planned = tokio::task::spawn_blocking(move || plan_on(&s, &view, wall, settling)).await;
+        match planned {
+            Ok(planned) => {
+                record_round(node, &planned.blocked, planned.took);
+                memo.remember(&planned, inputs, now);
+                expiries.extend(planned.overdue);
+                steps = planned.steps;
+            }
+            Err(e) => tracing::error!(error = %e, "the planner failed; planning again next round"),
+        }
     }
     for (worker, generation) in deaths {
         if hb.leadership() != Some(leadership) {
@@ -656,8 +770,9 @@ mod tests {
     }
 
     /// An idle cluster is not planned four times a second: a quiet plan stands while its
-    /// inputs are the same, for at most REPLAN_EVERY; a change to what the planner reads, or
-    /// to who is suspect, plans again at once; so does a plan that had something to do.
+    /// inputs are the same — for at most REPLAN_EVERY while it waits on the time (joins
+    /// pending), for good otherwise; a change to what the planner reads, or to who is suspect,
+    /// plans again at once; so does a plan that had something to do.
     #[tokio::test(start_paused = true)]
     async fn a_quiet_plan_stands_until_its_inputs_change() {
         let mut h = Harness::starting_at(1_700_000_000_000, 0);
@@ -714,6 +829,21 @@ mod tests {
         for step in &round.steps {
             h.ok(step.command());
         }
+        // Placed, not yet acknowledged: a plan waiting on joins is judged by the time (their
+        // timeout), so it stands for REPLAN_EVERY at most.
+        let mut joining = PlanMemo::default();
+        assert!(planned(&h, &mut joining), "placed: plan again");
+        assert!(
+            joining.quiet.as_ref().is_some_and(|q| q.timed),
+            "nothing to do but wait for the joins, against their timeout"
+        );
+        assert!(!planned(&h, &mut joining), "the joins' plan stands");
+        tokio::time::advance(REPLAN_EVERY).await;
+        beat();
+        assert!(
+            planned(&h, &mut joining),
+            "with joins pending it stands for REPLAN_EVERY at most"
+        );
         for p in 0..3u32 {
             let joiners: Vec<(WorkerId, u64)> = h.state.partitions[p as usize]
                 .replicas
@@ -741,14 +871,13 @@ mod tests {
             }
         }
         assert!(!planned(&h, &mut placed), "idle again: the plan stands");
-        tokio::time::advance(REPLAN_EVERY).await;
+        tokio::time::advance(REPLAN_EVERY * 5).await;
         beat();
         assert!(
-            planned(&h, &mut placed),
-            "it stands for REPLAN_EVERY at most"
+            !planned(&h, &mut placed),
+            "nothing joining, no drain: nothing is judged by the time, and the plan stands on"
         );
         // w3 falls silent past suspect_after: who is suspect changed, so plan again.
-        assert!(!planned(&h, &mut placed), "idle again");
         let suspect_after = Duration::from_millis(h.state.settings.suspect_after_ms);
         let mut waited = Duration::ZERO;
         while waited <= suspect_after {
