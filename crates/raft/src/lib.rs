@@ -14,7 +14,7 @@ use subtle::ConstantTimeEq;
 pub use drover_store::{Node, NodeId, SnapshotPolicy, TypeConfig};
 pub use faults::{Faults, PeerFault};
 pub use routes::routes;
-pub use transport::Transport;
+pub use transport::{RpcLabels, RpcTimings, Transport};
 
 /// A running Raft node of Drover.
 pub type Raft = openraft::Raft<TypeConfig>;

@@ -20,6 +20,9 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -35,6 +38,32 @@ pub struct Transport {
     faults: Faults,
     max_rpc_bytes: usize,
     peers: Arc<PeerLog>,
+    timings: RpcTimings,
+}
+
+/// Round trips of the RPCs this node sends, by kind: from the request's encoding to its
+/// answer's decoding, failed ones included. `heartbeat` is an append with no entries (Raft's
+/// own heartbeats and the leadership confirmations of linearizable reads); `append` carries
+/// entries. Shared by every clone of the transport.
+#[derive(Clone, Debug)]
+pub struct RpcTimings {
+    pub round_trip: Family<RpcLabels, Histogram>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RpcLabels {
+    pub rpc: &'static str,
+}
+
+impl Default for RpcTimings {
+    fn default() -> Self {
+        // 20 µs to ~5 s, as the store's timings.
+        RpcTimings {
+            round_trip: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.000_02, 2.0, 18))
+            }),
+        }
+    }
 }
 
 /// Whether each peer answered its last RPC, so that a peer going down is logged once when it
@@ -94,11 +123,41 @@ impl Transport {
             faults,
             max_rpc_bytes,
             peers: Arc::default(),
+            timings: RpcTimings::default(),
         })
     }
 
     pub fn faults(&self) -> &Faults {
         &self.faults
+    }
+
+    /// The RPC round-trip histograms, for the server's metrics.
+    pub fn timings(&self) -> &RpcTimings {
+        &self.timings
+    }
+
+    /// [`call`](Self::call), timed as `rpc` in [`RpcTimings`].
+    async fn timed<Req, Resp, E>(
+        &self,
+        rpc: &'static str,
+        target: NodeId,
+        node: &Node,
+        path: &str,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, Node, E>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let started = std::time::Instant::now();
+        let result = self.call(target, node, path, req, option).await;
+        self.timings
+            .round_trip
+            .get_or_create(&RpcLabels { rpc })
+            .observe(started.elapsed().as_secs_f64());
+        result
     }
 
     async fn call<Req, Resp, E>(
@@ -210,8 +269,13 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
+        let kind = if rpc.entries.is_empty() {
+            "heartbeat"
+        } else {
+            "append"
+        };
         self.transport
-            .call(self.target, &self.node, "append", &rpc, &option)
+            .timed(kind, self.target, &self.node, "append", &rpc, &option)
             .await
     }
 
@@ -224,7 +288,14 @@ impl RaftNetwork<TypeConfig> for Connection {
         RPCError<NodeId, Node, RaftError<NodeId, InstallSnapshotError>>,
     > {
         self.transport
-            .call(self.target, &self.node, "snapshot", &rpc, &option)
+            .timed(
+                "snapshot",
+                self.target,
+                &self.node,
+                "snapshot",
+                &rpc,
+                &option,
+            )
             .await
     }
 
@@ -234,7 +305,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
         self.transport
-            .call(self.target, &self.node, "vote", &rpc, &option)
+            .timed("vote", self.target, &self.node, "vote", &rpc, &option)
             .await
     }
 }

@@ -104,7 +104,7 @@ impl Node {
         arrival: Instant,
     ) -> Result<HeartbeatAck> {
         if !self.config().unsafe_test.local_heartbeats {
-            self.linearizable().await?;
+            self.confirmed_for_heartbeat().await?;
         }
         let mut settlements = self.heartbeats().settlements();
         let mut versions = self.versions();

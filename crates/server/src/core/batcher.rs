@@ -41,6 +41,7 @@ struct Waiting {
     /// Past this, the write is answered `unavailable` instead of proposed: its request timeout
     /// covers the wait for a slot as well as the commit.
     deadline: Instant,
+    queued: Instant,
 }
 
 /// `Some(w)` while someone waits for `w` and its deadline has not passed; a write whose caller
@@ -81,6 +82,8 @@ pub(crate) struct Queue {
     rx: mpsc::UnboundedReceiver<Waiting>,
     /// Writes held back from the last batch (their key was taken, or it was full), oldest first.
     held: VecDeque<Waiting>,
+    /// Observes each write's wait from its arrival to its batch's proposal.
+    waited: Option<prometheus_client::metrics::histogram::Histogram>,
 }
 
 impl std::fmt::Debug for Queue {
@@ -103,6 +106,7 @@ impl Batcher {
             Queue {
                 rx,
                 held: VecDeque::new(),
+                waited: None,
             },
         )
     }
@@ -111,12 +115,14 @@ impl Batcher {
     /// batch and returns its own answer.
     pub(crate) async fn propose(&self, command: Command) -> Result<Outcome> {
         let (answer, rx) = oneshot::channel();
-        let deadline = Instant::now() + self.request_timeout;
+        let queued = Instant::now();
+        let deadline = queued + self.request_timeout;
         self.tx
             .send(Waiting {
                 command,
                 answer,
                 deadline,
+                queued,
             })
             .map_err(|_| Error::ShuttingDown)?;
         rx.await.unwrap_or_else(|_| {
@@ -129,6 +135,15 @@ impl Batcher {
 }
 
 impl Queue {
+    /// Observes, in `h`, how long each write waits before its batch is proposed.
+    pub(crate) fn observing_waits(
+        mut self,
+        h: prometheus_client::metrics::histogram::Histogram,
+    ) -> Queue {
+        self.waited = Some(h);
+        self
+    }
+
     /// Forms batches and proposes them with `propose`, which answers one result per command in
     /// order; ends when every `Batcher` is gone.
     pub(crate) async fn run<F, Fut>(mut self, propose: F)
@@ -144,6 +159,12 @@ impl Queue {
             let Some(batch) = self.next_batch().await else {
                 return;
             };
+            if let Some(h) = &self.waited {
+                let now = Instant::now();
+                for w in &batch {
+                    h.observe(now.saturating_duration_since(w.queued).as_secs_f64());
+                }
+            }
             let (commands, answers): (Vec<_>, Vec<_>) =
                 batch.into_iter().map(|w| (w.command, w.answer)).unzip();
             let proposed = propose(commands);
@@ -241,6 +262,7 @@ mod tests {
             command,
             answer,
             deadline,
+            queued: Instant::now(),
         };
         batcher.tx.send(w).unwrap();
         rx

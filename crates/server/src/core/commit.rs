@@ -34,8 +34,12 @@ impl Node {
         };
         let failed = |e: Error| vec![Err(e); count];
         let deadline = self.config().raft.request_timeout();
-        let Ok(written) = tokio::time::timeout(deadline, self.raft().client_write(proposal)).await
-        else {
+        let started = std::time::Instant::now();
+        let written = tokio::time::timeout(deadline, self.raft().client_write(proposal)).await;
+        self.metrics()
+            .write_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let Ok(written) = written else {
             return failed(Error::outcome_unknown(
                 format!(
                     "the write was proposed but not committed within {deadline:?} (is this \

@@ -48,8 +48,17 @@ pub struct Metrics {
     pub(crate) kv_writes_per_entry: Histogram,
     /// Changes of the Raft leader this node saw (an election it learned the result of).
     pub(crate) raft_leader_changes: Counter,
-    /// Seconds a scheduling round spends planning (under the state's read lock), as leader.
+    /// Seconds a scheduling round spends planning (on a copy of the state), as leader.
     pub(crate) round_seconds: Histogram,
+    /// Seconds of one shared leadership confirmation (linearizable reads and heartbeats wait
+    /// for one that started after they arrived): its count is the rounds run.
+    pub(crate) confirmation_seconds: Histogram,
+    /// Seconds from handing a log entry to Raft to its answer, on the leader: append, the
+    /// followers' append, commit and apply.
+    pub(crate) write_seconds: Histogram,
+    /// Seconds a KV write or acknowledgement waited in the group commit's queue before its
+    /// batch was proposed.
+    pub(crate) batch_wait_seconds: Histogram,
     /// Partitions the last round found blocked, by reason (`no_candidate`, `zone_constraint`,
     /// `throttled`, `awaiting_ack`); set by the leader after every round.
     pub(crate) blocked: Family<CodeLabels, Gauge>,
@@ -74,6 +83,9 @@ impl Default for Metrics {
         let raft_leader_changes = Counter::default();
         // 10 µs to ~5 s.
         let round_seconds = Histogram::new(exponential_buckets(0.000_01, 2.0, 20));
+        let confirmation_seconds = Histogram::new(exponential_buckets(0.000_01, 2.0, 20));
+        let write_seconds = Histogram::new(exponential_buckets(0.000_01, 2.0, 20));
+        let batch_wait_seconds = Histogram::new(exponential_buckets(0.000_01, 2.0, 20));
         let blocked = Family::<CodeLabels, Gauge>::default();
         let mut registry = Registry::default();
         registry.register(
@@ -117,6 +129,24 @@ impl Default for Metrics {
             drain_seconds.clone(),
         );
         registry.register(
+            "drover_read_confirmation_duration_seconds",
+            "Time of one leadership confirmation shared by the linearizable reads and heartbeats \
+             waiting for it (count: rounds run)",
+            confirmation_seconds.clone(),
+        );
+        registry.register(
+            "drover_raft_write_duration_seconds",
+            "Time from handing a log entry to Raft to its answer, on the leader (append, \
+             replication, commit, apply)",
+            write_seconds.clone(),
+        );
+        registry.register(
+            "drover_batch_wait_duration_seconds",
+            "Time a KV write or acknowledgement waited in the group commit's queue before its \
+             batch was proposed",
+            batch_wait_seconds.clone(),
+        );
+        registry.register(
             "drover_kv_writes_per_entry",
             "KV writes the leader proposed together in one log entry (group commit)",
             kv_writes_per_entry.clone(),
@@ -131,6 +161,9 @@ impl Default for Metrics {
             kv_writes_per_entry,
             raft_leader_changes,
             round_seconds,
+            confirmation_seconds,
+            write_seconds,
+            batch_wait_seconds,
             blocked,
         }
     }
@@ -155,6 +188,16 @@ impl Metrics {
             "drover_raft_apply_duration_seconds",
             "Time to apply one batch of committed entries to the state machine and RocksDB",
             timings.apply.clone(),
+        );
+    }
+
+    /// Registers the transport's RPC round trips.
+    pub fn register_transport(&self, timings: &drover_raft::RpcTimings) {
+        self.register(
+            "drover_raft_rpc_duration_seconds",
+            "Round trip of one Raft RPC this node sent, by kind (heartbeat: an append with no \
+             entries)",
+            timings.round_trip.clone(),
         );
     }
 

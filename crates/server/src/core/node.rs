@@ -39,6 +39,8 @@ pub(super) struct Inner {
     pub(super) heartbeats: Heartbeats,
     /// Coalesces concurrent linearizable reads onto shared leadership confirmations.
     pub(super) reads: Arc<ReadIndex>,
+    /// The confirmations agents' heartbeats wait for: paced, shared by a fleet's heartbeats.
+    pub(super) beats: Arc<ReadIndex>,
     /// Group-commits concurrent KV writes into shared log entries.
     pub(super) writes: Batcher,
 }
@@ -90,6 +92,10 @@ impl Node {
 
     pub(super) fn read_index(&self) -> &Arc<ReadIndex> {
         &self.0.reads
+    }
+
+    pub(super) fn heartbeat_confirmations(&self) -> &Arc<ReadIndex> {
+        &self.0.beats
     }
 
     pub(super) fn batcher(&self) -> &Batcher {

@@ -6,9 +6,15 @@
 //! commit index when the reader arrived, and `ensure_linearizable` waits until that is applied,
 //! so the reader sees every write acknowledged before it arrived: linearizable, as a round of
 //! its own would be, with one quorum round per batch instead of per read.
+//!
+//! Rounds run back to back while readers wait, or — for agents' heartbeats, which come by the
+//! thousand a second and can wait a few milliseconds — at most one per `gap`: a fleet's
+//! heartbeats then cost a bounded number of rounds (two RPCs each) whatever its size, instead
+//! of one round per heartbeat or two (docs/benchmarks.md, "Fleet scale").
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
@@ -26,11 +32,21 @@ pub(crate) struct ReadIndex {
     tickets: AtomicU64,
     wake: Notify,
     done: watch::Sender<Round>,
+    /// Least time between the starts of two rounds.
+    gap: Duration,
 }
 
 impl ReadIndex {
+    /// Rounds back to back while readers wait.
     pub(crate) fn new() -> Arc<ReadIndex> {
+        Self::paced(Duration::ZERO)
+    }
+
+    /// Rounds at most one per `gap`: a reader waits up to `gap` longer, and readers arriving at
+    /// any rate cost at most one round per `gap`.
+    pub(crate) fn paced(gap: Duration) -> Arc<ReadIndex> {
         Arc::new(ReadIndex {
+            gap,
             tickets: AtomicU64::new(0),
             wake: Notify::new(),
             done: watch::Sender::new(Round {
@@ -55,9 +71,13 @@ impl ReadIndex {
             if covers <= covered {
                 continue;
             }
+            let started = tokio::time::Instant::now();
             let outcome = confirm().await;
             covered = covers;
             self.done.send_replace(Round { covers, outcome });
+            if !self.gap.is_zero() {
+                tokio::time::sleep_until(started + self.gap).await;
+            }
         }
     }
 
@@ -123,6 +143,47 @@ mod tests {
         }
         let n = rounds.load(Ordering::SeqCst);
         assert!((1..200).contains(&n), "{n} rounds for 200 readers");
+    }
+
+    /// Readers arriving all the time share rounds at most one per gap, each still answered by
+    /// a round that started after it arrived.
+    #[tokio::test(start_paused = true)]
+    async fn paced_rounds_come_at_most_one_per_gap() {
+        let gap = Duration::from_millis(10);
+        let ri = ReadIndex::paced(gap);
+        let rounds = Arc::new(AtomicUsize::new(0));
+        let started = Arc::new(AtomicU64::new(0));
+        let (r2, s2) = (rounds.clone(), started.clone());
+        tokio::spawn(ri.clone().run(move || {
+            let (r, s) = (r2.clone(), s2.clone());
+            async move {
+                s.store(
+                    r.fetch_add(1, Ordering::SeqCst) as u64 + 1,
+                    Ordering::SeqCst,
+                );
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                Ok(())
+            }
+        }));
+        // A reader every millisecond (tokio's timer resolution) for 100 ms.
+        let mut readers = Vec::new();
+        for _ in 0..100 {
+            let (ri, started) = (ri.clone(), started.clone());
+            readers.push(tokio::spawn(async move {
+                let before = started.load(Ordering::SeqCst);
+                ri.wait().await.unwrap();
+                assert!(started.load(Ordering::SeqCst) > before);
+            }));
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        for r in readers {
+            r.await.unwrap();
+        }
+        let n = rounds.load(Ordering::SeqCst);
+        assert!(
+            (9..=12).contains(&n),
+            "{n} rounds in 100 ms at one per 10 ms"
+        );
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@ use drover_raft::{Faults, Peering, Raft, Transport};
 use super::batcher::Batcher;
 use super::node::{Inner, Node};
 use super::read_index::ReadIndex;
+use super::reads::HEARTBEAT_CONFIRM_GAP;
 use super::recovery::{self, RecoveryError};
 use super::{leadership, membership, schedule};
 use crate::config::{Config, Membership};
@@ -59,6 +60,7 @@ pub async fn start(config: Config) -> Result<Node, StartError> {
         config.raft.max_rpc_bytes,
         config.tls.as_ref().map(|t| t.client.clone()),
     )?;
+    let rpc_timings = transport.timings().clone();
     let raft_config = config
         .raft
         .openraft_config(&config.cluster_id)
@@ -97,10 +99,13 @@ pub async fn start(config: Config) -> Result<Node, StartError> {
         metrics: Default::default(),
         heartbeats: Default::default(),
         reads: ReadIndex::new(),
+        beats: ReadIndex::paced(HEARTBEAT_CONFIRM_GAP),
         writes,
     });
     node.metrics().register_store(&timings);
+    node.metrics().register_transport(&rpc_timings);
     let proposing = node.clone();
+    let write_queue = write_queue.observing_waits(node.metrics().batch_wait_seconds.clone());
     tokio::spawn(write_queue.run(move |commands| {
         let node = proposing.clone();
         async move {
@@ -109,11 +114,20 @@ pub async fn start(config: Config) -> Result<Node, StartError> {
             node.propose_batch(commands).await
         }
     }));
-    let confirming = node.clone();
-    tokio::spawn(node.read_index().clone().run(move || {
-        let node = confirming.clone();
-        async move { node.confirm_leadership().await }
-    }));
+    for rounds in [node.read_index(), node.heartbeat_confirmations()] {
+        let confirming = node.clone();
+        tokio::spawn(rounds.clone().run(move || {
+            let node = confirming.clone();
+            async move {
+                let started = std::time::Instant::now();
+                let confirmed = node.confirm_leadership().await;
+                node.metrics()
+                    .confirmation_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                confirmed
+            }
+        }));
+    }
 
     let initialized = raft
         .is_initialized()
