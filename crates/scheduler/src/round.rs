@@ -149,7 +149,7 @@ impl Round<'_> {
     }
 
     fn healthy(&self, p: &Partition) -> usize {
-        self.t.s.healthy_serving(p)
+        self.t.healthy_serving(p)
     }
 
     fn is_draining(&self, w: &WorkerId) -> bool {
@@ -413,7 +413,7 @@ impl Round<'_> {
             .find_map(|r| {
                 let source = r.replaces.as_ref()?;
                 serving(source)
-                    .filter(|s| s.since < r.since && self.t.s.is_alive(source))
+                    .filter(|s| s.since < r.since && self.t.is_alive(source))
                     .map(|_| source.clone())
             });
         if pending.is_some() {
@@ -453,7 +453,7 @@ impl Round<'_> {
         let candidates = || {
             p.replicas
                 .iter()
-                .filter(|r| r.role == ReplicaRole::Serving && self.t.s.is_alive(&r.worker))
+                .filter(|r| r.role == ReplicaRole::Serving && self.t.is_alive(&r.worker))
                 .filter(|r| !self.t.in_maintenance(&r.worker))
         };
         let any_unwanted = candidates().any(|r| unwanted(&r.worker));
@@ -533,7 +533,7 @@ impl Round<'_> {
             // nothing new on it, however long the cordon lasts.
             let usable = |t: &WorkerId| {
                 self.t
-                    .balance_set
+                    .balanced
                     .get(t)
                     .is_some_and(|w| w.takes_new_replicas())
                     && !self.t.excluded.contains(t)
@@ -983,7 +983,7 @@ impl Round<'_> {
             let good = |w: &WorkerId| {
                 !self.releasing.contains(&(p.id, w.clone()))
                     && p.replica(w).is_some_and(|r| r.role == ReplicaRole::Serving)
-                    && s.is_alive(w)
+                    && self.t.is_alive(w)
                     && !self.is_draining(w)
                     && !self.t.live.is_suspect(w)
                     && !self.t.in_maintenance(w)
@@ -997,7 +997,7 @@ impl Round<'_> {
             let fallback: Vec<&WorkerId> = p
                 .replicas
                 .iter()
-                .filter(|r| r.role == ReplicaRole::Serving && s.is_alive(&r.worker))
+                .filter(|r| r.role == ReplicaRole::Serving && self.t.is_alive(&r.worker))
                 .filter(|r| !self.releasing.contains(&(p.id, r.worker.clone())))
                 .map(|r| &r.worker)
                 .collect();
@@ -1022,7 +1022,7 @@ impl Round<'_> {
                 self.t.live.unheard.contains(l)
                     && !self.releasing.contains(&(p.id, l.clone()))
                     && p.replica(l).is_some_and(|r| r.role == ReplicaRole::Serving)
-                    && s.is_alive(l)
+                    && self.t.is_alive(l)
                     && !self.is_draining(l)
                     && !self.t.in_maintenance(l)
             };

@@ -66,8 +66,14 @@ pub(crate) struct Topology<'a> {
     pub s: &'a ClusterState,
     pub live: &'a Liveness,
     pub cfg: &'a PlannerConfig,
-    /// Active, not dead: their replicas count toward balance.
+    /// Active, not dead: their replicas count toward balance. Iterated in id order; looked
+    /// up through `balanced`.
     pub balance_set: BTreeMap<&'a WorkerId, &'a Worker>,
+    /// `balance_set` for lookups, and every worker by id: a round looks workers up for every
+    /// replica of every partition, and with 10,000 workers the B-tree's string comparisons
+    /// were most of a round. Only looked up, never iterated, so no order leaks out of them.
+    pub balanced: HashMap<&'a WorkerId, &'a Worker>,
+    by_id: HashMap<&'a WorkerId, &'a Worker>,
     /// Replicas (joining or serving) per worker, updated with planned steps. A `HashMap`
     /// because it sits on the hot path of every placement and is only ever looked up, never
     /// iterated, so its order cannot leak into a decision.
@@ -82,7 +88,8 @@ pub(crate) struct Topology<'a> {
     /// Workers no new replica may go to this round, beyond rule 1 (the workers being drained).
     pub excluded: BTreeSet<WorkerId>,
     /// Partitions each worker holds a replica of (any role).
-    pub held: BTreeMap<WorkerId, Vec<PartitionId>>,
+    /// Only looked up, never iterated.
+    pub held: HashMap<&'a WorkerId, Vec<PartitionId>>,
     /// Committed drain moves not started yet, by (partition, source), with their target.
     /// Their replicas are already counted in the target's `load` and `zone_load`: the
     /// draining source is outside the balance set, so without them its zone would look
@@ -118,17 +125,21 @@ impl<'a> Topology<'a> {
         }
         let mut inflight: HashMap<WorkerId, u32> = HashMap::new();
         let mut inflight_total = 0;
-        let mut held: BTreeMap<WorkerId, Vec<PartitionId>> = BTreeMap::new();
+        let balanced: HashMap<&WorkerId, &Worker> =
+            balance_set.iter().map(|(id, w)| (*id, *w)).collect();
+        let by_id: HashMap<&WorkerId, &Worker> = s.workers.iter().collect();
+        let mut held: HashMap<&WorkerId, Vec<PartitionId>> = HashMap::new();
         let mut departing = BTreeSet::new();
         for p in &s.partitions {
-            for src in moving_away(p) {
-                departing.insert((p.id, src.clone()));
+            let away: Vec<&WorkerId> = moving_away(p).collect();
+            for src in &away {
+                departing.insert((p.id, (*src).clone()));
             }
             for r in &p.replicas {
-                held.entry(r.worker.clone()).or_default().push(p.id);
+                held.entry(&r.worker).or_default().push(p.id);
                 if r.role != ReplicaRole::Leaving
-                    && !departing.contains(&(p.id, r.worker.clone()))
-                    && let Some(w) = balance_set.get(&r.worker)
+                    && !away.contains(&&r.worker)
+                    && let Some(w) = balanced.get(&r.worker)
                 {
                     *load.entry(r.worker.clone()).or_insert(0) += 1;
                     *zone_load.entry(zone_key(w)).or_insert(0) += 1;
@@ -146,6 +157,8 @@ impl<'a> Topology<'a> {
             live,
             cfg,
             balance_set,
+            balanced,
+            by_id,
             load,
             zone_load,
             zone_cap,
@@ -179,7 +192,7 @@ impl<'a> Topology<'a> {
     /// Counts a replica that a drain move will bring to `to` before the move starts; returns
     /// whether it counted (only workers in the balance set carry load).
     pub fn expect_arrival(&mut self, to: &WorkerId) -> bool {
-        let Some(z) = self.balance_set.get(to).map(|w| zone_key(w)) else {
+        let Some(z) = self.balanced.get(to).map(|w| zone_key(w)) else {
             return false;
         };
         *self.zone_load.entry(z).or_insert(0) += 1;
@@ -221,14 +234,28 @@ impl<'a> Topology<'a> {
     }
 
     pub fn worker(&self, id: &WorkerId) -> Option<&'a Worker> {
-        self.s.workers.get(id)
+        self.by_id.get(id).copied()
+    }
+
+    /// A worker that is not dead (`ClusterState::is_alive`, through the round's index).
+    pub fn is_alive(&self, id: &WorkerId) -> bool {
+        self.worker(id).is_some_and(|w| !w.dead)
+    }
+
+    /// Serving replicas of `p` on workers that are not dead (`ClusterState::healthy_serving`,
+    /// through the round's index).
+    pub fn healthy_serving(&self, p: &Partition) -> usize {
+        p.replicas
+            .iter()
+            .filter(|r| r.role == ReplicaRole::Serving && self.is_alive(&r.worker))
+            .count()
     }
 
     /// Rule 1: may receive a new replica. A cordoned worker or one in maintenance (SPEC §1)
     /// may not, but stays in the balance set: it keeps what it holds and its replicas count
     /// where they are, as a suspect worker's do.
     pub fn is_candidate(&self, id: &WorkerId) -> bool {
-        self.balance_set
+        self.balanced
             .get(id)
             .is_some_and(|w| w.takes_new_replicas())
             && !self.live.is_suspect(id)
@@ -263,7 +290,7 @@ impl<'a> Topology<'a> {
     /// Worker `id`'s share of its zone's replicas, as (numerator, denominator): share =
     /// zone_load × capacity / zone_capacity.
     pub fn share(&self, id: &WorkerId) -> (i64, i64) {
-        let Some(w) = self.balance_set.get(id) else {
+        let Some(w) = self.balanced.get(id) else {
             return (0, 1);
         };
         let z = zone_key(w);
@@ -331,7 +358,7 @@ impl<'a> Topology<'a> {
         if !self.departing.remove(&(partition, src.clone())) {
             return;
         }
-        if let Some(z) = self.balance_set.get(src).map(|w| zone_key(w)) {
+        if let Some(z) = self.balanced.get(src).map(|w| zone_key(w)) {
             *self.zone_load.entry(z).or_insert(0) += 1;
             *self.load.entry(src.clone()).or_insert(0) += 1;
         }
@@ -340,7 +367,7 @@ impl<'a> Topology<'a> {
     /// Counts one replica out of `from`'s load and its zone's: a move planned this round will
     /// take it away.
     pub fn count_out(&mut self, from: &WorkerId) {
-        if let Some(z) = self.balance_set.get(from).map(|w| zone_key(w)) {
+        if let Some(z) = self.balanced.get(from).map(|w| zone_key(w)) {
             *self.zone_load.entry(z).or_insert(0) -= 1;
             *self.load.entry(from.clone()).or_insert(0) -= 1;
         }
@@ -349,8 +376,7 @@ impl<'a> Topology<'a> {
     /// Records a planned release of `from`'s replica of `partition` (not counted again when it
     /// was already counted out as departing).
     pub fn note_release(&mut self, partition: PartitionId, from: &WorkerId) {
-        if self.balance_set.contains_key(from)
-            && !self.departing.contains(&(partition, from.clone()))
+        if self.balanced.contains_key(from) && !self.departing.contains(&(partition, from.clone()))
         {
             if let Some(z) = self.zone_of(from) {
                 *self.zone_load.entry(z).or_insert(0) -= 1;

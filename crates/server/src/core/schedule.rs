@@ -35,22 +35,34 @@ pub(crate) async fn run(node: Node) {
     let mut versions = node.placement_versions();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last: Option<Instant> = None;
+    let mut next: Option<Instant> = None;
     let mut memo = PlanMemo::default();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             changed = versions.changed() => if changed.is_err() { return },
         }
-        if let Some(at) = last {
-            tokio::time::sleep_until(at + SETTLE).await;
+        if let Some(at) = next {
+            tokio::time::sleep_until(at).await;
         }
         let Some(leadership) = node.heartbeats().leadership() else {
             continue;
         };
-        last = Some(Instant::now());
-        round(&node, leadership, &mut memo).await;
+        let started = Instant::now();
+        let planning = round(&node, leadership, &mut memo).await;
+        next = Some(started + gap_after(planning));
     }
+}
+
+/// How long a plan's time is spread over: the next round starts no sooner than this many
+/// times the last plan's time after it, so planning takes at most a quarter of one core
+/// while a fleet's acknowledgements change the placement entry after entry.
+const PLAN_SHARE: u32 = 4;
+
+/// Least time from a round's start to the next one's, after a round whose plan took
+/// `planning` (`None`: a quiet plan stood).
+fn gap_after(planning: Option<Duration>) -> Duration {
+    planning.map_or(SETTLE, |took| SETTLE.max(took * PLAN_SHARE))
 }
 
 /// The planner's knobs, from the replicated settings.
@@ -302,7 +314,8 @@ fn decide(
 
 /// One round: decided on the applied state at this moment of the node's clocks, then
 /// committed in order — verdicts, expiries, steps — stopping the moment leadership is lost.
-async fn round(node: &Node, leadership: Leadership, memo: &mut PlanMemo) {
+/// Returns how long its plan took, if it planned.
+async fn round(node: &Node, leadership: Leadership, memo: &mut PlanMemo) -> Option<Duration> {
     let hb = node.heartbeats();
     // Read before the state: the state is then at least as new as the version the memo keeps.
     let placement_version = *node.placement_versions().borrow();
@@ -334,12 +347,14 @@ async fn round(node: &Node, leadership: Leadership, memo: &mut PlanMemo) {
         plan,
     } = judged;
     let mut steps = Vec::new();
+    let mut planning = None;
     if let (Some((view, inputs)), Some(s)) = (plan, snapshot) {
         let settling = settling(&s, leadership, now);
         let planned = tokio::task::spawn_blocking(move || plan_on(&s, &view, wall, settling)).await;
         match planned {
             Ok(planned) => {
                 record_round(node, &planned.blocked, planned.took);
+                planning = Some(planned.took);
                 memo.remember(&planned, inputs, now);
                 expiries.extend(planned.overdue);
                 steps = planned.steps;
@@ -431,6 +446,7 @@ async fn round(node: &Node, leadership: Leadership, memo: &mut PlanMemo) {
             .collect()
     })
     .await;
+    planning
 }
 
 /// Most steps in one log entry: a round of 90,000 placements is ~90 entries, not 90,000.
