@@ -636,3 +636,95 @@ async fn a_down_peer_is_logged_once_not_on_every_retry() {
         loud.join("\n")
     );
 }
+
+/// Overload: with every disk stalled, nothing commits and writes pile up on the leader; past
+/// `--max-queued-writes` each further write is answered at once with 503 `unavailable` and
+/// `Retry-After`, unproposed — the queue stays bounded. Once the disks work again, every write
+/// that was taken is acknowledged and readable, none that was refused exists, and the
+/// service takes writes again.
+#[tokio::test]
+async fn a_flood_past_the_write_queue_is_refused_at_once_and_loses_nothing_taken() {
+    let c = Cluster::start(
+        3,
+        &[
+            "--enable-fault-injection",
+            "true",
+            "--max-queued-writes",
+            "32",
+        ],
+    );
+    let leader = c.leader_among(&[1, 2, 3]).await;
+    assert_eq!(c.put(leader, "warm", "up").await.unwrap().status(), 200);
+    for id in 1..=3 {
+        c.stall_fsync(id, true).await;
+    }
+    let c = std::sync::Arc::new(c);
+    let writes: Vec<_> = (0..200)
+        .map(|i| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                let r = c
+                    .put(leader, &format!("flood{i}"), &format!("v{i}"))
+                    .await
+                    .unwrap();
+                let retry_after = r.headers().get("retry-after").cloned();
+                let status = r.status().as_u16();
+                let body: Value = r.json().await.unwrap_or(Value::Null);
+                (i, status, retry_after, body)
+            })
+        })
+        .collect();
+    // Refusals come back while nothing can commit: the flood does not wait in a queue.
+    let refused_early = wait_for(
+        "a refusal while the disks are stalled",
+        Duration::from_secs(10),
+        || {
+            let done = writes.iter().filter(|w| w.is_finished()).count();
+            async move { (done > 0).then_some(done) }
+        },
+    )
+    .await;
+    assert!(refused_early > 0);
+    for id in 1..=3 {
+        c.stall_fsync(id, false).await;
+    }
+    let (mut taken, mut refused) = (Vec::new(), Vec::new());
+    for w in writes {
+        let (i, status, retry_after, body) = w.await.unwrap();
+        match status {
+            200 => taken.push(i),
+            503 => {
+                assert_eq!(body["error"]["code"], "unavailable", "{body}");
+                assert_eq!(
+                    retry_after.as_ref().and_then(|v| v.to_str().ok()),
+                    Some("1"),
+                    "{body}"
+                );
+                refused.push(i);
+            }
+            other => panic!("write {i}: {other} {body}"),
+        }
+    }
+    // Taken: the two batches in flight when the disks stalled and the 32 queued behind them.
+    assert!(
+        !refused.is_empty() && !taken.is_empty(),
+        "{} refused, {} taken",
+        refused.len(),
+        taken.len()
+    );
+    for i in &taken {
+        assert_eq!(
+            c.get(leader, &format!("flood{i}"), false).await.as_deref(),
+            Some(format!("v{i}").as_str()),
+            "acknowledged write {i} lost"
+        );
+    }
+    for i in &refused {
+        assert_eq!(
+            c.get(leader, &format!("flood{i}"), false).await,
+            None,
+            "refused write {i} was applied"
+        );
+    }
+    assert_eq!(c.put(leader, "after", "flood").await.unwrap().status(), 200);
+}

@@ -140,6 +140,11 @@ pub struct ApiFlags {
     #[arg(long, env = "DROVER_MAX_BODY_BYTES")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_body_bytes: Option<usize>,
+    /// Most KV writes and acknowledgements waiting on the leader to be proposed (default
+    /// 10000); past it a write is answered 503 `unavailable` with `Retry-After`, unproposed.
+    #[arg(long, env = "DROVER_MAX_QUEUED_WRITES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_queued_writes: Option<usize>,
     /// Token for administrators (everything).
     #[arg(long, env = "DROVER_ADMIN_TOKEN", hide_env_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -356,6 +361,7 @@ impl Default for RaftSettings {
 #[serde(default, deny_unknown_fields)]
 struct ApiSettings {
     max_body_bytes: usize,
+    max_queued_writes: usize,
     admin_token: Option<String>,
     admin_token_file: Option<PathBuf>,
     worker_token: Option<String>,
@@ -366,6 +372,7 @@ impl Default for ApiSettings {
     fn default() -> Self {
         Self {
             max_body_bytes: 1 << 20,
+            max_queued_writes: 10_000,
             admin_token: None,
             admin_token_file: None,
             worker_token: None,
@@ -467,6 +474,8 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     pub raft: RaftOptions,
     pub max_body_bytes: usize,
+    /// Most writes waiting in the group commit's queue (`--max-queued-writes`).
+    pub max_queued_writes: usize,
     pub log_format: LogFormat,
     pub enable_fault_injection: bool,
     pub liveness: LivenessConfig,
@@ -780,6 +789,10 @@ impl Settings {
         if max_body_bytes < 1024 {
             return err("--max-body-bytes must be at least 1024");
         }
+        let max_queued_writes = self.api.max_queued_writes;
+        if max_queued_writes == 0 {
+            return err("--max-queued-writes must be at least 1");
+        }
         let log_format = match self.log_format.as_str() {
             "human" => LogFormat::Human,
             "json" => LogFormat::Json,
@@ -826,6 +839,7 @@ impl Settings {
             tls,
             raft,
             max_body_bytes,
+            max_queued_writes,
             log_format,
             liveness,
             enable_fault_injection: self.test.enable_fault_injection,

@@ -21,6 +21,8 @@ pub struct ApiError {
     /// With `budget_exceeded`: the partitions that would fall below the budget (boxed: every
     /// handler returns this error, so it stays small).
     pub partitions: Option<Box<Vec<drover_types::PartitionId>>>,
+    /// Seconds to wait before retrying, sent as `Retry-After` (a full queue's 503).
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -32,6 +34,7 @@ impl ApiError {
             leader: None,
             current_version: None,
             partitions: None,
+            retry_after: None,
         }
     }
 
@@ -115,6 +118,11 @@ impl From<CoreError> for ApiError {
                 ApiError::unavailable(message, leader)
             }
             CoreError::ShuttingDown => ApiError::unavailable(message, None),
+            CoreError::Overloaded { .. } => {
+                let mut e = ApiError::unavailable(message, None);
+                e.retry_after = Some(1);
+                e
+            }
             CoreError::OutcomeUnknown { leader, .. } => ApiError::outcome_unknown(message, leader),
         }
     }
@@ -177,6 +185,11 @@ impl IntoResponse for ApiError {
         if let Some(v) = leader_header {
             response.headers_mut().insert("x-drover-leader", v);
         }
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+        }
         response
     }
 }
@@ -220,7 +233,10 @@ pub struct TooLarge(pub ErrorBody);
 /// No leader right now, or it could not be reached (`unavailable`); `leader` and the
 /// `x-drover-leader` header say where to retry when known. A write's outcome may be unknown.
 #[derive(Debug, ToResponse)]
-#[response(headers(("x-drover-leader" = String, description = "The leader's HOST:PORT, when known")))]
+#[response(headers(
+    ("x-drover-leader" = String, description = "The leader's HOST:PORT, when known"),
+    ("retry-after" = u32, description = "Seconds to wait first, when a queue of this node is full"),
+))]
 pub struct Unavailable(pub ErrorBody);
 
 /// The refusals almost every operation can answer, listed once: a malformed request, no or an

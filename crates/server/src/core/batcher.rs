@@ -17,6 +17,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use drover_types::{Command, Outcome};
@@ -36,12 +37,24 @@ const MAX_WRITES: usize = 512;
 const MAX_BYTES: usize = 64 << 10;
 
 struct Waiting {
+    /// Counts this write in the queue until it leaves it (batched, answered or dropped).
+    _queued: Queued,
     command: Command,
     answer: oneshot::Sender<Result<Outcome>>,
     /// Past this, the write is answered `unavailable` instead of proposed: its request timeout
     /// covers the wait for a slot as well as the commit.
     deadline: Instant,
     queued: Instant,
+}
+
+/// One write's place in the queue's count.
+#[derive(Debug)]
+struct Queued(Arc<AtomicUsize>);
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// `Some(w)` while someone waits for `w` and its deadline has not passed; a write whose caller
@@ -75,6 +88,11 @@ fn size(command: &Command) -> usize {
 pub(crate) struct Batcher {
     tx: mpsc::UnboundedSender<Waiting>,
     request_timeout: Duration,
+    /// Writes sent and not yet taken into a batch (or dropped), and the most there may be: a
+    /// flood beyond what the leader commits is answered at once, unproposed, instead of
+    /// queueing without bound.
+    queued: Arc<AtomicUsize>,
+    max_queued: usize,
 }
 
 /// The receiving side, run by one task for the life of the node.
@@ -95,13 +113,16 @@ impl std::fmt::Debug for Queue {
 }
 
 impl Batcher {
-    /// `request_timeout` bounds how long a write may wait to be proposed.
-    pub(crate) fn new(request_timeout: Duration) -> (Batcher, Queue) {
+    /// `request_timeout` bounds how long a write may wait to be proposed; at most
+    /// `max_queued` wait at once.
+    pub(crate) fn new(request_timeout: Duration, max_queued: usize) -> (Batcher, Queue) {
         let (tx, rx) = mpsc::unbounded_channel();
         (
             Batcher {
                 tx,
                 request_timeout,
+                queued: Arc::new(AtomicUsize::new(0)),
+                max_queued,
             },
             Queue {
                 rx,
@@ -114,11 +135,23 @@ impl Batcher {
     /// Proposes a KV write or an acknowledgement (a command with a `batch_key`) in the next
     /// batch and returns its own answer.
     pub(crate) async fn propose(&self, command: Command) -> Result<Outcome> {
+        let waiting = self.queued.fetch_add(1, Ordering::SeqCst);
+        let place = Queued(self.queued.clone());
+        if waiting >= self.max_queued {
+            return Err(Error::Overloaded {
+                message: format!(
+                    "{waiting} writes are waiting to be proposed on this leader (at most {}, \
+                     --max-queued-writes); nothing was proposed — retry shortly",
+                    self.max_queued
+                ),
+            });
+        }
         let (answer, rx) = oneshot::channel();
         let queued = Instant::now();
         let deadline = queued + self.request_timeout;
         self.tx
             .send(Waiting {
+                _queued: place,
                 command,
                 answer,
                 deadline,
@@ -244,7 +277,7 @@ mod tests {
     }
 
     fn queue(commands: Vec<Command>) -> (Batcher, Queue, Vec<oneshot::Receiver<Result<Outcome>>>) {
-        let (batcher, queue) = Batcher::new(Duration::from_secs(60));
+        let (batcher, queue) = Batcher::new(Duration::from_secs(60), 10_000);
         let answers = commands
             .into_iter()
             .map(|command| send(&batcher, command, Instant::now() + batcher.request_timeout))
@@ -258,7 +291,9 @@ mod tests {
         deadline: Instant,
     ) -> oneshot::Receiver<Result<Outcome>> {
         let (answer, rx) = oneshot::channel();
+        batcher.queued.fetch_add(1, Ordering::SeqCst);
         let w = Waiting {
+            _queued: Queued(batcher.queued.clone()),
             command,
             answer,
             deadline,
@@ -273,6 +308,40 @@ mod tests {
             .iter()
             .filter_map(|w| w.command.batch_key().map(|k| k.into_owned()))
             .collect()
+    }
+
+    /// Past `max_queued` writes waiting, a write is answered `Overloaded` at once and never
+    /// queued; once a batch is taken from the queue, writes are taken on again.
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once_and_takes_writes_again_once_drained() {
+        let (batcher, mut q) = Batcher::new(Duration::from_secs(60), 2);
+        let send = |key: &str| {
+            let b = batcher.clone();
+            let command = put(key, 1);
+            tokio::spawn(async move { b.propose(command).await })
+        };
+        let (a, b) = (send("a"), send("b"));
+        while batcher.queued.load(Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+        let refused = send("c").await.unwrap();
+        assert!(
+            matches!(refused, Err(Error::Overloaded { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(
+            batcher.queued.load(Ordering::SeqCst),
+            2,
+            "the refusal left no trace"
+        );
+        let batch = q.next_batch().await.unwrap();
+        assert_eq!(keys(&batch), ["a", "b"]);
+        drop(batch); // answers dropped: their writers hear "outcome unknown"
+        assert!(a.await.unwrap().is_err() && b.await.unwrap().is_err());
+        assert_eq!(batcher.queued.load(Ordering::SeqCst), 0);
+        let _again = send("d");
+        let batch = q.next_batch().await.unwrap();
+        assert_eq!(keys(&batch), ["d"], "taken on again");
     }
 
     /// Waiting writes to distinct keys form one batch; a second write to a key waits for a later

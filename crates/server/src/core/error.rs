@@ -34,6 +34,10 @@ pub enum Error {
     /// This node is stopping; nothing was proposed. Another node may serve the request.
     #[error("this node is shutting down")]
     ShuttingDown,
+    /// A bounded queue is full (more writes wait than the node takes on); nothing was
+    /// proposed. Retry after a moment.
+    #[error("{message}")]
+    Overloaded { message: String },
 }
 
 impl Error {
@@ -56,7 +60,10 @@ impl Error {
     /// after an unknown outcome (the first attempt may have been applied: read first).
     pub fn retryable(&self) -> bool {
         match self {
-            Error::NotLeader { .. } | Error::Unavailable { .. } | Error::ShuttingDown => true,
+            Error::NotLeader { .. }
+            | Error::Unavailable { .. }
+            | Error::ShuttingDown
+            | Error::Overloaded { .. } => true,
             Error::Rejected(_) | Error::OutcomeUnknown { .. } => false,
         }
     }

@@ -85,7 +85,8 @@ pub async fn start(config: Config) -> Result<Node, StartError> {
         .no_proxy()
         .build()?;
 
-    let (writes, write_queue) = Batcher::new(config.raft.request_timeout());
+    let (writes, write_queue) =
+        Batcher::new(config.raft.request_timeout(), config.max_queued_writes);
     let node = Node::new(Inner {
         config: config.clone(),
         peering,
