@@ -55,6 +55,18 @@ pub struct RpcLabels {
     pub rpc: &'static str,
 }
 
+/// Observes the time since `started` when dropped: at every return of an RPC.
+struct Timed {
+    started: std::time::Instant,
+    histogram: Histogram,
+}
+
+impl Drop for Timed {
+    fn drop(&mut self) {
+        self.histogram.observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
 impl Default for RpcTimings {
     fn default() -> Self {
         // 20 µs to ~5 s, as the store's timings.
@@ -136,8 +148,8 @@ impl Transport {
         &self.timings
     }
 
-    /// [`call`](Self::call), timed as `rpc` in [`RpcTimings`].
-    async fn timed<Req, Resp, E>(
+    /// One RPC to `target`, timed as `rpc` in [`RpcTimings`] however it ends.
+    async fn call<Req, Resp, E>(
         &self,
         rpc: &'static str,
         target: NodeId,
@@ -151,28 +163,14 @@ impl Transport {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let started = std::time::Instant::now();
-        let result = self.call(target, node, path, req, option).await;
-        self.timings
-            .round_trip
-            .get_or_create(&RpcLabels { rpc })
-            .observe(started.elapsed().as_secs_f64());
-        result
-    }
-
-    async fn call<Req, Resp, E>(
-        &self,
-        target: NodeId,
-        node: &Node,
-        path: &str,
-        req: &Req,
-        option: &RPCOption,
-    ) -> Result<Resp, RPCError<NodeId, Node, E>>
-    where
-        Req: Serialize,
-        Resp: DeserializeOwned,
-        E: std::error::Error + DeserializeOwned,
-    {
+        let _timed = Timed {
+            started: std::time::Instant::now(),
+            histogram: self
+                .timings
+                .round_trip
+                .get_or_create(&RpcLabels { rpc })
+                .clone(),
+        };
         if self.faults.before_send(target).await.is_err() {
             let e = io::Error::other(format!(
                 "message to node {target} dropped by fault injection"
@@ -275,7 +273,7 @@ impl RaftNetwork<TypeConfig> for Connection {
             "append"
         };
         self.transport
-            .timed(kind, self.target, &self.node, "append", &rpc, &option)
+            .call(kind, self.target, &self.node, "append", &rpc, &option)
             .await
     }
 
@@ -288,7 +286,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         RPCError<NodeId, Node, RaftError<NodeId, InstallSnapshotError>>,
     > {
         self.transport
-            .timed(
+            .call(
                 "snapshot",
                 self.target,
                 &self.node,
@@ -305,7 +303,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
         self.transport
-            .timed("vote", self.target, &self.node, "vote", &rpc, &option)
+            .call("vote", self.target, &self.node, "vote", &rpc, &option)
             .await
     }
 }
