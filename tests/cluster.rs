@@ -637,6 +637,53 @@ async fn a_down_peer_is_logged_once_not_on_every_retry() {
     );
 }
 
+/// A client that opens a connection and then trickles its request holds it for the read timeout
+/// and no longer: a head never finished is cut off, a body that stops arriving is answered 400
+/// and writes nothing, and meanwhile everyone else is served.
+#[tokio::test]
+async fn a_slow_client_is_cut_off_at_the_read_timeout_and_changes_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let c = Cluster::start(1, &["--http-read-timeout", "500ms"]);
+    let leader = c.leader_among(&[1]).await;
+    let addr = c.node(leader).addr;
+    let mut head = tokio::net::TcpStream::connect(addr).await.unwrap();
+    head.write_all(b"GET /v1/cluster HTTP/1.1\r\nHost: drover\r\n")
+        .await
+        .unwrap();
+    let mut body = tokio::net::TcpStream::connect(addr).await.unwrap();
+    body.write_all(
+        b"PUT /v1/kv/stalled HTTP/1.1\r\nHost: drover\r\nContent-Type: application/json\r\n\
+          Content-Length: 40\r\n\r\n{\"value\": ",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        c.put(leader, "served", "meanwhile").await.unwrap().status(),
+        200
+    );
+
+    let mut answer = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(20), head.read_to_end(&mut answer)).await;
+    assert!(
+        ended.is_ok(),
+        "a head never finished still holds its connection 20 s on"
+    );
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), body.read_to_end(&mut answer))
+        .await
+        .expect("a stalled body still holds its connection 20 s on")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains(r#""code":"invalid""#), "{answer}");
+    assert!(answer.contains("stalled"), "{answer}");
+    assert_eq!(c.get(leader, "stalled", false).await, None);
+    assert_eq!(
+        c.get(leader, "served", false).await.as_deref(),
+        Some("meanwhile")
+    );
+}
+
 /// Overload: with every disk stalled, nothing commits and writes pile up on the leader; past
 /// `--max-queued-writes` each further write is answered at once with 503 `unavailable` and
 /// `Retry-After`, unproposed — the queue stays bounded. Once the disks work again, every write

@@ -145,6 +145,11 @@ pub struct ApiFlags {
     #[arg(long, env = "DROVER_MAX_QUEUED_WRITES")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_queued_writes: Option<usize>,
+    /// How long a client may take to send a request's head, or pause inside its body, and how
+    /// long a keep-alive connection may sit idle: milliseconds or a duration (default 30s).
+    #[arg(long, env = "DROVER_HTTP_READ_TIMEOUT", value_name = "DURATION", value_parser = millis)]
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub http_read_timeout: Option<Duration>,
     /// Token for administrators (everything).
     #[arg(long, env = "DROVER_ADMIN_TOKEN", hide_env_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -362,6 +367,8 @@ impl Default for RaftSettings {
 struct ApiSettings {
     max_body_bytes: usize,
     max_queued_writes: usize,
+    #[serde(with = "humantime_serde")]
+    http_read_timeout: Duration,
     admin_token: Option<String>,
     admin_token_file: Option<PathBuf>,
     worker_token: Option<String>,
@@ -373,6 +380,7 @@ impl Default for ApiSettings {
         Self {
             max_body_bytes: 1 << 20,
             max_queued_writes: 10_000,
+            http_read_timeout: Duration::from_secs(30),
             admin_token: None,
             admin_token_file: None,
             worker_token: None,
@@ -476,6 +484,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Most writes waiting in the group commit's queue (`--max-queued-writes`).
     pub max_queued_writes: usize,
+    /// The HTTP server's read timeout (`--http-read-timeout`).
+    pub http_read_timeout: Duration,
     pub log_format: LogFormat,
     pub enable_fault_injection: bool,
     pub liveness: LivenessConfig,
@@ -793,6 +803,10 @@ impl Settings {
         if max_queued_writes == 0 {
             return err("--max-queued-writes must be at least 1");
         }
+        let http_read_timeout = self.api.http_read_timeout;
+        if http_read_timeout < Duration::from_millis(10) {
+            return err("--http-read-timeout must be at least 10ms");
+        }
         let log_format = match self.log_format.as_str() {
             "human" => LogFormat::Human,
             "json" => LogFormat::Json,
@@ -840,6 +854,7 @@ impl Settings {
             raft,
             max_body_bytes,
             max_queued_writes,
+            http_read_timeout,
             log_format,
             liveness,
             enable_fault_injection: self.test.enable_fault_injection,

@@ -52,12 +52,11 @@ pub async fn run(
         ));
     }
     let app = api::router(node.clone()).merge(raft_routes);
+    let read_timeout = config.http_read_timeout;
     match &config.tls {
         None => {
             tracing::info!(id = config.id, listen = %config.listen, "serving HTTP");
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await?;
+            api::serve::serve(listener, app, read_timeout, shutdown).await;
         }
         Some(tls) => {
             tracing::info!(
@@ -68,10 +67,7 @@ pub async fn run(
             );
             let listener =
                 api::tls::Listener(drover_tls::Acceptor::new(listener, tls.server.clone())?);
-            let app = app.into_make_service_with_connect_info::<api::tls::Peer>();
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await?;
+            api::serve::serve(listener, app, read_timeout, shutdown).await;
         }
     }
     tracing::info!("shutting down raft");

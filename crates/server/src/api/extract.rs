@@ -13,7 +13,8 @@ use utoipa::IntoParams;
 
 use super::error::{ApiError, ApiResult};
 
-/// The request body, or 413 (over the limit) / 400 in the API's error shape.
+/// The request body, or 413 (over the limit) / 400 (unreadable, or stalled past the read
+/// timeout) in the API's error shape.
 pub(crate) fn body(b: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
     b.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -22,10 +23,27 @@ pub(crate) fn body(b: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
                 ErrorCode::TooLarge,
                 "request body is over the limit",
             )
+        } else if stalled(&r) {
+            ApiError::bad_request(
+                "the request body stalled: nothing arrived within the read timeout \
+                 (--http-read-timeout)",
+            )
         } else {
             ApiError::bad_request(r.body_text())
         }
     })
+}
+
+/// Whether the body failed because it paused past the read timeout (`serve.rs`).
+fn stalled(r: &BytesRejection) -> bool {
+    let mut cause: Option<&dyn std::error::Error> = Some(r);
+    while let Some(e) = cause {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// Parses a JSON body, naming the offending field on a type error or an unknown field.

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod openapi;
 mod partitions;
 mod scheduler;
+pub mod serve;
 mod settings;
 pub mod tls;
 mod ui;
