@@ -101,6 +101,25 @@ fn stale_local_reads_are_reported_as_linearizability_violations() {
     );
 }
 
+/// The checker catches a read lease that outlives the followers': with
+/// `--unsafe-test-long-read-lease` an isolated leader goes on answering linearizable reads from
+/// its lease after the others elected a new leader and took writes.
+#[test]
+fn a_read_lease_outliving_the_followers_is_reported_as_linearizability_violations() {
+    let mut opts = no_deaths(25);
+    opts.faults = vec![Fault::IsolateLeader];
+    opts.hold_ms = (4_000, 7_000);
+    opts.clients = 8;
+    opts.unsafe_long_read_lease = true;
+    let report = run_and_print(&opts);
+    assert!(
+        !report.linearizability_violations.is_empty(),
+        "stale reads from a lease went unnoticed (seed {}):\n{}",
+        report.seed,
+        report.summary()
+    );
+}
+
 /// The checker catches lost writes: with `--unsafe-test-early-ack` an isolated leader
 /// acknowledges writes no follower ever gets, and the new leader's log replaces them.
 #[test]

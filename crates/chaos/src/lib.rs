@@ -130,6 +130,8 @@ pub struct Options {
     pub unsafe_local_heartbeats: bool,
     /// Start the nodes with `--unsafe-test-no-lease-wait true`.
     pub unsafe_no_lease_wait: bool,
+    /// Start the nodes with `--unsafe-test-long-read-lease true`.
+    pub unsafe_long_read_lease: bool,
     pub liveness: Liveness,
     /// Keep the mass-failure brake at its default (a third of the fleet per `dead_after`).
     /// Off (`--max-deaths-fraction 1`), any number of workers may be declared dead at once:
@@ -163,6 +165,7 @@ impl Options {
             unsafe_early_ack: false,
             unsafe_local_heartbeats: false,
             unsafe_no_lease_wait: false,
+            unsafe_long_read_lease: false,
             liveness: Liveness::DEATHS,
             brake: true,
             check_budget: 20_000_000,
@@ -403,6 +406,13 @@ async fn run_inside(opts: &Options, netns: Arc<Netns>, dir: &std::path::Path) ->
     if opts.unsafe_local_reads {
         extra.extend(["--unsafe-test-local-reads".to_owned(), "true".to_owned()]);
         switches.push("local-reads".to_owned());
+    }
+    if opts.unsafe_long_read_lease {
+        extra.extend([
+            "--unsafe-test-long-read-lease".to_owned(),
+            "true".to_owned(),
+        ]);
+        switches.push("long-read-lease".to_owned());
     }
     if opts.unsafe_early_ack {
         extra.extend(["--unsafe-test-early-ack".to_owned(), "true".to_owned()]);

@@ -54,6 +54,10 @@ struct Args {
     /// Start the nodes with the deliberate stale-read bug (to see the checker catch it).
     #[arg(long)]
     unsafe_local_reads: bool,
+    /// Start the nodes with the deliberate bug that the leader trusts its read lease past its
+    /// followers'.
+    #[arg(long)]
+    unsafe_long_read_lease: bool,
     /// Start the nodes with the deliberate early-acknowledgement bug.
     #[arg(long)]
     unsafe_early_ack: bool,
@@ -126,6 +130,7 @@ fn main() {
     }
     opts.unsafe_local_reads = args.unsafe_local_reads;
     opts.unsafe_early_ack = args.unsafe_early_ack;
+    opts.unsafe_long_read_lease = args.unsafe_long_read_lease;
     opts.unsafe_local_heartbeats = args.unsafe_local_heartbeats;
     opts.unsafe_no_lease_wait = args.unsafe_no_lease_wait;
     opts.brake = !args.no_brake;

@@ -69,6 +69,11 @@ pub struct RaftOptions {
     /// instead of in parallel (`openraft::Config::parallel_leader_append`, our patch): kept to
     /// measure one against the other.
     pub serial_append: bool,
+    /// The leader answers linearizable reads from its lease while it holds one
+    /// (`openraft::Config::lease_read_ms`, our patch), instead of with a heartbeat round each.
+    pub lease_reads: bool,
+    /// DANGEROUS, tests only: the read lease ten times as long as the followers' lease.
+    pub unsafe_long_read_lease: bool,
     pub snapshot: SnapshotPolicy,
     /// Largest Raft RPC body accepted, in bytes (a snapshot chunk or an append batch).
     pub max_rpc_bytes: usize,
@@ -81,6 +86,8 @@ impl Default for RaftOptions {
             election_timeout_min: Duration::from_millis(500),
             election_timeout_max: Duration::from_millis(1000),
             serial_append: false,
+            lease_reads: true,
+            unsafe_long_read_lease: false,
             snapshot: SnapshotPolicy::default(),
             max_rpc_bytes: 64 << 20,
         }
@@ -96,6 +103,16 @@ impl RaftOptions {
         Duration::from_secs(5) + self.election_timeout_max * 2
     }
 
+    /// How long after a quorum's acknowledgement the leader answers reads from its lease, for
+    /// a follower lease of `lease` ms; 0 when lease reads are off.
+    fn read_lease_ms(&self, lease: u64) -> u64 {
+        match (self.lease_reads, self.unsafe_long_read_lease) {
+            (_, true) => lease * 10,
+            (false, false) => 0,
+            (true, false) => lease * 4 / 5,
+        }
+    }
+
     /// The validated openraft configuration.
     ///
     /// Our election timeout is the SPEC's: how long a follower hears no leader before it
@@ -106,6 +123,10 @@ impl RaftOptions {
     /// solve for openraft's values: `max = ours_max / 2` (the lease) and `min = ours_min − max`
     /// (at least just over a heartbeat), which makes the effective timeout fall in
     /// `[max(ours_min, lease + heartbeat), ours_max]` — 601–1000 ms by default.
+    ///
+    /// The read lease is 4/5 of that lease (400 ms by default): a follower that acknowledged
+    /// the leader neither votes nor campaigns for the whole lease after, so no other leader
+    /// exists before it runs out; the fifth left over covers clocks running at different rates.
     pub fn openraft_config(&self, cluster_name: &str) -> Result<Arc<openraft::Config>, String> {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let (min, max) = (ms(self.election_timeout_min), ms(self.election_timeout_max));
@@ -122,6 +143,7 @@ impl RaftOptions {
             // An entry commits once any majority has fsynced it, the leader's own fsync running
             // beside the followers' (docs/architecture.md, "One fsync on the write path").
             parallel_leader_append: !self.serial_append,
+            lease_read_ms: self.read_lease_ms(lease),
             ..Default::default()
         };
         self.snapshot.apply_to(&mut config);
@@ -149,6 +171,12 @@ mod tests {
         );
         assert!(earliest >= 500 && latest <= 1000, "{earliest}..{latest}");
         assert!(c.election_timeout_min > c.heartbeat_interval);
+        // Reads trust the lease for less than the followers keep it.
+        assert!(
+            c.lease_read_ms > 0 && c.lease_read_ms < lease,
+            "{}",
+            c.lease_read_ms
+        );
         // Settings that leave no room are refused with a clear error, not silently changed.
         let tight = RaftOptions {
             election_timeout_min: Duration::from_millis(150),

@@ -114,6 +114,13 @@ pub struct RaftFlags {
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub serial_append: Option<bool>,
+    /// The leader answers a linearizable read from its lease while a quorum acknowledged it
+    /// within the last 4/5 of half the election timeout max (400ms by default), instead of
+    /// with a heartbeat round for the read (default true). Relies on the nodes' clocks running
+    /// at rates within 20% of each other.
+    #[arg(long = "raft-lease-reads", env = "DROVER_RAFT_LEASE_READS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_reads: Option<bool>,
     /// Snapshot after this many log entries (default 10000).
     #[arg(long, env = "DROVER_SNAPSHOT_EVERY")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -276,6 +283,11 @@ pub struct UnsafeTestFlags {
     /// the fault-injection harness can show it catches that.
     #[arg(long, env = "DROVER_UNSAFE_TEST_NO_LEASE_WAIT", hide = true)]
     pub unsafe_test_no_lease_wait: Option<bool>,
+    /// DANGEROUS, tests only: the leader trusts its read lease ten times longer than its
+    /// followers keep it, so a leader cut off from them goes on serving reads after another was
+    /// elected; exists so the tests can show they catch that.
+    #[arg(long, env = "DROVER_UNSAFE_TEST_LONG_READ_LEASE", hide = true)]
+    pub unsafe_test_long_read_lease: Option<bool>,
 }
 
 /// A millisecond flag's value: a plain number of milliseconds, as these flags have always
@@ -340,6 +352,7 @@ struct RaftSettings {
     #[serde(with = "humantime_serde")]
     election_timeout_max: Duration,
     serial_append: bool,
+    lease_reads: bool,
     snapshot_every: u64,
     logs_to_keep: u64,
     cluster_secret: Option<String>,
@@ -354,6 +367,7 @@ impl Default for RaftSettings {
             election_timeout_min: d.election_timeout_min,
             election_timeout_max: d.election_timeout_max,
             serial_append: d.serial_append,
+            lease_reads: d.lease_reads,
             snapshot_every: d.snapshot.snapshot_every,
             logs_to_keep: d.snapshot.logs_to_keep,
             cluster_secret: None,
@@ -532,11 +546,17 @@ pub struct UnsafeTestSwitches {
     pub local_heartbeats: bool,
     /// A new generation's lease granted without waiting out the older process's.
     pub no_lease_wait: bool,
+    /// The leader's read lease outlives its followers' (`RaftOptions::unsafe_long_read_lease`).
+    pub long_read_lease: bool,
 }
 
 impl UnsafeTestSwitches {
     pub fn any(&self) -> bool {
-        self.local_reads || self.early_ack || self.local_heartbeats || self.no_lease_wait
+        self.local_reads
+            || self.early_ack
+            || self.local_heartbeats
+            || self.no_lease_wait
+            || self.long_read_lease
     }
 }
 
@@ -784,6 +804,8 @@ impl Settings {
             election_timeout_min: r.election_timeout_min,
             election_timeout_max: r.election_timeout_max,
             serial_append: r.serial_append,
+            lease_reads: r.lease_reads,
+            unsafe_long_read_lease: unsafe_test.unsafe_test_long_read_lease.unwrap_or(false),
             snapshot: SnapshotPolicy {
                 snapshot_every: r.snapshot_every,
                 logs_to_keep: r.logs_to_keep,
@@ -863,6 +885,7 @@ impl Settings {
                 early_ack: unsafe_test.unsafe_test_early_ack.unwrap_or(false),
                 local_heartbeats: unsafe_test.unsafe_test_local_heartbeats.unwrap_or(false),
                 no_lease_wait: unsafe_test.unsafe_test_no_lease_wait.unwrap_or(false),
+                long_read_lease: unsafe_test.unsafe_test_long_read_lease.unwrap_or(false),
             },
             clock: crate::clock::Clock::System,
         })

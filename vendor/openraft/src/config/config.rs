@@ -246,6 +246,19 @@ pub struct Config {
            default_missing_value = "true"
     )]
     pub parallel_leader_append: bool,
+
+    /// For how long after a quorum acknowledged a request the leader sent, the leader answers
+    /// `ensure_linearizable` at once from its lease instead of with a heartbeat round to a
+    /// quorum; `0` (the default) always runs the round.
+    ///
+    /// Sound only below the lease the followers keep (`election_timeout_max`): a follower that
+    /// acknowledged the leader at `t` neither grants a vote nor campaigns before `t` plus that,
+    /// so no other leader can be elected before it. The difference must cover how much faster
+    /// one node's clock may run than another's. With it set, a node that starts with a
+    /// committed vote takes that lease to start at its startup: when it last acknowledged its
+    /// leader was lost with the process.
+    #[clap(long, default_value = "0")]
+    pub lease_read_ms: u64,
 }
 
 /// Updatable config for a raft runtime.

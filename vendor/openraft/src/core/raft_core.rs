@@ -280,6 +280,12 @@ where
     ) -> Result<Infallible, Fatal<C::NodeId>> {
         tracing::debug!("raft node is initializing");
 
+        if self.config.lease_read_ms > 0 && self.engine.state.vote_ref().is_committed() {
+            // A follower that acknowledged a leader just before it stopped must not vote or
+            // campaign within that leader's lease now ([`Config::lease_read_ms`]). When it last
+            // acknowledged was lost with the process, so the lease is taken to start now.
+            self.engine.state.vote.touch(C::now());
+        }
         self.engine.startup();
         // It may not finish running all of the commands, if there is a command waiting for a callback.
         self.run_engine_commands().await?;
@@ -332,7 +338,7 @@ where
 
         let mut granted = btreeset! {my_id.clone()};
 
-        if eff_mem.is_quorum(granted.iter()) {
+        if eff_mem.is_quorum(granted.iter()) || self.lease_covers_read() {
             let _ = tx.send(Ok(resp));
             return;
         }
@@ -707,6 +713,21 @@ where
 
         // Safe unwrap(): vote that is committed has to already have voted for some node.
         Some(vote.leader_id().voted_for().unwrap())
+    }
+
+    /// Whether this leader may answer a read from its lease ([`Config::lease_read_ms`]): a
+    /// quorum acknowledged a request it sent less than `lease_read_ms` ago. Each of them, on
+    /// receiving it, began a lease of `election_timeout_max` during which it grants no vote and
+    /// does not campaign, so no other leader can have been elected since, and the read log id
+    /// taken now covers every entry committed before the read arrived.
+    fn lease_covers_read(&mut self) -> bool {
+        if self.config.lease_read_ms == 0 {
+            return false;
+        }
+        let Some(acked) = self.last_quorum_acked_time() else {
+            return false;
+        };
+        C::now() < acked + Duration::from_millis(self.config.lease_read_ms)
     }
 
     /// Retrieves the most recent timestamp that is acknowledged by a quorum.
