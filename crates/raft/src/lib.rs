@@ -72,7 +72,7 @@ pub struct RaftOptions {
     /// The leader answers linearizable reads from its lease while it holds one
     /// (`openraft::Config::lease_read_ms`, our patch), instead of with a heartbeat round each.
     pub lease_reads: bool,
-    /// DANGEROUS, tests only: the read lease ten times as long as the followers' lease.
+    /// DANGEROUS, tests only: the read lease a hundred times as long as the followers' lease.
     pub unsafe_long_read_lease: bool,
     pub snapshot: SnapshotPolicy,
     /// Largest Raft RPC body accepted, in bytes (a snapshot chunk or an append batch).
@@ -107,7 +107,7 @@ impl RaftOptions {
     /// a follower lease of `lease` ms; 0 when lease reads are off.
     fn read_lease_ms(&self, lease: u64) -> u64 {
         match (self.lease_reads, self.unsafe_long_read_lease) {
-            (_, true) => lease * 10,
+            (_, true) => lease * 100,
             (false, false) => 0,
             (true, false) => lease * 4 / 5,
         }

@@ -283,7 +283,7 @@ pub struct UnsafeTestFlags {
     /// the fault-injection harness can show it catches that.
     #[arg(long, env = "DROVER_UNSAFE_TEST_NO_LEASE_WAIT", hide = true)]
     pub unsafe_test_no_lease_wait: Option<bool>,
-    /// DANGEROUS, tests only: the leader trusts its read lease ten times longer than its
+    /// DANGEROUS, tests only: the leader trusts its read lease a hundred times longer than its
     /// followers keep it, so a leader cut off from them goes on serving reads after another was
     /// elected; exists so the tests can show they catch that.
     #[arg(long, env = "DROVER_UNSAFE_TEST_LONG_READ_LEASE", hide = true)]

@@ -1,12 +1,13 @@
-//! The accept loop: every connection served by hyper's HTTP/1.1 under a read timeout, so a
-//! client that opens a connection and then trickles (or never sends) its request holds it for at
-//! most that long, not for free.
+//! The accept loop: every connection served by hyper (HTTP/1.1, or HTTP/2 where TLS negotiates
+//! it) under a read timeout, so a client that opens a connection and then trickles (or never
+//! sends) its request holds it for at most that long, not for free.
 //!
 //! `axum::serve` gives hyper no timer, and without one hyper's header read timeout does not run;
 //! so this loop builds the connection itself. The timeout covers the request head (and, as hyper
 //! starts it as soon as a connection waits for its next request, an idle keep-alive connection
-//! too) and every gap between two pieces of a request body. Graceful shutdown is hyper-util's:
-//! stop accepting, let requests in flight finish.
+//! too) and every gap between two pieces of a request body; HTTP/2 connections (peers and
+//! clients over TLS) are pinged when idle and dropped when a ping goes unanswered for as long.
+//! Graceful shutdown is hyper-util's: stop accepting, let requests in flight finish.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,7 +16,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{ConnectInfo, Request};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpStream;
 use tower::ServiceExt;
@@ -59,9 +61,14 @@ pub async fn serve<L>(
     L::Io: Accepted,
 {
     let app = app.layer(RequestBodyTimeoutLayer::new(read_timeout));
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    http.http1()
+        .timer(TokioTimer::new())
         .header_read_timeout(read_timeout);
+    http.http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(read_timeout)
+        .keep_alive_timeout(read_timeout);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -82,7 +89,10 @@ pub async fn serve<L>(
             request.extensions_mut().insert(ConnectInfo(peer));
             app.clone().oneshot(request)
         });
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(io), service));
+        let connection = graceful.watch(
+            http.serve_connection(TokioIo::new(io), service)
+                .into_owned(),
+        );
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 // A client gone, or one too slow with its request (hyper's header timeout).
