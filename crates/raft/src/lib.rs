@@ -72,6 +72,9 @@ pub struct RaftOptions {
     /// The leader answers linearizable reads from its lease while it holds one
     /// (`openraft::Config::lease_read_ms`, our patch), instead of with a heartbeat round each.
     pub lease_reads: bool,
+    /// How long a commit index waits for an entry to carry it to a follower before it is sent
+    /// alone (`openraft::Config::commit_linger_ms`, our patch).
+    pub commit_linger: Duration,
     /// DANGEROUS, tests only: the read lease a hundred times as long as the followers' lease.
     pub unsafe_long_read_lease: bool,
     pub snapshot: SnapshotPolicy,
@@ -87,6 +90,7 @@ impl Default for RaftOptions {
             election_timeout_max: Duration::from_millis(1000),
             serial_append: false,
             lease_reads: true,
+            commit_linger: Duration::from_millis(2),
             unsafe_long_read_lease: false,
             snapshot: SnapshotPolicy::default(),
             max_rpc_bytes: 64 << 20,
@@ -144,6 +148,10 @@ impl RaftOptions {
             // beside the followers' (docs/architecture.md, "One fsync on the write path").
             parallel_leader_append: !self.serial_append,
             lease_read_ms: self.read_lease_ms(lease),
+            // A lone writer's next entry comes well within this and carries the commit index;
+            // sent at once, an empty append holds the stream when that entry arrives
+            // (docs/architecture.md, "Commit linger").
+            commit_linger_ms: ms(self.commit_linger),
             ..Default::default()
         };
         self.snapshot.apply_to(&mut config);

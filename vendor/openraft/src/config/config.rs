@@ -259,6 +259,17 @@ pub struct Config {
     /// leader was lost with the process.
     #[clap(long, default_value = "0")]
     pub lease_read_ms: u64,
+
+    /// How long a replication stream with nothing else to send holds a newly committed index
+    /// before sending it alone, in an empty append; `0` (the default) sends it at once.
+    ///
+    /// A single writer's next entry usually comes within this time and carries the commit
+    /// index anyway; sent at once, the empty append occupies the stream (one RPC in flight per
+    /// follower) when that entry arrives, which then waits for its round trip. Followers learn
+    /// of a commit at most this much later when no entry follows. Safety does not depend on
+    /// when followers learn the commit index.
+    #[clap(long, default_value = "0")]
+    pub commit_linger_ms: u64,
 }
 
 /// Updatable config for a raft runtime.

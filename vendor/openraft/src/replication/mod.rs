@@ -142,6 +142,10 @@ where
     /// Next replication action to run.
     next_action: Option<Data<C>>,
 
+    /// `committed` is newer than the last one sent, held back up to
+    /// [`Config::commit_linger_ms`] for an entry to carry it.
+    commit_unsent: bool,
+
     /// Appropriate number of entries to send.
     /// This is only used by AppendEntries RPC.
     entries_hint: ReplicationHint,
@@ -197,6 +201,7 @@ where
             rx_event,
             weak_tx_event: tx_event.downgrade(),
             next_action: None,
+            commit_unsent: false,
             entries_hint: Default::default(),
         };
 
@@ -220,6 +225,11 @@ where
 
             // Backup the log data for retrying.
             let mut log_data = None;
+
+            // A heartbeat or an append carries the committed index; a snapshot does not.
+            if !matches!(d, Data::Snapshot(_) | Data::SnapshotCallback(_)) {
+                self.commit_unsent = false;
+            }
 
             tracing::debug!(replication_data = display(&d), "{} send replication RPC", func_name!());
 
@@ -630,9 +640,27 @@ where
         // If there is next action to run, do not block waiting for events,
         // instead, just try the best to drain all events.
         if self.next_action.is_none() {
-            let event =
-                self.rx_event.recv().await.ok_or(ReplicationClosed::new("rx_repl is closed in drain_event()"))?;
-            self.process_event(event);
+            let event = if self.commit_unsent {
+                let linger = C::sleep(Duration::from_millis(self.config.commit_linger_ms));
+                select! {
+                    _ = linger => None,
+                    recv_res = self.rx_event.recv() => Some(recv_res),
+                }
+            } else {
+                Some(self.rx_event.recv().await)
+            };
+            match event {
+                Some(recv_res) => {
+                    let event = recv_res.ok_or(ReplicationClosed::new("rx_repl is closed in drain_event()"))?;
+                    self.process_event(event);
+                }
+                // Nothing came to carry the committed index: send it alone.
+                None => self.next_action = Some(Data::new_heartbeat()),
+            }
+            if self.next_action.is_none() {
+                // A commit held back: keep lingering (its timer starts over).
+                return Ok(());
+            }
         }
 
         // Returning from process_event(), next_action is never None.
@@ -679,9 +707,14 @@ where
 
                 self.committed = c;
 
-                // If there is no action, fill in an heartbeat action to send committed index.
+                // If there is no action, fill in an heartbeat action to send committed index —
+                // at once, or after lingering for an entry to carry it.
                 if self.next_action.is_none() {
-                    self.next_action = Some(Data::new_heartbeat());
+                    if self.config.commit_linger_ms == 0 {
+                        self.next_action = Some(Data::new_heartbeat());
+                    } else {
+                        self.commit_unsent = true;
+                    }
                 }
             }
             Replicate::Heartbeat => {
