@@ -561,6 +561,63 @@ async fn a_read_lease_outliving_the_followers_is_caught_serving_a_stale_read() {
     assert_eq!(read.as_deref(), Some("old"));
 }
 
+/// The lone voter left by removing the leader of a two-voter cluster still honours the lease
+/// it granted that leader: it elects itself once that lease has run out since it last heard from
+/// the leader, not at its next tick as stock openraft's single-voter path did — else a removed
+/// leader that missed the commit of the change (its ack lost) could still be answering reads
+/// from that lease while the new one took writes.
+#[tokio::test]
+async fn the_lone_voter_left_by_removing_the_leader_waits_out_its_lease() {
+    // Leases of 2 s (half the election timeout's max) keep both sides of the check far from a
+    // busy machine's pauses: the tick that elected a lone voter comes every 150 ms.
+    let c = Cluster::start(
+        3,
+        &[
+            "--election-timeout-min-ms",
+            "3000",
+            "--election-timeout-max-ms",
+            "4000",
+        ],
+    );
+    let leader = c.leader_among(&[1, 2, 3]).await;
+    let mut others = (1..=3).filter(|id| *id != leader);
+    let (gone, lone) = (others.next().unwrap(), others.next().unwrap());
+    for id in [gone, leader] {
+        let r = c
+            .http
+            .delete(c.url(leader, &format!("/v1/cluster/members/{id}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            200,
+            "removing {id}: {}",
+            r.text().await.unwrap()
+        );
+    }
+    // The leader's last message to `lone` came before this answer.
+    let removed = Instant::now();
+    let elected = wait_for(
+        "the lone voter to lead",
+        Duration::from_secs(30),
+        || async {
+            let s = c.status(lone).await?;
+            (s["state"] == "leader").then(Instant::now)
+        },
+    )
+    .await;
+    let waited = elected - removed;
+    assert!(
+        waited >= Duration::from_secs(1),
+        "node {lone} elected itself {waited:?} after the leader's removal, inside the 2 s lease"
+    );
+    assert_eq!(
+        c.put(lone, "after/remove", "y").await.unwrap().status(),
+        200
+    );
+}
+
 /// Bootstrap does not depend on the first node: with node 1 never started, nodes 2 and 3 form
 /// the cluster (node 2 initializes after its staggered pause) and accept writes; node 1 joins
 /// when it finally starts.

@@ -724,6 +724,12 @@ where
         if self.config.lease_read_ms == 0 {
             return false;
         }
+        // A leader that appended a membership without itself counts only others' acks from
+        // here on, and the lone voter of such a membership elects itself at once unless it
+        // honours the lease (see `handle_tick_election`); confirm by a round instead.
+        if !self.engine.state.membership_state.effective().is_voter(&self.id) {
+            return false;
+        }
         let Some(acked) = self.last_quorum_acked_time() else {
             return false;
         };
@@ -1619,6 +1625,22 @@ where
             if self.engine.candidate_ref().is_some() {
                 tracing::debug!("skip election, single voter already has an active election in progress");
                 return;
+            }
+            // Drover: with lease reads on, the lone voter of a membership that removed the
+            // leader still honours the lease it granted that leader when it last accepted its
+            // message, as every voter of a larger membership does below: the removed leader may
+            // be answering reads from that lease until it learns the change committed.
+            if self.config.lease_read_ms > 0 {
+                let vote = self.engine.state.vote_ref();
+                let utime = self.engine.state.vote_last_modified();
+                let lease = self.engine.config.timer_config.leader_lease;
+                if vote.is_committed()
+                    && vote.leader_id().voted_for().as_ref() != Some(&self.id)
+                    && utime > Some(now - lease)
+                {
+                    tracing::debug!("single voter waits out the lease it granted the last leader");
+                    return;
+                }
             }
             tracing::debug!("this is the only voter, do election at once");
         } else {
