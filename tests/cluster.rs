@@ -596,7 +596,8 @@ async fn the_lone_voter_left_by_removing_the_leader_waits_out_its_lease() {
             r.text().await.unwrap()
         );
     }
-    // The leader's last message to `lone` came before this answer.
+    // `lone` accepted the leader's final membership before this answer; anything the leader
+    // sends it afterwards (until it steps down at a tick) only moves its lease later.
     let removed = Instant::now();
     let elected = wait_for(
         "the lone voter to lead",
