@@ -453,7 +453,7 @@ impl StateMachine {
 
     /// Snapshots received from a leader and installed since this process opened the store.
     pub fn snapshots_installed(&self) -> u64 {
-        self.snapshots_installed.load(Ordering::Relaxed)
+        self.snapshots_installed.load(Ordering::SeqCst)
     }
 
     /// Follows the applied state version: changes after every applied batch that changed it.
@@ -566,11 +566,13 @@ impl StateMachine {
         // Synced: openraft purges the log behind an installed snapshot right after this, and
         // tells the leader this node holds it.
         self.db.write_opt(batch, &synced())?;
+        // Counted before the state is published: whoever reads the installed state also sees
+        // it counted (a reader between the two saw the new keys and a count of 0 under load).
+        self.snapshots_installed.fetch_add(1, Ordering::SeqCst);
         *a = installed;
         self.applied.clock().reset(Instant::now());
         let version = a.state.version;
         drop(a);
-        self.snapshots_installed.fetch_add(1, Ordering::Relaxed);
         self.versions
             .send_if_modified(|v| std::mem::replace(v, version) != version);
         self.workers.notify_all(version);
