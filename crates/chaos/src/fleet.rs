@@ -42,6 +42,11 @@ pub const RF: u8 = 3;
 /// Agent process `n` of a run runs as uid `UID_BASE + n`.
 const UID_BASE: u32 = 61_000;
 
+/// Tries of one restart in maintenance while the cluster refuses it (its disruption budget).
+const RESTART_TRIES: usize = 3;
+/// Pause between a refused restart and the next try.
+const RESTART_RETRY_AFTER: Duration = Duration::from_millis(1_500);
+
 /// What the fleet did.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Stats {
@@ -540,23 +545,37 @@ impl Fleet {
     /// A restart without data movement: the process enters maintenance, moves its leaderships
     /// off and ends; the life loop then starts the next one. Restarts take no token: several
     /// may overlap, and the cluster's disruption budget must refuse the ones too many.
+    ///
+    /// A refused restart is asked again a little later, up to [`RESTART_TRIES`] times in all,
+    /// as an operator would once the budget frees: under faults partitions are often short
+    /// for a while, and one CI run saw all of its ten single tries refused, so that no restart
+    /// in maintenance was done and the budget check checked nothing.
     async fn restart(&self, serial: u64) {
-        self.with_proc(serial, |p| p.restart_refused = false);
-        if !self.send(serial, "restart") {
+        for _ in 0..RESTART_TRIES {
+            self.with_proc(serial, |p| p.restart_refused = false);
+            if !self.send(serial, "restart") {
+                return;
+            }
+            self.bump(|s| s.restarts_started += 1);
+            self.wait_for(serial, Duration::from_secs(30), |p| {
+                p.ended || p.restart_refused
+            })
+            .await;
+            if self.with_proc(serial, |p| p.restart_refused) == Some(true) {
+                self.bump(|s| s.restarts_refused += 1);
+                if self.stopped() {
+                    return;
+                }
+                tokio::time::sleep(RESTART_RETRY_AFTER).await;
+                continue;
+            }
+            if self.restarted(serial) {
+                self.bump(|s| s.restarts_done += 1);
+            } else if self.pid(serial).is_some() {
+                // Stuck behind a fault: start over with a fresh process.
+                self.shutdown(serial).await;
+            }
             return;
-        }
-        self.bump(|s| s.restarts_started += 1);
-        self.wait_for(serial, Duration::from_secs(30), |p| {
-            p.ended || p.restart_refused
-        })
-        .await;
-        if self.with_proc(serial, |p| p.restart_refused) == Some(true) {
-            self.bump(|s| s.restarts_refused += 1);
-        } else if self.restarted(serial) {
-            self.bump(|s| s.restarts_done += 1);
-        } else if self.pid(serial).is_some() {
-            // Stuck behind a fault: start over with a fresh process.
-            self.shutdown(serial).await;
         }
     }
 
