@@ -114,6 +114,68 @@ impl ApplyClock {
     }
 }
 
+thread_local! {
+    /// Guards of the state lock this thread holds (0 or 1; debug builds check).
+    static HELD: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// This thread's hold on the state lock, counted from before the lock is taken (a second
+/// `read()` on one thread deadlocks behind a waiting writer) until its guard drops.
+#[derive(Debug)]
+struct Held;
+
+impl Held {
+    fn take() -> Held {
+        let before = HELD.with(|h| h.replace(h.get() + 1));
+        debug_assert!(
+            before == 0,
+            "the state lock taken again by a thread that holds it: with an apply waiting \
+             between the two, this thread and then the runtime deadlock"
+        );
+        Held
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        HELD.with(|h| h.set(h.get().saturating_sub(1)));
+    }
+}
+
+/// A read guard of the applied state (see [`StateHandle::read`]).
+#[derive(Debug)]
+pub struct StateRead<'a> {
+    guard: RwLockReadGuard<'a, Applied>,
+    _held: Held,
+}
+
+impl std::ops::Deref for StateRead<'_> {
+    type Target = Applied;
+    fn deref(&self) -> &Applied {
+        &self.guard
+    }
+}
+
+/// The write guard apply and snapshot installation take.
+#[derive(Debug)]
+struct StateWrite<'a> {
+    guard: RwLockWriteGuard<'a, Applied>,
+    _held: Held,
+}
+
+impl std::ops::Deref for StateWrite<'_> {
+    type Target = Applied;
+    fn deref(&self) -> &Applied {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for StateWrite<'_> {
+    fn deref_mut(&mut self) -> &mut Applied {
+        &mut self.guard
+    }
+}
+
 /// Shared read access to the applied state, for the API and the scheduler.
 #[derive(Clone, Debug)]
 pub struct StateHandle {
@@ -123,18 +185,27 @@ pub struct StateHandle {
 
 impl StateHandle {
     /// Reads the applied state. Do not hold the guard across an `.await`: apply waits for it.
-    pub fn read(&self) -> RwLockReadGuard<'_, Applied> {
+    /// Nor take it twice on one thread (two `read()`s in one expression hold both): std's
+    /// `RwLock` is writer-preferring, so an apply waiting between the two deadlocks the thread,
+    /// and then the runtime. Debug builds panic on a second guard instead.
+    pub fn read(&self) -> StateRead<'_> {
+        let held = Held::take();
         // A panic while holding the lock cannot leave the state half-applied in a way a reader
         // could misuse more than a crash would: apply validates before it mutates.
-        self.applied
+        let guard = self
+            .applied
             .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        StateRead { guard, _held: held }
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, Applied> {
-        self.applied
+    fn write(&self) -> StateWrite<'_> {
+        let held = Held::take();
+        let guard = self
+            .applied
             .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        StateWrite { guard, _held: held }
     }
 
     /// When this node applied what the lease rules depend on. Held only for lookups; taken

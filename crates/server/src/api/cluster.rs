@@ -215,6 +215,12 @@ pub async fn status(State(node): State<Node>) -> Json<ClusterStatus> {
         })
         .collect();
     let applied_index = m.last_applied.map_or(0, |l| l.index);
+    // One guard for both fields: two `read()`s in the struct literal held two at once, and an
+    // apply waiting between them deadlocked the node (a chaos run saw a leader hang).
+    let (state_version, brakes) = {
+        let s = node.state().read();
+        (s.state.version, s.state.brakes.clone())
+    };
     Json(ClusterStatus {
         cluster_id: node.config().cluster_id.clone(),
         node: node.id(),
@@ -225,11 +231,11 @@ pub async fn status(State(node): State<Node>) -> Json<ClusterStatus> {
         commit_index: node.commit_index().max(applied_index),
         applied_index,
         last_log_index: m.last_log_index.unwrap_or(0),
-        state_version: node.state().read().state.version,
+        state_version,
         snapshot_index: m.snapshot.map(|l| l.index),
         purged_index: m.purged.map(|l| l.index),
         snapshots_installed: node.snapshots_installed(),
-        brakes: node.state().read().state.brakes.clone(),
+        brakes,
     })
 }
 
