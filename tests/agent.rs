@@ -240,7 +240,7 @@ async fn drain_and_wait_returns_once_disabled() {
     let admin = Client::new(&eps, None).unwrap();
     let agents = four_agents(&eps, &admin).await;
     place(&admin).await;
-    let from = admin.cluster().await.unwrap().state_version;
+    let from = c.newest_version().await;
 
     tokio::time::timeout(Duration::from_secs(60), agents[3].agent.drain_and_wait())
         .await
@@ -800,7 +800,7 @@ async fn a_rolling_restart_under_load_moves_no_replica() {
     admin.create_table(12, 3).await.unwrap();
     let placed = || at_rf(&admin, 3, false);
     let before = wait_for("every partition at RF 3", Duration::from_secs(60), placed).await;
-    let from = admin.cluster().await.unwrap().state_version;
+    let from = c.newest_version().await;
 
     // KV load through the whole restart.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -1007,7 +1007,7 @@ async fn a_silent_zone_trips_the_brake_and_nothing_moves_until_release() {
         || async { at_rf(&admin, 2, false).await.map(|_| ()) },
     )
     .await;
-    let from = admin.cluster().await.unwrap().state_version;
+    let from = c.newest_version().await;
 
     // Zone z0 falls silent.
     agents[0].stop();

@@ -254,6 +254,20 @@ impl Cluster {
         self.spawn(id);
     }
 
+    /// The newest state version any live node has applied. A condition read through the
+    /// leader (a linearizable read) may have seen a version a follower has not applied yet —
+    /// followers learn a commit up to the commit linger later once writes stop — so a check
+    /// that must start at or after what was seen starts here, not at one node's `/v1/cluster`.
+    pub async fn newest_version(&self) -> u64 {
+        let mut newest = 0;
+        for n in &self.nodes {
+            if let Some(s) = self.status(n.id).await {
+                newest = newest.max(s["state_version"].as_u64().unwrap_or(0));
+            }
+        }
+        newest
+    }
+
     /// SIGKILLs node `id`.
     pub fn kill(&mut self, id: u64) {
         if let Some(mut c) = self.nodes[(id - 1) as usize].child.take() {
