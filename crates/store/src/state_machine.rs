@@ -142,35 +142,26 @@ impl Drop for Held {
     }
 }
 
+/// A guard of the state lock, counted in this thread's [`Held`] while it lives.
+#[derive(Debug)]
+pub struct Counted<G> {
+    guard: G,
+    _held: Held,
+}
+
 /// A read guard of the applied state (see [`StateHandle::read`]).
-#[derive(Debug)]
-pub struct StateRead<'a> {
-    guard: RwLockReadGuard<'a, Applied>,
-    _held: Held,
-}
-
-impl std::ops::Deref for StateRead<'_> {
-    type Target = Applied;
-    fn deref(&self) -> &Applied {
-        &self.guard
-    }
-}
-
+pub type StateRead<'a> = Counted<RwLockReadGuard<'a, Applied>>;
 /// The write guard apply and snapshot installation take.
-#[derive(Debug)]
-struct StateWrite<'a> {
-    guard: RwLockWriteGuard<'a, Applied>,
-    _held: Held,
-}
+type StateWrite<'a> = Counted<RwLockWriteGuard<'a, Applied>>;
 
-impl std::ops::Deref for StateWrite<'_> {
+impl<G: std::ops::Deref<Target = Applied>> std::ops::Deref for Counted<G> {
     type Target = Applied;
     fn deref(&self) -> &Applied {
         &self.guard
     }
 }
 
-impl std::ops::DerefMut for StateWrite<'_> {
+impl<G: std::ops::DerefMut<Target = Applied>> std::ops::DerefMut for Counted<G> {
     fn deref_mut(&mut self) -> &mut Applied {
         &mut self.guard
     }
