@@ -583,18 +583,28 @@ async fn the_lone_voter_left_by_removing_the_leader_waits_out_its_lease() {
     let mut others = (1..=3).filter(|id| *id != leader);
     let (gone, lone) = (others.next().unwrap(), others.next().unwrap());
     for id in [gone, leader] {
-        let r = c
-            .http
-            .delete(c.url(leader, &format!("/v1/cluster/members/{id}")))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            r.status(),
-            200,
-            "removing {id}: {}",
-            r.text().await.unwrap()
-        );
+        // Right after the election the leader may not yet have heard a follower acknowledge
+        // anything, and the quorum guard refuses (409 quorum_loss) until it has: ask again.
+        wait_for(
+            &format!("node {id}'s removal to be accepted"),
+            Duration::from_secs(10),
+            || async {
+                let r = c
+                    .http
+                    .delete(c.url(leader, &format!("/v1/cluster/members/{id}")))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status();
+                let body = r.text().await.unwrap();
+                match status.as_u16() {
+                    200 => Some(()),
+                    409 if body.contains("quorum_loss") => None,
+                    _ => panic!("removing {id}: {status} {body}"),
+                }
+            },
+        )
+        .await;
     }
     // `lone` accepted the leader's final membership before this answer; anything the leader
     // sends it afterwards (until it steps down at a tick) only moves its lease later.

@@ -551,22 +551,24 @@ async fn exercise(
     let leader = match cluster.wait_converged(Duration::from_secs(60)).await {
         Ok(l) => l,
         Err(e) => {
+            // The nemesis' actions first and the nodes' states last: a truncated report
+            // (CI keeps a failure's head and tail) still shows where each node stands.
             let mut why = String::new();
-            for &id in &cluster.ids {
-                let st = cluster.status(id).await;
-                let st = st.map_or("no answer".to_owned(), |v| {
-                    format!(
-                        "leader {} commit {} applied {}",
-                        v["leader"], v["commit_index"], v["applied_index"]
-                    )
-                });
-                let proc = cluster.process_state(id);
-                why.push_str(&format!("\nnode {id} ({proc}): {st}"));
-            }
             let tail = nemesis_log.lines.len().saturating_sub(15);
             why.push_str("\nthe nemesis' last actions:");
             for l in &nemesis_log.lines[tail..] {
                 why.push_str(&format!("\n  {l}"));
+            }
+            for &id in &cluster.ids {
+                let st = cluster.status(id).await;
+                let st = st.map_or("no answer".to_owned(), |v| {
+                    format!(
+                        "{} at term {}, leader {} commit {} applied {}",
+                        v["state"], v["term"], v["leader"], v["commit_index"], v["applied_index"]
+                    )
+                });
+                let proc = cluster.process_state(id);
+                why.push_str(&format!("\nnode {id} ({proc}): {st}"));
             }
             return Err(e.context(format!(
                 "the cluster did not recover after the faults were healed:{why}"
