@@ -197,7 +197,10 @@ fn workers_die_under_faults_only_after_their_leases_ran_out() {
 /// isolation, node kills, paused agents and a whole zone paused: the zone (and the clients'
 /// workers falling silent together) trip it, and no death at all is committed while it is
 /// tripped. (Without the zone pause the trip rested on the clients' workers alone, and one CI
-/// run in four saw none: seed 14154921002808838962.)
+/// run in four saw none: seed 14154921002808838962. With it, a zone paused before its agents
+/// were Active, or one whose silence straddled leader changes, still left a run without a trip:
+/// seed 12821890103329267807. The agent lane now pauses only a zone of Active agents and, with
+/// the brake on, keeps it paused until the brake trips, for at most 4 × dead_after.)
 #[test]
 fn the_mass_failure_brake_trips_and_no_death_passes_it() {
     let mut opts = options(30);

@@ -280,6 +280,20 @@ impl Fleet {
             .map(|p| (p.serial, p.uid))
     }
 
+    /// Whether process `serial` has said it is Active (registered, ready, its lease held) and
+    /// has not since been drained or ended.
+    pub fn is_active(&self, serial: u64) -> bool {
+        self.with_proc(serial, |p| p.active && !p.drained && !p.ended)
+            .unwrap_or(false)
+    }
+
+    /// Whether the mass-failure brake holds, as the cluster answers now (a node that does not
+    /// answer in time counts as "not seen tripped").
+    pub async fn brake_tripped(&self) -> bool {
+        let answer = tokio::time::timeout(Duration::from_secs(1), self.admin.cluster()).await;
+        matches!(answer, Ok(Ok(c)) if c.brakes.mass_failure.is_some())
+    }
+
     /// Slots with a running process.
     pub fn live_slots(&self) -> Vec<usize> {
         let st = self.lock();

@@ -531,6 +531,7 @@ async fn exercise(
         rng: ChaCha8Rng::seed_from_u64(opts.seed ^ 0x0a6e_47a6_e47a_6e47),
         kinds: agent_kinds,
         dead_after_ms,
+        brake: opts.brake,
         journal: journal.clone(),
         duplicates: 0,
     });

@@ -485,6 +485,9 @@ pub struct AgentNemesis {
     /// Agent faults only.
     pub kinds: Vec<Fault>,
     pub dead_after_ms: u64,
+    /// The cluster runs with the mass-failure brake on: a paused zone stays away until the
+    /// brake trips (see [`Fault::PauseZone`] in `inject`).
+    pub brake: bool,
     pub journal: Arc<Journal>,
     /// Duplicates so far: the first, third, ... one SIGSTOPs the first process before
     /// starting the second, so every run with two has both cases.
@@ -552,20 +555,44 @@ impl AgentNemesis {
                 if serials.len() < 2 {
                     return Ok(false); // a zone of one is an agent pause
                 }
+                // A zone whose agents have not all come up Active yet is not a zone outage the
+                // cluster can see (a worker not yet Active is never declared dead): wait.
+                if !serials.iter().all(|s| fleet.is_active(*s)) {
+                    return Ok(false);
+                }
                 let d = self.dead_after_ms;
                 let hold =
                     Duration::from_millis(self.rng.random_range(3 * d / 2..=5 * d / 2).min(10_000));
                 self.note(format!(
                     "pause-zone: SIGSTOP every agent of zone {zone} (serials {serials:?}) for {hold:?}"
                 ));
+                let paused = Instant::now();
                 for s in &serials {
                     fleet.pause(*s);
                 }
                 tokio::time::sleep(hold).await;
+                // With the brake on, the zone stays away until the cluster has counted it out
+                // (the brake tripped), for at most 4 × dead_after: each leader change under the
+                // node lane starts the new leader's count of the zone's silence afresh, and a
+                // zone back before any leader counted to dead_after tested nothing (CI saw a
+                // 30 s run whose two zone pauses each straddled a leader change).
+                let longest = Duration::from_millis(4 * d).max(hold);
+                let mut tripped = false;
+                while self.brake && paused.elapsed() < longest {
+                    if fleet.brake_tripped().await {
+                        tripped = true;
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
                 for s in &serials {
                     fleet.resume(*s);
                 }
-                self.note(format!("zone {zone} resumed"));
+                let why = if tripped { ", the brake tripped" } else { "" };
+                self.note(format!(
+                    "zone {zone} resumed after {:?}{why}",
+                    paused.elapsed()
+                ));
             }
             Fault::PauseAgent => {
                 let hold = self.hold();
