@@ -20,6 +20,9 @@ pub struct FailoverArgs {
 
 pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
     let mut local = Local::start(args.local.drover, &args.local.node_args)?;
+    if args.local.keep {
+        local.keep();
+    }
     let http = drover_tls::http_client(None)
         .no_proxy()
         .timeout(Duration::from_millis(300))
@@ -63,9 +66,6 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
         }
         times.push(elapsed.as_secs_f64());
         local.restart(leader)?;
-    }
-    if args.local.keep {
-        local.keep();
     }
     let mut sorted = times.clone();
     sorted.sort_by(f64::total_cmp);

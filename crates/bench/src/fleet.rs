@@ -403,6 +403,9 @@ async fn start_worker(
 pub async fn run(args: FleetArgs) -> anyhow::Result<()> {
     raise_fd_limit();
     let mut local = Local::start(args.local.drover.clone(), &args.local.node_args)?;
+    if args.local.keep {
+        local.keep();
+    }
     let status_http = drover_tls::http_client(None)
         .no_proxy()
         .timeout(Duration::from_secs(2))
@@ -600,9 +603,6 @@ pub async fn run(args: FleetArgs) -> anyhow::Result<()> {
         drover_client::outln!("{}", serde_json::to_string(&report)?);
     }
     drop(agents);
-    if args.local.keep {
-        local.keep();
-    }
     Ok(())
 }
 

@@ -156,12 +156,11 @@ impl Local {
         self.node_mut(id).start(&bin)
     }
 
-    /// Keeps the data and logs (the path is printed) instead of deleting them.
-    pub fn keep(self) {
-        eprintln!("data and logs in {}", self.dir.path().display());
-        let Local { nodes, dir, .. } = self;
-        drop(nodes);
-        let _ = dir.keep();
+    /// Keeps the data and logs (the path is printed now) instead of deleting them, however
+    /// the run ends: a run that fails is the one whose logs are wanted.
+    pub fn keep(&mut self) {
+        eprintln!("data and logs kept in {}", self.dir.path().display());
+        self.dir.disable_cleanup(true);
     }
 
     /// Waits until every running node agrees on one leader and has applied everything the
