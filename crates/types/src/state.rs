@@ -1,6 +1,7 @@
 //! The whole replicated state of a Drover cluster, and the SPEC §6 invariants over it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -38,7 +39,38 @@ pub struct ClusterState {
     pub events: EventLog,
     /// The scheduler's brakes (SPEC §3): an operator's pause.
     pub brakes: Brakes,
+    /// Which partitions each worker holds, derived from `partitions` at `version` and built on
+    /// first use by [`ClusterState::holdings_of`]; never stored, never copied.
+    #[serde(skip)]
+    pub holdings: HoldingsCache,
 }
+
+/// The partitions each worker holds a replica of, in partition order: one pass over every
+/// partition serves every per-worker question asked of one applied state, where
+/// [`ClusterState::replicas_on`] scans all of them per worker. With 10,000 agents long-polling
+/// their assignments from a 30,000-partition table, that scan was half the leader's CPU
+/// (`perf`: `agents::assignments`, its `memcmp` of worker ids).
+#[derive(Debug, Default)]
+struct Holdings(HashMap<WorkerId, Vec<PartitionId>>);
+
+/// The [`Holdings`] of one state version. A copy starts empty and every copy compares equal,
+/// so the cache never makes two states differ.
+#[derive(Debug, Default)]
+pub struct HoldingsCache(Mutex<Option<(u64, Arc<Holdings>)>>);
+
+impl Clone for HoldingsCache {
+    fn clone(&self) -> Self {
+        HoldingsCache::default()
+    }
+}
+
+impl PartialEq for HoldingsCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for HoldingsCache {}
 
 /// A broken SPEC §6 invariant, for tests and the fault-injection checker.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,6 +92,7 @@ impl ClusterState {
             drains,
             events: _,
             brakes,
+            holdings: _,
         } = self;
         ClusterState {
             version: *version,
@@ -72,6 +105,7 @@ impl ClusterState {
             drains: drains.clone(),
             events: EventLog::default(),
             brakes: brakes.clone(),
+            holdings: HoldingsCache::default(),
         }
     }
 
@@ -130,6 +164,48 @@ impl ClusterState {
             })
             .map(|p| p.id)
             .collect()
+    }
+
+    /// The partitions holding a replica (any role) on `worker`, in partition order, as
+    /// [`replicas_on`](Self::replicas_on) finds them, from an index built once per state
+    /// version. For readers of an applied state only: the index is keyed by `version`, which
+    /// apply moves with every change, so a state changed without moving its version (apply
+    /// mid-entry, a hand-made test state) must use `replicas_on`. Debug builds check the two
+    /// agree.
+    pub fn holdings_of(&self, worker: &WorkerId) -> Vec<&Partition> {
+        let index = {
+            let mut cached = self.holdings.0.lock().unwrap_or_else(|p| p.into_inner());
+            match &*cached {
+                Some((version, index)) if *version == self.version => index.clone(),
+                _ => {
+                    let mut by_worker: HashMap<WorkerId, Vec<PartitionId>> = HashMap::new();
+                    for p in &self.partitions {
+                        for r in &p.replicas {
+                            let held = by_worker.entry(r.worker.clone()).or_default();
+                            if held.last() != Some(&p.id) {
+                                held.push(p.id);
+                            }
+                        }
+                    }
+                    let index = Arc::new(Holdings(by_worker));
+                    *cached = Some((self.version, index.clone()));
+                    index
+                }
+            }
+        };
+        let held: Vec<&Partition> = index
+            .0
+            .get(worker)
+            .map(|ids| ids.iter().filter_map(|id| self.partition(*id)).collect())
+            .unwrap_or_default();
+        debug_assert!(
+            held.iter()
+                .map(|p| p.id)
+                .eq(self.replicas_on(worker).map(|p| p.id)),
+            "the holdings index of version {} disagrees with the partitions for {worker}",
+            self.version
+        );
+        held
     }
 
     /// Partitions holding a replica (any role) on `worker`.

@@ -541,6 +541,14 @@ fn run_sequence(ops: &[Op], times: &[u64]) -> ClusterState {
         let ctx = || format!("step {step}: {proposal:?} -> {result:?}");
         let violations = a.check_invariants();
         assert!(violations.is_empty(), "{}: {violations:?}", ctx());
+        // The per-version holdings index (built at the last step's version, kept in `a`)
+        // answers as the scan does once apply moved the version.
+        for i in 0..IDS.len() {
+            let w = wid(i);
+            let indexed: Vec<u32> = a.holdings_of(&w).iter().map(|p| p.id).collect();
+            let scanned: Vec<u32> = a.replicas_on(&w).map(|p| p.id).collect();
+            assert_eq!(indexed, scanned, "{}: holdings of {w}", ctx());
+        }
         match &result {
             Err(_) => assert_eq!(
                 codec::encode(&a).unwrap(),

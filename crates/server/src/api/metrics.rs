@@ -409,7 +409,7 @@ impl Collector for StateGauges {
                 .map(|w| {
                     (
                         [("worker", w.id.as_str())],
-                        s.replicas_on(&w.id).count() as u64,
+                        s.holdings_of(&w.id).len() as u64,
                     )
                 }),
         )

@@ -27,7 +27,8 @@ fn no_worker(id: &WorkerId) -> Error {
 /// `w`'s assignments in the applied state `s`: the replicas it holds, each with its peers.
 fn assignments(s: &ClusterState, w: &Worker) -> Assignments {
     let replicas = s
-        .replicas_on(&w.id)
+        .holdings_of(&w.id)
+        .into_iter()
         .filter_map(|p| {
             let mine = p.replica(&w.id)?;
             Some(Assignment {

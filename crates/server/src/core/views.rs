@@ -28,7 +28,8 @@ impl Node {
 
 fn worker_view(node: &Node, s: &ClusterState, w: &Worker, round: &RoundOnce) -> WorkerView {
     let replicas = s
-        .replicas_on(&w.id)
+        .holdings_of(&w.id)
+        .into_iter()
         .filter_map(|p| {
             p.replica(&w.id).map(|r| HeldReplica {
                 partition: p.id,
@@ -59,7 +60,7 @@ fn worker_view(node: &Node, s: &ClusterState, w: &Worker, round: &RoundOnce) -> 
 /// liveness — hence leader only).
 fn drain_progress(node: &Node, s: &ClusterState, w: &Worker, round: &RoundOnce) -> DrainProgress {
     let intent = s.drain_of(&w.id);
-    let held: Vec<&Partition> = s.replicas_on(&w.id).collect();
+    let held: Vec<&Partition> = s.holdings_of(&w.id);
     let in_flight = held
         .iter()
         .filter(|p| {
