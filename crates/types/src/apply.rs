@@ -388,6 +388,12 @@ fn apply_command(
     let changes = cx.changes;
     let changed = !changes.is_empty();
     if changed {
+        state.holdings.follow(
+            &state.partitions,
+            state.version,
+            at.index,
+            &changes.partitions,
+        );
         state.version = at.index;
     }
     Ok(Outcome {

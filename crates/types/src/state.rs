@@ -45,18 +45,94 @@ pub struct ClusterState {
     pub holdings: HoldingsCache,
 }
 
-/// The partitions each worker holds a replica of, in partition order: one pass over every
-/// partition serves every per-worker question asked of one applied state, where
-/// [`ClusterState::replicas_on`] scans all of them per worker. With 10,000 agents long-polling
-/// their assignments from a 30,000-partition table, that scan was half the leader's CPU
-/// (`perf`: `agents::assignments`, its `memcmp` of worker ids).
-#[derive(Debug, Default)]
-struct Holdings(HashMap<WorkerId, Vec<PartitionId>>);
+/// The partitions each worker holds a replica of: kept across applied entries by
+/// [`HoldingsCache::follow`], it serves every per-worker question asked of an applied state,
+/// where [`ClusterState::replicas_on`] scans every partition per worker. With 10,000 agents
+/// long-polling their assignments from a 30,000-partition table, that scan was half the
+/// leader's CPU (`perf`: `agents::assignments`, its `memcmp` of worker ids), and rebuilding the
+/// index at each new version was still 40%.
+#[derive(Clone, Debug, Default)]
+struct Holdings {
+    by_worker: HashMap<WorkerId, BTreeSet<PartitionId>>,
+    /// Who holds each partition as indexed, so a changed partition leaves its old holders.
+    by_partition: Vec<Vec<WorkerId>>,
+}
+
+impl Holdings {
+    fn of(partitions: &[Partition]) -> Holdings {
+        let mut h = Holdings::default();
+        for p in partitions {
+            h.refresh(p.id, Some(p));
+        }
+        h
+    }
+
+    /// Re-reads partition `id` (`None`: it is gone).
+    fn refresh(&mut self, id: PartitionId, now: Option<&Partition>) {
+        let Ok(i) = usize::try_from(id) else { return };
+        if i >= self.by_partition.len() {
+            self.by_partition.resize_with(i + 1, Vec::new);
+        }
+        let Some(slot) = self.by_partition.get_mut(i) else {
+            return;
+        };
+        let before = std::mem::take(slot);
+        for w in before {
+            if let Some(held) = self.by_worker.get_mut(&w) {
+                held.remove(&id);
+                if held.is_empty() {
+                    self.by_worker.remove(&w);
+                }
+            }
+        }
+        let holders: Vec<WorkerId> = now
+            .map(|p| p.replicas.iter().map(|r| r.worker.clone()).collect())
+            .unwrap_or_default();
+        for w in &holders {
+            self.by_worker.entry(w.clone()).or_default().insert(id);
+        }
+        if let Some(slot) = self.by_partition.get_mut(i) {
+            *slot = holders;
+        }
+    }
+}
 
 /// The [`Holdings`] of one state version. A copy starts empty and every copy compares equal,
 /// so the cache never makes two states differ.
 #[derive(Debug, Default)]
 pub struct HoldingsCache(Mutex<Option<(u64, Arc<Holdings>)>>);
+
+impl HoldingsCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(u64, Arc<Holdings>)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Carries the index across one applied change from version `before` to `after`: the
+    /// partitions in `changed` are re-read, the rest kept. An index of another version is
+    /// dropped (the next reader builds it afresh).
+    pub(crate) fn follow(
+        &self,
+        partitions: &[Partition],
+        before: u64,
+        after: u64,
+        changed: &BTreeSet<PartitionId>,
+    ) {
+        let mut cached = self.lock();
+        match cached.as_mut() {
+            Some((version, index)) if *version == before => {
+                let h = Arc::make_mut(index);
+                for id in changed {
+                    h.refresh(
+                        *id,
+                        usize::try_from(*id).ok().and_then(|i| partitions.get(i)),
+                    );
+                }
+                *version = after;
+            }
+            _ => *cached = None,
+        }
+    }
+}
 
 impl Clone for HoldingsCache {
     fn clone(&self) -> Self {
@@ -167,34 +243,25 @@ impl ClusterState {
     }
 
     /// The partitions holding a replica (any role) on `worker`, in partition order, as
-    /// [`replicas_on`](Self::replicas_on) finds them, from an index built once per state
-    /// version. For readers of an applied state only: the index is keyed by `version`, which
-    /// apply moves with every change, so a state changed without moving its version (apply
-    /// mid-entry, a hand-made test state) must use `replicas_on`. Debug builds check the two
-    /// agree.
+    /// [`replicas_on`](Self::replicas_on) finds them, from an index built on first use and
+    /// carried by apply from version to version. For readers of an applied state only: the
+    /// index is keyed by `version`, so a state changed other than by apply without moving its
+    /// version (apply mid-command, a hand-made test state) must use `replicas_on`. Debug builds
+    /// check the two agree.
     pub fn holdings_of(&self, worker: &WorkerId) -> Vec<&Partition> {
         let index = {
-            let mut cached = self.holdings.0.lock().unwrap_or_else(|p| p.into_inner());
+            let mut cached = self.holdings.lock();
             match &*cached {
                 Some((version, index)) if *version == self.version => index.clone(),
                 _ => {
-                    let mut by_worker: HashMap<WorkerId, Vec<PartitionId>> = HashMap::new();
-                    for p in &self.partitions {
-                        for r in &p.replicas {
-                            let held = by_worker.entry(r.worker.clone()).or_default();
-                            if held.last() != Some(&p.id) {
-                                held.push(p.id);
-                            }
-                        }
-                    }
-                    let index = Arc::new(Holdings(by_worker));
+                    let index = Arc::new(Holdings::of(&self.partitions));
                     *cached = Some((self.version, index.clone()));
                     index
                 }
             }
         };
         let held: Vec<&Partition> = index
-            .0
+            .by_worker
             .get(worker)
             .map(|ids| ids.iter().filter_map(|id| self.partition(*id)).collect())
             .unwrap_or_default();
