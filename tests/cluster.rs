@@ -265,18 +265,10 @@ async fn join_promote_and_remove_a_fourth_node() {
     let down = (1..=3).find(|id| *id != leader).unwrap();
     let other = (1..=3).find(|id| *id != leader && *id != down).unwrap();
     c.kill(down);
-    let r = c
-        .http
-        .delete(c.url(leader, &format!("/v1/cluster/members/{other}")))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
+    let (status, body) = c.remove_member(leader, other).await;
     assert_eq!(
-        status,
-        409,
-        "leader {leader} down {down} other {other}: {}",
-        r.text().await.unwrap()
+        status, 409,
+        "leader {leader} down {down} other {other}: {body}"
     );
     let body: serde_json::Value = c
         .http
@@ -318,13 +310,8 @@ async fn a_removed_node_is_not_ready() {
     .await;
     let removed = (1..=3).find(|id| *id != leader).unwrap();
     let stay: Vec<u64> = (1..=3).filter(|id| *id != removed).collect();
-    let r = c
-        .http
-        .delete(c.url(leader, &format!("/v1/cluster/members/{removed}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let (status, body) = c.remove_member(leader, removed).await;
+    assert_eq!(status, 200, "{body}");
 
     let start = Instant::now();
     let mut seen = None;
@@ -589,14 +576,7 @@ async fn the_lone_voter_left_by_removing_the_leader_waits_out_its_lease() {
             &format!("node {id}'s removal to be accepted"),
             Duration::from_secs(10),
             || async {
-                let r = c
-                    .http
-                    .delete(c.url(leader, &format!("/v1/cluster/members/{id}")))
-                    .send()
-                    .await
-                    .unwrap();
-                let status = r.status();
-                let body = r.text().await.unwrap();
+                let (status, body) = c.remove_member(leader, id).await;
                 match status.as_u16() {
                     200 => Some(()),
                     409 if body.contains("quorum_loss") => None,

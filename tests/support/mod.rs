@@ -355,6 +355,21 @@ impl Cluster {
         assert_eq!(r.status(), 200, "clearing node {id}'s faults");
     }
 
+    /// Asks node `via` to remove node `id` from the cluster: its status and body.
+    pub async fn remove_member(&self, via: u64, id: u64) -> (reqwest::StatusCode, String) {
+        let r = self
+            .req(
+                reqwest::Method::DELETE,
+                via,
+                &format!("/v1/cluster/members/{id}"),
+            )
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.text().await.unwrap())
+    }
+
     pub async fn put(&self, id: u64, key: &str, value: &str) -> reqwest::Result<reqwest::Response> {
         self.req(reqwest::Method::PUT, id, &format!("/v1/kv/{key}"))
             .json(&serde_json::json!({ "value": value }))
