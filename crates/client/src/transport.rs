@@ -44,6 +44,10 @@ pub struct ClientOptions {
     /// `x-drover-leader`), send the next requests to the leader itself when it is one of the
     /// endpoints: for a client of leader-only requests, such as an agent's heartbeats.
     pub prefer_leader: bool,
+    /// The local address connections are made from (`None`: the system's choice). A host with
+    /// several addresses picks the one its nodes expect; a simulated fleet gives each of its
+    /// hosts its own, as separate machines have.
+    pub local_address: Option<std::net::IpAddr>,
 }
 
 impl Default for ClientOptions {
@@ -55,6 +59,7 @@ impl Default for ClientOptions {
             unreachable_for: None,
             tls: None,
             prefer_leader: false,
+            local_address: None,
         }
     }
 }
@@ -185,6 +190,7 @@ impl Client {
             .no_proxy()
             .connect_timeout(opts.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(30))
+            .local_address(opts.local_address)
             .build()
             .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
         let start = rand::rng().random_range(0..endpoints.len());

@@ -87,6 +87,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         // Nothing listening anywhere: say so (and why) now, not after the retry budget.
         unreachable_for: Some(CONNECT_TIMEOUT.min(Duration::from_secs(cli.timeout))),
         prefer_leader: false,
+        local_address: None,
     };
     let c = Client::with_options(&cli.endpoints, cli.token.clone(), opts)?;
     let out = Printer(cli.output);
@@ -433,6 +434,7 @@ async fn probe_all(
                 connect_timeout: limit,
                 unreachable_for: Some(Duration::ZERO),
                 prefer_leader: false,
+                local_address: None,
             };
             let answer = match Client::with_options(&[&a], token, opts) {
                 Ok(c) => c.cluster().await.map_err(|e| match e {
