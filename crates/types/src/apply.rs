@@ -584,8 +584,14 @@ impl Cx<'_> {
     }
 
     /// Removes every replica `worker` holds; returns how many.
+    /// The partitions holding a replica on `worker` at this point of the command.
+    fn holdings(&self, worker: &WorkerId) -> Vec<PartitionId> {
+        self.s
+            .holdings_while_applying(worker, &self.changes.partitions)
+    }
+
     fn drop_all_replicas(&mut self, worker: &WorkerId) -> u32 {
-        let held: Vec<PartitionId> = self.s.replicas_on(worker).map(|p| p.id).collect();
+        let held = self.holdings(worker);
         for &p in &held {
             self.drop_replica(p, worker, false);
         }

@@ -134,8 +134,9 @@ impl Cx<'_> {
         let held: BTreeSet<(PartitionId, WorkerId)> = set
             .iter()
             .flat_map(|w| {
-                self.s
-                    .replicas_on(w)
+                self.holdings(w)
+                    .into_iter()
+                    .filter_map(|p| self.s.partition(p))
                     .filter(move |p| p.replica(w).is_some_and(|r| r.role != ReplicaRole::Leaving))
                     .map(move |p| (p.id, w.clone()))
             })

@@ -144,13 +144,14 @@ impl Cx<'_> {
             return version_conflict(&format!("worker {id}"), v, w.version);
         }
         check_transition(id, from, to, by, force)?;
-        let held = self.s.replicas_on(id).count();
+        let holdings = self.holdings(id);
+        let held = holdings.len();
         if by == Actor::Scheduler && force {
             // A drain's deadline (`on_deadline: force`): only where every partition keeps a
             // majority of healthy serving replicas without this worker.
-            let short: Vec<PartitionId> = self
-                .s
-                .replicas_on(id)
+            let short: Vec<PartitionId> = holdings
+                .iter()
+                .filter_map(|&p| self.s.partition(p))
                 .filter(|p| {
                     let others = p
                         .replicas
@@ -185,9 +186,8 @@ impl Cx<'_> {
         }
         let mut under_replicated = None;
         if to == WorkerState::Disabled && held > 0 {
-            let touched: Vec<PartitionId> = self.s.replicas_on(id).map(|p| p.id).collect();
             self.drop_all_replicas(id);
-            let below = touched
+            let below = holdings
                 .iter()
                 .filter_map(|&p| self.s.partition(p))
                 .filter(|p| self.s.healthy_serving(p) < usize::from(p.replication_factor))
