@@ -125,9 +125,17 @@ pub struct Clients {
 
 impl Clients {
     /// The clients an agent of `cfg` makes for itself; clone them into other agents' configs
-    /// to share their connection pools.
+    /// to share their connection pools. Over HTTP/2: an agent's long poll, calls and
+    /// heartbeats share one connection per node, and a heartbeat that times out under load
+    /// does not cost a new connection for the next one.
     pub fn new(cfg: &AgentConfig) -> Result<Clients, Error> {
-        Self::with_options(cfg, ClientOptions::default())
+        Self::with_options(
+            cfg,
+            ClientOptions {
+                http2: true,
+                ..ClientOptions::default()
+            },
+        )
     }
 
     /// [`Clients::new`] with `options` for the calls (`tls` is the config's); heartbeats time

@@ -48,6 +48,11 @@ pub struct ClientOptions {
     /// several addresses picks the one its nodes expect; a simulated fleet gives each of its
     /// hosts its own, as separate machines have.
     pub local_address: Option<std::net::IpAddr>,
+    /// HTTP/2 over plain HTTP (prior knowledge; the nodes serve both): every request to a node
+    /// on one multiplexed connection, kept when a request times out — where HTTP/1.1 drops
+    /// the connection of a timed-out request and opens another for the next. Over TLS the
+    /// handshake chooses.
+    pub http2: bool,
 }
 
 impl Default for ClientOptions {
@@ -60,9 +65,13 @@ impl Default for ClientOptions {
             tls: None,
             prefer_leader: false,
             local_address: None,
+            http2: false,
         }
     }
 }
+
+/// How often an idle HTTP/2 connection is pinged.
+const H2_PING_EVERY: Duration = Duration::from_secs(5);
 
 /// A client of the admin API over several nodes. Cheap to clone: clones share the connection
 /// pool and the preferred endpoint.
@@ -186,11 +195,21 @@ impl Client {
         if endpoints.is_empty() {
             return Err(Error::Config("no endpoints given".into()));
         }
-        let http = drover_tls::http_client(opts.tls.clone())
+        let mut http = drover_tls::http_client(opts.tls.clone())
             .no_proxy()
             .connect_timeout(opts.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(30))
-            .local_address(opts.local_address)
+            .local_address(opts.local_address);
+        if opts.http2 && opts.tls.is_none() {
+            // A connection whose node went away without a word (a cut network) is found by
+            // its unanswered pings, not only by the requests that time out on it.
+            http = http
+                .http2_prior_knowledge()
+                .http2_keep_alive_interval(H2_PING_EVERY)
+                .http2_keep_alive_timeout(opts.timeout)
+                .http2_keep_alive_while_idle(true);
+        }
+        let http = http
             .build()
             .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
         let start = rand::rng().random_range(0..endpoints.len());

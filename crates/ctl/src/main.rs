@@ -88,6 +88,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         unreachable_for: Some(CONNECT_TIMEOUT.min(Duration::from_secs(cli.timeout))),
         prefer_leader: false,
         local_address: None,
+        http2: false,
     };
     let c = Client::with_options(&cli.endpoints, cli.token.clone(), opts)?;
     let out = Printer(cli.output);
@@ -435,6 +436,7 @@ async fn probe_all(
                 unreachable_for: Some(Duration::ZERO),
                 prefer_leader: false,
                 local_address: None,
+                http2: false,
             };
             let answer = match Client::with_options(&[&a], token, opts) {
                 Ok(c) => c.cluster().await.map_err(|e| match e {
