@@ -78,9 +78,9 @@ struct Round<'a> {
     placed: usize,
 }
 
-/// Most new partitions one round places: each choice scans a zone's workers under the state's
-/// read lock, so a table of 30,000 is placed over a few short rounds rather than one long one
-/// that apply (and the heartbeats behind it) would wait out.
+/// Most new partitions one round places: a table of 30,000 is placed over a few rounds, whose
+/// steps each commit in a few entries, so agents acknowledge the first partitions while the
+/// next are planned, rather than after one round's commit of them all.
 const PLACEMENTS_PER_ROUND: usize = 4096;
 
 impl Round<'_> {
@@ -850,7 +850,7 @@ impl Round<'_> {
                 if let Some(z) = self.t.zone_of(&from) {
                     *self.t.zone_load.entry(z).or_insert(0) -= 1;
                 }
-                *self.t.load.entry(from).or_insert(0) -= 1;
+                self.t.add_load(&from, -1);
             }
         }
     }
@@ -949,7 +949,7 @@ impl Round<'_> {
                     return false;
                 }
                 *self.t.zone_load.entry(hi.clone()).or_insert(0) -= 1;
-                *self.t.load.entry(from.clone()).or_insert(0) -= 1;
+                self.t.add_load(from, -1);
                 return true;
             }
         }

@@ -77,7 +77,8 @@ pub(crate) struct Topology<'a> {
     /// Replicas (joining or serving) per worker, updated with planned steps. A `HashMap`
     /// because it sits on the hot path of every placement and is only ever looked up, never
     /// iterated, so its order cannot leak into a decision.
-    pub load: HashMap<WorkerId, i64>,
+    /// Changed only through [`Self::add_load`], which keeps `ranked` in step.
+    load: HashMap<WorkerId, i64>,
     /// Replicas per zone over the balance set, updated with planned steps.
     pub zone_load: BTreeMap<ZoneKey, i64>,
     /// Total capacity per zone over the balance set.
@@ -106,6 +107,37 @@ pub(crate) struct Topology<'a> {
     /// Candidates by zone, with their capacities (rule 1), cached for the round: candidacy
     /// does not change while a round is planned.
     members: BTreeMap<ZoneKey, Vec<(WorkerId, u32)>>,
+    /// `members` by zone in the order a new replica prefers them — lowest (load + 1) /
+    /// capacity, then id — kept in step with `load`: a choice takes the first one free,
+    /// where scanning a zone of 3,333 workers for each of a new table's 90,000 replicas made
+    /// its placement rounds take seconds each.
+    ranked: BTreeMap<ZoneKey, BTreeSet<Rank>>,
+    /// Each member's zone and capacity, to find its `ranked` entry.
+    member_of: HashMap<WorkerId, (ZoneKey, u32)>,
+}
+
+/// A candidate's place in its zone's preference order (see `Topology::ranked`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Rank {
+    /// Its load plus one: the load it would have with the new replica.
+    load: i64,
+    capacity: u32,
+    id: WorkerId,
+}
+
+impl Ord for Rank {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        // load / capacity compared without division: both capacities are at least 1.
+        (self.load * i64::from(other.capacity))
+            .cmp(&(other.load * i64::from(self.capacity)))
+            .then_with(|| self.id.cmp(&other.id))
+    }
+}
+
+impl PartialOrd for Rank {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 impl<'a> Topology<'a> {
@@ -169,6 +201,8 @@ impl<'a> Topology<'a> {
             arriving: BTreeMap::new(),
             departing,
             members: BTreeMap::new(),
+            ranked: BTreeMap::new(),
+            member_of: HashMap::new(),
         };
         for m in s.drains.values().flat_map(|d| &d.moves) {
             let Some(to) = &m.to else { continue };
@@ -196,7 +230,7 @@ impl<'a> Topology<'a> {
             return false;
         };
         *self.zone_load.entry(z).or_insert(0) += 1;
-        *self.load.entry(to.clone()).or_insert(0) += 1;
+        self.add_load(to, 1);
         true
     }
 
@@ -210,7 +244,7 @@ impl<'a> Topology<'a> {
         if let Some(z) = self.zone_of(&to) {
             *self.zone_load.entry(z).or_insert(0) -= 1;
         }
-        *self.load.entry(to).or_insert(0) -= 1;
+        self.add_load(&to, -1);
     }
 
     /// Excludes `workers` from receiving replicas (the workers being drained).
@@ -229,8 +263,43 @@ impl<'a> Topology<'a> {
                     .push(((*id).clone(), w.capacity.max(1)));
             }
         }
+        self.member_of = members
+            .iter()
+            .flat_map(|(z, ws)| ws.iter().map(|(w, cap)| (w.clone(), (z.clone(), *cap))))
+            .collect();
+        self.ranked = members
+            .iter()
+            .map(|(z, ws)| {
+                let ranks = ws.iter().map(|(w, cap)| self.rank(w, *cap)).collect();
+                (z.clone(), ranks)
+            })
+            .collect();
         self.members = members;
         self
+    }
+
+    fn rank(&self, id: &WorkerId, capacity: u32) -> Rank {
+        Rank {
+            load: self.load_of(id) + 1,
+            capacity,
+            id: id.clone(),
+        }
+    }
+
+    /// Adds `delta` to `id`'s load, moving it in its zone's preference order if it is a
+    /// candidate.
+    pub fn add_load(&mut self, id: &WorkerId, delta: i64) {
+        let Some((zone, capacity)) = self.member_of.get(id).cloned() else {
+            *self.load.entry(id.clone()).or_insert(0) += delta;
+            return;
+        };
+        let before = self.rank(id, capacity);
+        *self.load.entry(id.clone()).or_insert(0) += delta;
+        let after = self.rank(id, capacity);
+        if let Some(ranks) = self.ranked.get_mut(&zone) {
+            ranks.remove(&before);
+            ranks.insert(after);
+        }
     }
 
     pub fn worker(&self, id: &WorkerId) -> Option<&'a Worker> {
@@ -336,7 +405,7 @@ impl<'a> Topology<'a> {
         if let Some(z) = self.zone_of(to) {
             *self.zone_load.entry(z).or_insert(0) += 1;
         }
-        *self.load.entry(to.clone()).or_insert(0) += 1;
+        self.add_load(to, 1);
     }
 
     /// Records a planned add of a replica on `to`, moving away from `from` (if any).
@@ -344,7 +413,7 @@ impl<'a> Topology<'a> {
         if let Some(z) = self.zone_of(to) {
             *self.zone_load.entry(z).or_insert(0) += 1;
         }
-        *self.load.entry(to.clone()).or_insert(0) += 1;
+        self.add_load(to, 1);
         *self.inflight.entry(to.clone()).or_insert(0) += 1;
         self.inflight_total += 1;
         if let Some(f) = from {
@@ -360,7 +429,7 @@ impl<'a> Topology<'a> {
         }
         if let Some(z) = self.balanced.get(src).map(|w| zone_key(w)) {
             *self.zone_load.entry(z).or_insert(0) += 1;
-            *self.load.entry(src.clone()).or_insert(0) += 1;
+            self.add_load(src, 1);
         }
     }
 
@@ -369,7 +438,7 @@ impl<'a> Topology<'a> {
     pub fn count_out(&mut self, from: &WorkerId) {
         if let Some(z) = self.balanced.get(from).map(|w| zone_key(w)) {
             *self.zone_load.entry(z).or_insert(0) -= 1;
-            *self.load.entry(from.clone()).or_insert(0) -= 1;
+            self.add_load(from, -1);
         }
     }
 
@@ -381,7 +450,7 @@ impl<'a> Topology<'a> {
             if let Some(z) = self.zone_of(from) {
                 *self.zone_load.entry(z).or_insert(0) -= 1;
             }
-            *self.load.entry(from.clone()).or_insert(0) -= 1;
+            self.add_load(from, -1);
         }
         *self.inflight.entry(from.clone()).or_insert(0) += 1;
     }
@@ -491,32 +560,24 @@ impl<'a> Topology<'a> {
         zones.sort_by_key(|z| (self.zone_load.get(*z).copied().unwrap_or(0), *z));
         let mut throttled = false;
         for z in zones {
-            let Some(ws) = self.members.get(z) else {
+            let Some(ranks) = self.ranked.get(z) else {
                 continue;
             };
-            let mut best: Option<(&WorkerId, u32)> = None;
-            for (w, cap) in ws {
-                if !free(w) {
+            // In preference order: the first free one with a slot is the best.
+            for r in ranks {
+                if !free(&r.id) {
                     continue;
                 }
-                if slots && !self.has_slot(w) {
+                if slots && !self.has_slot(&r.id) {
                     throttled = true;
                     continue;
                 }
-                let better = match best {
-                    None => true,
-                    Some((b, bcap)) => {
-                        let wa = (self.load_of(w) + 1) * i64::from(bcap);
-                        let wb = (self.load_of(b) + 1) * i64::from(*cap);
-                        wa < wb || (wa == wb && w < b)
-                    }
-                };
-                if better {
-                    best = Some((w, *cap));
-                }
-            }
-            if let Some((w, _)) = best {
-                return Ok(w.clone());
+                debug_assert_eq!(
+                    Some(&r.id),
+                    self.best_by_scan(z, free, slots).as_ref(),
+                    "the preference order of zone {z:?} disagrees with its loads"
+                );
+                return Ok(r.id.clone());
             }
         }
         Err(if throttled {
@@ -524,5 +585,22 @@ impl<'a> Topology<'a> {
         } else {
             BlockCode::ZoneConstraint
         })
+    }
+
+    /// What `choose` takes in zone `z`, found by reading every member's load (debug builds
+    /// check the preference order against it).
+    fn best_by_scan(
+        &self,
+        z: &ZoneKey,
+        free: impl Fn(&WorkerId) -> bool,
+        slots: bool,
+    ) -> Option<WorkerId> {
+        self.members
+            .get(z)?
+            .iter()
+            .filter(|(w, _)| free(w) && (!slots || self.has_slot(w)))
+            .map(|(w, cap)| self.rank(w, *cap))
+            .min()
+            .map(|best| best.id)
     }
 }
