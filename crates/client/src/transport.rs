@@ -202,11 +202,13 @@ impl Client {
             .local_address(opts.local_address);
         if opts.http2 && opts.tls.is_none() {
             // A connection whose node went away without a word (a cut network) is found by
-            // its unanswered pings, not only by the requests that time out on it.
+            // its unanswered pings, not only by the requests that time out on it. Not by a
+            // request's timeout: a busy node late with one ping must not cost every request
+            // on the connection.
             http = http
                 .http2_prior_knowledge()
                 .http2_keep_alive_interval(H2_PING_EVERY)
-                .http2_keep_alive_timeout(opts.timeout)
+                .http2_keep_alive_timeout(H2_PING_EVERY)
                 .http2_keep_alive_while_idle(true);
         }
         let http = http

@@ -25,6 +25,9 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use super::tls::Peer;
 
+/// Streams one HTTP/2 connection may have open at once (hyper's default).
+const H2_MAX_STREAMS: u32 = 200;
+
 /// A connection the loop accepted: its socket, and whether its client is certified.
 pub trait Accepted: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {
     fn tcp(&self) -> &TcpStream;
@@ -68,7 +71,13 @@ pub async fn serve<L>(
     http.http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(read_timeout)
-        .keep_alive_timeout(read_timeout);
+        .keep_alive_timeout(read_timeout)
+        // Agents multiplex their calls on one HTTP/2 connection and cancel the ones that time
+        // out; h2's default (20 resets not yet accepted, its guard against rapid-reset floods)
+        // dropped a loaded node's agent connections with every request on them. Still bounded:
+        // as many as the streams a connection may have open.
+        .max_pending_accept_reset_streams(usize::try_from(H2_MAX_STREAMS).unwrap_or(usize::MAX))
+        .max_concurrent_streams(H2_MAX_STREAMS);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
