@@ -25,9 +25,19 @@ fn main() {
         .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
     // Colour only for a person at a terminal: never in a file, a pipe or a journal.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // Lines are written by a thread of their own, never by the runtime's: a write(2) to a log
+    // file on a disk its fsyncs keep busy may block, and a blocked runtime thread delays the
+    // node's Raft messages with everything else (a leader of 10,000 agents logging thousands
+    // of lines a second went silent for 0.8 s, and its followers elected another). Past
+    // LOG_LINES_BUFFERED waiting lines, new ones are dropped rather than waited for.
+    let (log_writer, log_flushed) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(LOG_LINES_BUFFERED)
+        .lossy(true)
+        .thread_name("drover-log")
+        .finish(std::io::stderr());
     let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
-        .with_writer(std::io::stderr);
+        .with_writer(log_writer);
     let fmt = match config.log_format {
         LogFormat::Json => fmt.json().boxed(),
         LogFormat::Human => fmt.boxed(),
@@ -50,11 +60,16 @@ fn main() {
             .await
             .map_err(|e| e.to_string())
     });
+    // Every line logged so far written out before the process ends (`exit` runs no drops).
+    drop(log_flushed);
     if let Err(e) = result {
         eprintln!("drover: {e}");
         std::process::exit(1);
     }
 }
+
+/// Log lines waiting for the writer thread at most.
+const LOG_LINES_BUFFERED: usize = 100_000;
 
 /// At most one warning or error a minute from each of openraft's log sites: it reports a down
 /// peer on every retry, many times a second (350 lines in 25 s). Drover's transport logs the
