@@ -60,6 +60,9 @@ pub struct FleetArgs {
     /// Registrations in flight at once.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// The agents speak HTTP/1.1 to the nodes instead of drover-agent's HTTP/2 (to compare).
+    #[arg(long)]
+    http1: bool,
     /// Longest any phase may take.
     #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
     phase_timeout: Duration,
@@ -442,7 +445,7 @@ pub async fn run(args: FleetArgs) -> anyhow::Result<()> {
         .map(|i| {
             let options = ClientOptions {
                 local_address: Some(pool_address(i)),
-                http2: true,
+                http2: !args.http1,
                 ..ClientOptions::default()
             };
             Clients::with_options(&template, options)
