@@ -95,8 +95,9 @@ for _ in $(seq 1 150); do
   ready=0 leaders=()
   for n in 1 2 3; do
     curl -fsS "http://$(addr "$n")/readyz" >/dev/null 2>&1 && ready=$((ready + 1))
+    # A node not listening yet is "none", not the end of the run (set -e with pipefail).
     l=$(curl -fsS -H "Authorization: Bearer $ADMIN" "http://$(addr "$n")/v1/cluster" 2>/dev/null |
-      sed -n 's/.*"leader":\([0-9][0-9]*\).*/\1/p')
+      sed -n 's/.*"leader":\([0-9][0-9]*\).*/\1/p' || true)
     leaders+=("${l:-none}")
   done
   if [ "$ready" -eq 3 ] && [ "${leaders[0]}" != none ] &&
