@@ -125,17 +125,11 @@ pub struct Clients {
 
 impl Clients {
     /// The clients an agent of `cfg` makes for itself; clone them into other agents' configs
-    /// to share their connection pools. Over HTTP/2: an agent's long poll, calls and
-    /// heartbeats share one connection per node, and a heartbeat that times out under load
-    /// does not cost a new connection for the next one.
+    /// to share their connection pools. HTTP/1.1: at 10,000 agents HTTP/2
+    /// (`ClientOptions::http2`) kept a placement's heartbeats flowing but made the steady
+    /// state's slow (docs/benchmarks.md), so it is there to choose, not the default.
     pub fn new(cfg: &AgentConfig) -> Result<Clients, Error> {
-        Self::with_options(
-            cfg,
-            ClientOptions {
-                http2: true,
-                ..ClientOptions::default()
-            },
-        )
+        Self::with_options(cfg, ClientOptions::default())
     }
 
     /// [`Clients::new`] with `options` for the calls (`tls` is the config's); heartbeats time

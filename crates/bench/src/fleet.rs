@@ -60,9 +60,10 @@ pub struct FleetArgs {
     /// Registrations in flight at once.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
-    /// The agents speak HTTP/1.1 to the nodes instead of drover-agent's HTTP/2 (to compare).
+    /// The agents speak HTTP/2 to the nodes (`ClientOptions::http2`) instead of drover-agent's
+    /// HTTP/1.1, ten agents to a connection (to compare; docs/benchmarks.md).
     #[arg(long)]
-    http1: bool,
+    http2: bool,
     /// Longest any phase may take.
     #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
     phase_timeout: Duration,
@@ -70,11 +71,15 @@ pub struct FleetArgs {
     local: LocalArgs,
 }
 
-/// Simulated agents per pair of connection pools. Over HTTP/2 a pool's requests to a node share
-/// one connection, on which a node serves at most 200 streams at once (hyper's default): ten
-/// agents' long polls, heartbeats and a placement's worth of acknowledgements stay inside it,
-/// where 250 agents' long polls alone held every stream and the rest waited.
-const AGENTS_PER_POOL: usize = 10;
+/// Simulated agents per pair of connection pools over HTTP/1.1 (a connection per request in
+/// flight): 250 registered 10,000 agents in 17 s, 10 in 67 s.
+const AGENTS_PER_POOL: usize = 250;
+
+/// The same with `--http2`: a pool's requests to a node share one connection, on which a node
+/// serves at most 200 streams at once (hyper's default); ten agents' long polls, heartbeats and
+/// a placement's worth of acknowledgements stay inside it, where 250 agents' long polls alone
+/// held every stream and the rest waited.
+const AGENTS_PER_H2_POOL: usize = 10;
 
 /// The loopback address pool `i`'s agents connect from: 127.254.0.1, 127.254.0.2, ... (apart
 /// from any address `Local` gives the nodes, which stay below 127.254).
@@ -441,11 +446,16 @@ pub async fn run(args: FleetArgs) -> anyhow::Result<()> {
     // the kernel searched the ephemeral ports of tens of thousands of connections to one node
     // on every connect: at 10,000 agents that search was most of this process's CPU, and
     // heartbeats timed out here, not at the nodes.
-    let pools: Vec<Clients> = (0..args.agents.div_ceil(AGENTS_PER_POOL).max(1))
+    let per_pool = if args.http2 {
+        AGENTS_PER_H2_POOL
+    } else {
+        AGENTS_PER_POOL
+    };
+    let pools: Vec<Clients> = (0..args.agents.div_ceil(per_pool).max(1))
         .map(|i| {
             let options = ClientOptions {
                 local_address: Some(pool_address(i)),
-                http2: !args.http1,
+                http2: args.http2,
                 ..ClientOptions::default()
             };
             Clients::with_options(&template, options)
@@ -488,7 +498,7 @@ pub async fn run(args: FleetArgs) -> anyhow::Result<()> {
         cfg.worker_id = format!("f{i:05}");
         cfg.address = format!("10.{}.{}.{}:9000", (i >> 16) & 255, (i >> 8) & 255, i & 255);
         cfg.zone = Some(format!("z{}", i % args.zones.max(1)));
-        cfg.clients = Some(pools[i / AGENTS_PER_POOL].clone());
+        cfg.clients = Some(pools[i / per_pool].clone());
         cfg.observer = Some(stats.clone());
         let (gate, stats, catch_up) = (gate.clone(), stats.clone(), args.catch_up);
         starting.spawn(async move {
