@@ -306,11 +306,11 @@ async fn a_heartbeat_is_one_debug_line_naming_its_worker() {
         a.agent.holds_lease().then_some(())
     })
     .await;
-    let log = c.log(1);
+    let log = c.log_with(1, "heartbeat acknowledged").await;
     let line = log
         .lines()
         .find(|l| l.contains("heartbeat acknowledged"))
-        .unwrap_or_else(|| panic!("no heartbeat line at debug:\n{log}"));
+        .unwrap_or_default();
     assert!(
         line.contains("DEBUG") && line.contains("worker=hb7") && line.contains("generation=1"),
         "{line}"
@@ -517,14 +517,10 @@ async fn metrics_see_suspect_workers_and_heartbeats_log_at_debug() {
         panic!("no {:?} in\n{text}", missing(&text));
     }
     check_dashboard(&c.metrics(1).await);
-    let log = c.log(1);
+    let log = c.log_with(1, "route=/v1/partitions").await;
     assert!(
         !log.contains("/v1/workers/{id}/heartbeat"),
         "heartbeats logged at info:\n{log}"
-    );
-    assert!(
-        log.contains("route=/v1/partitions"),
-        "other requests still log"
     );
     assert!(!log.contains('\u{1b}'), "ANSI colour codes in a log file");
 

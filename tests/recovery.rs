@@ -178,7 +178,7 @@ async fn a_backup_restores_into_a_new_cluster_with_every_record() {
     assert_eq!(got, expected, "the restored state is not the backup's");
     for id in [1, 2, 3] {
         assert_eq!(state_of(&new, id).await, expected, "node {id} differs");
-        assert!(new.log(id).contains("RESTORED a new cluster"));
+        new.log_with(id, "RESTORED a new cluster").await;
     }
 
     let admin = client(&new, &[1, 2, 3]);
@@ -402,7 +402,7 @@ async fn force_new_cluster_brings_back_a_cluster_that_lost_two_nodes() {
         .extend(["--cluster-id", "forced", "--force-new-cluster"].map(String::from));
     c.spawn(1);
     c.leader_among(&[1]).await;
-    assert!(c.log(1).contains("FORCED A NEW CLUSTER"), "{}", c.log(1));
+    c.log_with(1, "FORCED A NEW CLUSTER").await;
     let forced = state_of(&c, 1).await;
     assert_eq!(forced.kv, before.kv);
     assert_eq!(forced.workers, before.workers);

@@ -61,7 +61,7 @@ async fn a_cluster_over_tls_with_client_certificate_peers() {
         )
         .await;
     }
-    assert!(c.log(1).contains("serving HTTPS"), "{}", c.log(1));
+    c.log_with(1, "serving HTTPS").await;
 
     let node1 = c.node(1).addr;
     let dir = c.root.path().to_owned();
@@ -156,11 +156,7 @@ async fn a_cluster_over_tls_with_client_certificate_peers() {
         },
     )
     .await;
-    assert!(
-        c.log(1).contains("TLS certificate reloaded"),
-        "{}",
-        c.log(1)
-    );
+    c.log_with(1, "TLS certificate reloaded").await;
     let now = served_certificate(&ca, node1).await;
     let pem_der = drover_tls::load_certs(std::path::Path::new(&cert_arg)).unwrap();
     assert_eq!(now, pem_der[0].to_vec());

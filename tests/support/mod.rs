@@ -200,6 +200,20 @@ impl Cluster {
         std::fs::read_to_string(self.log_path(id)).unwrap_or_default()
     }
 
+    /// Waits until node `id`'s log holds `needle`, and returns the log: a node writes its log
+    /// from a thread of its own, a moment after what it logs.
+    pub async fn log_with(&self, id: u64, needle: &str) -> String {
+        wait_for(
+            &format!("{needle:?} in node {id}'s log"),
+            Duration::from_secs(10),
+            || async {
+                let log = self.log(id);
+                log.contains(needle).then_some(log)
+            },
+        )
+        .await
+    }
+
     /// Starts (or restarts) node `id` with its data dir and arguments.
     pub fn spawn(&mut self, id: u64) {
         let log = File::options()

@@ -583,13 +583,13 @@ impl Cx<'_> {
         }
     }
 
-    /// Removes every replica `worker` holds; returns how many.
     /// The partitions holding a replica on `worker` at this point of the command.
     fn holdings(&self, worker: &WorkerId) -> Vec<PartitionId> {
         self.s
             .holdings_while_applying(worker, &self.changes.partitions)
     }
 
+    /// Removes every replica `worker` holds; returns how many.
     fn drop_all_replicas(&mut self, worker: &WorkerId) -> u32 {
         let held = self.holdings(worker);
         for &p in &held {

@@ -266,7 +266,6 @@ impl ClusterState {
         held
     }
 
-    /// Partitions holding a replica (any role) on `worker`.
     /// The holdings index of this state's version, built if there is none.
     fn holdings_index(&self) -> Arc<Holdings> {
         let mut cached = self.holdings.lock();
@@ -310,6 +309,7 @@ impl ClusterState {
         held.into_iter().collect()
     }
 
+    /// Partitions holding a replica (any role) on `worker`, found by reading every partition.
     pub fn replicas_on<'a>(&'a self, worker: &'a WorkerId) -> impl Iterator<Item = &'a Partition> {
         self.partitions
             .iter()
