@@ -451,13 +451,7 @@ mod tests {
             replication_factor: 1,
         });
         for p in [0, 1] {
-            let epoch = h.state.partitions[p as usize].epoch;
-            h.ok(Command::AddReplica {
-                partition: p,
-                worker: "w1".into(),
-                expected_epoch: epoch,
-                replaces: None,
-            });
+            h.add_replica(p, "w1", None);
         }
         let w1 = WorkerId::from("w1");
         let held = |h: &Harness, changed: &BTreeSet<PartitionId>| {

@@ -68,6 +68,23 @@ impl Harness {
             .unwrap_or_else(|e| panic!("{c} was rejected: {e}"))
     }
 
+    /// Adds a joining replica of `partition` on `worker` at the partition's current epoch
+    /// (replacing `replaces`'s, if given), panicking with the rejection if there is one.
+    pub fn add_replica(
+        &mut self,
+        partition: crate::PartitionId,
+        worker: &str,
+        replaces: Option<&str>,
+    ) -> Outcome {
+        let expected_epoch = self.state.partition(partition).map_or(0, |p| p.epoch);
+        self.ok(Command::AddReplica {
+            partition,
+            worker: worker.into(),
+            expected_epoch,
+            replaces: replaces.map(WorkerId::from),
+        })
+    }
+
     /// Registers `id` in `zone` with capacity 1.
     pub fn register(&mut self, id: &str, incarnation: u64, zone: &str) -> Outcome {
         self.ok(register_cmd(id, incarnation, zone))

@@ -21,13 +21,7 @@ fn three_serving(partitions: u32) -> Harness {
     });
     for p in 0..partitions {
         for w in ["w1", "w2", "w3"] {
-            let epoch = h.state.partitions[p as usize].epoch;
-            h.ok(Command::AddReplica {
-                partition: p,
-                worker: w.into(),
-                expected_epoch: epoch,
-                replaces: None,
-            });
+            h.add_replica(p, w, None);
             let epoch = h.state.partitions[p as usize].epoch;
             let generation = h.worker(w).generation;
             h.ok(Command::Acknowledge {
@@ -322,11 +316,5 @@ fn nothing_new_lands_on_a_cordoned_worker_or_one_in_maintenance() {
         worker: "w4".into(),
         holder: "ops".into(),
     });
-    let epoch = h.state.partitions[0].epoch;
-    h.ok(Command::AddReplica {
-        partition: 0,
-        worker: "w4".into(),
-        expected_epoch: epoch,
-        replaces: Some("w1".into()),
-    });
+    h.add_replica(0, "w4", Some("w1"));
 }

@@ -241,13 +241,7 @@ fn placed_cluster(partitions: u32) -> Harness {
     });
     for p in 0..partitions {
         for w in ["a", "b", "c"] {
-            let epoch = h.state.partitions[p as usize].epoch;
-            h.ok(Command::AddReplica {
-                partition: p,
-                worker: w.into(),
-                expected_epoch: epoch,
-                replaces: None,
-            });
+            h.add_replica(p, w, None);
             let since = h.state.partitions[p as usize].epoch;
             h.ok(Command::Acknowledge {
                 partition: p,
@@ -498,13 +492,7 @@ fn cancel_drain_withdraws_pending_moves() {
     );
     // Partition 0's move completes its make step; partition 1's stays joining.
     for p in 0..2 {
-        let e = h.state.partitions[p as usize].epoch;
-        h.ok(Command::AddReplica {
-            partition: p,
-            worker: "d".into(),
-            expected_epoch: e,
-            replaces: None,
-        });
+        h.add_replica(p, "d", None);
     }
     let since = h.state.partitions[0].epoch;
     h.ok(Command::Acknowledge {
@@ -563,13 +551,7 @@ fn cancel_drain_withdraws_every_pending_move_recorded_or_not() {
         on_deadline: Default::default(),
     });
     // The move goes to `e`, which the record does not name.
-    let e = h.state.partitions[0].epoch;
-    h.ok(Command::AddReplica {
-        partition: 0,
-        worker: "e".into(),
-        expected_epoch: e,
-        replaces: Some("a".into()),
-    });
+    h.add_replica(0, "e", Some("a"));
     h.set_state("a", A, Actor::Operator, false).unwrap();
     assert!(
         h.state.partitions[0].replica(&"e".into()).is_none(),
