@@ -122,6 +122,9 @@ impl Transport {
     ) -> Result<Transport, reqwest::Error> {
         let scheme = if tls.is_some() { "https" } else { "http" };
         let client = drover_tls::http_client(tls)
+            // The receiving node tells a peer's connection from a client's by its first
+            // request line (`POST /raft/…`), which HTTP/2 does not have.
+            .http1_only()
             .local_address(source)
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(30))

@@ -39,7 +39,8 @@ pub async fn run(
         // is still starting reloads it instead of ending the process.
         drover_tls::watch(tls.pair.clone(), CERT_CHECK_EVERY);
     }
-    let node = start(config.clone()).await?;
+    let lane = RaftLane::new()?;
+    let node = start(config.clone(), lane.handle()).await?;
     let raft = node.raft().clone();
     let mut raft_routes = drover_raft::routes(
         raft.clone(),
@@ -53,26 +54,76 @@ pub async fn run(
     }
     let app = api::router(node.clone()).merge(raft_routes);
     let read_timeout = config.http_read_timeout;
-    match &config.tls {
-        None => {
-            tracing::info!(id = config.id, listen = %config.listen, "serving HTTP");
-            api::serve::serve(listener, app, read_timeout, shutdown).await;
+    let api = tokio::runtime::Handle::current();
+    let tls = config.tls.clone();
+    let (id, listen) = (config.id, config.listen);
+    // Accepting runs on the lane with the listener registered there (`serve`).
+    let served = lane.handle().spawn(async move {
+        let listener = TcpListener::from_std(listener.into_std()?)?;
+        match tls {
+            None => {
+                tracing::info!(id, %listen, "serving HTTP");
+                api::serve::serve(listener, app, read_timeout, api, shutdown).await;
+            }
+            Some(tls) => {
+                tracing::info!(
+                    id,
+                    %listen,
+                    peer_client_cert_auth = tls.peer_client_cert_auth,
+                    "serving HTTPS"
+                );
+                let listener =
+                    api::tls::Listener(drover_tls::Acceptor::new(listener, tls.server.clone())?);
+                api::serve::serve(listener, app, read_timeout, api, shutdown).await;
+            }
         }
-        Some(tls) => {
-            tracing::info!(
-                id = config.id,
-                listen = %config.listen,
-                peer_client_cert_auth = tls.peer_client_cert_auth,
-                "serving HTTPS"
-            );
-            let listener =
-                api::tls::Listener(drover_tls::Acceptor::new(listener, tls.server.clone())?);
-            api::serve::serve(listener, app, read_timeout, shutdown).await;
-        }
-    }
+        Ok::<(), std::io::Error>(())
+    });
+    served
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))??;
     tracing::info!("shutting down raft");
     raft.shutdown()
         .await
         .map_err(|e| Error::Raft(e.to_string()))?;
     Ok(())
+}
+
+/// Raft's own runtime. Everything of a node shares its two cores, but not one run queue: on
+/// the API's runtime, a follower's append or a candidate's vote waited behind every agent
+/// request ready before it — at 10,000 agents long enough for the followers to elect another
+/// leader several times a minute (docs/benchmarks.md). On threads of their own, the kernel
+/// gives them their turn within its time slice instead.
+struct RaftLane(Option<tokio::runtime::Runtime>);
+
+/// Two threads: the state machine's apply (and the RocksDB write it makes) must not hold up the
+/// core's heartbeats.
+const RAFT_LANE_THREADS: usize = 2;
+
+impl RaftLane {
+    fn new() -> std::io::Result<RaftLane> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(RAFT_LANE_THREADS)
+            .thread_name("drover-raft")
+            .enable_all()
+            .build()?;
+        Ok(RaftLane(Some(runtime)))
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.0
+            .as_ref()
+            .expect("the lane runs until dropped")
+            .handle()
+    }
+}
+
+impl Drop for RaftLane {
+    /// Without waiting for its tasks: a runtime dropped from async code must not block (and
+    /// by then Raft is shut down, or never started).
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }

@@ -21,6 +21,7 @@ mod partitions;
 mod scheduler;
 pub mod serve;
 mod settings;
+mod sniff;
 pub mod tls;
 mod ui;
 mod what_if;

@@ -20,18 +20,25 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpStream;
+use tokio::runtime::Handle;
 use tower::ServiceExt;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
+use super::sniff::{Prefixed, first_request_is_raft};
 use super::tls::Peer;
 
 /// Streams one HTTP/2 connection may have open at once (hyper's default).
 const H2_MAX_STREAMS: u32 = 200;
 
 /// A connection the loop accepted: its socket, and whether its client is certified.
-pub trait Accepted: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {
+pub trait Accepted:
+    tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + Sized + 'static
+{
     fn tcp(&self) -> &TcpStream;
     fn certified(&self) -> bool;
+    /// The connection with its socket registered on the runtime this is called on, where it
+    /// is served from then on (its readiness was the accepting runtime's to report).
+    fn rehome(self) -> std::io::Result<Self>;
 }
 
 impl Accepted for TcpStream {
@@ -40,6 +47,9 @@ impl Accepted for TcpStream {
     }
     fn certified(&self) -> bool {
         false
+    }
+    fn rehome(self) -> std::io::Result<Self> {
+        TcpStream::from_std(self.into_std()?)
     }
 }
 
@@ -50,14 +60,27 @@ impl Accepted for drover_tls::TlsStream<TcpStream> {
     fn certified(&self) -> bool {
         drover_tls::peer_certified(self)
     }
+    /// Stays where it was accepted: rustls's session cannot be taken apart from its socket, so
+    /// the Raft lane keeps reporting this connection's readiness (one epoll event each, not its
+    /// requests' work).
+    fn rehome(self) -> std::io::Result<Self> {
+        Ok(self)
+    }
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then waits for the requests in flight.
 /// Each request carries its connection's [`Peer`] as `ConnectInfo`.
+///
+/// Run it on Raft's own runtime (the lane, with `listener` registered there): it accepts every
+/// connection and reads its first bytes there, serves a connection whose first request is a
+/// Raft RPC there too, and hands every other one to `api`. So neither a peer's RPC nor its
+/// reconnect after a timeout waits behind the API's load (docs/architecture.md, "Raft's own
+/// lane").
 pub async fn serve<L>(
     mut listener: L,
     app: Router,
     read_timeout: Duration,
+    api: Handle,
     shutdown: impl Future<Output = ()>,
 ) where
     L: axum::serve::Listener<Addr = SocketAddr>,
@@ -98,17 +121,124 @@ pub async fn serve<L>(
             request.extensions_mut().insert(ConnectInfo(peer));
             app.clone().oneshot(request)
         });
-        let connection = graceful.watch(
-            http.serve_connection(TokioIo::new(io), service)
-                .into_owned(),
-        );
+        let (http, watcher, api) = (http.clone(), graceful.watcher(), api.clone());
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                // A client gone, or one too slow with its request (hyper's header timeout).
-                tracing::debug!(%addr, error = %e, "connection ended");
+            let mut io = io;
+            // Inside the header read timeout hyper would give this connection.
+            let (read, raft) = match tokio::time::timeout(
+                read_timeout,
+                first_request_is_raft(&mut io),
+            )
+            .await
+            {
+                Ok(Ok(sniffed)) => sniffed,
+                Ok(Err(e)) => {
+                    tracing::debug!(%addr, error = %e, "connection ended");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%addr, "connection ended: no request within the read timeout");
+                    return;
+                }
+            };
+            let served = move |io: L::Io| async move {
+                let connection = watcher.watch(
+                    http.serve_connection(TokioIo::new(Prefixed::new(read, io)), service)
+                        .into_owned(),
+                );
+                if let Err(e) = connection.await {
+                    // A client gone, or one too slow with its request (hyper's header timeout).
+                    tracing::debug!(%addr, error = %e, "connection ended");
+                }
+            };
+            if raft {
+                served(io).await;
+            } else {
+                api.spawn(async move {
+                    match io.rehome() {
+                        Ok(io) => served(io).await,
+                        Err(e) => tracing::warn!(%addr, error = %e, "cannot serve a connection"),
+                    }
+                });
             }
         });
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::{get, post};
+
+    /// The name of the thread that served the request.
+    async fn thread() -> String {
+        std::thread::current()
+            .name()
+            .unwrap_or("unnamed")
+            .to_owned()
+    }
+
+    #[test]
+    fn raft_connections_are_served_on_the_raft_lane_and_the_rest_on_the_callers_runtime() {
+        let lane = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("test-raft-lane")
+            .enable_all()
+            .build()
+            .unwrap();
+        let api = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("test-api")
+            .enable_all()
+            .build()
+            .unwrap();
+        let api_handle = api.handle().clone();
+        lane.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let app = Router::new()
+                .route("/raft/append", post(thread))
+                .route("/v1/cluster", get(thread));
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let server = tokio::spawn(serve(
+                listener,
+                app,
+                Duration::from_secs(5),
+                api_handle,
+                async move {
+                    let _ = stopped.await;
+                },
+            ));
+            // One client per kind, as a peer's transport and an agent have.
+            let client = || drover_tls::http_client(None).http1_only().build().unwrap();
+            let (peer, agent) = (client(), client());
+            for _ in 0..3 {
+                let on = peer
+                    .post(format!("http://{addr}/raft/append"))
+                    .body("x")
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                assert_eq!(on, "test-raft-lane");
+                let on = agent
+                    .get(format!("http://{addr}/v1/cluster"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                assert_eq!(on, "test-api");
+            }
+            drop((peer, agent));
+            stop.send(()).unwrap();
+            server.await.unwrap();
+        });
+        api.shutdown_background();
+    }
 }

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use tokio::runtime::Handle;
+
 use drover_raft::{Faults, Peering, Raft, Transport};
 
 use super::batcher::Batcher;
@@ -29,8 +31,10 @@ pub enum StartError {
 }
 
 /// Opens the store and starts Raft and the node's background tasks; the returned node is
-/// ready to serve. Stop it with `node.raft().shutdown()`.
-pub async fn start(config: Config) -> Result<Node, StartError> {
+/// ready to serve. Raft — openraft's core, its replication streams and its state-machine
+/// worker, and with them the connections its RPCs go out on — runs on `raft_lane`, the rest on
+/// the caller's runtime. Stop it with `node.raft().shutdown()`.
+pub async fn start(config: Config, raft_lane: &Handle) -> Result<Node, StartError> {
     let store = drover_store::open(config.data_dir.join("store"))?;
     recovery::recover(&store, &config)?;
     let timings = store.timings.clone();
@@ -67,15 +71,18 @@ pub async fn start(config: Config) -> Result<Node, StartError> {
         .map_err(StartError::Raft)?;
     let state = store.state_machine.handle();
     let state_machine = store.state_machine.clone();
-    let raft = Raft::new(
-        config.id,
-        raft_config,
-        transport,
-        store.log,
-        store.state_machine,
-    )
-    .await
-    .map_err(|e| StartError::Raft(e.to_string()))?;
+    // openraft spawns its tasks on the runtime that creates it.
+    let raft = raft_lane
+        .spawn(Raft::new(
+            config.id,
+            raft_config,
+            transport,
+            store.log,
+            store.state_machine,
+        ))
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))?
+        .map_err(|e| StartError::Raft(e.to_string()))?;
     let peer_client = drover_tls::http_client(config.tls.as_ref().map(|t| t.client.clone()))
         .local_address(config.listen.ip())
         // Long enough for the leader to answer any proposal (bounded by the request timeout) or
