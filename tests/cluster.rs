@@ -212,7 +212,9 @@ async fn join_promote_and_remove_a_fourth_node() {
         },
     )
     .await;
-    assert_eq!(c.put(4, "via/4", "x").await.unwrap().status(), 200);
+    let put = c.put(4, "via/4", "x").await.unwrap();
+    let status = put.status();
+    assert_eq!(status, 200, "{}", put.text().await.unwrap_or_default());
     wait_for("node 4 to apply", Duration::from_secs(10), || async {
         (c.get(4, "via/4", true).await.as_deref() == Some("x")).then_some(())
     })

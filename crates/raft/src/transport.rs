@@ -121,9 +121,14 @@ impl Transport {
         tls: Option<drover_tls::rustls::ClientConfig>,
     ) -> Result<Transport, reqwest::Error> {
         let scheme = if tls.is_some() { "https" } else { "http" };
+        // The receiving node tells a peer's connection from a client's by its first request
+        // line (`POST /raft/…`), which HTTP/2 does not have. Over TLS the handshake picks the
+        // protocol (hyper follows it whatever the builder says), so only HTTP/1.1 is offered.
+        let tls = tls.map(|mut config| {
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            config
+        });
         let client = drover_tls::http_client(tls)
-            // The receiving node tells a peer's connection from a client's by its first
-            // request line (`POST /raft/…`), which HTTP/2 does not have.
             .http1_only()
             .local_address(source)
             .tcp_nodelay(true)

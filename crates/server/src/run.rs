@@ -52,40 +52,53 @@ pub async fn run(
             api::tls::require_peer_certificate,
         ));
     }
-    let app = api::router(node.clone()).merge(raft_routes);
+    // A peer's connection (told by its first request, `serve`) is served Raft's routes alone;
+    // every other one all of them, Raft's included, as before there was a lane.
+    let app = api::router(node.clone()).merge(raft_routes.clone());
     let read_timeout = config.http_read_timeout;
     let api = tokio::runtime::Handle::current();
-    let tls = config.tls.clone();
     let (id, listen) = (config.id, config.listen);
-    // Accepting runs on the lane with the listener registered there (`serve`).
-    let served = lane.handle().spawn(async move {
-        let listener = TcpListener::from_std(listener.into_std()?)?;
-        match tls {
-            None => {
+    // The accept loop runs on the lane (`serve`). A plain listener is registered there; the
+    // TLS acceptor's accepts and handshakes stay on the API's runtime, where each client's
+    // connection is served after (a handshake storm of reconnecting agents is the API's load,
+    // not Raft's), and hand their connections over.
+    let served = match config.tls.clone() {
+        None => {
+            let listener = listener.into_std()?;
+            lane.handle().spawn(async move {
+                let listener = TcpListener::from_std(listener)?;
                 tracing::info!(id, %listen, "serving HTTP");
-                api::serve::serve(listener, app, read_timeout, api, shutdown).await;
-            }
-            Some(tls) => {
+                api::serve::serve(listener, app, raft_routes, read_timeout, api, shutdown).await;
+                Ok::<(), std::io::Error>(())
+            })
+        }
+        Some(tls) => {
+            let listener =
+                api::tls::Listener(drover_tls::Acceptor::new(listener, tls.server.clone())?);
+            lane.handle().spawn(async move {
                 tracing::info!(
                     id,
                     %listen,
                     peer_client_cert_auth = tls.peer_client_cert_auth,
                     "serving HTTPS"
                 );
-                let listener =
-                    api::tls::Listener(drover_tls::Acceptor::new(listener, tls.server.clone())?);
-                api::serve::serve(listener, app, read_timeout, api, shutdown).await;
-            }
+                api::serve::serve(listener, app, raft_routes, read_timeout, api, shutdown).await;
+                Ok(())
+            })
         }
-        Ok::<(), std::io::Error>(())
-    });
-    served
+    };
+    let served = served
         .await
-        .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+        .map_err(|e| Error::Io(std::io::Error::other(e)))
+        .and_then(|r| r.map_err(Error::Io));
+    // Raft stops however serving ended, before its lane goes.
     tracing::info!("shutting down raft");
-    raft.shutdown()
+    let stopped = raft
+        .shutdown()
         .await
-        .map_err(|e| Error::Raft(e.to_string()))?;
+        .map_err(|e| Error::Raft(e.to_string()));
+    served?;
+    stopped?;
     Ok(())
 }
 
@@ -119,8 +132,8 @@ impl RaftLane {
 }
 
 impl Drop for RaftLane {
-    /// Without waiting for its tasks: a runtime dropped from async code must not block (and
-    /// by then Raft is shut down, or never started).
+    /// Without waiting for its tasks: a runtime dropped from async code must not block. Raft
+    /// is shut down by then, unless starting the node failed part-way.
     fn drop(&mut self) {
         if let Some(runtime) = self.0.take() {
             runtime.shutdown_background();

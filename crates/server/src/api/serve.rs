@@ -60,9 +60,9 @@ impl Accepted for drover_tls::TlsStream<TcpStream> {
     fn certified(&self) -> bool {
         drover_tls::peer_certified(self)
     }
-    /// Stays where it was accepted: rustls's session cannot be taken apart from its socket, so
-    /// the Raft lane keeps reporting this connection's readiness (one epoll event each, not its
-    /// requests' work).
+    /// Stays where it is: the TLS acceptor accepts on the API's runtime (`run.rs`), so its
+    /// socket is registered there already, and a peer's is polled from the lane with its
+    /// readiness reported by the API's reactor.
     fn rehome(self) -> std::io::Result<Self> {
         Ok(self)
     }
@@ -71,14 +71,19 @@ impl Accepted for drover_tls::TlsStream<TcpStream> {
 /// Serves `app` on `listener` until `shutdown` resolves, then waits for the requests in flight.
 /// Each request carries its connection's [`Peer`] as `ConnectInfo`.
 ///
-/// Run it on Raft's own runtime (the lane, with `listener` registered there): it accepts every
-/// connection and reads its first bytes there, serves a connection whose first request is a
-/// Raft RPC there too, and hands every other one to `api`. So neither a peer's RPC nor its
-/// reconnect after a timeout waits behind the API's load (docs/architecture.md, "Raft's own
-/// lane").
+/// Run it on Raft's own runtime (the lane): it accepts every connection and reads its first
+/// bytes there, serves a connection whose first request is a Raft RPC there too — with
+/// `raft_app` (Raft's routes) alone, so a client that starts with `POST /raft/` to get onto the
+/// lane can do nothing there but what Raft's routes allow — and hands every other one to `api`,
+/// served with `app`. So neither a peer's RPC nor its reconnect after a timeout waits behind the
+/// API's load (docs/architecture.md, "Raft's own lane").
+///
+/// The first bytes are read within `read_timeout`, and hyper's header timeout starts after:
+/// a client that trickles its request head is cut off within twice the read timeout.
 pub async fn serve<L>(
     mut listener: L,
     app: Router,
+    raft_app: Router,
     read_timeout: Duration,
     api: Handle,
     shutdown: impl Future<Output = ()>,
@@ -87,6 +92,9 @@ pub async fn serve<L>(
     L::Io: Accepted,
 {
     let app = app.layer(RequestBodyTimeoutLayer::new(read_timeout));
+    let raft_app = raft_app.layer(RequestBodyTimeoutLayer::new(read_timeout));
+    // Connections still being read when shutdown starts are closed, not waited for.
+    let (stopping, stopped) = tokio::sync::watch::channel(false);
     let mut http = auto::Builder::new(TokioExecutor::new());
     http.http1()
         .timer(TokioTimer::new())
@@ -116,21 +124,25 @@ pub async fn serve<L>(
             addr,
             certified: io.certified(),
         };
-        let app = app.clone();
-        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-            request.extensions_mut().insert(ConnectInfo(peer));
-            app.clone().oneshot(request)
-        });
+        let (app, raft_app) = (app.clone(), raft_app.clone());
+        let service = move |app: Router| {
+            hyper::service::service_fn(move |mut request: Request<Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                app.clone().oneshot(request)
+            })
+        };
         let (http, watcher, api) = (http.clone(), graceful.watcher(), api.clone());
+        let mut stopped = stopped.clone();
         tokio::spawn(async move {
             let mut io = io;
-            // Inside the header read timeout hyper would give this connection.
-            let (read, raft) = match tokio::time::timeout(
-                read_timeout,
-                first_request_is_raft(&mut io),
-            )
-            .await
-            {
+            let sniffed = tokio::select! {
+                sniffed = tokio::time::timeout(read_timeout, first_request_is_raft(&mut io)) => sniffed,
+                _ = stopped.wait_for(|stopping| *stopping) => {
+                    tracing::debug!(%addr, "connection closed unread: shutting down");
+                    return;
+                }
+            };
+            let (read, raft) = match sniffed {
                 Ok(Ok(sniffed)) => sniffed,
                 Ok(Err(e)) => {
                     tracing::debug!(%addr, error = %e, "connection ended");
@@ -141,6 +153,7 @@ pub async fn serve<L>(
                     return;
                 }
             };
+            let service = service(if raft { raft_app } else { app });
             let served = move |io: L::Io| async move {
                 let connection = watcher.watch(
                     http.serve_connection(TokioIo::new(Prefixed::new(read, io)), service)
@@ -164,6 +177,7 @@ pub async fn serve<L>(
         });
     }
     drop(listener);
+    let _ = stopping.send(true);
     graceful.shutdown().await;
 }
 
@@ -180,65 +194,116 @@ mod tests {
             .to_owned()
     }
 
-    #[test]
-    fn raft_connections_are_served_on_the_raft_lane_and_the_rest_on_the_callers_runtime() {
-        let lane = tokio::runtime::Builder::new_multi_thread()
+    fn runtime(name: &str) -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
-            .thread_name("test-raft-lane")
+            .thread_name(name)
             .enable_all()
             .build()
-            .unwrap();
-        let api = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("test-api")
-            .enable_all()
-            .build()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// A client per kind, as a peer's transport and an agent each have one.
+    fn client() -> reqwest::Client {
+        drover_tls::http_client(None).http1_only().build().unwrap()
+    }
+
+    async fn text(r: reqwest::RequestBuilder) -> (u16, String) {
+        let r = r.send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    /// `GET /v1/block`'s handler says it `entered`, then holds the API runtime's one thread
+    /// until `release` is sent.
+    struct Gate {
+        entered: tokio::sync::mpsc::UnboundedReceiver<()>,
+        release: std::sync::mpsc::Sender<()>,
+    }
+
+    /// Serves on a lane named `test-raft-lane` with the API on `test-api`; runs `check` with
+    /// the address and the gate of `GET /v1/block`.
+    fn with_server<F, Fut>(check: F)
+    where
+        F: FnOnce(SocketAddr, Gate) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        let (lane, api) = (runtime("test-raft-lane"), runtime("test-api"));
         let api_handle = api.handle().clone();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let released = std::sync::Arc::new(std::sync::Mutex::new(released));
+        let (enter, entered) = tokio::sync::mpsc::unbounded_channel();
+        let gate = Gate { entered, release };
         lane.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
+            let raft_app = Router::new().route("/raft/append", post(thread));
             let app = Router::new()
-                .route("/raft/append", post(thread))
-                .route("/v1/cluster", get(thread));
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+                .route("/v1/cluster", get(thread))
+                .route(
+                    "/v1/block",
+                    get(move || async move {
+                        let _ = enter.send(());
+                        // Holds the API runtime's only thread, as a saturated runtime would.
+                        let _ = released.lock().unwrap().recv();
+                        "released"
+                    }),
+                )
+                .merge(raft_app.clone());
+            let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
             let server = tokio::spawn(serve(
                 listener,
                 app,
+                raft_app,
                 Duration::from_secs(5),
                 api_handle,
                 async move {
-                    let _ = stopped.await;
+                    let _ = stop_rx.await;
                 },
             ));
-            // One client per kind, as a peer's transport and an agent have.
-            let client = || drover_tls::http_client(None).http1_only().build().unwrap();
-            let (peer, agent) = (client(), client());
-            for _ in 0..3 {
-                let on = peer
-                    .post(format!("http://{addr}/raft/append"))
-                    .body("x")
-                    .send()
-                    .await
-                    .unwrap()
-                    .text()
-                    .await
-                    .unwrap();
-                assert_eq!(on, "test-raft-lane");
-                let on = agent
-                    .get(format!("http://{addr}/v1/cluster"))
-                    .send()
-                    .await
-                    .unwrap()
-                    .text()
-                    .await
-                    .unwrap();
-                assert_eq!(on, "test-api");
-            }
-            drop((peer, agent));
+            check(addr, gate).await;
             stop.send(()).unwrap();
             server.await.unwrap();
         });
         api.shutdown_background();
+    }
+
+    #[test]
+    fn raft_connections_are_served_on_the_raft_lane_and_the_rest_on_the_callers_runtime() {
+        with_server(|addr, _gate| async move {
+            let (peer, agent) = (client(), client());
+            for _ in 0..3 {
+                let on = text(peer.post(format!("http://{addr}/raft/append")).body("x")).await;
+                assert_eq!(on, (200, "test-raft-lane".to_owned()));
+                let on = text(agent.get(format!("http://{addr}/v1/cluster"))).await;
+                assert_eq!(on, (200, "test-api".to_owned()));
+            }
+            // A connection that began with Raft is served Raft's routes alone.
+            let (status, _) = text(peer.get(format!("http://{addr}/v1/cluster"))).await;
+            assert_eq!(status, 404);
+        });
+    }
+
+    #[test]
+    fn raft_rpcs_are_answered_while_the_api_runtime_is_stuck() {
+        with_server(|addr, mut gate| async move {
+            let agent = client();
+            let blocked = tokio::spawn(text(agent.get(format!("http://{addr}/v1/block"))));
+            tokio::time::timeout(Duration::from_secs(10), gate.entered.recv())
+                .await
+                .expect("the blocking request reaches its handler");
+            let peer = client();
+            // Answered on the lane while the API's only thread waits for the gate, which opens
+            // only after this answer: were Raft served on the API's runtime, this would never
+            // come and the deadline would fail the test.
+            let answered = tokio::time::timeout(
+                Duration::from_secs(10),
+                text(peer.post(format!("http://{addr}/raft/append")).body("x")),
+            )
+            .await
+            .expect("a Raft RPC is answered while the API's runtime is stuck");
+            assert_eq!(answered, (200, "test-raft-lane".to_owned()));
+            gate.release.send(()).unwrap();
+            assert_eq!(blocked.await.unwrap(), (200, "released".to_owned()));
+        });
     }
 }
