@@ -125,12 +125,6 @@ pub async fn serve<L>(
             certified: io.certified(),
         };
         let (app, raft_app) = (app.clone(), raft_app.clone());
-        let service = move |app: Router| {
-            hyper::service::service_fn(move |mut request: Request<Incoming>| {
-                request.extensions_mut().insert(ConnectInfo(peer));
-                app.clone().oneshot(request)
-            })
-        };
         let (http, watcher, api) = (http.clone(), graceful.watcher(), api.clone());
         let mut stopped = stopped.clone();
         tokio::spawn(async move {
@@ -153,7 +147,11 @@ pub async fn serve<L>(
                     return;
                 }
             };
-            let service = service(if raft { raft_app } else { app });
+            let app = if raft { raft_app } else { app };
+            let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                app.clone().oneshot(request)
+            });
             let served = move |io: L::Io| async move {
                 let connection = watcher.watch(
                     http.serve_connection(TokioIo::new(Prefixed::new(read, io)), service)
