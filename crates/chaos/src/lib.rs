@@ -699,6 +699,11 @@ fn elapsed_ns(start: Instant) -> u64 {
 /// the version its event gives, after its proposer stamped it (a second of slack before that,
 /// for the wall clock against the monotonic one) and before the harness read it. Each has a
 /// log entry of its own, so its version is owned.
+///
+/// The stamp is wall-clock time and the rest of the history monotonic: when the wall clock
+/// jumps ahead of the monotonic one (a whole machine paused and resumed — CI saw a 27 s jump),
+/// a stamp can map to after the harness read the event. The death still happened before it
+/// was read, so it is invoked no later than that.
 fn add_deaths(h: &mut History, deaths: &[invariants::Death], start_wall_ms: u64, end: u64) {
     for d in deaths {
         let Some(ops) = h.workers.get_mut(&d.worker) else {
@@ -708,13 +713,14 @@ fn add_deaths(h: &mut History, deaths: &[invariants::Death], start_wall_ms: u64,
             .at_ms
             .saturating_sub(start_wall_ms)
             .saturating_mul(1_000_000);
+        let seen = d.seen_ns.unwrap_or(end);
         ops.push(Timed {
             op: WorkerOp::Dead {
                 generation: d.generation,
                 version: d.version,
             },
-            invoke: at.saturating_sub(1_000_000_000),
-            complete: Some(d.seen_ns.unwrap_or(end)),
+            invoke: at.saturating_sub(1_000_000_000).min(seen),
+            complete: Some(seen),
             who: format!("death (event {})", d.seq),
         });
         h.owned.insert(d.version);
@@ -1121,5 +1127,43 @@ fn lost_changes(
         report.lost_writes.push(format!(
             "{key}: a change acknowledged at version {v} is gone (the final read is at version {final_version})"
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_death_stamped_after_the_harness_read_it_is_invoked_no_later_than_that() {
+        let mut h = History::default();
+        h.workers.insert("w".into(), Vec::new());
+        let death = |at_ms, seen_s: u64| invariants::Death {
+            worker: "w".into(),
+            generation: 1,
+            at_ms,
+            seq: 1,
+            version: 5,
+            seen_ns: Some(seen_s * 1_000_000_000),
+        };
+        // Run started at wall 1,000 ms. One death stamped at 10 s, read at 11 s; one stamped
+        // at 40 s by a wall clock that jumped 30 s ahead, read at 12 s.
+        add_deaths(
+            &mut h,
+            &[death(11_000, 11), death(41_000, 12)],
+            1_000,
+            60_000_000_000,
+        );
+        let times: Vec<(u64, Option<u64>)> = h.workers["w"]
+            .iter()
+            .map(|t| (t.invoke, t.complete))
+            .collect();
+        assert_eq!(
+            times,
+            [
+                (9_000_000_000, Some(11_000_000_000)),
+                (12_000_000_000, Some(12_000_000_000))
+            ]
+        );
     }
 }
